@@ -1,0 +1,61 @@
+import { ConfigError } from "../shared/config.ts";
+
+const HELP = `s3csv: resumable, validated CSV transforms on S3
+
+Usage:
+  s3csv worker     run a worker that processes jobs from the queue
+  s3csv enqueue    add a job (and optionally wait for its result)
+  s3csv dev        run Redis, an S3-compatible server and a worker locally, with a sample job
+  s3csv help CMD   help for one command
+
+Configuration is read from the environment; see the README.`;
+
+const commands: Record<
+  string,
+  () => Promise<{ run(argv: string[]): Promise<void>; usage: string }>
+> = {
+  worker: async () => {
+    const m = await import("../worker/cli.ts");
+    return { run: m.workerCommand, usage: m.usage };
+  },
+  enqueue: async () => {
+    const m = await import("../producer/cli.ts");
+    return { run: m.enqueueCommand, usage: m.usage };
+  },
+  dev: async () => {
+    const m = await import("../dev/cli.ts");
+    return { run: m.devCommand, usage: m.usage };
+  },
+};
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    const topic = rest[0] && commands[rest[0]];
+    process.stdout.write(`${topic ? (await topic()).usage : HELP}\n`);
+    return;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`s3csv: unknown command "${name}"\n\n${HELP}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const command = await load();
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(`${command.usage}\n`);
+    return;
+  }
+  await command.run(rest);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof ConfigError || (error instanceof Error && error.name === "UsageError")) {
+    process.stderr.write(`s3csv: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(
+    `s3csv: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,133 @@
+import { mkdir, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { startFauxqs } from "fauxqs";
+import { enqueueTransform, queueSettings, transformQueue } from "../producer/enqueue.ts";
+import { progressWriter } from "../producer/progressBar.ts";
+import { waitForResult } from "../producer/waitForResult.ts";
+import { type Config, loadConfig } from "../shared/config.ts";
+import { createLogger } from "../shared/logger.ts";
+import { createS3Client } from "../shared/s3Client.ts";
+import { startWorker } from "../worker/worker.ts";
+import { startRedisServer } from "./redisServer.ts";
+
+export const usage = `s3csv dev [--dir DIR] [--once]
+
+Runs everything on this machine with no configuration: a private redis-server (unless
+REDIS_URL is set), an embedded S3-compatible server keeping its objects in DIR (default
+.s3csv-dev; unless S3_ENDPOINT is set), and a worker. It uploads a sample CSV with a few invalid
+rows, enqueues it, waits, and prints where the output and the reject report are.
+It keeps running so that you can enqueue more; --once exits after the sample job.`;
+
+const BUCKET = "s3csv-dev";
+const EXAMPLES = new URL("../examples/", import.meta.url);
+
+export async function devCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      dir: { type: "string", default: ".s3csv-dev" },
+      once: { type: "boolean", default: false },
+    },
+  });
+  const dir = resolve(values.dir);
+  await mkdir(dir, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    AWS_ACCESS_KEY_ID: "s3csv-dev",
+    AWS_SECRET_ACCESS_KEY: "s3csv-dev",
+    LOG_LEVEL: "warn",
+    ...process.env,
+  };
+  const stops: Array<() => Promise<unknown>> = [];
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+
+  if (!env.REDIS_URL) {
+    const redis = await startRedisServer({ dir: join(dir, "redis") });
+    env.REDIS_URL = redis.url;
+    stops.push(() => redis.stop());
+    say(`redis-server      ${redis.url} (data in ${join(dir, "redis")})`);
+  }
+  let s3Dir: string | undefined;
+  if (!env.S3_ENDPOINT) {
+    s3Dir = join(dir, "s3");
+    const s3Server = await startFauxqs({ port: 0, logger: false, s3StorageDir: s3Dir });
+    env.S3_ENDPOINT = s3Server.address;
+    stops.push(() => s3Server.stop());
+    say(`S3 (embedded)     ${s3Server.address} (objects in ${s3Dir})`);
+  }
+  const config: Config = loadConfig(env);
+  for (const [k, v] of Object.entries(env)) process.env[k] ??= v;
+
+  const s3 = createS3Client(config);
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET })).catch((error: { name?: string }) => {
+    if (error.name !== "BucketAlreadyOwnedByYou" && error.name !== "BucketAlreadyExists")
+      throw error;
+  });
+  const sampleCsv = await readFile(new URL("orders.csv", EXAMPLES));
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "in/orders.csv", Body: sampleCsv }));
+  const schemaPath = fileURLToPath(new URL("orders.schema.json", EXAMPLES));
+  const sampleSchema: unknown = JSON.parse(await readFile(schemaPath, "utf8"));
+
+  const worker = await startWorker(config, createLogger(config, "s3csv-worker"));
+  stops.unshift(() => worker.close(5000));
+  const queue = transformQueue(queueSettings(config));
+  stops.unshift(() => queue.close());
+
+  const stopAll = async () => {
+    for (const stop of stops) await stop().catch(() => {});
+    s3.destroy();
+  };
+
+  try {
+    const jobId = await enqueueTransform(
+      {
+        source: { bucket: BUCKET, key: "in/orders.csv" },
+        destination: { bucket: BUCKET, key: "out/orders.csv" },
+        schema: sampleSchema,
+      },
+      { queue },
+    );
+    say(`worker            queue "${config.QUEUE_NAME}", job ${jobId} enqueued`);
+    const bar = progressWriter(process.stderr);
+    const result = await waitForResult(queue, jobId, { onProgress: bar.update });
+    bar.done();
+    say("");
+    say(
+      `done: ${result.rows.valid} valid rows, ${result.rows.rejected} rejected of ${result.rows.read}`,
+    );
+    say(`  output        s3://${result.output.bucket}/${result.output.key}`);
+    say(`  reject report s3://${result.rejects.bucket}/${result.rejects.key}`);
+    if (s3Dir) {
+      const file = (key: string) =>
+        join(s3Dir as string, "buckets", BUCKET, "objects", `${key}.data`);
+      for (const [label, key] of [
+        ["output", result.output.key],
+        ["reject report", result.rejects.key],
+      ] as const) {
+        say(`\n${label} (${file(key)}):`);
+        say((await readFile(file(key), "utf8")).trimEnd());
+      }
+    }
+    say("\nEnqueue more from another terminal with:");
+    say(
+      `  REDIS_URL=${config.REDIS_URL} S3_ENDPOINT=${config.S3_ENDPOINT} AWS_ACCESS_KEY_ID=s3csv-dev AWS_SECRET_ACCESS_KEY=s3csv-dev \\\n` +
+        `  npx s3csv enqueue --source s3://${BUCKET}/in/orders.csv --dest s3://${BUCKET}/out/again.csv --schema ${schemaPath} --wait`,
+    );
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  if (values.once) {
+    await stopAll();
+    return;
+  }
+  say("\nRunning; Ctrl-C stops everything.");
+  await new Promise<void>((resolveStop) => {
+    const stop = () => resolveStop();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await stopAll();
+}

@@ -1,0 +1,69 @@
+import { type ConnectionOptions, Queue } from "bullmq";
+import type { Config } from "../shared/config.ts";
+import { describeZodError, JobInput, type JobResult } from "../shared/job.ts";
+import { redisConnection } from "../shared/redis.ts";
+
+export const JOB_NAME = "transform";
+
+export class InvalidJobError extends Error {
+  override name = "InvalidJobError";
+}
+
+export interface QueueSettings {
+  connection: ConnectionOptions;
+  queueName: string;
+  prefix: string;
+  attempts: number;
+  backoffMs: number;
+}
+
+export function queueSettings(config: Config): QueueSettings {
+  return {
+    connection: redisConnection(config),
+    queueName: config.QUEUE_NAME,
+    prefix: config.QUEUE_PREFIX,
+    attempts: config.JOB_ATTEMPTS,
+    backoffMs: config.JOB_BACKOFF_MS,
+  };
+}
+
+/** The queue jobs go to, with the retry policy resume depends on as its default job options. */
+export function transformQueue(settings: QueueSettings): Queue<unknown, JobResult> {
+  return new Queue<unknown, JobResult>(settings.queueName, {
+    connection: settings.connection,
+    prefix: settings.prefix,
+    defaultJobOptions: {
+      attempts: settings.attempts,
+      backoff: { type: "exponential", delay: settings.backoffMs },
+      removeOnComplete: { count: 10_000 },
+      removeOnFail: { count: 10_000 },
+    },
+  });
+}
+
+/** Checks a job payload against the contract; throws InvalidJobError naming each bad field. */
+export function validateJobInput(input: unknown): ReturnType<typeof JobInput.parse> {
+  const parsed = JobInput.safeParse(input);
+  if (!parsed.success) throw new InvalidJobError(`invalid job: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+export interface EnqueueOptions {
+  queue: Queue<unknown, JobResult>;
+  /** A job id of your own makes enqueueing idempotent: the same id is never added twice. */
+  jobId?: string;
+  priority?: number;
+  delay?: number;
+}
+
+/** Validates the job (before Redis is touched) and adds it; resolves to the job id. */
+export async function enqueueTransform(input: unknown, options: EnqueueOptions): Promise<string> {
+  const data = validateJobInput(input);
+  const job = await options.queue.add(JOB_NAME, data, {
+    ...(options.jobId ? { jobId: options.jobId } : {}),
+    ...(options.priority ? { priority: options.priority } : {}),
+    ...(options.delay ? { delay: options.delay } : {}),
+  });
+  if (!job.id) throw new Error("the queue returned no job id");
+  return job.id;
+}

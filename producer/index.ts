@@ -1,0 +1,12 @@
+// The producer library: what apps import to enqueue transforms and wait for their results.
+
+export { loadConfig } from "../shared/config.ts";
+export type { JobInput, JobProgress, JobResult } from "../shared/job.ts";
+export {
+  enqueueTransform,
+  InvalidJobError,
+  queueSettings,
+  transformQueue,
+  validateJobInput,
+} from "./enqueue.ts";
+export { JobFailedError, waitForResult } from "./waitForResult.ts";

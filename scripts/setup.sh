@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Everything s3csv needs on a fresh Debian/Ubuntu machine: redis-server (for `s3csv dev` and the
+# tests) and the npm dependencies, which include the Node 24 runtime the project runs on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+if [ ${#packages[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${packages[*]} with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+echo "setup: installing npm dependencies (with Node 24)"
+npm ci --no-audit --no-fund --loglevel=error
+echo "setup: done ($(node_modules/.bin/node --version), $(redis-server --version | cut -d' ' -f3))"

@@ -1,0 +1,48 @@
+import { z } from "zod";
+import { MIN_PART_SIZE } from "./job.ts";
+
+// Configuration comes from the environment, parsed once at start-up; every error names the
+// variable. Credentials are not here: the AWS SDK's default provider chain finds them.
+
+const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
+
+export const ConfigEnv = z.object({
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, "must start with redis:// or rediss://")
+    .default("redis://127.0.0.1:6379"),
+  QUEUE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.{}-]+$/, "letters, digits, _ . - { } only")
+    .default("csv-transform"),
+  QUEUE_PREFIX: z.string().min(1).default("bull"),
+  S3_ENDPOINT: z.url().optional(),
+  AWS_REGION: z.string().min(1).default("us-east-1"),
+  S3_CHECKSUMS: z.enum(["when_supported", "when_required"]).default("when_supported"),
+  WORKER_CONCURRENCY: int(1, 2),
+  PART_SIZE: int(MIN_PART_SIZE, 8 * 1024 * 1024),
+  PARTS_IN_FLIGHT: int(1, 2),
+  JOB_ATTEMPTS: int(1, 5),
+  JOB_BACKOFF_MS: int(0, 2000),
+  LOCK_DURATION_MS: int(1000, 30_000),
+  STALLED_INTERVAL_MS: int(500, 15_000),
+  MAX_STALLED_COUNT: int(2, 5),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+export type Config = z.infer<typeof ConfigEnv>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "not set", as in most shells' `VAR= cmd`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
+  const parsed = ConfigEnv.safeParse(present);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((issue) => {
+    const name = String(issue.path[0]);
+    return `  ${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+}

@@ -1,0 +1,192 @@
+import { z } from "zod";
+import { BucketName, ObjectKey, S3Location } from "./s3Url.ts";
+import { TableSchema } from "./tableSchema.ts";
+
+// The job contract. Plain JSON, so any BullMQ client can enqueue a job; `job.schema.json` is
+// generated from these schemas (npm run schema:write) and a test keeps it in sync.
+
+const MiB = 1024 * 1024;
+export const MIN_PART_SIZE = 5 * MiB;
+export const MAX_PART_SIZE = 5 * 1024 * MiB;
+
+const SingleChar = z
+  .string()
+  .length(1, "must be exactly one character")
+  .refine((c) => c !== "\r" && c !== "\n", "must not be a line break")
+  .refine((c) => c.charCodeAt(0) < 128, "must be an ASCII character");
+
+export const JobOptions = z
+  .strictObject({
+    delimiter: SingleChar.default(","),
+    quote: SingleChar.default('"'),
+    header: z.boolean().default(true),
+    onInvalid: z.enum(["reject", "fail"]).default("reject"),
+    maxInvalidRows: z.number().int().nonnegative().optional(),
+    rejects: S3Location.optional(),
+    partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE).optional(),
+    newline: z.enum(["\n", "\r\n"]).default("\r\n"),
+    maxRowBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * MiB)
+      .default(MiB),
+  })
+  .refine((o) => o.delimiter !== o.quote, {
+    message: "delimiter and quote must differ",
+    path: ["quote"],
+  });
+export type JobOptions = z.infer<typeof JobOptions>;
+
+export const SourceLocation = z.strictObject({
+  bucket: BucketName,
+  key: ObjectKey,
+  versionId: z.string().min(1).optional(),
+});
+
+const jobFields = {
+  source: SourceLocation,
+  destination: S3Location,
+  schema: TableSchema.optional(),
+  transform: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]*$/, "must be the name of a registered transform")
+    .optional(),
+  options: JobOptions.default(JobOptions.parse({})),
+};
+
+function exactlyOneRule(input: { schema?: unknown; transform?: unknown }): boolean {
+  return (input.schema === undefined) !== (input.transform === undefined);
+}
+const exactlyOne = {
+  message: "give exactly one of `schema` (a Table Schema) or `transform` (a registered name)",
+  path: ["schema"],
+};
+
+function distinctOutputsRule(input: {
+  source: S3Location;
+  destination: S3Location;
+  options: JobOptions;
+}): boolean {
+  const same = (a: S3Location, b: S3Location) => a.bucket === b.bucket && a.key === b.key;
+  if (same(input.source, input.destination)) return false;
+  const rejects = input.options.rejects;
+  return !rejects || (!same(rejects, input.destination) && !same(rejects, input.source));
+}
+const distinctOutputs = {
+  message: "source, destination and reject report must be three different objects",
+  path: ["destination"],
+};
+
+/** What a producer sends. */
+export const JobInput = z
+  .strictObject(jobFields)
+  .refine(exactlyOneRule, exactlyOne)
+  .refine(distinctOutputsRule, distinctOutputs);
+export type JobInput = z.input<typeof JobInput>;
+
+export const ErrorCounts = z.record(z.string(), z.number().int().nonnegative());
+
+export const RowCounts = z.strictObject({
+  read: z.number().int().nonnegative(),
+  valid: z.number().int().nonnegative(),
+  rejected: z.number().int().nonnegative(),
+  errors: ErrorCounts,
+});
+export type RowCounts = z.infer<typeof RowCounts>;
+
+/** A position in the source right after a row: where reading resumes. */
+export const ResumeMark = z.strictObject({
+  offset: z.number().int().nonnegative(),
+  rowNumber: z.number().int().nonnegative(),
+  lineNumber: z.number().int().positive(),
+  counts: RowCounts,
+});
+export type ResumeMark = z.infer<typeof ResumeMark>;
+
+export const UploadedPart = z.strictObject({
+  PartNumber: z.number().int().min(1).max(10_000),
+  ETag: z.string(),
+  ChecksumCRC32: z.string().optional(),
+  size: z.number().int().nonnegative(),
+});
+export type UploadedPart = z.infer<typeof UploadedPart>;
+
+/** One output object's durable progress: the uploaded parts and the input they cover. */
+export const OutputCheckpoint = z.strictObject({
+  bucket: BucketName,
+  key: ObjectKey,
+  uploadId: z.string().optional(),
+  parts: z.array(UploadedPart),
+  bytes: z.number().int().nonnegative(),
+  mark: ResumeMark,
+  completed: z.strictObject({ etag: z.string(), bytes: z.number().int().nonnegative() }).optional(),
+});
+export type OutputCheckpoint = z.infer<typeof OutputCheckpoint>;
+
+export const Checkpoint = z.strictObject({
+  version: z.literal(1),
+  source: z.strictObject({
+    etag: z.string(),
+    size: z.number().int().nonnegative(),
+    versionId: z.string().optional(),
+  }),
+  partSize: z.number().int().min(MIN_PART_SIZE),
+  checksums: z.boolean(),
+  header: z.array(z.string()).nullable(),
+  output: OutputCheckpoint,
+  rejects: OutputCheckpoint,
+  resumes: z.number().int().nonnegative(),
+});
+export type Checkpoint = z.infer<typeof Checkpoint>;
+
+/** What a worker reads: the producer's input plus the checkpoint only workers write. */
+export const JobData = z
+  .strictObject({ ...jobFields, checkpoint: Checkpoint.optional() })
+  .refine(exactlyOneRule, exactlyOne)
+  .refine(distinctOutputsRule, distinctOutputs);
+export type JobData = z.infer<typeof JobData>;
+
+export const JobResult = z.strictObject({
+  output: z.strictObject({
+    bucket: z.string(),
+    key: z.string(),
+    etag: z.string(),
+    bytes: z.number().int().nonnegative(),
+  }),
+  rejects: z.strictObject({
+    bucket: z.string(),
+    key: z.string(),
+    etag: z.string(),
+    bytes: z.number().int().nonnegative(),
+    rows: z.number().int().nonnegative(),
+  }),
+  rows: RowCounts,
+  parts: z.number().int().nonnegative(),
+  resumes: z.number().int().nonnegative(),
+});
+export type JobResult = z.infer<typeof JobResult>;
+
+export const JobProgress = z.strictObject({
+  bytesRead: z.number().int().nonnegative(),
+  bytesTotal: z.number().int().nonnegative(),
+  rows: RowCounts,
+  parts: z.number().int().nonnegative(),
+  percent: z.number().min(0).max(100),
+});
+export type JobProgress = z.infer<typeof JobProgress>;
+
+/** The reject report sits next to the destination unless the job names it. */
+export function rejectsLocation(data: Pick<JobData, "destination" | "options">): S3Location {
+  if (data.options.rejects) return data.options.rejects;
+  const { bucket, key } = data.destination;
+  const stem = key.toLowerCase().endsWith(".csv") ? key.slice(0, -4) : key;
+  return { bucket, key: `${stem}.rejects.csv` };
+}
+
+/** A zod error as one line per problem, each naming the field's path. */
+export function describeZodError(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length ? issue.path.join(".") : "(root)"}: ${issue.message}`)
+    .join("; ");
+}

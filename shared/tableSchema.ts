@@ -1,0 +1,89 @@
+import { z } from "zod";
+
+// Frictionless Table Schema (v1): the declarative way a job says how rows are judged.
+// Unknown descriptive properties (title, description, rdfType, ...) are allowed, as the spec
+// allows them; everything that changes a verdict is typed.
+
+const FieldConstraints = z.looseObject({
+  required: z.boolean().optional(),
+  unique: z.boolean().optional(),
+  minLength: z.number().int().nonnegative().optional(),
+  maxLength: z.number().int().nonnegative().optional(),
+  minimum: z.union([z.number(), z.string()]).optional(),
+  maximum: z.union([z.number(), z.string()]).optional(),
+  pattern: z
+    .string()
+    .refine((p) => {
+      try {
+        new RegExp(p, "u");
+        return true;
+      } catch {
+        return false;
+      }
+    }, "must be a valid regular expression")
+    .optional(),
+  enum: z
+    .array(z.union([z.string(), z.number(), z.boolean()]))
+    .min(1)
+    .optional(),
+});
+
+const base = {
+  name: z.string().min(1, "field names must not be empty"),
+  title: z.string().optional(),
+  description: z.string().optional(),
+  format: z.string().optional(),
+  constraints: FieldConstraints.optional(),
+  missingValues: z.array(z.string()).optional(),
+};
+
+export const TableSchemaField = z.discriminatedUnion("type", [
+  z.looseObject({ ...base, type: z.literal("string") }),
+  z.looseObject({ ...base, type: z.literal("any") }),
+  z.looseObject({
+    ...base,
+    type: z.literal("integer"),
+    bareNumber: z.boolean().optional(),
+    groupChar: z.string().length(1).optional(),
+  }),
+  z.looseObject({
+    ...base,
+    type: z.literal("number"),
+    bareNumber: z.boolean().optional(),
+    decimalChar: z.string().length(1).optional(),
+    groupChar: z.string().length(1).optional(),
+  }),
+  z.looseObject({
+    ...base,
+    type: z.literal("boolean"),
+    trueValues: z.array(z.string()).optional(),
+    falseValues: z.array(z.string()).optional(),
+  }),
+  z.looseObject({ ...base, type: z.literal("date") }),
+  z.looseObject({ ...base, type: z.literal("time") }),
+  z.looseObject({ ...base, type: z.literal("datetime") }),
+  z.looseObject({ ...base, type: z.literal("year") }),
+  z.looseObject({ ...base, type: z.literal("yearmonth") }),
+]);
+export type TableSchemaField = z.infer<typeof TableSchemaField>;
+
+export const TableSchema = z
+  .looseObject({
+    fields: z.array(TableSchemaField).min(1, "a schema needs at least one field"),
+    missingValues: z.array(z.string()).optional(),
+    primaryKey: z.union([z.string(), z.array(z.string())]).optional(),
+  })
+  .superRefine((schema, ctx) => {
+    const seen = new Set<string>();
+    schema.fields.forEach((field, index) => {
+      if (seen.has(field.name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["fields", index, "name"],
+          message: `duplicate field name "${field.name}"`,
+        });
+      }
+      seen.add(field.name);
+    });
+  });
+export type TableSchema = z.infer<typeof TableSchema>;

@@ -1,0 +1,67 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { Queue } from "bullmq";
+import { enqueueTransform, queueSettings, transformQueue } from "../../producer/enqueue.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
+import type { JobResult } from "../../shared/job.ts";
+import { BUCKET, type Stack } from "../support/stack.ts";
+
+export const CLI = fileURLToPath(new URL("../../bin/s3csv.js", import.meta.url));
+
+export function queueFor(stack: Stack): Queue<unknown, JobResult> {
+  return transformQueue(queueSettings(stack.config));
+}
+
+export function job(
+  source: string,
+  destination: string,
+  schema: unknown,
+  options: Record<string, unknown> = {},
+) {
+  return {
+    source: { bucket: BUCKET, key: source },
+    destination: { bucket: BUCKET, key: destination },
+    schema,
+    options,
+  };
+}
+
+export async function run(queue: Queue<unknown, JobResult>, input: unknown): Promise<JobResult> {
+  const id = await enqueueTransform(input, { queue });
+  return waitForResult(queue, id, { timeoutMs: 110_000 });
+}
+
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Polls until `check` returns a value (not undefined), or fails after `ms`. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  ms = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

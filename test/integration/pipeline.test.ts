@@ -1,0 +1,168 @@
+import { writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobResult } from "../../shared/job.ts";
+import { peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
+import { BUCKET, type Stack, startStack } from "../support/stack.ts";
+import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
+import { job, queueFor, run, runCli } from "./helpers.ts";
+
+const MiB = 1024 * 1024;
+
+describe("pipeline end to end (real Redis, real S3-compatible server, worker process)", () => {
+  let stack: Stack;
+  let worker: WorkerProcess;
+  let queue: Queue<unknown, JobResult>;
+
+  beforeAll(async () => {
+    stack = await startStack({ PART_SIZE: String(5 * MiB), WORKER_CONCURRENCY: "4" });
+    worker = spawnWorker(stack.env);
+    queue = queueFor(stack);
+  });
+  afterAll(async () => {
+    await queue?.close();
+    await worker?.kill("SIGTERM");
+    await stack?.stop();
+  });
+
+  it("enqueues from the CLI, waits, and writes the exact output and reject report", async () => {
+    const data = peopleData({ rows: 500, invalidEvery: 7, newline: "\r\n" });
+    await stack.put("cli/in.csv", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), data.csv]));
+    const schemaFile = join(tmpdir(), `people-${process.pid}.json`);
+    await writeFile(schemaFile, JSON.stringify(peopleSchema));
+    const cli = await runCli(
+      [
+        "enqueue",
+        "--source",
+        `s3://${BUCKET}/cli/in.csv`,
+        "--dest",
+        `s3://${BUCKET}/cli/out.csv`,
+        "--schema",
+        schemaFile,
+        "--wait",
+        "--json",
+      ],
+      stack.env,
+    );
+    expect(cli.stderr).toBe("");
+    expect(cli.code).toBe(0);
+    const result = JSON.parse(cli.stdout) as JobResult & { jobId: string };
+    expect(result.rows).toMatchObject({
+      read: 500,
+      valid: 500 - data.rejected.length,
+      rejected: data.rejected.length,
+    });
+    expect(result.rejects.key).toBe("cli/out.rejects.csv");
+    expect((await stack.get("cli/out.csv")).equals(data.expectedOutput)).toBe(true);
+    const report = await stack.get("cli/out.rejects.csv");
+    expect(report.toString().split("\r\n")[0]).toBe(
+      "row_number,line_number,field,error,message,raw",
+    );
+    expect(rejectedRows(report)).toEqual(data.rejected);
+  });
+
+  it("refuses a bad payload at enqueue, naming the field, before touching Redis", async () => {
+    const schemaFile = join(tmpdir(), `bad-schema-${process.pid}.json`);
+    await writeFile(
+      schemaFile,
+      JSON.stringify({
+        fields: [
+          { name: "id", type: "integer", constraints: { minimum: "x" } },
+          { name: "n", type: "numbr" },
+        ],
+      }),
+    );
+    const cli = await runCli(
+      [
+        "enqueue",
+        "--source",
+        `s3://${BUCKET}/a.csv`,
+        "--dest",
+        `s3://${BUCKET}/b.csv`,
+        "--schema",
+        schemaFile,
+      ],
+      { ...stack.env, REDIS_URL: "redis://127.0.0.1:1" },
+    );
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain("schema.fields.1.type");
+    const noDest = await runCli(
+      ["enqueue", "--source", `s3://${BUCKET}/a.csv`, "--transform", "contacts-normalize"],
+      stack.env,
+    );
+    expect(noDest.code).toBe(2);
+    expect(noDest.stderr).toContain("--dest");
+    expect(await queue.count()).toBe(0);
+  });
+
+  it("fails a job whose source does not exist with a message that says what to do", async () => {
+    await expect(run(queue, job("missing.csv", "missing-out.csv", peopleSchema))).rejects.toThrow(
+      /source s3:\/\/s3csv-test\/missing.csv does not exist; upload it or fix the key/,
+    );
+  });
+
+  it("fails a job whose destination bucket does not exist, and leaves no upload open", async () => {
+    await stack.put("nobucket/in.csv", peopleData({ rows: 10 }).csv);
+    const input = {
+      ...job("nobucket/in.csv", "x.csv", peopleSchema),
+      destination: { bucket: "no-such-bucket", key: "x.csv" },
+    };
+    await expect(run(queue, input)).rejects.toThrow(
+      /bucket "no-such-bucket" .* does not exist; create it/,
+    );
+  });
+
+  it("the original bug: per-job uploaders, 5 jobs in a row and 4 at once, each completing only its own parts", async () => {
+    // Output sizes of 2.5, 12.5 and 32.5 part sizes: 1, 3 and 7 parts.
+    const bytesPerRow =
+      peopleData({ rows: 1000, invalidEvery: 1000, pad: 60 }).expectedOutput.length / 1000;
+    const sizes = [
+      { rows: Math.round((2.5 * MiB) / bytesPerRow), parts: 1 },
+      { rows: Math.round((12.5 * MiB) / bytesPerRow), parts: 3 },
+      { rows: Math.round((32.5 * MiB) / bytesPerRow), parts: 7 },
+    ];
+    const datasets = await Promise.all(
+      sizes.map(async (size, i) => {
+        const data = peopleData({ rows: size.rows, invalidEvery: 1000, pad: 60 });
+        await stack.put(`bug/in-${i}.csv`, data.csv);
+        return { ...size, data, key: `bug/in-${i}.csv` };
+      }),
+    );
+    const plan = [0, 1, 2, 1, 0].map((d, i) => ({ d, dest: `bug/seq-${i}.csv` }));
+    const results: Array<{ d: number; dest: string; result: JobResult }> = [];
+    for (const p of plan) {
+      const ds = datasets[p.d] as (typeof datasets)[number];
+      results.push({ ...p, result: await run(queue, job(ds.key, p.dest, peopleSchema)) });
+    }
+    const parallel = [2, 1, 0, 2].map((d, i) => ({ d, dest: `bug/par-${i}.csv` }));
+    results.push(
+      ...(await Promise.all(
+        parallel.map(async (p) => {
+          const ds = datasets[p.d] as (typeof datasets)[number];
+          return { ...p, result: await run(queue, job(ds.key, p.dest, peopleSchema)) };
+        }),
+      )),
+    );
+    for (const { d, dest, result } of results) {
+      const ds = datasets[d] as (typeof datasets)[number];
+      expect(result.parts, dest).toBe(ds.parts);
+      expect((await stack.get(dest)).equals(ds.data.expectedOutput), dest).toBe(true);
+    }
+    // Every CompleteMultipartUpload listed exactly the parts uploaded under its own upload id.
+    const completes = stack.s3Server.requests.filter(
+      (r) => r.completedParts && /\/bug\/(seq|par)-/.test(r.url),
+    );
+    expect(completes.length).toBe(results.filter((r) => r.result.parts > 1).length);
+    for (const complete of completes) {
+      const uploaded = new Set(
+        stack.s3Server.requests
+          .filter((r) => r.method === "PUT" && r.query.uploadId === complete.query.uploadId)
+          .map((r) => Number(r.query.partNumber)),
+      );
+      expect(complete.completedParts).toEqual([...uploaded].sort((a, b) => a - b));
+    }
+    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+  });
+});

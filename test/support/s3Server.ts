@@ -1,0 +1,85 @@
+import { buildApp } from "fauxqs";
+
+// The S3-compatible server of the integration tests: fauxqs, built with a store of our own so a
+// test can look inside it (open multipart uploads, their parts). It enforces S3's multipart
+// rules (InvalidPart, EntityTooSmall, NoSuchUpload), If-Match and ranged GETs.
+
+interface StoredUpload {
+  uploadId: string;
+  bucket: string;
+  key: string;
+  parts: Map<number, { body: Buffer; etag: string }>;
+}
+export interface FauxS3Store {
+  multipartUploads: Map<string, StoredUpload>;
+  buckets: Map<string, Map<string, { body: Buffer; etag: string }>>;
+  createBucket(name: string): void;
+}
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  query: Record<string, string>;
+  /** For CompleteMultipartUpload: the part numbers it listed. */
+  completedParts?: number[];
+}
+
+export interface TestS3Server {
+  endpoint: string;
+  store: FauxS3Store;
+  /** Every request the server saw, in arrival order. */
+  requests: SeenRequest[];
+  /** Runs before a request is handled; a test can hold a request here (its promise waits). */
+  beforeRequest?: (request: SeenRequest) => Promise<void> | void;
+  /** Runs after a request was handled and before its response is sent. */
+  beforeResponse?: (request: SeenRequest, statusCode: number) => Promise<void> | void;
+  stop(): Promise<void>;
+}
+
+async function fauxqsModule<T>(path: string): Promise<T> {
+  // The package exports only its entry point; its stores live beside it.
+  return (await import(
+    new URL(`../../node_modules/fauxqs/dist/${path}`, import.meta.url).href
+  )) as T;
+}
+
+export async function startS3Server(buckets: string[] = []): Promise<TestS3Server> {
+  const { S3Store } = await fauxqsModule<{ S3Store: new () => FauxS3Store }>("s3/s3Store.js");
+  const { SqsStore } = await fauxqsModule<{ SqsStore: new () => unknown }>("sqs/sqsStore.js");
+  const { SnsStore } = await fauxqsModule<{ SnsStore: new () => unknown }>("sns/snsStore.js");
+  const store = new S3Store();
+  for (const bucket of buckets) store.createBucket(bucket);
+  const app = buildApp({
+    logger: false,
+    stores: { s3Store: store, sqsStore: new SqsStore(), snsStore: new SnsStore() } as never,
+  });
+  const seen = new WeakMap<object, SeenRequest>();
+  const server: TestS3Server = {
+    endpoint: "",
+    store,
+    requests: [],
+    stop: () => app.close(),
+  };
+  app.addHook("preHandler", async (request) => {
+    const entry: SeenRequest = {
+      method: request.method,
+      url: request.url,
+      query: { ...(request.query as Record<string, string>) },
+    };
+    if (request.method === "POST" && entry.query.uploadId && Buffer.isBuffer(request.body)) {
+      const xml = request.body.toString("utf8");
+      entry.completedParts = [...xml.matchAll(/<PartNumber>(\d+)<\/PartNumber>/g)].map((m) =>
+        Number(m[1]),
+      );
+    }
+    seen.set(request, entry);
+    server.requests.push(entry);
+    await server.beforeRequest?.(entry);
+  });
+  app.addHook("onSend", async (request, reply) => {
+    const entry = seen.get(request);
+    if (entry) await server.beforeResponse?.(entry, reply.statusCode);
+  });
+  server.endpoint = await app.listen({ port: 0, host: "127.0.0.1" });
+  return server;
+}

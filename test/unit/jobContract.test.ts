@@ -1,0 +1,77 @@
+import { readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import { InvalidJobError, validateJobInput } from "../../producer/enqueue.ts";
+import { ConfigError, loadConfig } from "../../shared/config.ts";
+import { rejectsLocation } from "../../shared/job.ts";
+import { jobJsonSchema } from "../../shared/jobJsonSchema.ts";
+
+const good = {
+  source: { bucket: "in-bucket", key: "data/a.csv" },
+  destination: { bucket: "out-bucket", key: "data/a.csv" },
+  schema: { fields: [{ name: "id", type: "integer" }] },
+};
+
+function refusal(input: unknown): string {
+  try {
+    validateJobInput(input);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidJobError);
+    return (error as Error).message;
+  }
+  throw new Error("the job was accepted");
+}
+
+describe("job contract", () => {
+  it("accepts a valid job and fills in the defaults", () => {
+    const job = validateJobInput(good);
+    expect(job.options).toMatchObject({ delimiter: ",", onInvalid: "reject", header: true });
+  });
+
+  it("refuses bad payloads with a message naming the field", () => {
+    expect(refusal({ ...good, source: { bucket: "Bad_Bucket", key: "k" } })).toContain(
+      "source.bucket",
+    );
+    expect(refusal({ ...good, destination: { bucket: "out-bucket" } })).toContain(
+      "destination.key",
+    );
+    expect(refusal({ ...good, transform: "contacts-normalize" })).toContain(
+      "exactly one of `schema`",
+    );
+    expect(refusal({ ...good, schema: { fields: [{ name: "x", type: "decimal" }] } })).toContain(
+      "schema.fields.0.type",
+    );
+    expect(refusal({ ...good, options: { delimiter: ";;" } })).toContain("options.delimiter");
+    expect(refusal({ ...good, options: { partSize: 1024 } })).toContain("options.partSize");
+    expect(refusal({ ...good, checkpoint: {} })).toMatch(/checkpoint/);
+    expect(refusal({ ...good, destination: good.source })).toContain("three different objects");
+  });
+
+  it("puts the reject report next to the destination by default", () => {
+    const job = validateJobInput(good);
+    expect(rejectsLocation(job)).toEqual({ bucket: "out-bucket", key: "data/a.rejects.csv" });
+  });
+
+  it("keeps the published JSON Schema in sync with the zod contract (npm run schema:write)", async () => {
+    const file = await readFile(new URL("../../shared/job.schema.json", import.meta.url), "utf8");
+    expect(file).toBe(jobJsonSchema());
+  });
+});
+
+describe("configuration", () => {
+  it("has defaults for everything", () => {
+    expect(loadConfig({})).toMatchObject({
+      REDIS_URL: "redis://127.0.0.1:6379",
+      QUEUE_NAME: "csv-transform",
+      AWS_REGION: "us-east-1",
+      S3_CHECKSUMS: "when_supported",
+    });
+  });
+
+  it("names the variable in errors", () => {
+    expect(() => loadConfig({ PART_SIZE: "1000" })).toThrow(ConfigError);
+    const both = () => loadConfig({ PART_SIZE: "1000", S3_CHECKSUMS: "always" });
+    expect(both).toThrow(/PART_SIZE="1000": Too small/);
+    expect(both).toThrow(/S3_CHECKSUMS="always": Invalid option/);
+    expect(() => loadConfig({ REDIS_URL: "localhost:6379" })).toThrow(/REDIS_URL/);
+  });
+});

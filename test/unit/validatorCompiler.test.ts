@@ -1,0 +1,106 @@
+import { describe, expect, it } from "vitest";
+import { TableSchema } from "../../shared/tableSchema.ts";
+import { HeaderError } from "../../worker/rowJudge.ts";
+import { transforms } from "../../worker/transforms/index.ts";
+import { compileTransform } from "../../worker/transforms/registry.ts";
+import { compileTableSchema } from "../../worker/validatorCompiler.ts";
+
+function judge(fields: unknown[], header: string[] | null = null) {
+  return compileTableSchema(TableSchema.parse({ fields })).bind(header);
+}
+
+describe("Table Schema validator", () => {
+  it("normalizes valid cells to canonical text", () => {
+    const j = judge([
+      { name: "i", type: "integer" },
+      { name: "n", type: "number", groupChar: ",", bareNumber: false },
+      { name: "b", type: "boolean" },
+      { name: "d", type: "date", format: "%d/%m/%Y" },
+      { name: "t", type: "datetime" },
+    ]);
+    expect(
+      j.judge(["+007", "$1,234.50", "TRUE", "09/02/2024", "2024-02-09T10:00:00+02:00"]),
+    ).toEqual({
+      ok: true,
+      cells: ["7", "1234.50", "true", "2024-02-09", "2024-02-09T08:00:00Z"],
+    });
+  });
+
+  it("reports type and constraint errors per field with Frictionless codes", () => {
+    const j = judge([
+      { name: "age", type: "integer", constraints: { minimum: 0, maximum: 150 } },
+      { name: "email", type: "string", format: "email", constraints: { required: true } },
+      { name: "code", type: "string", constraints: { pattern: "[A-Z]{3}", enum: ["ABC", "XYZ"] } },
+      { name: "day", type: "date" },
+    ]);
+    const verdict = j.judge(["-1", "", "ABD", "2023-02-29"]);
+    expect(verdict.ok).toBe(false);
+    if (verdict.ok) return;
+    expect(verdict.errors.map((e) => [e.field, e.code])).toEqual([
+      ["age", "constraint-error"],
+      ["email", "constraint-error"],
+      ["code", "constraint-error"],
+      ["day", "type-error"],
+    ]);
+    expect(verdict.errors[0]?.message).toBe("-1 is below the minimum 0");
+    expect(verdict.errors[3]?.message).toBe('"2023-02-29" is not of type date/default');
+  });
+
+  it("treats missing values as null and requires them only when required", () => {
+    const j = judge([
+      { name: "a", type: "integer" },
+      { name: "b", type: "integer", constraints: { required: true } },
+    ]);
+    expect(j.judge(["", "1"])).toEqual({ ok: true, cells: ["", "1"] });
+    expect(j.judge(["1", ""])).toMatchObject({
+      ok: false,
+      errors: [{ field: "b", code: "constraint-error" }],
+    });
+  });
+
+  it("reports the row's shape before its cells", () => {
+    const j = judge([
+      { name: "a", type: "string" },
+      { name: "b", type: "string" },
+    ]);
+    expect(j.judge(["", ""])).toMatchObject({ ok: false, errors: [{ code: "blank-row" }] });
+    expect(j.judge(["1", "2", "3"])).toMatchObject({ ok: false, errors: [{ code: "extra-cell" }] });
+    expect(j.judge(["1"])).toMatchObject({
+      ok: false,
+      errors: [{ code: "missing-cell", field: "b" }],
+    });
+  });
+
+  it("maps columns by header name and refuses a header that does not match", () => {
+    const fields = [
+      { name: "a", type: "integer" },
+      { name: "b", type: "string" },
+    ];
+    expect(judge(fields, ["b", "a"]).judge(["x", "5"])).toEqual({ ok: true, cells: ["5", "x"] });
+    expect(() => judge(fields, ["a", "c", "c"])).toThrow(HeaderError);
+    expect(() => judge(fields, ["a", "c", "c"])).toThrow(
+      /duplicate-label: "c".*missing-label: "b".*extra-label: "c"/,
+    );
+  });
+});
+
+describe("registered transforms", () => {
+  it("runs the example transform with zod verdicts", () => {
+    const t = transforms.get("contacts-normalize");
+    if (!t) throw new Error("contacts-normalize is not registered");
+    const j = compileTransform(t).bind(["email", "name", "country", "signup_date"]);
+    expect(j.judge(["Ada@Example.com", "Ada King Lovelace", "gb", "2024-01-31"])).toEqual({
+      ok: true,
+      cells: ["ada@example.com", "Ada", "King Lovelace", "GB", "2024-01-31"],
+    });
+    expect(j.judge(["nope", "", "GBR", "2024-02-30"])).toMatchObject({
+      ok: false,
+      errors: [
+        { field: "email", code: "type-error" },
+        { field: "name", code: "constraint-error" },
+        { field: "country", code: "type-error" },
+        { field: "signup_date", code: "type-error" },
+      ],
+    });
+  });
+});

@@ -1,0 +1,46 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Config } from "../shared/config.ts";
+import {
+  type Checkpoint,
+  type JobData,
+  MAX_PART_SIZE,
+  type ResumeMark,
+  rejectsLocation,
+} from "../shared/job.ts";
+import { pinSource } from "./sourceReader.ts";
+
+const MiB = 1024 * 1024;
+// Output can outgrow its source (quoting, normalization); keep 2x headroom under 10,000 parts.
+const PART_BUDGET = 5000;
+
+/** A part size that fits the source in S3's 10,000 parts, never below the configured one. */
+export function choosePartSize(configured: number, sourceBytes: number): number {
+  const needed = Math.ceil(sourceBytes / PART_BUDGET / MiB) * MiB;
+  return Math.min(MAX_PART_SIZE, Math.max(configured, needed));
+}
+
+const START: ResumeMark = {
+  offset: 0,
+  rowNumber: 0,
+  lineNumber: 1,
+  counts: { read: 0, valid: 0, rejected: 0, errors: {} },
+};
+
+/** The first attempt's checkpoint: the pinned source and two outputs with nothing uploaded. */
+export async function firstCheckpoint(
+  s3: S3Client,
+  data: JobData,
+  config: Config,
+): Promise<Checkpoint> {
+  const source = await pinSource(s3, data.source);
+  return {
+    version: 1,
+    source,
+    partSize: data.options.partSize ?? choosePartSize(config.PART_SIZE, source.size),
+    checksums: config.S3_CHECKSUMS === "when_supported",
+    header: null,
+    output: { ...data.destination, parts: [], bytes: 0, mark: START },
+    rejects: { ...rejectsLocation(data), parts: [], bytes: 0, mark: START },
+    resumes: 0,
+  };
+}

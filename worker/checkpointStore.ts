@@ -1,0 +1,86 @@
+import type { Redis } from "ioredis";
+import type { Checkpoint, JobData } from "../shared/job.ts";
+
+// The checkpoint store: writes the job's data, checkpoint included, back to the job in Redis.
+// BullMQ's `job.updateData` neither checks the job lock nor merges, so writes here go through a
+// script that replaces the data only while this worker still holds the lock: a worker that
+// stalled and lost its job can never overwrite the new owner's checkpoint.
+
+const FENCED_WRITE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2])
+return 1`;
+
+export class LockLostError extends Error {
+  override name = "LockLostError";
+  constructor(jobId: string) {
+    super(`job ${jobId}: this worker no longer holds the job's lock; another worker owns it now`);
+  }
+}
+
+export interface JobKeys {
+  jobId: string;
+  /** The job's hash key, e.g. `bull:csv-transform:42`. */
+  jobKey: string;
+  /** The job's lock key, `${jobKey}:lock`. */
+  lockKey: string;
+  /** The lock token BullMQ handed this worker with the job. */
+  token: string;
+}
+
+export class CheckpointStore {
+  readonly #redis: Redis;
+  readonly #keys: JobKeys;
+  readonly #data: Omit<JobData, "checkpoint">;
+  #checkpoint: Checkpoint;
+  #dirty = false;
+  #loop: Promise<void> | null = null;
+
+  constructor(
+    redis: Redis,
+    keys: JobKeys,
+    data: Omit<JobData, "checkpoint">,
+    checkpoint: Checkpoint,
+  ) {
+    this.#redis = redis;
+    this.#keys = keys;
+    this.#data = data;
+    this.#checkpoint = checkpoint;
+  }
+
+  get current(): Checkpoint {
+    return this.#checkpoint;
+  }
+
+  /** Replaces the checkpoint and writes it; concurrent saves coalesce into the latest state. */
+  save(checkpoint: Checkpoint): Promise<void> {
+    this.#checkpoint = checkpoint;
+    this.#dirty = true;
+    this.#loop ??= this.#drain().finally(() => {
+      this.#loop = null;
+    });
+    return this.#loop;
+  }
+
+  async assertOwner(): Promise<void> {
+    const holder = await this.#redis.get(this.#keys.lockKey);
+    if (holder !== this.#keys.token) throw new LockLostError(this.#keys.jobId);
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#dirty) {
+      this.#dirty = false;
+      const json = JSON.stringify({ ...this.#data, checkpoint: this.#checkpoint });
+      const written = await this.#redis.eval(
+        FENCED_WRITE,
+        2,
+        this.#keys.jobKey,
+        this.#keys.lockKey,
+        this.#keys.token,
+        json,
+      );
+      if (written !== 1) throw new LockLostError(this.#keys.jobId);
+    }
+  }
+}

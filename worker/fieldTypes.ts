@@ -1,0 +1,253 @@
+import type { TableSchemaField } from "../shared/tableSchema.ts";
+
+// Table Schema field types: each turns a cell's text into a typed value and the canonical text
+// written to the output, or says the text is not of the type.
+
+export interface TypedCell {
+  /** Comparable value for constraints: number, bigint, boolean or string. */
+  value: number | bigint | boolean | string;
+  /** Canonical text form written to the output. */
+  text: string;
+}
+export type CellParser = (raw: string) => TypedCell | null;
+
+export interface FieldType {
+  parse: CellParser;
+  /** Names the type and format in error messages, as Frictionless does ("integer/default"). */
+  label: string;
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const INTEGER = /^[+-]?\d+$/;
+const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const TIME = /^(\d{2}):(\d{2}):(\d{2})(\.\d+)?$/;
+const DATETIME =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+export function fieldType(field: TableSchemaField): FieldType {
+  const format = field.format ?? "default";
+  const label = `${field.type}/${format}`;
+  switch (field.type) {
+    case "string":
+      return { label, parse: stringParser(format) };
+    case "any":
+      return { label, parse: (raw) => ({ value: raw, text: raw }) };
+    case "integer":
+      return { label, parse: integerParser(field.bareNumber ?? true, field.groupChar) };
+    case "number":
+      return {
+        label,
+        parse: numberParser(field.bareNumber ?? true, field.decimalChar ?? ".", field.groupChar),
+      };
+    case "boolean": {
+      const trueValues = new Set(field.trueValues ?? ["true", "True", "TRUE", "1"]);
+      const falseValues = new Set(field.falseValues ?? ["false", "False", "FALSE", "0"]);
+      return {
+        label,
+        parse: (raw) =>
+          trueValues.has(raw)
+            ? { value: true, text: "true" }
+            : falseValues.has(raw)
+              ? { value: false, text: "false" }
+              : null,
+      };
+    }
+    case "date":
+      return { label, parse: temporalParser(format, "date") };
+    case "time":
+      return { label, parse: temporalParser(format, "time") };
+    case "datetime":
+      return { label, parse: temporalParser(format, "datetime") };
+    case "year":
+      return {
+        label,
+        parse: (raw) => (/^\d{4}$/.test(raw) ? { value: Number(raw), text: raw } : null),
+      };
+    case "yearmonth":
+      return {
+        label,
+        parse: (raw) => {
+          const m = /^(\d{4})-(\d{2})$/.exec(raw);
+          return m && Number(m[2]) >= 1 && Number(m[2]) <= 12 ? { value: raw, text: raw } : null;
+        },
+      };
+  }
+}
+
+function stringParser(format: string): CellParser {
+  const ok = (raw: string): TypedCell => ({ value: raw, text: raw });
+  switch (format) {
+    case "email":
+      return (raw) => (EMAIL.test(raw) ? ok(raw) : null);
+    case "uuid":
+      return (raw) => (UUID.test(raw) ? ok(raw) : null);
+    case "uri":
+      return (raw) => (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(raw) && URL.canParse(raw) ? ok(raw) : null);
+    case "binary":
+      return (raw) => (BASE64.test(raw) ? ok(raw) : null);
+    default:
+      return ok;
+  }
+}
+
+/** Strips what a non-bare number may carry around its digits ("$1,000", "15%"). */
+function stripNonBare(raw: string): string {
+  return raw.replace(/^[^0-9+\-.]+/, "").replace(/[^0-9.]+$/, "");
+}
+
+function integerParser(bare: boolean, groupChar: string | undefined): CellParser {
+  return (raw) => {
+    let text = bare ? raw : stripNonBare(raw);
+    if (groupChar) text = text.replaceAll(groupChar, "");
+    if (!INTEGER.test(text)) return null;
+    const big = BigInt(text);
+    const asNumber = Number(big);
+    return {
+      value: Number.isSafeInteger(asNumber) ? asNumber : big,
+      text: big.toString(),
+    };
+  };
+}
+
+function numberParser(
+  bare: boolean,
+  decimalChar: string,
+  groupChar: string | undefined,
+): CellParser {
+  return (raw) => {
+    if (raw === "NaN") return { value: Number.NaN, text: "NaN" };
+    if (raw === "INF" || raw === "+INF") return { value: Number.POSITIVE_INFINITY, text: "INF" };
+    if (raw === "-INF") return { value: Number.NEGATIVE_INFINITY, text: "-INF" };
+    let text = bare ? raw : stripNonBare(raw);
+    if (groupChar) text = text.replaceAll(groupChar, "");
+    if (decimalChar !== ".") text = text.replaceAll(decimalChar, ".");
+    if (!DECIMAL.test(text)) return null;
+    // Canonical text keeps every digit the source had (no float round trip): only the sign,
+    // group characters and a bare leading decimal point are normalized.
+    let canonical = text.startsWith("+") ? text.slice(1) : text;
+    canonical = canonical.replace(/^(-?)\./, "$10.").replace(/^(-?)0+(?=\d)/, "$1");
+    return { value: Number(canonical), text: canonical };
+  };
+}
+
+function validDate(y: number, m: number, d: number): boolean {
+  if (m < 1 || m > 12 || d < 1) return false;
+  const days = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  return d <= days;
+}
+
+function validTime(h: number, mi: number, s: number): boolean {
+  return h <= 23 && mi <= 59 && s <= 59;
+}
+
+function temporalParser(format: string, kind: "date" | "time" | "datetime"): CellParser {
+  if (format === "default") return defaultTemporal(kind);
+  if (format === "any") return anyTemporal(kind);
+  return patternTemporal(format, kind);
+}
+
+function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
+  if (kind === "date") {
+    return (raw) => {
+      const m = DATE.exec(raw);
+      if (!m || !validDate(Number(m[1]), Number(m[2]), Number(m[3]))) return null;
+      return { value: raw, text: raw };
+    };
+  }
+  if (kind === "time") {
+    return (raw) => {
+      const m = TIME.exec(raw);
+      if (!m || !validTime(Number(m[1]), Number(m[2]), Number(m[3]))) return null;
+      return { value: raw, text: raw };
+    };
+  }
+  return (raw) => {
+    const m = DATETIME.exec(raw);
+    if (!m) return null;
+    const [, y, mo, d, h, mi, s, frac, zone] = m;
+    if (!validDate(Number(y), Number(mo), Number(d))) return null;
+    if (!validTime(Number(h), Number(mi), Number(s))) return null;
+    const local = `${y}-${mo}-${d}T${h}:${mi}:${s}${frac ?? ""}`;
+    if (!zone) return { value: local, text: local };
+    if (zone === "Z") return { value: `${local}Z`, text: `${local}Z` };
+    // Offsets are normalized to UTC so that equal instants compare and print equal.
+    const instant = new Date(
+      `${local}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`,
+    );
+    if (Number.isNaN(instant.getTime())) return null;
+    const iso = isoUtc(instant, frac);
+    return { value: iso, text: iso };
+  };
+}
+
+function isoUtc(instant: Date, frac: string | undefined): string {
+  const iso = instant.toISOString(); // always .sssZ
+  return frac ? iso : `${iso.slice(0, 19)}Z`;
+}
+
+function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
+  const strict = defaultTemporal(kind);
+  return (raw) => {
+    const exact = strict(raw);
+    if (exact || kind === "time") return exact;
+    const ms = Date.parse(raw);
+    if (Number.isNaN(ms)) return null;
+    const iso = new Date(ms).toISOString();
+    const text = kind === "date" ? iso.slice(0, 10) : `${iso.slice(0, 19)}Z`;
+    return { value: text, text };
+  };
+}
+
+/** Python strptime directives, the form Frictionless patterns use (`%d/%m/%Y`). */
+const DIRECTIVES: Record<string, { re: string; key: string }> = {
+  Y: { re: "(\\d{4})", key: "Y" },
+  y: { re: "(\\d{2})", key: "y" },
+  m: { re: "(\\d{1,2})", key: "m" },
+  d: { re: "(\\d{1,2})", key: "d" },
+  H: { re: "(\\d{1,2})", key: "H" },
+  M: { re: "(\\d{1,2})", key: "M" },
+  S: { re: "(\\d{1,2})", key: "S" },
+  f: { re: "(\\d{1,6})", key: "f" },
+  z: { re: "(Z|[+-]\\d{2}:?\\d{2})", key: "z" },
+};
+
+function patternTemporal(format: string, kind: "date" | "time" | "datetime"): CellParser {
+  const keys: string[] = [];
+  let source = "^";
+  for (let i = 0; i < format.length; i++) {
+    const c = format[i] as string;
+    const directive = c === "%" ? DIRECTIVES[format[i + 1] ?? ""] : undefined;
+    if (directive) {
+      source += directive.re;
+      keys.push(directive.key);
+      i++;
+    } else {
+      source += c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    }
+  }
+  const re = new RegExp(`${source}$`);
+  const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+  return (raw) => {
+    const m = re.exec(raw);
+    if (!m) return null;
+    const parts: Record<string, string> = {};
+    keys.forEach((key, index) => {
+      parts[key] = m[index + 1] as string;
+    });
+    const year = parts.Y ? Number(parts.Y) : parts.y ? 2000 + Number(parts.y) : 1900;
+    const month = parts.m ? Number(parts.m) : 1;
+    const day = parts.d ? Number(parts.d) : 1;
+    const h = Number(parts.H ?? 0);
+    const mi = Number(parts.M ?? 0);
+    const s = Number(parts.S ?? 0);
+    if (!validDate(year, month, day) || !validTime(h, mi, s)) return null;
+    const date = `${pad(year, 4)}-${pad(month)}-${pad(day)}`;
+    const time = `${pad(h)}:${pad(mi)}:${pad(s)}${parts.f ? `.${parts.f}` : ""}`;
+    const text =
+      kind === "date" ? date : kind === "time" ? time : `${date}T${time}${parts.z ?? ""}`;
+    return { value: text, text };
+  };
+}

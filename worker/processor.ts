@@ -1,0 +1,96 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import { type Job, UnrecoverableError } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Config } from "../shared/config.ts";
+import { describeZodError, JobData, type JobProgress, type JobResult } from "../shared/job.ts";
+import type { Logger } from "../shared/logger.ts";
+import { firstCheckpoint } from "./checkpoint.ts";
+import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
+import { PermanentJobError } from "./errors.ts";
+import { judgesFor } from "./judges.ts";
+import { abortUpload } from "./resumableUpload.ts";
+import { runPipeline } from "./transformPipeline.ts";
+
+export interface ProcessorDeps {
+  s3: S3Client;
+  /** A connection of the worker's own for fenced checkpoint writes. */
+  redis: Redis;
+  config: Config;
+  log: Logger;
+}
+
+export type TransformJob = Job<unknown, JobResult>;
+
+export function createProcessor(deps: ProcessorDeps) {
+  const { s3, redis, config, log } = deps;
+  const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
+
+  return async function process(
+    job: TransformJob,
+    token?: string,
+    signal?: AbortSignal,
+  ): Promise<JobResult> {
+    const jobId = job.id ?? "";
+    const jobLog = log.child({ jobId, attempt: job.attemptsStarted });
+    const parsed = JobData.safeParse(job.data);
+    if (!parsed.success) {
+      throw new PermanentJobError(`invalid job data: ${describeZodError(parsed.error)}`);
+    }
+    const { checkpoint, ...rest } = parsed.data;
+    let store: CheckpointStore | undefined;
+    try {
+      const judges = judgesFor(parsed.data);
+      const start = checkpoint
+        ? { ...checkpoint, resumes: checkpoint.resumes + 1 }
+        : await firstCheckpoint(s3, parsed.data, config);
+      const jobKey = `${prefix}:${jobId}`;
+      store = new CheckpointStore(
+        redis,
+        { jobId, jobKey, lockKey: `${jobKey}:lock`, token: token ?? job.token ?? "" },
+        rest,
+        start,
+      );
+      await store.save(start);
+      if (checkpoint) {
+        jobLog.info(
+          {
+            offset: Math.min(start.output.mark.offset, start.rejects.mark.offset),
+            parts: start.output.parts.length,
+          },
+          "resuming from checkpoint",
+        );
+      }
+      const result = await runPipeline({
+        data: parsed.data,
+        s3,
+        store,
+        judges,
+        partsInFlight: config.PARTS_IN_FLIGHT,
+        reportProgress: (progress: JobProgress) => job.updateProgress(progress),
+        signal,
+      });
+      jobLog.info(
+        { rows: result.rows, parts: result.parts, resumes: result.resumes },
+        "job completed",
+      );
+      return result;
+    } catch (error) {
+      // A worker that lost the job must leave the uploads to the worker that owns it now.
+      if (error instanceof LockLostError) throw error;
+      const final =
+        error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (final && store) {
+        const cp = store.current;
+        const aborted = await Promise.allSettled([
+          abortUpload(s3, cp.output),
+          abortUpload(s3, cp.rejects),
+        ]);
+        for (const a of aborted) {
+          if (a.status === "rejected") jobLog.warn({ err: a.reason }, "could not abort an upload");
+        }
+      }
+      jobLog.warn({ err: error, final }, "job attempt failed");
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,338 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  ListPartsCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../shared/job.ts";
+import { PermanentJobError } from "./errors.ts";
+import { expectedMultipartEtag } from "./multipartEtag.ts";
+import { isS3Error } from "./s3Errors.ts";
+
+// The resumable uploader: one per output object per job attempt, never shared. It cuts the
+// output into parts at row boundaries, uploads up to `partsInFlight` of them at once, and
+// reports the contiguous prefix of uploaded parts, with the input position it covers, as its
+// durable state. A new attempt starts from that state and continues with the next part number.
+
+const MAX_PARTS = 10_000;
+
+export interface UploaderOptions {
+  s3: S3Client;
+  state: OutputCheckpoint;
+  partSize: number;
+  partsInFlight: number;
+  checksums: boolean;
+  contentType: string;
+  /** Persists the durable state; resolves once it is stored. */
+  persist(state: OutputCheckpoint): Promise<void>;
+  /** Throws when this worker no longer owns the job (checked before writes to S3). */
+  assertOwner(): Promise<void>;
+}
+
+interface SealedPart {
+  part: UploadedPart;
+  mark: ResumeMark;
+}
+
+export class ResumableUpload {
+  readonly #o: UploaderOptions;
+  #state: OutputCheckpoint;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  #total: number;
+  #nextPart: number;
+  readonly #inFlight = new Map<number, Promise<void>>();
+  readonly #finished = new Map<number, SealedPart>();
+  #failure: unknown;
+
+  constructor(options: UploaderOptions) {
+    this.#o = options;
+    this.#state = options.state;
+    this.#nextPart = options.state.parts.length + 1;
+    this.#total = options.state.bytes;
+  }
+
+  get state(): OutputCheckpoint {
+    return this.#state;
+  }
+
+  /** True when nothing of this output has been uploaded yet (it still needs its header). */
+  get empty(): boolean {
+    return !this.#state.completed && this.#state.parts.length === 0 && this.#buffered === 0;
+  }
+
+  /** Waits for every part upload started so far to end, however it ends. */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.#inFlight.values());
+  }
+
+  /** Bytes of the output so far: uploaded, in flight and buffered. */
+  get bytesWritten(): number {
+    return this.#total;
+  }
+
+  write(bytes: Buffer): void {
+    this.#chunks.push(bytes);
+    this.#buffered += bytes.length;
+    this.#total += bytes.length;
+  }
+
+  /**
+   * Called after each row: when a part's worth is buffered, it is sealed here, on a row
+   * boundary, with `mark` as the input position its last row ends at.
+   */
+  async endRow(mark: () => ResumeMark): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (this.#buffered < this.#o.partSize) return;
+    await this.#seal(mark());
+  }
+
+  /** Cross-checks the checkpointed parts against the server, where it can list them. */
+  async verify(): Promise<void> {
+    const { uploadId, bucket, key, parts } = this.#state;
+    if (!uploadId || this.#state.completed) return;
+    let listed: Map<number, string>;
+    try {
+      listed = new Map();
+      let marker: string | undefined;
+      do {
+        const page = await this.#o.s3.send(
+          new ListPartsCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumberMarker: marker,
+          }),
+        );
+        for (const p of page.Parts ?? []) listed.set(p.PartNumber ?? 0, p.ETag ?? "");
+        marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+      } while (marker);
+    } catch {
+      // NoSuchUpload is decided at completion (the object may already be complete); servers
+      // without ListParts simply give no cross-check, the checkpoint stays the source of truth.
+      return;
+    }
+    for (const part of parts) {
+      if (listed.get(part.PartNumber) !== part.ETag) {
+        throw new Error(
+          `part ${part.PartNumber} of upload ${uploadId} for s3://${bucket}/${key} is not on the server as checkpointed`,
+        );
+      }
+    }
+  }
+
+  /** Uploads what is left and completes the object; `mark` is the end of the input. */
+  async finish(mark: ResumeMark): Promise<{ etag: string; bytes: number; parts: number }> {
+    if (this.#state.completed) {
+      return { ...this.#state.completed, parts: Math.max(1, this.#state.parts.length) };
+    }
+    if (!this.#state.uploadId && this.#inFlight.size === 0) {
+      return this.#putWhole(mark);
+    }
+    if (this.#buffered > 0 || this.#state.parts.length + this.#inFlight.size === 0) {
+      await this.#seal(mark);
+    }
+    await this.#drain();
+    return this.#complete();
+  }
+
+  async #putWhole(mark: ResumeMark): Promise<{ etag: string; bytes: number; parts: number }> {
+    const body = Buffer.concat(this.#chunks, this.#buffered);
+    await this.#o.assertOwner();
+    const { bucket, key } = this.#state;
+    const response = await toDestination(this.#state, () =>
+      this.#o.s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          ContentType: this.#o.contentType,
+          ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
+        }),
+      ),
+    );
+    this.#chunks = [];
+    this.#buffered = 0;
+    const completed = { etag: response.ETag ?? "", bytes: body.length };
+    this.#state = { ...this.#state, bytes: body.length, mark, completed };
+    await this.#o.persist(this.#state);
+    return { ...completed, parts: 1 };
+  }
+
+  async #seal(mark: ResumeMark): Promise<void> {
+    const partNumber = this.#nextPart++;
+    if (partNumber > MAX_PARTS) {
+      throw new Error(
+        `output s3://${this.#state.bucket}/${this.#state.key} needs more than ${MAX_PARTS} parts; raise PART_SIZE or the job's options.partSize`,
+      );
+    }
+    const body = Buffer.concat(this.#chunks, this.#buffered);
+    this.#chunks = [];
+    this.#buffered = 0;
+    while (this.#inFlight.size >= this.#o.partsInFlight) {
+      await Promise.race(this.#inFlight.values());
+    }
+    if (this.#failure) throw this.#failure;
+    await this.#ensureUpload();
+    const upload = this.#uploadPart(partNumber, body, mark).then(
+      () => {
+        this.#inFlight.delete(partNumber);
+      },
+      (error: unknown) => {
+        this.#inFlight.delete(partNumber);
+        this.#failure ??= error;
+      },
+    );
+    this.#inFlight.set(partNumber, upload);
+  }
+
+  async #ensureUpload(): Promise<void> {
+    if (this.#state.uploadId) return;
+    await this.#o.assertOwner();
+    const { bucket, key } = this.#state;
+    const created = await toDestination(this.#state, () =>
+      this.#o.s3.send(
+        new CreateMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          ContentType: this.#o.contentType,
+          ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
+        }),
+      ),
+    );
+    if (!created.UploadId) throw new Error(`no UploadId for s3://${bucket}/${key}`);
+    this.#state = { ...this.#state, uploadId: created.UploadId };
+    // Checkpointed before any part, so a crash from here on never orphans the upload.
+    await this.#o.persist(this.#state);
+  }
+
+  async #uploadPart(partNumber: number, body: Buffer, mark: ResumeMark): Promise<void> {
+    await this.#o.assertOwner();
+    const { bucket, key, uploadId } = this.#state;
+    const response = await this.#o.s3.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        Body: body,
+        ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
+      }),
+    );
+    const part: UploadedPart = {
+      PartNumber: partNumber,
+      ETag: response.ETag ?? "",
+      size: body.length,
+      ...(this.#o.checksums && response.ChecksumCRC32
+        ? { ChecksumCRC32: response.ChecksumCRC32 }
+        : {}),
+    };
+    this.#finished.set(partNumber, { part, mark });
+    // Only the contiguous prefix is durable: a gap (a part still in flight) stops it.
+    let advanced = false;
+    let next = this.#state.parts.length + 1;
+    let sealed = this.#finished.get(next);
+    while (sealed) {
+      this.#finished.delete(next);
+      this.#state = {
+        ...this.#state,
+        parts: [...this.#state.parts, sealed.part],
+        bytes: this.#state.bytes + sealed.part.size,
+        mark: sealed.mark,
+      };
+      advanced = true;
+      next++;
+      sealed = this.#finished.get(next);
+    }
+    if (advanced) await this.#o.persist(this.#state);
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight.values());
+    if (this.#failure) throw this.#failure;
+  }
+
+  async #complete(): Promise<{ etag: string; bytes: number; parts: number }> {
+    const { bucket, key, uploadId, parts, bytes } = this.#state;
+    await this.#o.assertOwner();
+    let etag: string;
+    try {
+      const response = await this.#o.s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: {
+            Parts: parts.map((p) => ({
+              PartNumber: p.PartNumber,
+              ETag: p.ETag,
+              ...(p.ChecksumCRC32 ? { ChecksumCRC32: p.ChecksumCRC32 } : {}),
+            })),
+          },
+        }),
+      );
+      etag = response.ETag ?? "";
+    } catch (error) {
+      // A previous attempt may have completed the upload and crashed before recording it.
+      if (!isS3Error(error, "NoSuchUpload")) throw error;
+      etag = await this.#recognizeCompleted();
+    }
+    const completed = { etag, bytes };
+    this.#state = { ...this.#state, completed };
+    await this.#o.persist(this.#state);
+    return { ...completed, parts: parts.length };
+  }
+
+  async #recognizeCompleted(): Promise<string> {
+    const { bucket, key, uploadId, parts, bytes } = this.#state;
+    const gone = `upload ${uploadId} for s3://${bucket}/${key} no longer exists`;
+    let head: { ETag?: string; ContentLength?: number };
+    try {
+      head = await this.#o.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    } catch (error) {
+      if (isS3Error(error, "NotFound") || isS3Error(error, "NoSuchKey")) {
+        throw new Error(`${gone} and the object is not there: the upload was aborted`);
+      }
+      throw error;
+    }
+    const expected = expectedMultipartEtag(parts.map((p) => p.ETag));
+    const etagMatches = expected === undefined || head.ETag === expected;
+    if (head.ContentLength !== bytes || !etagMatches) {
+      throw new Error(
+        `${gone}, and the object there (${head.ContentLength} bytes, ETag ${head.ETag}) is not the one this job uploaded (${bytes} bytes, ETag ${expected ?? "unknown"})`,
+      );
+    }
+    return head.ETag ?? "";
+  }
+}
+
+/** Runs a request that creates the object, naming a missing bucket as a permanent error. */
+async function toDestination<T>(state: OutputCheckpoint, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (error) {
+    if (isS3Error(error, "NoSuchBucket")) {
+      throw new PermanentJobError(
+        `bucket "${state.bucket}" for s3://${state.bucket}/${state.key} does not exist; create it or fix the job's destination`,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Aborts an output's multipart upload, if it has one that is not complete. */
+export async function abortUpload(s3: S3Client, state: OutputCheckpoint): Promise<void> {
+  const { uploadId, bucket, key } = state;
+  if (!uploadId || state.completed) return;
+  try {
+    await s3.send(
+      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+    );
+  } catch (error) {
+    if (!isS3Error(error, "NoSuchUpload")) throw error;
+  }
+}

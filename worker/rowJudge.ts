@@ -1,0 +1,78 @@
+import type { RowError } from "./rowErrors.ts";
+
+// What both ways of judging rows (a Table Schema, a registered transform) give the pipeline.
+
+export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: RowError[] };
+
+export interface RowJudge {
+  /** Column names of the output file. */
+  readonly outputHeader: readonly string[];
+  judge(fields: readonly string[]): Verdict;
+}
+
+export interface JudgeFactory {
+  /**
+   * Binds the judge to the file's header (null when the file has none). Throws HeaderError when
+   * the header cannot be matched: the job fails before anything is uploaded.
+   */
+  bind(header: readonly string[] | null): RowJudge;
+}
+
+export class HeaderError extends Error {
+  override name = "HeaderError";
+}
+
+/** Checks a header's labels against the names a judge expects, Frictionless-style. */
+export function checkHeader(header: readonly string[], expected: readonly string[]): void {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  const duplicates = new Set<string>();
+  header.forEach((label, i) => {
+    if (label.trim() === "") problems.push(`blank-label: column ${i + 1} has no label`);
+    if (seen.has(label)) duplicates.add(label);
+    seen.add(label);
+  });
+  for (const label of duplicates)
+    problems.push(`duplicate-label: "${label}" appears more than once`);
+  const wanted = new Set(expected);
+  const missing = expected.filter((name) => !seen.has(name));
+  const extra = header.filter((label) => label.trim() !== "" && !wanted.has(label));
+  if (missing.length) problems.push(`missing-label: ${missing.map((m) => `"${m}"`).join(", ")}`);
+  if (extra.length) problems.push(`extra-label: ${extra.map((m) => `"${m}"`).join(", ")}`);
+  if (problems.length) {
+    throw new HeaderError(
+      `the header does not match the schema (${problems.join("; ")}); fix the file's header or the schema`,
+    );
+  }
+}
+
+/**
+ * Errors about the row's shape that come before any field is judged: a blank row, or a row
+ * whose cell count differs from the header's.
+ */
+export function shapeErrors(
+  fields: readonly string[],
+  width: number,
+  labels: readonly string[],
+): RowError[] {
+  if (fields.every((f) => f === "")) {
+    return [{ field: "", code: "blank-row", message: "the row is blank" }];
+  }
+  if (fields.length > width) {
+    return [
+      {
+        field: "",
+        code: "extra-cell",
+        message: `the row has ${fields.length} cells, the header has ${width}`,
+      },
+    ];
+  }
+  if (fields.length < width) {
+    return labels.slice(fields.length).map((label) => ({
+      field: label,
+      code: "missing-cell" as const,
+      message: `the row has ${fields.length} cells, the header has ${width}: "${label}" is missing`,
+    }));
+  }
+  return [];
+}

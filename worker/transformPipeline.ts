@@ -1,0 +1,270 @@
+import { isUtf8 } from "node:buffer";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type {
+  Checkpoint,
+  JobData,
+  JobProgress,
+  JobResult,
+  ResumeMark,
+  RowCounts,
+} from "../shared/job.ts";
+import type { CheckpointStore } from "./checkpointStore.ts";
+import { CsvFramer, type FramedRow } from "./csvFramer.ts";
+import { formatRow } from "./csvWriter.ts";
+import { PermanentJobError } from "./errors.ts";
+import { ResumableUpload } from "./resumableUpload.ts";
+import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
+import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "./rowJudge.ts";
+import { RowParser } from "./rowParser.ts";
+import { readSource } from "./sourceReader.ts";
+
+// One job attempt, source to outputs: source reader -> framer -> parser -> judge -> CSV writer
+// -> resumable uploaders -> checkpoint. Everything here is created for this attempt and dropped
+// with it; nothing outlives the job.
+
+export interface PipelineInput {
+  data: JobData;
+  s3: S3Client;
+  store: CheckpointStore;
+  judges: JudgeFactory;
+  partsInFlight: number;
+  reportProgress(progress: JobProgress): Promise<void>;
+  signal?: AbortSignal;
+}
+
+const PROGRESS_INTERVAL_MS = 1000;
+const YIELD_INTERVAL_MS = 20;
+
+function cloneCounts(counts: RowCounts): RowCounts {
+  return { ...counts, errors: { ...counts.errors } };
+}
+
+/** The earlier of the two outputs' resume marks: reading restarts there. */
+function resumePoint(cp: Checkpoint): ResumeMark {
+  return cp.output.mark.offset <= cp.rejects.mark.offset ? cp.output.mark : cp.rejects.mark;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export async function runPipeline(input: PipelineInput): Promise<JobResult> {
+  const { data, s3, store } = input;
+  const options = data.options;
+  const start = store.current;
+  const uploader = (which: "output" | "rejects") =>
+    new ResumableUpload({
+      s3,
+      state: start[which],
+      partSize: start.partSize,
+      partsInFlight: input.partsInFlight,
+      checksums: start.checksums,
+      contentType: "text/csv; charset=utf-8",
+      persist: (state) => store.save({ ...store.current, [which]: state }),
+      assertOwner: () => store.assertOwner(),
+    });
+  const output = uploader("output");
+  const rejects = uploader("rejects");
+
+  try {
+    await Promise.all([output.verify(), rejects.verify()]);
+    const from = resumePoint(start);
+    // Rows before an output's own mark are already in its uploaded parts.
+    const outputFrom = start.output.mark.offset;
+    const rejectsFrom = start.rejects.mark.offset;
+    const position = { ...from, counts: cloneCounts(from.counts) };
+    const snapshot = (): ResumeMark => ({ ...position, counts: cloneCounts(position.counts) });
+    const parser = new RowParser(options);
+    const newline = options.newline;
+
+    let judge: RowJudge | undefined;
+    const bind = (header: readonly string[] | null) => {
+      try {
+        judge = input.judges.bind(header);
+      } catch (error) {
+        if (error instanceof HeaderError) throw new PermanentJobError(error.message);
+        throw error;
+      }
+      if (output.empty) output.write(Buffer.from(formatRow(judge.outputHeader, newline)));
+      if (rejects.empty) rejects.write(Buffer.from(formatRow(REJECT_REPORT_HEADER, newline)));
+    };
+    if (!options.header) bind(null);
+    else if (start.header) bind(start.header);
+    else if (from.offset > 0) throw new Error("checkpoint has a resume offset but no header");
+
+    const readHeader = async (row: FramedRow) => {
+      const problem = row.oversize
+        ? `it is longer than maxRowBytes (${options.maxRowBytes} bytes)`
+        : !isUtf8(row.bytes)
+          ? "it is not valid UTF-8"
+          : undefined;
+      const parsed = problem
+        ? undefined
+        : parser.parse(asBuffer(row.bytes).toString("utf8"), row.quoted);
+      if (!parsed?.ok) {
+        throw new PermanentJobError(
+          `the header row (line ${row.line}) cannot be read: ${problem ?? (parsed && !parsed.ok ? parsed.message : "")}`,
+        );
+      }
+      position.offset = row.end;
+      position.lineNumber = row.nextLine;
+      await store.save({ ...store.current, header: parsed.fields });
+      bind(parsed.fields);
+    };
+
+    const judgeRow = (row: FramedRow, raw: string | undefined): Verdict => {
+      if (row.oversize) {
+        return rowError(
+          "format-error",
+          `the row is longer than maxRowBytes (${options.maxRowBytes} bytes)`,
+        );
+      }
+      if (raw === undefined) return rowError("encoding-error", "the row is not valid UTF-8");
+      if (row.unterminated) {
+        return rowError("format-error", "a quoted field is not closed before the end of the file");
+      }
+      const parsed = parser.parse(raw, row.quoted);
+      if (!parsed.ok) return rowError("format-error", parsed.message);
+      return (judge as RowJudge).judge(parsed.fields);
+    };
+
+    const handleRow = async (row: FramedRow) => {
+      if (!judge) return readHeader(row);
+      const counts = position.counts;
+      position.rowNumber++;
+      counts.read++;
+      const bytes = asBuffer(row.bytes);
+      const raw = isUtf8(bytes) ? bytes.toString("utf8") : undefined;
+      const verdict = judgeRow(row, raw);
+      if (verdict.ok) {
+        counts.valid++;
+        if (row.start >= outputFrom) output.write(Buffer.from(formatRow(verdict.cells, newline)));
+      } else {
+        counts.rejected++;
+        for (const error of verdict.errors)
+          counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
+        if (row.start >= rejectsFrom) {
+          const text = raw ?? bytes.toString("utf8");
+          let report = "";
+          for (const e of verdict.errors) {
+            report += formatRow(
+              [String(position.rowNumber), String(row.line), e.field, e.code, e.message, text],
+              newline,
+            );
+          }
+          rejects.write(Buffer.from(report));
+        }
+        enforcePolicy(data, position.rowNumber, row.line, verdict.errors, counts);
+      }
+      position.offset = row.end;
+      position.lineNumber = row.nextLine;
+      await output.endRow(snapshot);
+      await rejects.endRow(snapshot);
+    };
+
+    const progress = (): JobProgress => {
+      const total = start.source.size;
+      return {
+        bytesRead: position.offset,
+        bytesTotal: total,
+        rows: cloneCounts(position.counts),
+        parts: output.state.parts.length,
+        percent:
+          total === 0 ? 100 : Math.min(100, Math.floor((position.offset / total) * 1000) / 10),
+      };
+    };
+
+    const framer = new CsvFramer({
+      delimiter: options.delimiter,
+      quote: options.quote,
+      maxRowBytes: options.maxRowBytes,
+      startOffset: from.offset,
+      startLine: from.lineNumber,
+    });
+    let lastProgress = Date.now();
+    let lastYield = lastProgress;
+    for await (const chunk of readSource(
+      s3,
+      data.source,
+      start.source,
+      from.offset,
+      input.signal,
+    )) {
+      for (const row of framer.push(chunk)) await handleRow(row);
+      const now = Date.now();
+      if (now - lastYield > YIELD_INTERVAL_MS) {
+        // Lock renewal and other timers must run even when the source streams faster than we parse.
+        await yieldToEventLoop();
+        lastYield = Date.now();
+      }
+      if (now - lastProgress > PROGRESS_INTERVAL_MS) {
+        lastProgress = now;
+        await input.reportProgress(progress());
+      }
+    }
+    for (const row of framer.end()) await handleRow(row);
+    if (position.offset !== start.source.size) {
+      throw new Error(
+        `source stream ended at byte ${position.offset} of ${start.source.size}; retrying`,
+      );
+    }
+    if (!judge) {
+      throw new PermanentJobError(
+        "the source is empty: expected a header row (set options.header to false for files without one)",
+      );
+    }
+
+    const end = snapshot();
+    const [out, rej] = await Promise.all([output.finish(end), rejects.finish(end)]);
+    await input.reportProgress(progress());
+    return {
+      output: {
+        bucket: data.destination.bucket,
+        key: data.destination.key,
+        etag: out.etag,
+        bytes: out.bytes,
+      },
+      rejects: {
+        bucket: rejects.state.bucket,
+        key: rejects.state.key,
+        etag: rej.etag,
+        bytes: rej.bytes,
+        rows: end.counts.rejected,
+      },
+      rows: end.counts,
+      parts: out.parts,
+      resumes: start.resumes,
+    };
+  } finally {
+    // Never leave a part upload running past the attempt: an abort must see every part.
+    await Promise.all([output.settle(), rejects.settle()]);
+  }
+}
+
+function rowError(code: RowError["code"], message: string): Verdict {
+  return { ok: false, errors: [{ field: "", code, message }] };
+}
+
+function enforcePolicy(
+  data: JobData,
+  rowNumber: number,
+  line: number,
+  errors: RowError[],
+  counts: RowCounts,
+): void {
+  const { onInvalid, maxInvalidRows } = data.options;
+  const first = errors[0] as RowError;
+  if (onInvalid === "fail") {
+    throw new PermanentJobError(
+      `row ${rowNumber} (line ${line}) is invalid and options.onInvalid is "fail": ${first.code}${first.field ? ` in "${first.field}"` : ""}: ${first.message}`,
+    );
+  }
+  if (maxInvalidRows !== undefined && counts.rejected > maxInvalidRows) {
+    throw new PermanentJobError(
+      `${counts.rejected} invalid rows after ${counts.read} rows read, more than options.maxInvalidRows (${maxInvalidRows}); last at row ${rowNumber} (line ${line})`,
+    );
+  }
+}

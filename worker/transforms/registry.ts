@@ -1,0 +1,59 @@
+import type { z } from "zod";
+import type { RowError } from "../rowErrors.ts";
+import { checkHeader, type JudgeFactory, shapeErrors } from "../rowJudge.ts";
+
+// A registered transform: what a declarative schema cannot say, in TypeScript. `input` is a zod
+// object over the header's column names (cells arrive as strings); `map` turns a parsed row
+// into the output row, whose columns are `columns`.
+
+export type OutputValue = string | number | boolean | null;
+
+export interface Transform<Shape extends z.ZodRawShape = z.ZodRawShape> {
+  name: string;
+  description: string;
+  input: z.ZodObject<Shape>;
+  columns: readonly string[];
+  map(row: z.infer<z.ZodObject<Shape>>): Record<string, OutputValue>;
+}
+
+export function defineTransform<Shape extends z.ZodRawShape>(t: Transform<Shape>): Transform {
+  return t as unknown as Transform;
+}
+
+function cellText(value: OutputValue | undefined): string {
+  return value === null || value === undefined ? "" : String(value);
+}
+
+export function compileTransform(transform: Transform): JudgeFactory {
+  const names = Object.keys(transform.input.shape);
+  return {
+    bind(header) {
+      if (header) checkHeader(header, names);
+      const labels = header ?? names;
+      const width = labels.length;
+      return {
+        outputHeader: transform.columns,
+        judge(fields) {
+          const shape = shapeErrors(fields, width, labels);
+          if (shape.length) return { ok: false, errors: shape };
+          const record: Record<string, string> = {};
+          for (let i = 0; i < width; i++) record[labels[i] as string] = fields[i] as string;
+          const parsed = transform.input.safeParse(record);
+          if (!parsed.success) {
+            const errors: RowError[] = parsed.error.issues.map((issue) => ({
+              field: String(issue.path[0] ?? ""),
+              code:
+                issue.code === "invalid_type" || issue.code === "invalid_format"
+                  ? "type-error"
+                  : "constraint-error",
+              message: issue.message,
+            }));
+            return { ok: false, errors };
+          }
+          const out = transform.map(parsed.data);
+          return { ok: true, cells: transform.columns.map((c) => cellText(out[c])) };
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { Worker } from "bullmq";
+import { Redis } from "ioredis";
+import type { Config } from "../shared/config.ts";
+import type { JobResult } from "../shared/job.ts";
+import type { Logger } from "../shared/logger.ts";
+import { redisConnection } from "../shared/redis.ts";
+import { createS3Client } from "../shared/s3Client.ts";
+import { createProcessor } from "./processor.ts";
+
+export interface RunningWorker {
+  worker: Worker<unknown, JobResult>;
+  /** Stops taking jobs, waits for active ones up to `graceMs`, then closes connections. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startWorker(config: Config, log: Logger): Promise<RunningWorker> {
+  const connection = redisConnection(config);
+  const s3 = createS3Client(config);
+  const redis = new Redis(connection);
+  const worker = new Worker<unknown, JobResult>(
+    config.QUEUE_NAME,
+    createProcessor({ s3, redis, config, log }),
+    {
+      connection,
+      prefix: config.QUEUE_PREFIX,
+      concurrency: config.WORKER_CONCURRENCY,
+      // A crashed worker's job comes back after lockDuration; it fails only after
+      // maxStalledCount stalls, so a job survives several crashes in a row.
+      lockDuration: config.LOCK_DURATION_MS,
+      stalledInterval: config.STALLED_INTERVAL_MS,
+      maxStalledCount: config.MAX_STALLED_COUNT,
+    },
+  );
+  worker.on("error", (err) => log.error({ err }, "worker error"));
+  worker.on("failed", (job, err) =>
+    log.warn({ jobId: job?.id, err: err.message, attemptsMade: job?.attemptsMade }, "job failed"),
+  );
+  await worker.waitUntilReady();
+  log.info(
+    {
+      queue: config.QUEUE_NAME,
+      concurrency: config.WORKER_CONCURRENCY,
+      partSize: config.PART_SIZE,
+    },
+    "worker started",
+  );
+  return {
+    worker,
+    async close(graceMs = 30_000) {
+      const timer = new Promise<"timeout">((resolve) =>
+        setTimeout(resolve, graceMs, "timeout").unref(),
+      );
+      // worker.close() waits for active jobs without a limit; a job cut off here resumes elsewhere.
+      if ((await Promise.race([worker.close(), timer])) === "timeout") await worker.close(true);
+      s3.destroy();
+      redis.disconnect();
+    },
+  };
+}
