@@ -19,6 +19,7 @@ interface Service {
 
 const compose = parse(
   await readFile(new URL("../../docker-compose.yml", import.meta.url), "utf8"),
+  { merge: true },
 ) as {
   services: Record<string, Service>;
   volumes: Record<string, unknown>;
