@@ -91,9 +91,12 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       if (output.empty) output.write(Buffer.from(formatRow(judge.outputHeader, newline)));
       if (rejects.empty) rejects.write(Buffer.from(formatRow(REJECT_REPORT_HEADER, newline)));
     };
+    // Reading from the start means reading the header row again, even if a checkpoint has it.
     if (!options.header) bind(null);
-    else if (start.header) bind(start.header);
-    else if (from.offset > 0) throw new Error("checkpoint has a resume offset but no header");
+    else if (from.offset > 0) {
+      if (!start.header) throw new Error("checkpoint has a resume offset but no header");
+      bind(start.header);
+    }
 
     const readHeader = async (row: FramedRow) => {
       const problem = row.oversize

@@ -1,0 +1,205 @@
+import type { Queue } from "bullmq";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { enqueueTransform } from "../../producer/enqueue.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
+import type { Checkpoint, JobResult } from "../../shared/job.ts";
+import { peopleData, peopleSchema } from "../support/peopleData.ts";
+import type { SeenRequest } from "../support/s3Server.ts";
+import { type Stack, startStack } from "../support/stack.ts";
+import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
+import { eventually, job, queueFor, run } from "./helpers.ts";
+
+// Crash and resume with real processes: a worker is SIGKILLed at a chosen instant (the S3 server
+// holds or observes the request that marks it), another worker process finishes the job, and
+// both outputs must be byte-identical to a run that never crashed.
+
+const MiB = 1024 * 1024;
+const SOURCE = "crash/in.csv";
+
+describe("crash and resume (SIGKILL of a worker process)", () => {
+  let stack: Stack;
+  let queue: Queue<unknown, JobResult>;
+  let clean: { output: Buffer; rejects: Buffer; result: JobResult };
+  const workers: WorkerProcess[] = [];
+  const held: Array<() => void> = [];
+
+  const startWorker = () => {
+    const w = spawnWorker(stack.env);
+    workers.push(w);
+    return w;
+  };
+
+  beforeAll(async () => {
+    stack = await startStack({
+      PART_SIZE: String(5 * MiB),
+      PARTS_IN_FLIGHT: "2",
+      LOCK_DURATION_MS: "2000",
+      STALLED_INTERVAL_MS: "500",
+    });
+    queue = queueFor(stack);
+    // Half the rows are invalid, so the output and the reject report both span several parts.
+    const data = peopleData({ rows: 130_000, invalidEvery: 2, pad: 120 });
+    await stack.put(SOURCE, data.csv);
+    const w = startWorker();
+    const result = await run(queue, job(SOURCE, "clean/out.csv", peopleSchema));
+    await w.kill("SIGTERM");
+    clean = {
+      output: await stack.get("clean/out.csv"),
+      rejects: await stack.get("clean/out.rejects.csv"),
+      result,
+    };
+    expect(clean.output.equals(data.expectedOutput)).toBe(true);
+    expect(clean.output.length).toBeGreaterThan(10 * MiB);
+    expect(clean.rejects.length).toBeGreaterThan(10 * MiB);
+  });
+
+  afterEach(async () => {
+    stack.s3Server.beforeRequest = undefined;
+    stack.s3Server.beforeResponse = undefined;
+    for (const release of held.splice(0)) release();
+    for (const w of workers.splice(0)) await w.kill();
+  });
+
+  afterAll(async () => {
+    await queue?.close();
+    await stack?.stop();
+  });
+
+  const isPart = (r: SeenRequest, key: string, part?: number) =>
+    r.method === "PUT" &&
+    r.query.uploadId !== undefined &&
+    r.url.includes(`/${key}?`) &&
+    (part === undefined || Number(r.query.partNumber) >= part);
+
+  const hold = () =>
+    new Promise<void>((resolve) => {
+      held.push(resolve);
+    });
+
+  async function checkpointOf(jobId: string): Promise<Checkpoint | undefined> {
+    const j = await queue.getJob(jobId);
+    return (j?.data as { checkpoint?: Checkpoint } | undefined)?.checkpoint;
+  }
+
+  /** Runs the job on a worker that is killed by `arm`, then lets a second worker finish it. */
+  async function crashAndResume(
+    name: string,
+    arm: (ctx: {
+      jobId: () => string;
+      kill: () => Promise<void>;
+      key: string;
+    }) => Promise<void> | void,
+  ) {
+    const key = `${name}/out.csv`;
+    const first = startWorker();
+    let jobId = "";
+    let killed = false;
+    const kill = async () => {
+      killed = true;
+      await first.kill("SIGKILL");
+    };
+    const armed = arm({ jobId: () => jobId, kill, key });
+    const requestsBefore = stack.s3Server.requests.length;
+    jobId = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });
+    await armed;
+    await eventually(() => (killed ? true : undefined));
+    const atKill = await checkpointOf(jobId);
+    stack.s3Server.beforeRequest = undefined;
+    stack.s3Server.beforeResponse = undefined;
+    for (const release of held.splice(0)) release();
+    startWorker();
+    const result = await waitForResult(queue, jobId, { timeoutMs: 110_000 });
+    const output = await stack.get(key);
+    const rejects = await stack.get(`${name}/out.rejects.csv`);
+    expect(output.equals(clean.output), "output is byte-identical to the clean run").toBe(true);
+    expect(rejects.equals(clean.rejects), "reject report is byte-identical to the clean run").toBe(
+      true,
+    );
+    expect(result.rows).toEqual(clean.result.rows);
+    expect(result.resumes).toBeGreaterThanOrEqual(1);
+    expect(stack.s3Server.store.multipartUploads.size, "no multipart upload is left open").toBe(0);
+    // Parts that were checkpointed when the worker died are never uploaded again.
+    const requests = stack.s3Server.requests.slice(requestsBefore);
+    for (const [which, target] of [
+      ["output", key],
+      ["rejects", `${name}/out.rejects.csv`],
+    ] as const) {
+      const done = atKill?.[which].parts ?? [];
+      for (const part of done) {
+        const uploads = requests.filter(
+          (r) => isPart(r, target) && Number(r.query.partNumber) === part.PartNumber,
+        );
+        expect(uploads.length, `${which} part ${part.PartNumber} uploaded once`).toBe(1);
+      }
+    }
+    return { result, atKill, requests };
+  }
+
+  it("(a) right after a part's checkpoint", async () => {
+    const { atKill } = await crashAndResume("crash-a", ({ jobId, kill, key }) => {
+      stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
+      void eventually(async () =>
+        (await checkpointOf(jobId()))?.output.parts.length === 1 ? true : undefined,
+      ).then(kill);
+    });
+    expect(atKill?.output.parts.length).toBe(1);
+    expect(atKill?.output.mark.offset).toBeGreaterThan(0);
+  });
+
+  it("(b) in the middle of a part: stored by S3, its response never seen", async () => {
+    const { requests, atKill } = await crashAndResume("crash-b", ({ kill, key }) => {
+      stack.s3Server.beforeResponse = async (r) => {
+        if (isPart(r, key, 2) && Number(r.query.partNumber) === 2) await kill();
+      };
+    });
+    expect(atKill?.output.parts.map((p) => p.PartNumber)).toEqual([1]);
+    // Part 2 was in flight: it is uploaded again, and nothing before it.
+    const part2 = requests.filter(
+      (r) => isPart(r, "crash-b/out.csv") && r.query.partNumber === "2",
+    );
+    expect(part2.length).toBe(2);
+  });
+
+  it("(c) after CompleteMultipartUpload, before the job is marked done", async () => {
+    const { atKill } = await crashAndResume("crash-c", ({ kill, key }) => {
+      stack.s3Server.beforeResponse = async (r) => {
+        if (r.completedParts && r.url.includes(`/${key}?`)) await kill();
+      };
+    });
+    expect(atKill?.output.completed).toBeUndefined();
+  });
+
+  it("(d) right after CreateMultipartUpload", async () => {
+    const { atKill } = await crashAndResume("crash-d", ({ jobId, kill, key }) => {
+      stack.s3Server.beforeRequest = (r) => (isPart(r, key) ? hold() : undefined);
+      void eventually(async () =>
+        (await checkpointOf(jobId()))?.output.uploadId ? true : undefined,
+      ).then(kill);
+    });
+    expect(atKill?.output.uploadId).toBeDefined();
+    expect(atKill?.output.parts).toEqual([]);
+  });
+
+  it("fails a job whose source changed between attempts, and aborts its uploads", async () => {
+    const key = "changed/out.csv";
+    await stack.put("changed/in.csv", peopleData({ rows: 130_000, invalidEvery: 2, pad: 120 }).csv);
+    const first = startWorker();
+    let killed = false;
+    stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
+    const jobId = await enqueueTransform(job("changed/in.csv", key, peopleSchema), { queue });
+    await eventually(async () =>
+      (await checkpointOf(jobId))?.output.parts.length === 1 ? true : undefined,
+    );
+    await first.kill("SIGKILL");
+    killed = true;
+    stack.s3Server.beforeRequest = undefined;
+    for (const release of held.splice(0)) release();
+    await stack.put("changed/in.csv", peopleData({ rows: 1000, invalidEvery: 2 }).csv);
+    startWorker();
+    await expect(waitForResult(queue, jobId, { timeoutMs: 60_000 })).rejects.toThrow(
+      /source s3:\/\/s3csv-test\/changed\/in.csv changed since the job started .* enqueue a new job/,
+    );
+    expect(killed).toBe(true);
+    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+  });
+});
