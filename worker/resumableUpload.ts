@@ -41,7 +41,8 @@ interface SealedPart {
 export class ResumableUpload {
   readonly #o: UploaderOptions;
   #state: OutputCheckpoint;
-  #chunks: Buffer[] = [];
+  // The next part, encoded into one buffer as rows arrive: no per-row buffers, no retained strings.
+  #part: Buffer | undefined;
   #buffered = 0;
   #total: number;
   #nextPart: number;
@@ -75,10 +76,32 @@ export class ResumableUpload {
     return this.#total;
   }
 
-  write(bytes: Buffer): void {
-    this.#chunks.push(bytes);
-    this.#buffered += bytes.length;
-    this.#total += bytes.length;
+  write(text: string): void {
+    const bytes = Buffer.byteLength(text);
+    let part = this.#part;
+    if (!part || this.#buffered + bytes > part.length) {
+      // Grows by doubling up to a part's size (small outputs stay small); a part is cut at the
+      // first row boundary past partSize, so it may outgrow that by one row.
+      const needed = this.#buffered + bytes;
+      const size = Math.max(
+        needed,
+        Math.min(this.#o.partSize + 64 * 1024, Math.max(64 * 1024, (part?.length ?? 0) * 2)),
+      );
+      const grown = Buffer.allocUnsafe(size);
+      if (part) part.copy(grown, 0, 0, this.#buffered);
+      part = grown;
+      this.#part = part;
+    }
+    part.write(text, this.#buffered, "utf8");
+    this.#buffered += bytes;
+    this.#total += bytes;
+  }
+
+  #take(): Buffer {
+    const body = this.#part ? this.#part.subarray(0, this.#buffered) : Buffer.alloc(0);
+    this.#part = undefined;
+    this.#buffered = 0;
+    return body;
   }
 
   /**
@@ -141,7 +164,7 @@ export class ResumableUpload {
   }
 
   async #putWhole(mark: ResumeMark): Promise<{ etag: string; bytes: number; parts: number }> {
-    const body = Buffer.concat(this.#chunks, this.#buffered);
+    const body = this.#take();
     await this.#o.assertOwner();
     const { bucket, key } = this.#state;
     const response = await toDestination(this.#state, () =>
@@ -155,8 +178,6 @@ export class ResumableUpload {
         }),
       ),
     );
-    this.#chunks = [];
-    this.#buffered = 0;
     const completed = { etag: response.ETag ?? "", bytes: body.length };
     this.#state = { ...this.#state, bytes: body.length, mark, completed };
     await this.#o.persist(this.#state);
@@ -170,9 +191,7 @@ export class ResumableUpload {
         `output s3://${this.#state.bucket}/${this.#state.key} needs more than ${MAX_PARTS} parts; raise PART_SIZE or the job's options.partSize`,
       );
     }
-    const body = Buffer.concat(this.#chunks, this.#buffered);
-    this.#chunks = [];
-    this.#buffered = 0;
+    const body = this.#take();
     while (this.#inFlight.size >= this.#o.partsInFlight) {
       await Promise.race(this.#inFlight.values());
     }

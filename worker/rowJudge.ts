@@ -2,7 +2,7 @@ import type { RowError } from "./rowErrors.ts";
 
 // What both ways of judging rows (a Table Schema, a registered transform) give the pipeline.
 
-export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: RowError[] };
+export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: readonly RowError[] };
 
 export interface RowJudge {
   /** Column names of the output file. */
@@ -46,6 +46,8 @@ export function checkHeader(header: readonly string[], expected: readonly string
   }
 }
 
+const NO_ERRORS: readonly RowError[] = Object.freeze([]);
+
 /**
  * Errors about the row's shape that come before any field is judged: a blank row, or a row
  * whose cell count differs from the header's.
@@ -54,7 +56,7 @@ export function shapeErrors(
   fields: readonly string[],
   width: number,
   labels: readonly string[],
-): RowError[] {
+): readonly RowError[] {
   if (fields.every((f) => f === "")) {
     return [{ field: "", code: "blank-row", message: "the row is blank" }];
   }
@@ -74,5 +76,5 @@ export function shapeErrors(
       message: `the row has ${fields.length} cells, the header has ${width}: "${label}" is missing`,
     }));
   }
-  return [];
+  return NO_ERRORS;
 }

@@ -1,8 +1,9 @@
 import Papa from "papaparse";
 
 // Splits one framed row into fields. A row without a quote character is a plain split; a row
-// with quotes goes through papaparse, which sees exactly one row: the framer already found where
-// it ends, so papaparse's cursor, newline guessing and chunking traps do not apply.
+// with regular RFC 4180 quoting is split here; anything irregular goes through papaparse, which
+// then sees exactly one row: the framer already found where it ends, so papaparse's cursor,
+// newline guessing and chunking traps do not apply.
 
 export type ParsedRow = { ok: true; fields: string[] } | { ok: false; message: string };
 
@@ -17,6 +18,9 @@ export class RowParser {
 
   parse(text: string, quoted: boolean): ParsedRow {
     if (!quoted) return { ok: true, fields: text.split(this.#delimiter) };
+    const fields = splitQuoted(text, this.#delimiter, this.#quote);
+    if (fields) return { ok: true, fields };
+    // Irregular quoting: papaparse gives its verdict and the words for the reject report.
     const result = Papa.parse<string[]>(text, {
       delimiter: this.#delimiter,
       quoteChar: this.#quote,
@@ -31,6 +35,47 @@ export class RowParser {
       return { ok: false, message: "malformed quoting: the row does not parse as one record" };
     }
     return { ok: true, fields: result.data[0] as string[] };
+  }
+}
+
+/**
+ * RFC 4180 fields of one row whose quoting is regular: a quoted field starts at a field start,
+ * doubles its inner quotes and is followed by a delimiter or the row's end. Anything else gives
+ * null, and the caller hands the row to papaparse.
+ */
+export function splitQuoted(text: string, delimiter: string, quote: string): string[] | null {
+  const fields: string[] = [];
+  const n = text.length;
+  let i = 0;
+  for (;;) {
+    if (text[i] === quote) {
+      let value = "";
+      let from = i + 1;
+      for (;;) {
+        const q = text.indexOf(quote, from);
+        if (q === -1) return null;
+        value += text.slice(from, q);
+        if (text[q + 1] === quote) {
+          value += quote;
+          from = q + 2;
+          continue;
+        }
+        i = q + 1;
+        break;
+      }
+      fields.push(value);
+      if (i === n) return fields;
+      if (text[i] !== delimiter) return null;
+      i++;
+    } else {
+      const d = text.indexOf(delimiter, i);
+      const end = d === -1 ? n : d;
+      const value = text.slice(i, end);
+      if (value.includes(quote)) return null;
+      fields.push(value);
+      if (d === -1) return fields;
+      i = d + 1;
+    }
   }
 }
 

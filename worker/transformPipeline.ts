@@ -88,8 +88,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         if (error instanceof HeaderError) throw new PermanentJobError(error.message);
         throw error;
       }
-      if (output.empty) output.write(Buffer.from(formatRow(judge.outputHeader, newline)));
-      if (rejects.empty) rejects.write(Buffer.from(formatRow(REJECT_REPORT_HEADER, newline)));
+      if (output.empty) output.write(formatRow(judge.outputHeader, newline));
+      if (rejects.empty) rejects.write(formatRow(REJECT_REPORT_HEADER, newline));
     };
     // Reading from the start means reading the header row again, even if a checkpoint has it.
     if (!options.header) bind(null);
@@ -118,7 +118,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       bind(parsed.fields);
     };
 
-    const judgeRow = (row: FramedRow, raw: string | undefined): Verdict => {
+    // An unquoted, comma-separated row whose cells all came out unchanged is written as it came.
+    const passThrough = options.delimiter === ",";
+    const judgeRow = (row: FramedRow, raw: string | undefined): RowVerdict => {
       if (row.oversize) {
         return rowError(
           "format-error",
@@ -131,7 +133,11 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       }
       const parsed = parser.parse(raw, row.quoted);
       if (!parsed.ok) return rowError("format-error", parsed.message);
-      return (judge as RowJudge).judge(parsed.fields);
+      const verdict = (judge as RowJudge).judge(parsed.fields);
+      if (verdict.ok && passThrough && !row.quoted && sameCells(verdict.cells, parsed.fields)) {
+        return { ok: true, cells: verdict.cells, line: raw + newline };
+      }
+      return verdict;
     };
 
     const handleRow = async (row: FramedRow) => {
@@ -144,21 +150,22 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       const verdict = judgeRow(row, raw);
       if (verdict.ok) {
         counts.valid++;
-        if (row.start >= outputFrom) output.write(Buffer.from(formatRow(verdict.cells, newline)));
+        if (row.start >= outputFrom)
+          output.write(verdict.line ?? formatRow(verdict.cells, newline));
       } else {
         counts.rejected++;
-        for (const error of verdict.errors)
+        for (const error of verdict.errors) {
           counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
+        }
         if (row.start >= rejectsFrom) {
           const text = raw ?? bytes.toString("utf8");
+          const rowNumber = String(position.rowNumber);
+          const line = String(row.line);
           let report = "";
           for (const e of verdict.errors) {
-            report += formatRow(
-              [String(position.rowNumber), String(row.line), e.field, e.code, e.message, text],
-              newline,
-            );
+            report += formatRow([rowNumber, line, e.field, e.code, e.message, text], newline);
           }
-          rejects.write(Buffer.from(report));
+          rejects.write(report);
         }
         enforcePolicy(data, position.rowNumber, row.line, verdict.errors, counts);
       }
@@ -247,6 +254,17 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
   }
 }
 
+/** A verdict, with the output line already made when the row passes through unchanged. */
+type RowVerdict =
+  | { ok: true; cells: string[]; line?: string }
+  | { ok: false; errors: readonly RowError[] };
+
+function sameCells(cells: readonly string[], fields: readonly string[]): boolean {
+  if (cells.length !== fields.length) return false;
+  for (let i = 0; i < cells.length; i++) if (cells[i] !== fields[i]) return false;
+  return true;
+}
+
 function rowError(code: RowError["code"], message: string): Verdict {
   return { ok: false, errors: [{ field: "", code, message }] };
 }
@@ -255,7 +273,7 @@ function enforcePolicy(
   data: JobData,
   rowNumber: number,
   line: number,
-  errors: RowError[],
+  errors: readonly RowError[],
   counts: RowCounts,
 ): void {
   const { onInvalid, maxInvalidRows } = data.options;

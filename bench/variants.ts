@@ -1,0 +1,207 @@
+import { Readable } from "node:stream";
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import Papa from "papaparse";
+import { z } from "zod";
+import { loadConfig } from "../shared/config.ts";
+import { createS3Client } from "../shared/s3Client.ts";
+import { TableSchema } from "../shared/tableSchema.ts";
+import { CsvFramer } from "../worker/csvFramer.ts";
+import { formatRow } from "../worker/csvWriter.ts";
+import { RowParser } from "../worker/rowParser.ts";
+import { compileTableSchema } from "../worker/validatorCompiler.ts";
+import { benchCsv, benchSchema } from "./dataset.ts";
+import { peakRss } from "./peakRss.ts";
+
+// The comparison variants, each run as its own process by bench/run.ts:
+//   naive      (B) the original story's pipeline: papaparse header mode, a zod object schema,
+//                  Papa.unparse, sequential UploadPart of 6 MB buffers, no queue
+//   lib-storage (C) @aws-sdk/lib-storage Upload fed by the same parse/validate code
+//   raw-copy   (D) GetObject stream -> multipart upload, no parsing: the I/O limit
+//   cpu        (E) s3csv's framer, parser, validator and writer from memory, no I/O
+// Each prints one JSON line: { seconds, rows, peakRss }.
+
+const [variant, bucket, source, dest, sizeArg] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+];
+const config = loadConfig();
+const s3 = createS3Client(config);
+const MB6 = 6 * 1024 * 1024;
+const BATCH_ROWS = 10_000;
+
+// The zod object schema a user would write by hand for the benchmark's Table Schema.
+const rowSchema = z.object({
+  id: z.coerce.number().int().min(1),
+  email: z.email(),
+  name: z.string().min(1).max(60),
+  age: z.coerce.number().int().min(0).max(120),
+  status: z.enum(["new", "active", "suspended", "closed"]),
+  amount: z.coerce.number().min(0).max(1000000),
+  created_at: z.iso.datetime(),
+  verified: z.enum(["true", "false"]),
+  note: z.string().max(200),
+  country: z.string().regex(/^[A-Z]{2}$/),
+});
+
+async function sourceStream(): Promise<Readable> {
+  const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: source }));
+  return response.Body as Readable;
+}
+
+/** Parses and validates with papaparse + zod, yielding CSV text batches of about 6 MB. */
+async function* naiveRows(counter: { rows: number }): AsyncGenerator<string> {
+  const input = await sourceStream();
+  let valid: Record<string, unknown>[] = [];
+  let size = 0;
+  const batches: string[] = [];
+  let done = false;
+  let wake: (() => void) | undefined;
+  Papa.parse(input as unknown as File, {
+    header: true,
+    skipEmptyLines: true,
+    step: (result: Papa.ParseStepResult<Record<string, string>>) => {
+      counter.rows++;
+      const parsed = rowSchema.safeParse(result.data);
+      if (parsed.success) {
+        valid.push(result.data);
+        size++;
+        if (size >= BATCH_ROWS) {
+          batches.push(Papa.unparse(valid, { header: false }));
+          valid = [];
+          size = 0;
+          wake?.();
+        }
+      }
+    },
+    complete: () => {
+      if (valid.length) batches.push(Papa.unparse(valid, { header: false }));
+      done = true;
+      wake?.();
+    },
+  });
+  for (;;) {
+    const next = batches.shift();
+    if (next !== undefined) yield `${next}\r\n`;
+    else if (done) return;
+    else
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+  }
+}
+
+async function naive(counter: { rows: number }): Promise<void> {
+  const { UploadId } = await s3.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: dest }),
+  );
+  const parts: { PartNumber: number; ETag?: string }[] = [];
+  let buffer: Buffer[] = [];
+  let buffered = 0;
+  const flush = async () => {
+    const PartNumber = parts.length + 1;
+    const { ETag } = await s3.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: dest,
+        UploadId,
+        PartNumber,
+        Body: Buffer.concat(buffer),
+      }),
+    );
+    parts.push({ PartNumber, ETag });
+    buffer = [];
+    buffered = 0;
+  };
+  for await (const text of naiveRows(counter)) {
+    const bytes = Buffer.from(text);
+    buffer.push(bytes);
+    buffered += bytes.length;
+    if (buffered >= MB6) await flush();
+  }
+  if (buffered > 0 || parts.length === 0) await flush();
+  await s3.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: dest,
+      UploadId,
+      MultipartUpload: { Parts: parts },
+    }),
+  );
+}
+
+async function libStorage(counter: { rows: number }): Promise<void> {
+  const body = Readable.from(naiveRows(counter));
+  await new Upload({
+    client: s3,
+    params: { Bucket: bucket, Key: dest, Body: body },
+    partSize: MB6,
+    queueSize: 4,
+  }).done();
+}
+
+async function rawCopy(): Promise<void> {
+  const body = await sourceStream();
+  await new Upload({
+    client: s3,
+    params: { Bucket: bucket, Key: dest, Body: body },
+    partSize: 8 * 1024 * 1024,
+    queueSize: 4,
+  }).done();
+}
+
+function cpu(counter: { rows: number }, csv: Buffer): number {
+  const framer = new CsvFramer({
+    delimiter: ",",
+    quote: '"',
+    maxRowBytes: 1 << 20,
+    startOffset: 0,
+    startLine: 1,
+  });
+  const parser = new RowParser({ delimiter: ",", quote: '"' });
+  const factory = compileTableSchema(TableSchema.parse(benchSchema));
+  let judge: ReturnType<typeof factory.bind> | undefined;
+  let out = 0;
+  const rows = [...framer.push(csv), ...framer.end()];
+  for (const row of rows) {
+    const text = Buffer.from(row.bytes.buffer, row.bytes.byteOffset, row.bytes.byteLength).toString(
+      "utf8",
+    );
+    const parsed = parser.parse(text, row.quoted);
+    if (!parsed.ok) continue;
+    if (!judge) {
+      judge = factory.bind(parsed.fields);
+      continue;
+    }
+    counter.rows++;
+    const verdict = judge.judge(parsed.fields);
+    if (verdict.ok) out += formatRow(verdict.cells, "\r\n").length;
+  }
+  return out;
+}
+
+const counter = { rows: 0 };
+let seconds: number;
+if (variant === "cpu") {
+  const csv = benchCsv(Number(sizeArg));
+  const start = performance.now();
+  cpu(counter, csv);
+  seconds = (performance.now() - start) / 1000;
+} else {
+  const start = performance.now();
+  if (variant === "naive") await naive(counter);
+  else if (variant === "lib-storage") await libStorage(counter);
+  else if (variant === "raw-copy") await rawCopy();
+  else throw new Error(`unknown variant ${variant}`);
+  seconds = (performance.now() - start) / 1000;
+}
+s3.destroy();
+process.stdout.write(`${JSON.stringify({ seconds, rows: counter.rows, peakRss: peakRss() })}\n`);
