@@ -5,6 +5,7 @@ const HELP = `s3csv: resumable, validated CSV transforms on S3
 Usage:
   s3csv worker     run a worker that processes jobs from the queue
   s3csv enqueue    add a job (and optionally wait for its result)
+  s3csv dashboard  serve Bull Board, health checks and Prometheus metrics
   s3csv dev        run Redis, an S3-compatible server and a worker locally, with a sample job
   s3csv help CMD   help for one command
 
@@ -21,6 +22,10 @@ const commands: Record<
   enqueue: async () => {
     const m = await import("../producer/cli.ts");
     return { run: m.enqueueCommand, usage: m.usage };
+  },
+  dashboard: async () => {
+    const m = await import("../dashboard/cli.ts");
+    return { run: m.dashboardCommand, usage: m.usage };
   },
   dev: async () => {
     const m = await import("../dev/cli.ts");

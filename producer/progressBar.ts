@@ -8,9 +8,9 @@ function megabytes(bytes: number): string {
 
 /** One line that redraws itself on a terminal: bar, percent, bytes and row counts. */
 export function renderProgress(p: JobProgress): string {
-  const filled = Math.round((p.percent / 100) * WIDTH);
+  const filled = Math.round((p.progress / 100) * WIDTH);
   const bar = `${"#".repeat(filled)}${"-".repeat(WIDTH - filled)}`;
-  return `[${bar}] ${p.percent.toFixed(1).padStart(5)}%  ${megabytes(p.bytesRead)}/${megabytes(p.bytesTotal)} MB  ${p.rows.read} rows, ${p.rows.rejected} rejected`;
+  return `[${bar}] ${p.progress.toFixed(1).padStart(5)}%  ${megabytes(p.bytesRead)}/${megabytes(p.bytesTotal)} MB  ${p.rows.read} rows, ${p.rows.rejected} rejected`;
 }
 
 export function progressWriter(stream: NodeJS.WriteStream): {

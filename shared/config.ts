@@ -28,6 +28,11 @@ export const ConfigEnv = z.object({
   STALLED_INTERVAL_MS: int(500, 15_000),
   MAX_STALLED_COUNT: int(2, 5),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  SHUTDOWN_GRACE_MS: int(0, 30_000),
+  DASHBOARD_PORT: int(0, 3000),
+  DASHBOARD_HOST: z.string().min(1).default("0.0.0.0"),
+  DASHBOARD_USER: z.string().min(1).optional(),
+  DASHBOARD_PASSWORD: z.string().min(8, "must be at least 8 characters").optional(),
 });
 export type Config = z.infer<typeof ConfigEnv>;
 

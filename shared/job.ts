@@ -172,7 +172,8 @@ export const JobProgress = z.strictObject({
   bytesTotal: z.number().int().nonnegative(),
   rows: RowCounts,
   parts: z.number().int().nonnegative(),
-  percent: z.number().min(0).max(100),
+  // Percent done; named `progress` because Bull Board draws its progress ring from that field.
+  progress: z.number().min(0).max(100),
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 

@@ -16,7 +16,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
   );
   const log = createLogger(config, "s3csv-worker");
   const running = await startWorker(config, log);
-  const grace = Number(process.env.SHUTDOWN_GRACE_MS ?? 30_000);
+  const grace = config.SHUTDOWN_GRACE_MS;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {

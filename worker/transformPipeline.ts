@@ -175,15 +175,17 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       await rejects.endRow(snapshot);
     };
 
-    const progress = (): JobProgress => {
+    const progress = (done = false): JobProgress => {
       const total = start.source.size;
       return {
         bytesRead: position.offset,
         bytesTotal: total,
         rows: cloneCounts(position.counts),
         parts: output.state.parts.length,
-        percent:
-          total === 0 ? 100 : Math.min(100, Math.floor((position.offset / total) * 1000) / 10),
+        // Reading all of the input is not the end: the last parts and completion still follow.
+        progress: done
+          ? 100
+          : Math.min(99, Math.floor((position.offset / Math.max(1, total)) * 1000) / 10),
       };
     };
 
@@ -194,8 +196,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       startOffset: from.offset,
       startLine: from.lineNumber,
     });
-    let lastProgress = Date.now();
-    let lastYield = lastProgress;
+    let lastProgress = 0; // report after the first chunk, then every PROGRESS_INTERVAL_MS
+    let lastYield = Date.now();
     for await (const chunk of readSource(
       s3,
       data.source,
@@ -229,7 +231,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
 
     const end = snapshot();
     const [out, rej] = await Promise.all([output.finish(end), rejects.finish(end)]);
-    await input.reportProgress(progress());
+    await input.reportProgress(progress(true));
     return {
       output: {
         bucket: data.destination.bucket,

@@ -58,6 +58,14 @@ describe("docker-compose.yml", () => {
     expect(worker?.stop_grace_period).toBeDefined();
   });
 
+  it("serves the dashboard with credentials required and a readiness check", () => {
+    const dashboard = compose.services.dashboard;
+    expect(dashboard?.command).toEqual(["dashboard"]);
+    expect(dashboard?.environment?.DASHBOARD_PASSWORD).toMatch(/^\$\{DASHBOARD_PASSWORD:\?/);
+    expect(JSON.stringify(dashboard?.healthcheck)).toContain("/readyz");
+    expect(dashboard?.depends_on?.redis?.condition).toBe("service_healthy");
+  });
+
   it("declares every named volume it mounts", () => {
     for (const name of ["redis-data", "minio-data"]) expect(compose.volumes).toHaveProperty(name);
   });

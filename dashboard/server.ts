@@ -1,0 +1,97 @@
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { FastifyAdapter } from "@bull-board/fastify";
+import { Queue, QueueEvents } from "bullmq";
+import Fastify, { type FastifyInstance } from "fastify";
+import { Redis } from "ioredis";
+import type { Config } from "../shared/config.ts";
+import { redisConnection } from "../shared/redis.ts";
+import { basicAuthChecker } from "./basicAuth.ts";
+import { createMetrics } from "./metrics.ts";
+
+// The dashboard: Bull Board at /admin/queues behind basic auth, health and readiness probes,
+// and Prometheus metrics. Job data is read-only here (the checkpoint lives in it); retrying and
+// cleaning jobs stay available.
+
+export const BOARD_PATH = "/admin/queues";
+
+/** Bull Board routes that would change a job's data or add jobs that skip the producer's checks. */
+const FORBIDDEN = [/\/api\/queues\/[^/]+\/[^/]+\/update-data$/, /\/api\/queues\/[^/]+\/add$/];
+const OPEN = new Set(["/healthz", "/readyz"]);
+
+export interface DashboardOptions {
+  config: Config;
+  /** null runs without authentication (the caller binds to 127.0.0.1 only). */
+  credentials: { user: string; password: string } | null;
+}
+
+export interface Dashboard {
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export async function createDashboard({
+  config,
+  credentials,
+}: DashboardOptions): Promise<Dashboard> {
+  const connection = redisConnection(config);
+  const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
+  const events = new QueueEvents(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
+  const probe = new Redis({ ...connection, maxRetriesPerRequest: 1, lazyConnect: true });
+  probe.on("error", () => {});
+  const registry = createMetrics(queue, events);
+
+  const app = Fastify({ logger: false });
+  const authorized = credentials
+    ? basicAuthChecker(credentials.user, credentials.password)
+    : () => true;
+  app.addHook("onRequest", async (request, reply) => {
+    const path = request.url.split("?")[0] ?? "";
+    if (OPEN.has(path)) return;
+    if (!authorized(request.headers.authorization)) {
+      return reply
+        .code(401)
+        .header("www-authenticate", 'Basic realm="s3csv", charset="UTF-8"')
+        .send("authentication required\n");
+    }
+    if (FORBIDDEN.some((re) => re.test(path))) {
+      return reply.code(403).send({
+        error: "job data is read-only in the s3csv dashboard: it holds the job's checkpoint",
+      });
+    }
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_request, reply) => {
+    try {
+      await probe.ping();
+      return { status: "ready" };
+    } catch (error) {
+      return reply.code(503).send({ status: "unavailable", redis: (error as Error).message });
+    }
+  });
+  app.get("/metrics", async (_request, reply) => {
+    reply.header("content-type", registry.contentType);
+    return registry.metrics();
+  });
+
+  const board = new FastifyAdapter();
+  createBullBoard({
+    queues: [new BullMQAdapter(queue, { allowRetries: true, description: "CSV transforms" })],
+    serverAdapter: board,
+    options: { uiConfig: { boardTitle: "s3csv" } },
+  });
+  board.setBasePath(BOARD_PATH);
+  await app.register(board.registerPlugin(), { prefix: BOARD_PATH });
+  app.get("/", async (_request, reply) => reply.redirect(BOARD_PATH));
+
+  return {
+    app,
+    async close() {
+      await app.close();
+      await events.close();
+      await queue.close();
+      probe.disconnect();
+    },
+  };
+}
