@@ -1,12 +1,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { type Job, UnrecoverableError } from "bullmq";
+import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import { describeZodError, JobData, type JobProgress, type JobResult } from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
 import { firstCheckpoint } from "./checkpoint.ts";
 import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
-import { PermanentJobError } from "./errors.ts";
+import { HandBackError, PermanentJobError } from "./errors.ts";
 import { judgesFor } from "./judges.ts";
 import { abortUpload } from "./resumableUpload.ts";
 import { runPipeline } from "./transformPipeline.ts";
@@ -17,12 +17,14 @@ export interface ProcessorDeps {
   redis: Redis;
   config: Config;
   log: Logger;
+  /** Aborted when the worker shuts down. */
+  drain: AbortSignal;
 }
 
 export type TransformJob = Job<unknown, JobResult>;
 
 export function createProcessor(deps: ProcessorDeps) {
-  const { s3, redis, config, log } = deps;
+  const { s3, redis, config, log, drain } = deps;
   const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
 
   return async function process(
@@ -68,6 +70,7 @@ export function createProcessor(deps: ProcessorDeps) {
         partsInFlight: config.PARTS_IN_FLIGHT,
         reportProgress: (progress: JobProgress) => job.updateProgress(progress),
         signal,
+        drain,
       });
       jobLog.info(
         { rows: result.rows, parts: result.parts, resumes: result.resumes },
@@ -76,7 +79,16 @@ export function createProcessor(deps: ProcessorDeps) {
       return result;
     } catch (error) {
       // A worker that lost the job must leave the uploads to the worker that owns it now.
-      if (error instanceof LockLostError) throw error;
+      if (error instanceof LockLostError) {
+        jobLog.warn({ err: error.message }, "stopped: the job's lock was lost");
+        throw error;
+      }
+      if (error instanceof HandBackError) {
+        // Every part in flight has finished and been checkpointed; release the job unfailed.
+        await job.moveToWait(token);
+        jobLog.info("handed the job back for another worker to resume");
+        throw new WaitingError();
+      }
       const final =
         error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (final && store) {

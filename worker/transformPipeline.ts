@@ -12,7 +12,7 @@ import type {
 import type { CheckpointStore } from "./checkpointStore.ts";
 import { CsvFramer, type FramedRow } from "./csvFramer.ts";
 import { formatRow } from "./csvWriter.ts";
-import { PermanentJobError } from "./errors.ts";
+import { HandBackError, PermanentJobError } from "./errors.ts";
 import { ResumableUpload } from "./resumableUpload.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "./rowJudge.ts";
@@ -31,6 +31,8 @@ export interface PipelineInput {
   partsInFlight: number;
   reportProgress(progress: JobProgress): Promise<void>;
   signal?: AbortSignal;
+  /** Aborted when the worker shuts down: stop at a row boundary and hand the job back. */
+  drain?: AbortSignal;
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
@@ -206,6 +208,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       input.signal,
     )) {
       for (const row of framer.push(chunk)) await handleRow(row);
+      if (input.drain?.aborted) throw new HandBackError();
       const now = Date.now();
       if (now - lastYield > YIELD_INTERVAL_MS) {
         // Lock renewal and other timers must run even when the source streams faster than we parse.

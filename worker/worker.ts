@@ -9,7 +9,10 @@ import { createProcessor } from "./processor.ts";
 
 export interface RunningWorker {
   worker: Worker<unknown, JobResult>;
-  /** Stops taking jobs, waits for active ones up to `graceMs`, then closes connections. */
+  /**
+   * Stops taking jobs; active jobs finish their parts in flight, checkpoint and go back to the
+   * queue. Waits up to `graceMs` for that, then closes connections.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -17,9 +20,10 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
   const connection = redisConnection(config);
   const s3 = createS3Client(config);
   const redis = new Redis(connection);
+  const drain = new AbortController();
   const worker = new Worker<unknown, JobResult>(
     config.QUEUE_NAME,
-    createProcessor({ s3, redis, config, log }),
+    createProcessor({ s3, redis, config, log, drain: drain.signal }),
     {
       connection,
       prefix: config.QUEUE_PREFIX,
@@ -47,6 +51,7 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
   return {
     worker,
     async close(graceMs = 30_000) {
+      drain.abort();
       const timer = new Promise<"timeout">((resolve) =>
         setTimeout(resolve, graceMs, "timeout").unref(),
       );
