@@ -6,6 +6,7 @@ Usage:
   s3csv worker     run a worker that processes jobs from the queue
   s3csv enqueue    add a job (and optionally wait for its result)
   s3csv dashboard  serve Bull Board, health checks and Prometheus metrics
+  s3csv sweep      abort multipart uploads that no live job owns
   s3csv dev        run Redis, an S3-compatible server and a worker locally, with a sample job
   s3csv help CMD   help for one command
 
@@ -26,6 +27,10 @@ const commands: Record<
   dashboard: async () => {
     const m = await import("../dashboard/cli.ts");
     return { run: m.dashboardCommand, usage: m.usage };
+  },
+  sweep: async () => {
+    const m = await import("../worker/sweepCli.ts");
+    return { run: m.sweepCommand, usage: m.usage };
   },
   dev: async () => {
     const m = await import("../dev/cli.ts");

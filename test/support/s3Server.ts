@@ -9,6 +9,7 @@ interface StoredUpload {
   bucket: string;
   key: string;
   parts: Map<number, { body: Buffer; etag: string }>;
+  initiated: Date;
 }
 export interface FauxS3Store {
   multipartUploads: Map<string, StoredUpload>;
@@ -43,7 +44,29 @@ async function fauxqsModule<T>(path: string): Promise<T> {
   )) as T;
 }
 
-export async function startS3Server(buckets: string[] = []): Promise<TestS3Server> {
+function xml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/**
+ * ListMultipartUploads over the emulator's own store: the npm fauxqs (2.4.1) has no such route,
+ * and the sweeper needs one. Real S3, MinIO and Ceph have it. Answers in one page.
+ */
+function listMultipartUploads(store: FauxS3Store, bucket: string): string {
+  const uploads = [...store.multipartUploads.values()]
+    .filter((u) => u.bucket === bucket)
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map(
+      (u) =>
+        `<Upload><Key>${xml(u.key)}</Key><UploadId>${u.uploadId}</UploadId><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`,
+    );
+  return `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${xml(bucket)}</Bucket><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${uploads.join("")}</ListMultipartUploadsResult>`;
+}
+
+export async function startS3Server(
+  buckets: string[] = [],
+  options: { listMultipartUploads?: boolean } = {},
+): Promise<TestS3Server> {
   const { S3Store } = await fauxqsModule<{ S3Store: new () => FauxS3Store }>("s3/s3Store.js");
   const { SqsStore } = await fauxqsModule<{ SqsStore: new () => unknown }>("sqs/sqsStore.js");
   const { SnsStore } = await fauxqsModule<{ SnsStore: new () => unknown }>("sns/snsStore.js");
@@ -53,6 +76,15 @@ export async function startS3Server(buckets: string[] = []): Promise<TestS3Serve
     logger: false,
     stores: { s3Store: store, sqsStore: new SqsStore(), snsStore: new SnsStore() } as never,
   });
+  if (options.listMultipartUploads) {
+    app.addHook("onRequest", async (request, reply) => {
+      const match = /^\/([^/?]+)\/?\?(?:.*&)?uploads(?:[=&]|$)/.exec(request.url);
+      if (request.method !== "GET" || !match) return;
+      return reply
+        .header("content-type", "application/xml")
+        .send(listMultipartUploads(store, match[1] as string));
+    });
+  }
   const seen = new WeakMap<object, SeenRequest>();
   const server: TestS3Server = {
     endpoint: "",

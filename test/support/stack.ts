@@ -31,10 +31,13 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(overrides: NodeJS.ProcessEnv = {}): Promise<Stack> {
+export async function startStack(
+  overrides: NodeJS.ProcessEnv = {},
+  s3Options: { listMultipartUploads?: boolean } = {},
+): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), "s3csv-test-"));
   const redis = await startRedisServer({ dir });
-  const s3Server = await startS3Server([BUCKET]);
+  const s3Server = await startS3Server([BUCKET], s3Options);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
