@@ -1,9 +1,40 @@
-import { startFauxqs } from "fauxqs";
+import { buildApp } from "fauxqs";
 
 // The benchmark's S3-compatible server, in a process of its own so that its CPU is not billed
-// to the variant being measured. Prints its address on the first line of stdout.
-const server = await startFauxqs({ port: 0, logger: false });
-process.stdout.write(`${server.address}\n`);
+// to the variant being measured. Prints its address on the first line of stdout; on SIGTERM it
+// prints how many requests of each kind it served and exits.
+
+const counts: Record<string, number> = {};
+const app = buildApp({ logger: false });
+app.addHook("onRequest", async (request, reply) => {
+  if (request.url === "/__counts") return reply.send(counts);
+  const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?") + 1) : "";
+  const kind =
+    request.method === "PUT" && query.includes("partNumber=")
+      ? "UploadPart"
+      : request.method === "POST" && query.startsWith("uploads")
+        ? "CreateMultipartUpload"
+        : request.method === "POST" && query.includes("uploadId=")
+          ? "CompleteMultipartUpload"
+          : request.method === "DELETE" && query.includes("uploadId=")
+            ? "AbortMultipartUpload"
+            : ({ PUT: "PutObject", GET: "GetObject", HEAD: "HeadObject", DELETE: "DeleteObject" }[
+                request.method
+              ] ?? request.method);
+  counts[kind] = (counts[kind] ?? 0) + 1;
+});
+app.addHook("onSend", async (request, reply, payload) => {
+  if (request.method === "GET" && request.url !== "/__counts") {
+    const length = Number(
+      reply.getHeader("content-length") ?? (Buffer.isBuffer(payload) ? payload.length : 0),
+    );
+    counts.GetBytes = (counts.GetBytes ?? 0) + length;
+  }
+  return payload;
+});
+const address = await app.listen({ port: 0, host: "127.0.0.1" });
+process.stdout.write(`${address}\n`);
 process.on("SIGTERM", () => {
-  void server.stop().then(() => process.exit(0));
+  process.stdout.write(`${JSON.stringify(counts)}\n`);
+  void app.close().then(() => process.exit(0));
 });

@@ -67,3 +67,22 @@ export async function enqueueTransform(input: unknown, options: EnqueueOptions):
   if (!job.id) throw new Error("the queue returned no job id");
   return job.id;
 }
+
+/**
+ * Validates every job first (none is added if one is invalid, and the error names its index),
+ * then adds them all in one round trip (BullMQ addBulk); resolves to their ids in order.
+ */
+export async function enqueueTransforms(
+  inputs: readonly unknown[],
+  options: Pick<EnqueueOptions, "queue">,
+): Promise<string[]> {
+  const jobs = inputs.map((input, index) => {
+    try {
+      return { name: JOB_NAME, data: validateJobInput(input) };
+    } catch (error) {
+      throw new InvalidJobError(`job ${index}: ${(error as Error).message}`);
+    }
+  });
+  const added = await options.queue.addBulk(jobs);
+  return added.map((job) => job.id ?? "");
+}

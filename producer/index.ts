@@ -4,6 +4,7 @@ export { loadConfig } from "../shared/config.ts";
 export type { JobInput, JobProgress, JobResult } from "../shared/job.ts";
 export {
   enqueueTransform,
+  enqueueTransforms,
   InvalidJobError,
   queueSettings,
   transformQueue,

@@ -120,6 +120,12 @@ export const OutputCheckpoint = z.strictObject({
   parts: z.array(UploadedPart),
   bytes: z.number().int().nonnegative(),
   mark: ResumeMark,
+  /**
+   * Output written after the uploaded parts and not yet in a part, when it is small: `mark` is
+   * then where this text ends, so a small output (a short reject report) never holds the
+   * resume point back to the start of the file.
+   */
+  carry: z.string().optional(),
   completed: z.strictObject({ etag: z.string(), bytes: z.number().int().nonnegative() }).optional(),
 });
 export type OutputCheckpoint = z.infer<typeof OutputCheckpoint>;

@@ -49,12 +49,17 @@ export class ResumableUpload {
   readonly #inFlight = new Map<number, Promise<void>>();
   readonly #finished = new Map<number, SealedPart>();
   #failure: unknown;
+  // Bytes taken from the buffer and not yet in flight or durable: no carry can be taken then.
+  #handingOver = false;
 
   constructor(options: UploaderOptions) {
     this.#o = options;
-    this.#state = options.state;
-    this.#nextPart = options.state.parts.length + 1;
-    this.#total = options.state.bytes;
+    // The carried text becomes this attempt's buffer again; the durable state never repeats it.
+    const { carry, ...state } = options.state;
+    this.#state = state;
+    this.#nextPart = state.parts.length + 1;
+    this.#total = state.bytes;
+    if (carry) this.write(carry);
   }
 
   get state(): OutputCheckpoint {
@@ -64,6 +69,21 @@ export class ResumableUpload {
   /** True when nothing of this output has been uploaded yet (it still needs its header). */
   get empty(): boolean {
     return !this.#state.completed && this.#state.parts.length === 0 && this.#buffered === 0;
+  }
+
+  /**
+   * The durable state including the buffered output as `carry`, when it is at most `limit`
+   * bytes and no part is in flight: then everything this output has written up to `mark` is
+   * in the state.
+   */
+  stateWithCarry(mark: ResumeMark, limit: number): OutputCheckpoint {
+    const state = this.#state;
+    const busy = this.#handingOver || this.#inFlight.size > 0 || this.#finished.size > 0;
+    if (state.completed || busy || this.#buffered > limit) {
+      return state;
+    }
+    const carry = this.#part ? this.#part.toString("utf8", 0, this.#buffered) : "";
+    return { ...state, mark, ...(carry ? { carry } : {}) };
   }
 
   /** Waits for every part upload started so far to end, however it ends. */
@@ -164,6 +184,7 @@ export class ResumableUpload {
   }
 
   async #putWhole(mark: ResumeMark): Promise<{ etag: string; bytes: number; parts: number }> {
+    this.#handingOver = true;
     const body = this.#take();
     await this.#o.assertOwner();
     const { bucket, key } = this.#state;
@@ -180,6 +201,7 @@ export class ResumableUpload {
     );
     const completed = { etag: response.ETag ?? "", bytes: body.length };
     this.#state = { ...this.#state, bytes: body.length, mark, completed };
+    this.#handingOver = false;
     await this.#o.persist(this.#state);
     return { ...completed, parts: 1 };
   }
@@ -191,6 +213,7 @@ export class ResumableUpload {
         `output s3://${this.#state.bucket}/${this.#state.key} needs more than ${MAX_PARTS} parts; raise PART_SIZE or the job's options.partSize`,
       );
     }
+    this.#handingOver = true;
     const body = this.#take();
     while (this.#inFlight.size >= this.#o.partsInFlight) {
       await Promise.race(this.#inFlight.values());
@@ -207,6 +230,7 @@ export class ResumableUpload {
       },
     );
     this.#inFlight.set(partNumber, upload);
+    this.#handingOver = false;
   }
 
   async #ensureUpload(): Promise<void> {

@@ -36,6 +36,8 @@ export interface PipelineInput {
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
+/** An output's unuploaded text up to this size rides in the checkpoint (see OutputCheckpoint.carry). */
+const CARRY_LIMIT = 64 * 1024;
 const YIELD_INTERVAL_MS = 20;
 
 function cloneCounts(counts: RowCounts): RowCounts {
@@ -65,11 +67,24 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       partsInFlight: input.partsInFlight,
       checksums: start.checksums,
       contentType: "text/csv; charset=utf-8",
-      persist: (state) => store.save({ ...store.current, [which]: state }),
+      persist: (state) => store.save(checkpointWith(which, state)),
       assertOwner: () => store.assertOwner(),
     });
   const output = uploader("output");
   const rejects = uploader("rejects");
+  // Set once the header is read: from then on, the live position is a row boundary whenever a
+  // persist runs (persists run only while the pipeline awaits, between rows).
+  let here: (() => ResumeMark) | undefined;
+  const checkpointWith = (which: "output" | "rejects", state: Checkpoint["output"]): Checkpoint => {
+    const other = which === "output" ? rejects : output;
+    return {
+      ...store.current,
+      [which]: state,
+      [which === "output" ? "rejects" : "output"]: here
+        ? other.stateWithCarry(here(), CARRY_LIMIT)
+        : other.state,
+    };
+  };
 
   try {
     await Promise.all([output.verify(), rejects.verify()]);
@@ -79,6 +94,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     const rejectsFrom = start.rejects.mark.offset;
     const position = { ...from, counts: cloneCounts(from.counts) };
     const snapshot = (): ResumeMark => ({ ...position, counts: cloneCounts(position.counts) });
+    here = snapshot;
     const parser = new RowParser(options);
     const newline = options.newline;
 

@@ -10,13 +10,7 @@ import { Checkpoint } from "../shared/job.ts";
 // in a way its worker could not clean up (a failed Redis, a job removed by hand) leaves nothing
 // to bill. An upload is owned when a job that can still run has it in its checkpoint.
 
-const LIVE_STATES = [
-  "active",
-  "waiting",
-  "delayed",
-  "prioritized",
-  "waiting-children",
-] as const;
+const LIVE_STATES = ["active", "waiting", "delayed", "prioritized", "waiting-children"] as const;
 const PAGE = 500;
 
 export interface SweptUpload {

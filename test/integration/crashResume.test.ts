@@ -15,11 +15,14 @@ import { eventually, job, queueFor, run } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 const SOURCE = "crash/in.csv";
+const FEW_REJECTS = "crash/few-rejects.csv";
 
 describe("crash and resume (SIGKILL of a worker process)", () => {
   let stack: Stack;
   let queue: Queue<unknown, JobResult>;
-  let clean: { output: Buffer; rejects: Buffer; result: JobResult };
+  type Clean = { output: Buffer; rejects: Buffer; result: JobResult };
+  let clean: Clean;
+  let cleanFew: Clean | undefined;
   const workers: WorkerProcess[] = [];
   const held: Array<() => void> = [];
 
@@ -40,13 +43,21 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     // Half the rows are invalid, so the output and the reject report both span several parts.
     const data = peopleData({ rows: 130_000, invalidEvery: 2, pad: 120 });
     await stack.put(SOURCE, data.csv);
+    // A small reject report: it rides in the checkpoint (carry) instead of holding resume back.
+    await stack.put(FEW_REJECTS, peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 }).csv);
     const w = startWorker();
     const result = await run(queue, job(SOURCE, "clean/out.csv", peopleSchema));
+    const resultFew = await run(queue, job(FEW_REJECTS, "clean-few/out.csv", peopleSchema));
     await w.kill("SIGTERM");
     clean = {
       output: await stack.get("clean/out.csv"),
       rejects: await stack.get("clean/out.rejects.csv"),
       result,
+    };
+    cleanFew = {
+      output: await stack.get("clean-few/out.csv"),
+      rejects: await stack.get("clean-few/out.rejects.csv"),
+      result: resultFew,
     };
     expect(clean.output.equals(data.expectedOutput)).toBe(true);
     expect(clean.output.length).toBeGreaterThan(10 * MiB);
@@ -89,6 +100,8 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
       kill: () => Promise<void>;
       key: string;
     }) => Promise<void> | void,
+    source = SOURCE,
+    baseline: () => Clean = () => clean,
   ) {
     const key = `${name}/out.csv`;
     const first = startWorker();
@@ -100,9 +113,11 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     };
     const armed = arm({ jobId: () => jobId, kill, key });
     const requestsBefore = stack.s3Server.requests.length;
-    jobId = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });
+    jobId = await enqueueTransform(job(source, key, peopleSchema), { queue });
     await armed;
-    await eventually(() => (killed ? true : undefined));
+    await eventually(() => (killed ? true : undefined)).catch((error) => {
+      throw new Error(`${error}; worker log:\n${first.output()}`);
+    });
     const atKill = await checkpointOf(jobId);
     stack.s3Server.beforeRequest = undefined;
     stack.s3Server.beforeResponse = undefined;
@@ -111,11 +126,13 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const result = await waitForResult(queue, jobId, { timeoutMs: 110_000 });
     const output = await stack.get(key);
     const rejects = await stack.get(`${name}/out.rejects.csv`);
-    expect(output.equals(clean.output), "output is byte-identical to the clean run").toBe(true);
-    expect(rejects.equals(clean.rejects), "reject report is byte-identical to the clean run").toBe(
-      true,
-    );
-    expect(result.rows).toEqual(clean.result.rows);
+    const expected = baseline();
+    expect(output.equals(expected.output), "output is byte-identical to the clean run").toBe(true);
+    expect(
+      rejects.equals(expected.rejects),
+      "reject report is byte-identical to the clean run",
+    ).toBe(true);
+    expect(result.rows).toEqual(expected.result.rows);
     expect(result.resumes).toBeGreaterThanOrEqual(1);
     expect(stack.s3Server.store.multipartUploads.size, "no multipart upload is left open").toBe(0);
     // Parts that were checkpointed when the worker died are never uploaded again.
@@ -178,6 +195,30 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     });
     expect(atKill?.output.uploadId).toBeDefined();
     expect(atKill?.output.parts).toEqual([]);
+  });
+
+  it("(e) a small reject report rides in the checkpoint, so resume re-reads only what followed it", async () => {
+    const { atKill, requests } = await crashAndResume(
+      "crash-e",
+      ({ jobId, kill, key }) => {
+        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
+        void eventually(async () =>
+          (await checkpointOf(jobId()))?.output.parts.length === 2 ? true : undefined,
+        ).then(kill);
+      },
+      FEW_REJECTS,
+      () => cleanFew as Clean,
+    );
+    expect(atKill?.rejects.parts).toEqual([]);
+    expect(atKill?.rejects.carry).toMatch(/^row_number,line_number,field,error,message,raw\r\n/);
+    // The report's own mark is where its carried text ends: at or past the output's last part.
+    expect(atKill?.rejects.mark.offset).toBeGreaterThanOrEqual(
+      atKill?.output.mark.offset ?? Number.NaN,
+    );
+    const resumedRead = requests.filter(
+      (r) => r.method === "GET" && r.url.includes(FEW_REJECTS) && r.range,
+    );
+    expect(resumedRead.map((r) => r.range)).toEqual([`bytes=${atKill?.output.mark.offset}-`]);
   });
 
   it("fails a job whose source changed between attempts, and aborts its uploads", async () => {

@@ -21,6 +21,8 @@ export interface SeenRequest {
   method: string;
   url: string;
   query: Record<string, string>;
+  /** The Range header of a GET. */
+  range?: string;
   /** For CompleteMultipartUpload: the part numbers it listed. */
   completedParts?: number[];
 }
@@ -97,6 +99,7 @@ export async function startS3Server(
       method: request.method,
       url: request.url,
       query: { ...(request.query as Record<string, string>) },
+      ...(typeof request.headers.range === "string" ? { range: request.headers.range } : {}),
     };
     if (request.method === "POST" && entry.query.uploadId && Buffer.isBuffer(request.body)) {
       const xml = request.body.toString("utf8");
