@@ -53,6 +53,11 @@ export class CheckpointStore {
     return this.#checkpoint;
   }
 
+  /** Replaces the checkpoint without writing it: the next save carries it. */
+  stage(checkpoint: Checkpoint): void {
+    this.#checkpoint = checkpoint;
+  }
+
   /** Replaces the checkpoint and writes it; concurrent saves coalesce into the latest state. */
   save(checkpoint: Checkpoint): Promise<void> {
     this.#checkpoint = checkpoint;

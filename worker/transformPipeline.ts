@@ -36,6 +36,7 @@ export interface PipelineInput {
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
+const SMALL_SOURCE = 1024 * 1024;
 /** An output's unuploaded text up to this size rides in the checkpoint (see OutputCheckpoint.carry). */
 const CARRY_LIMIT = 64 * 1024;
 const YIELD_INTERVAL_MS = 20;
@@ -132,7 +133,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       }
       position.offset = row.end;
       position.lineNumber = row.nextLine;
-      await store.save({ ...store.current, header: parsed.fields });
+      // Needed only once a part is checkpointed (a resume from offset 0 reads the header again),
+      // so it rides with that write instead of costing one of its own.
+      store.stage({ ...store.current, header: parsed.fields });
       bind(parsed.fields);
     };
 
@@ -214,7 +217,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       startOffset: from.offset,
       startLine: from.lineNumber,
     });
-    let lastProgress = 0; // report after the first chunk, then every PROGRESS_INTERVAL_MS
+    // Report after the first chunk (then every PROGRESS_INTERVAL_MS), except for small sources,
+    // where the final report is the only one worth a Redis write.
+    let lastProgress = start.source.size > SMALL_SOURCE ? 0 : Date.now();
     let lastYield = Date.now();
     for await (const chunk of readSource(
       s3,
