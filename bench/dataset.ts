@@ -62,7 +62,9 @@ function cell(text: string): string {
 /** A CSV of about `bytes` bytes; every `invalidEvery`-th row breaks one constraint. */
 export function benchCsv(bytes: number, invalidEvery = 1000): Buffer {
   const header = benchSchema.fields.map((f) => f.name).join(",");
-  const chunks: string[] = [`${header}\n`];
+  // Built in batches: a 1 GB file is more than one JavaScript string can hold.
+  const buffers: Buffer[] = [];
+  let chunks: string[] = [`${header}\n`];
   let size = chunks[0]?.length ?? 0;
   for (let i = 1; size < bytes; i++) {
     const first = FIRST[i % FIRST.length] as string;
@@ -84,6 +86,11 @@ export function benchCsv(bytes: number, invalidEvery = 1000): Buffer {
     const line = `${row.map(cell).join(",")}\n`;
     chunks.push(line);
     size += Buffer.byteLength(line);
+    if (chunks.length === 10_000) {
+      buffers.push(Buffer.from(chunks.join("")));
+      chunks = [];
+    }
   }
-  return Buffer.from(chunks.join(""));
+  buffers.push(Buffer.from(chunks.join("")));
+  return Buffer.concat(buffers);
 }

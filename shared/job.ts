@@ -22,9 +22,13 @@ export const JobOptions = z
     header: z.boolean().default(true),
     onInvalid: z.enum(["reject", "fail"]).default("reject"),
     maxInvalidRows: z.number().int().nonnegative().optional(),
+    /** Fails the job once more than this share of rows is invalid (checked from 1,000 rows on, and at the end). */
+    maxInvalidRatio: z.number().min(0).max(1).optional(),
     rejects: S3Location.optional(),
     partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE).optional(),
     newline: z.enum(["\n", "\r\n"]).default("\r\n"),
+    /** The output's format: CSV (RFC 4180) or NDJSON, one JSON object per valid row. */
+    format: z.enum(["csv", "ndjson"]).default("csv"),
     maxRowBytes: z
       .number()
       .int()

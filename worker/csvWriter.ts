@@ -1,5 +1,5 @@
-// RFC 4180 output: comma-separated, fields quoted only when they must be (a comma, a quote or a
-// line break inside), quotes doubled.
+// Output rows. CSV is RFC 4180: comma-separated, fields quoted only when they must be (a comma,
+// a quote or a line break inside), quotes doubled. NDJSON is one JSON object per line.
 
 const NEEDS_QUOTES = /[",\r\n]/;
 
@@ -14,4 +14,29 @@ export function formatRow(cells: readonly string[], newline: string): string {
     line += formatCell(cells[i] as string);
   }
   return line + newline;
+}
+
+type JsonType = "string" | "integer" | "number" | "boolean";
+
+function jsonValue(text: string, type: JsonType | undefined): string | number | boolean | null {
+  if (text === "") return null;
+  if (type === "boolean") return text === "true";
+  if (type === "integer" || type === "number") {
+    const n = Number(text);
+    // Integers beyond 2^53 and NaN/INF keep their exact text.
+    return (type === "integer" ? Number.isSafeInteger(n) : Number.isFinite(n)) ? n : text;
+  }
+  return text;
+}
+
+export function ndjsonRowFormatter(
+  header: readonly string[],
+  types: readonly JsonType[] | undefined,
+): (cells: readonly string[]) => string {
+  return (cells) => {
+    const row: Record<string, string | number | boolean | null> = {};
+    for (let i = 0; i < header.length; i++)
+      row[header[i] as string] = jsonValue(cells[i] as string, types?.[i]);
+    return `${JSON.stringify(row)}\n`;
+  };
 }

@@ -4,9 +4,14 @@ import type { RowError } from "./rowErrors.ts";
 
 export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: readonly RowError[] };
 
+/** How an output cell is typed in NDJSON output. */
+export type JsonType = "string" | "integer" | "number" | "boolean";
+
 export interface RowJudge {
   /** Column names of the output file. */
   readonly outputHeader: readonly string[];
+  /** JSON types of the output columns (all strings when absent). */
+  readonly outputTypes?: readonly JsonType[];
   judge(fields: readonly string[]): Verdict;
 }
 

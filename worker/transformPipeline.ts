@@ -11,7 +11,7 @@ import type {
 } from "../shared/job.ts";
 import type { CheckpointStore } from "./checkpointStore.ts";
 import { CsvFramer, type FramedRow } from "./csvFramer.ts";
-import { formatRow } from "./csvWriter.ts";
+import { formatRow, ndjsonRowFormatter } from "./csvWriter.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
 import { ResumableUpload } from "./resumableUpload.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
@@ -67,7 +67,10 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       partSize: start.partSize,
       partsInFlight: input.partsInFlight,
       checksums: start.checksums,
-      contentType: "text/csv; charset=utf-8",
+      contentType:
+        which === "output" && options.format === "ndjson"
+          ? "application/x-ndjson; charset=utf-8"
+          : "text/csv; charset=utf-8",
       persist: (state) => store.save(checkpointWith(which, state)),
       assertOwner: () => store.assertOwner(),
     });
@@ -100,6 +103,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     const newline = options.newline;
 
     let judge: RowJudge | undefined;
+    let outputRow = (cells: readonly string[]) => formatRow(cells, newline);
     const bind = (header: readonly string[] | null) => {
       try {
         judge = input.judges.bind(header);
@@ -107,7 +111,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         if (error instanceof HeaderError) throw new PermanentJobError(error.message);
         throw error;
       }
-      if (output.empty) output.write(formatRow(judge.outputHeader, newline));
+      if (options.format === "ndjson")
+        outputRow = ndjsonRowFormatter(judge.outputHeader, judge.outputTypes);
+      else if (output.empty) output.write(formatRow(judge.outputHeader, newline));
       if (rejects.empty) rejects.write(formatRow(REJECT_REPORT_HEADER, newline));
     };
     // Reading from the start means reading the header row again, even if a checkpoint has it.
@@ -140,7 +146,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     };
 
     // An unquoted, comma-separated row whose cells all came out unchanged is written as it came.
-    const passThrough = options.delimiter === ",";
+    const passThrough = options.delimiter === "," && options.format === "csv";
     const judgeRow = (row: FramedRow, raw: string | undefined): RowVerdict => {
       if (row.oversize) {
         return rowError(
@@ -171,8 +177,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       const verdict = judgeRow(row, raw);
       if (verdict.ok) {
         counts.valid++;
-        if (row.start >= outputFrom)
-          output.write(verdict.line ?? formatRow(verdict.cells, newline));
+        if (row.start >= outputFrom) output.write(verdict.line ?? outputRow(verdict.cells));
       } else {
         counts.rejected++;
         for (const error of verdict.errors) {
@@ -253,6 +258,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       );
     }
 
+    const ratio = ratioExceeded(data, position.counts, true);
+    if (ratio) throw new PermanentJobError(ratio);
     const end = snapshot();
     const [out, rej] = await Promise.all([output.finish(end), rejects.finish(end)]);
     await input.reportProgress(progress(true));
@@ -295,6 +302,18 @@ function rowError(code: RowError["code"], message: string): Verdict {
   return { ok: false, errors: [{ field: "", code, message }] };
 }
 
+/** The invalid-row ratio is judged only once this many rows are read (or at the end). */
+const RATIO_SAMPLE = 1000;
+
+function ratioExceeded(data: JobData, counts: RowCounts, atEnd: boolean): string | undefined {
+  const { maxInvalidRatio } = data.options;
+  if (maxInvalidRatio === undefined || counts.read === 0 || (!atEnd && counts.read < RATIO_SAMPLE))
+    return undefined;
+  const ratio = counts.rejected / counts.read;
+  if (ratio <= maxInvalidRatio) return undefined;
+  return `${counts.rejected} of ${counts.read} rows are invalid (${(ratio * 100).toFixed(2)}%), more than options.maxInvalidRatio (${maxInvalidRatio})`;
+}
+
 function enforcePolicy(
   data: JobData,
   rowNumber: number,
@@ -314,4 +333,6 @@ function enforcePolicy(
       `${counts.rejected} invalid rows after ${counts.read} rows read, more than options.maxInvalidRows (${maxInvalidRows}); last at row ${rowNumber} (line ${line})`,
     );
   }
+  const ratio = ratioExceeded(data, counts, false);
+  if (ratio) throw new PermanentJobError(`${ratio}; last invalid row ${rowNumber} (line ${line})`);
 }

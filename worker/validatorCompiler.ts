@@ -3,6 +3,7 @@ import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
 import {
   checkHeader,
+  type JsonType,
   type JudgeFactory,
   type RowJudge,
   shapeErrors,
@@ -120,6 +121,13 @@ function compileField(field: TableSchemaField, missingValues: ReadonlySet<string
   };
 }
 
+function jsonType(field: TableSchemaField): JsonType {
+  if (field.type === "integer" || field.type === "year") return "integer";
+  if (field.type === "number") return "number";
+  if (field.type === "boolean") return "boolean";
+  return "string";
+}
+
 export function compileTableSchema(schema: TableSchema): JudgeFactory {
   const schemaMissing = new Set(schema.missingValues ?? [""]);
   const names = schema.fields.map((f) => f.name);
@@ -136,6 +144,7 @@ export function compileTableSchema(schema: TableSchema): JudgeFactory {
       const width = labels.length;
       return {
         outputHeader: names,
+        outputTypes: schema.fields.map(jsonType),
         judge(fields): Verdict {
           const shape = shapeErrors(fields, width, labels);
           if (shape.length) return { ok: false, errors: shape };

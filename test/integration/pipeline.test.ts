@@ -114,6 +114,47 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     );
   });
 
+  it("writes NDJSON with typed values when options.format is ndjson", async () => {
+    const data = peopleData({ rows: 20, invalidEvery: 7 });
+    await stack.put("ndjson/in.csv", data.csv);
+    const result = await run(
+      queue,
+      job("ndjson/in.csv", "ndjson/out.ndjson", peopleSchema, { format: "ndjson" }),
+    );
+    const lines = (await stack.get("ndjson/out.ndjson")).toString().trimEnd().split("\n");
+    expect(lines).toHaveLength(result.rows.valid);
+    expect(JSON.parse(lines[0] as string)).toEqual({
+      id: 1,
+      email: "user1@example.com",
+      score: 7,
+      active: true,
+      joined: "2024-02-02",
+      note: "with, comma",
+    });
+    expect(JSON.parse(lines[4] as string)).toMatchObject({ id: 5, note: null, active: true });
+  });
+
+  it("enforces the invalid-row policies: fail on the first, maxInvalidRows, maxInvalidRatio", async () => {
+    const data = peopleData({ rows: 3000, invalidEvery: 2 });
+    await stack.put("policy/in.csv", data.csv);
+    await expect(
+      run(queue, job("policy/in.csv", "policy/fail.csv", peopleSchema, { onInvalid: "fail" })),
+    ).rejects.toThrow(
+      /row 2 \(line 3\) is invalid and options.onInvalid is "fail": constraint-error in "score"/,
+    );
+    await expect(
+      run(queue, job("policy/in.csv", "policy/max.csv", peopleSchema, { maxInvalidRows: 10 })),
+    ).rejects.toThrow(
+      /11 invalid rows after 22 rows read, more than options.maxInvalidRows \(10\)/,
+    );
+    await expect(
+      run(queue, job("policy/in.csv", "policy/ratio.csv", peopleSchema, { maxInvalidRatio: 0.2 })),
+    ).rejects.toThrow(
+      /500 of 1000 rows are invalid \(50.00%\), more than options.maxInvalidRatio \(0.2\)/,
+    );
+    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+  });
+
   it("the original bug: per-job uploaders, 5 jobs in a row and 4 at once, each completing only its own parts", async () => {
     // Output sizes of 2.5, 12.5 and 32.5 part sizes: 1, 3 and 7 parts.
     const bytesPerRow =
