@@ -125,11 +125,11 @@ export const OutputCheckpoint = z.strictObject({
   bytes: z.number().int().nonnegative(),
   mark: ResumeMark,
   /**
-   * Output written after the uploaded parts and not yet in a part, when it is small: `mark` is
-   * then where this text ends, so a small output (a short reject report) never holds the
-   * resume point back to the start of the file.
+   * Output written after the uploaded parts and not yet in a part, kept in Redis (`key`, its
+   * first `bytes`): `mark` is then where that text ends, so an output whose tail is not yet a
+   * part (a short reject report) never holds the resume point back.
    */
-  carry: z.string().optional(),
+  carry: z.strictObject({ key: z.string(), bytes: z.number().int().positive() }).optional(),
   completed: z.strictObject({ etag: z.string(), bytes: z.number().int().nonnegative() }).optional(),
 });
 export type OutputCheckpoint = z.infer<typeof OutputCheckpoint>;

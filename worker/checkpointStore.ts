@@ -6,6 +6,16 @@ import type { Checkpoint, JobData } from "../shared/job.ts";
 // script that replaces the data only while this worker still holds the lock: a worker that
 // stalled and lost its job can never overwrite the new owner's checkpoint.
 
+// Appends to a carry key (see OutputCheckpoint.carry) under the same fence; returns its length.
+const FENCED_APPEND = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local length = redis.call('APPEND', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return length`;
+
+/** Carry keys outlive a stalled job long enough for any retry, then expire by themselves. */
+const CARRY_TTL_MS = 7 * 24 * 3600 * 1000;
+
 const FENCED_WRITE = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -66,6 +76,40 @@ export class CheckpointStore {
       this.#loop = null;
     });
     return this.#loop;
+  }
+
+  /** A Redis key, next to the job's, for one output's carried text in one attempt. */
+  carryKey(name: string): string {
+    return `${this.#keys.jobKey}:carry:${name}`;
+  }
+
+  /** Appends to a carry key while this worker holds the lock; resolves to the key's length. */
+  async appendCarry(key: string, bytes: Buffer): Promise<number> {
+    const length = await this.#redis.eval(
+      FENCED_APPEND,
+      2,
+      key,
+      this.#keys.lockKey,
+      this.#keys.token,
+      bytes,
+      CARRY_TTL_MS,
+    );
+    if (typeof length !== "number" || length < 0) throw new LockLostError(this.#keys.jobId);
+    return length;
+  }
+
+  async readCarry(key: string, bytes: number): Promise<Buffer> {
+    const text = await this.#redis.getrangeBuffer(key, 0, bytes - 1);
+    if (text.length !== bytes) {
+      throw new Error(
+        `the checkpoint's carried output ${key} has ${text.length} bytes, not ${bytes}; it expired or was removed`,
+      );
+    }
+    return text;
+  }
+
+  async deleteCarry(key: string): Promise<void> {
+    await this.#redis.del(key);
   }
 
   async assertOwner(): Promise<void> {

@@ -31,6 +31,18 @@ export interface UploaderOptions {
   persist(state: OutputCheckpoint): Promise<void>;
   /** Throws when this worker no longer owns the job (checked before writes to S3). */
   assertOwner(): Promise<void>;
+  /** Names the Redis key for this attempt's carried text after `parts` durable parts. */
+  carryKey(parts: number): string;
+  /** Reads a carry a previous attempt checkpointed. */
+  readCarry(key: string, bytes: number): Promise<Buffer>;
+}
+
+/** The buffered output, for the checkpoint to carry: `delta` is what the key does not hold yet. */
+export interface CarrySnapshot {
+  key: string;
+  delta: Buffer;
+  bytes: number;
+  parts: number;
 }
 
 interface SealedPart {
@@ -51,15 +63,29 @@ export class ResumableUpload {
   #failure: unknown;
   // Bytes taken from the buffer and not yet in flight or durable: no carry can be taken then.
   #handingOver = false;
+  #restore: OutputCheckpoint["carry"];
+  // Carry keys written (or restored) by this attempt, and how much of the current one is written.
+  readonly #carryKeys = new Set<string>();
+  #carried = 0;
 
   constructor(options: UploaderOptions) {
     this.#o = options;
-    // The carried text becomes this attempt's buffer again; the durable state never repeats it.
+    // The carried text becomes this attempt's buffer again (restore()); the durable state never
+    // repeats it.
     const { carry, ...state } = options.state;
     this.#state = state;
+    this.#restore = carry;
     this.#nextPart = state.parts.length + 1;
     this.#total = state.bytes;
-    if (carry) this.write(carry);
+  }
+
+  /** Puts back the output a previous attempt carried in its checkpoint. */
+  async restore(): Promise<void> {
+    const carry = this.#restore;
+    if (!carry) return;
+    this.#restore = undefined;
+    this.write((await this.#o.readCarry(carry.key, carry.bytes)).toString("utf8"));
+    this.#carryKeys.add(carry.key);
   }
 
   get state(): OutputCheckpoint {
@@ -72,18 +98,43 @@ export class ResumableUpload {
   }
 
   /**
-   * The durable state including the buffered output as `carry`, when it is at most `limit`
-   * bytes and no part is in flight: then everything this output has written up to `mark` is
-   * in the state.
+   * The buffered output for the checkpoint to carry, or "busy" when output is on its way to S3
+   * (a part in flight or being handed over): then only the durable state is consistent.
    */
-  stateWithCarry(mark: ResumeMark, limit: number): OutputCheckpoint {
-    const state = this.#state;
-    const busy = this.#handingOver || this.#inFlight.size > 0 || this.#finished.size > 0;
-    if (state.completed || busy || this.#buffered > limit) {
-      return state;
+  carrySnapshot(): CarrySnapshot | "busy" {
+    if (
+      this.#state.completed ||
+      this.#handingOver ||
+      this.#inFlight.size > 0 ||
+      this.#finished.size > 0
+    ) {
+      return "busy";
     }
-    const carry = this.#part ? this.#part.toString("utf8", 0, this.#buffered) : "";
-    return { ...state, mark, ...(carry ? { carry } : {}) };
+    const parts = this.#state.parts.length;
+    const key = this.#o.carryKey(parts);
+    if (!this.#carryKeys.has(key)) {
+      this.#carryKeys.add(key);
+      this.#carried = 0;
+    }
+    const from = Math.min(this.#carried, this.#buffered);
+    const delta = this.#part
+      ? Buffer.from(this.#part.subarray(from, this.#buffered))
+      : Buffer.alloc(0);
+    return { key, delta, bytes: this.#buffered, parts };
+  }
+
+  /** Records that a snapshot's delta is stored. */
+  carried(snapshot: CarrySnapshot): void {
+    if (snapshot.parts === this.#state.parts.length)
+      this.#carried = Math.max(this.#carried, snapshot.bytes);
+  }
+
+  /** Carry keys that no checkpoint can need any more: all but the current part's (or all). */
+  retireCarryKeys(all = false): string[] {
+    const current = this.#o.carryKey(this.#state.parts.length);
+    const retired = [...this.#carryKeys].filter((key) => all || key !== current);
+    for (const key of retired) this.#carryKeys.delete(key);
+    return retired;
   }
 
   /** Waits for every part upload started so far to end, however it ends. */

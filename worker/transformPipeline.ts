@@ -37,8 +37,7 @@ export interface PipelineInput {
 
 const PROGRESS_INTERVAL_MS = 1000;
 const SMALL_SOURCE = 1024 * 1024;
-/** An output's unuploaded text up to this size rides in the checkpoint (see OutputCheckpoint.carry). */
-const CARRY_LIMIT = 64 * 1024;
+type Side = "output" | "rejects";
 const YIELD_INTERVAL_MS = 20;
 
 function cloneCounts(counts: RowCounts): RowCounts {
@@ -71,34 +70,63 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         which === "output" && options.format === "ndjson"
           ? "application/x-ndjson; charset=utf-8"
           : "text/csv; charset=utf-8",
-      persist: (state) => store.save(checkpointWith(which, state)),
+      persist: () => persist(which),
       assertOwner: () => store.assertOwner(),
+      carryKey: (parts) => store.carryKey(`${which}:${start.resumes}:${parts}`),
+      readCarry: (key, bytes) => store.readCarry(key, bytes),
     });
   const output = uploader("output");
   const rejects = uploader("rejects");
-  // Set once the header is read: from then on, the live position is a row boundary whenever a
+
+  // Set once reading starts: from then on, the live position is a row boundary whenever a
   // persist runs (persists run only while the pipeline awaits, between rows).
   let here: (() => ResumeMark) | undefined;
-  const checkpointWith = (which: "output" | "rejects", state: Checkpoint["output"]): Checkpoint => {
-    const other = which === "output" ? rejects : output;
-    return {
-      ...store.current,
-      [which]: state,
-      [which === "output" ? "rejects" : "output"]: here
-        ? other.stateWithCarry(here(), CARRY_LIMIT)
-        : other.state,
-    };
+  // Checkpoints are written one at a time, in order, so that none can overwrite a newer one.
+  let queue: Promise<unknown> = Promise.resolve();
+  const persist = (which: Side): Promise<void> => {
+    const run = queue.then(() => writeCheckpoint(which));
+    queue = run.catch(() => {});
+    return run;
+  };
+  /**
+   * Writes the checkpoint after a change to `which`'s durable state. The other output's text
+   * since its last part goes to Redis first (its carry), so that its resume mark can move up to
+   * the live position: both outputs then resume from one recent point.
+   */
+  const writeCheckpoint = async (which: Side): Promise<void> => {
+    const [mine, other] = which === "output" ? [output, rejects] : [rejects, output];
+    let otherState = other.state;
+    const otherSide: Side = which === "output" ? "rejects" : "output";
+    // Until reading passes an output's own start mark, its buffer runs ahead of the position.
+    const live = here?.();
+    const mark = live && live.offset >= start[otherSide].mark.offset ? live : undefined;
+    const snap = mark ? other.carrySnapshot() : "busy";
+    if (mark && snap !== "busy") {
+      if (snap.delta.length > 0) await store.appendCarry(snap.key, snap.delta);
+      other.carried(snap);
+      // A part may have become durable meanwhile: then the carried text is not what follows it.
+      if (snap.parts === other.state.parts.length) {
+        otherState = {
+          ...other.state,
+          mark,
+          ...(snap.bytes > 0 ? { carry: { key: snap.key, bytes: snap.bytes } } : {}),
+        };
+      }
+    }
+    await store.save({ ...store.current, [which]: mine.state, [otherSide]: otherState });
+    // Keys of earlier parts (or attempts) are referenced by no checkpoint from here on.
+    const retired = [...output.retireCarryKeys(), ...rejects.retireCarryKeys()];
+    if (retired.length) await Promise.all(retired.map((key) => store.deleteCarry(key)));
   };
 
   try {
-    await Promise.all([output.verify(), rejects.verify()]);
+    await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
     const from = resumePoint(start);
     // Rows before an output's own mark are already in its uploaded parts.
     const outputFrom = start.output.mark.offset;
     const rejectsFrom = start.rejects.mark.offset;
     const position = { ...from, counts: cloneCounts(from.counts) };
     const snapshot = (): ResumeMark => ({ ...position, counts: cloneCounts(position.counts) });
-    here = snapshot;
     const parser = new RowParser(options);
     const newline = options.newline;
 
@@ -215,6 +243,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       };
     };
 
+    here = snapshot;
     const framer = new CsvFramer({
       delimiter: options.delimiter,
       quote: options.quote,
@@ -262,6 +291,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     if (ratio) throw new PermanentJobError(ratio);
     const end = snapshot();
     const [out, rej] = await Promise.all([output.finish(end), rejects.finish(end)]);
+    const leftover = [...output.retireCarryKeys(true), ...rejects.retireCarryKeys(true)];
+    await Promise.all(leftover.map((key) => store.deleteCarry(key)));
     await input.reportProgress(progress(true));
     return {
       output: {

@@ -1,4 +1,5 @@
 import type { Queue } from "bullmq";
+import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { enqueueTransform } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
@@ -149,7 +150,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
         expect(uploads.length, `${which} part ${part.PartNumber} uploaded once`).toBe(1);
       }
     }
-    return { result, atKill, requests };
+    return { result, atKill, requests, jobId };
   }
 
   it("(a) right after a part's checkpoint", async () => {
@@ -198,7 +199,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   });
 
   it("(e) a small reject report rides in the checkpoint, so resume re-reads only what followed it", async () => {
-    const { atKill, requests } = await crashAndResume(
+    const { atKill, requests, jobId } = await crashAndResume(
       "crash-e",
       ({ jobId, kill, key }) => {
         stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
@@ -210,7 +211,11 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
       () => cleanFew as Clean,
     );
     expect(atKill?.rejects.parts).toEqual([]);
-    expect(atKill?.rejects.carry).toMatch(/^row_number,line_number,field,error,message,raw\r\n/);
+    expect(atKill?.rejects.carry?.bytes).toBeGreaterThan(0);
+    // The carried text lives next to the job in Redis, and is gone once the job completes.
+    const redis = new Redis(stack.redis.port, "127.0.0.1");
+    expect(await redis.keys(`bull:csv-transform:${jobId}:carry:*`)).toEqual([]);
+    redis.disconnect();
     // The report's own mark is where its carried text ends: at or past the output's last part.
     expect(atKill?.rejects.mark.offset).toBeGreaterThanOrEqual(
       atKill?.output.mark.offset ?? Number.NaN,
