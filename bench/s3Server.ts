@@ -23,15 +23,6 @@ app.addHook("onRequest", async (request, reply) => {
               ] ?? request.method);
   counts[kind] = (counts[kind] ?? 0) + 1;
 });
-app.addHook("onSend", async (request, reply, payload) => {
-  if (request.method === "GET" && request.url !== "/__counts") {
-    const length = Number(
-      reply.getHeader("content-length") ?? (Buffer.isBuffer(payload) ? payload.length : 0),
-    );
-    counts.GetBytes = (counts.GetBytes ?? 0) + length;
-  }
-  return payload;
-});
 const address = await app.listen({ port: 0, host: "127.0.0.1" });
 process.stdout.write(`${address}\n`);
 process.on("SIGTERM", () => {
