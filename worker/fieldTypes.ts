@@ -22,6 +22,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const INTEGER = /^[+-]?\d+$/;
 const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** A decimal already in canonical form: no plus sign, no leading zeros, no bare point. */
+const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const TIME = /^(\d{2}):(\d{2}):(\d{2})(\.\d+)?$/;
 const DATETIME =
@@ -103,6 +105,11 @@ function integerParser(bare: boolean, groupChar: string | undefined): CellParser
     let text = bare ? raw : stripNonBare(raw);
     if (groupChar) text = text.replaceAll(groupChar, "");
     if (!INTEGER.test(text)) return null;
+    // Up to 15 digits a double is exact; BigInt only for the long ones (it is slow per cell).
+    if (text.length <= 15) {
+      const n = Number(text);
+      return { value: n, text: String(n === 0 ? 0 : n) };
+    }
     const big = BigInt(text);
     const asNumber = Number(big);
     return {
@@ -127,16 +134,21 @@ function numberParser(
     if (!DECIMAL.test(text)) return null;
     // Canonical text keeps every digit the source had (no float round trip): only the sign,
     // group characters and a bare leading decimal point are normalized.
-    let canonical = text.startsWith("+") ? text.slice(1) : text;
-    canonical = canonical.replace(/^(-?)\./, "$10.").replace(/^(-?)0+(?=\d)/, "$1");
+    const canonical = PLAIN_DECIMAL.test(text)
+      ? text
+      : (text.startsWith("+") ? text.slice(1) : text)
+          .replace(/^(-?)\./, "$10.")
+          .replace(/^(-?)0+(?=\d)/, "$1");
     return { value: Number(canonical), text: canonical };
   };
 }
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function validDate(y: number, m: number, d: number): boolean {
   if (m < 1 || m > 12 || d < 1) return false;
-  const days = new Date(Date.UTC(y, m, 0)).getUTCDate();
-  return d <= days;
+  const leap = m === 2 && y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  return d <= (DAYS_IN_MONTH[m - 1] as number) + (leap ? 1 : 0);
 }
 
 function validTime(h: number, mi: number, s: number): boolean {
@@ -170,6 +182,8 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
     const [, y, mo, d, h, mi, s, frac, zone] = m;
     if (!validDate(Number(y), Number(mo), Number(d))) return null;
     if (!validTime(Number(h), Number(mi), Number(s))) return null;
+    // The common canonical form comes back as it came, without rebuilding the string.
+    if (zone === "Z" && raw.charCodeAt(10) === 84 /* T */) return { value: raw, text: raw };
     const local = `${y}-${mo}-${d}T${h}:${mi}:${s}${frac ?? ""}`;
     if (!zone) return { value: local, text: local };
     if (zone === "Z") return { value: `${local}Z`, text: `${local}Z` };

@@ -26,6 +26,19 @@ describe("Table Schema validator", () => {
     });
   });
 
+  it("knows leap years and keeps long integers exact", () => {
+    const j = judge([
+      { name: "d", type: "date" },
+      { name: "i", type: "integer" },
+      { name: "n", type: "number" },
+    ]);
+    expect(j.judge(["2024-02-29", "-0012345678901234567890", "+.50"])).toEqual({
+      ok: true,
+      cells: ["2024-02-29", "-12345678901234567890", "0.50"],
+    });
+    expect(j.judge(["1900-02-29", "1", "1"])).toMatchObject({ ok: false, errors: [{ field: "d", code: "type-error" }] });
+  });
+
   it("reports type and constraint errors per field with Frictionless codes", () => {
     const j = judge([
       { name: "age", type: "integer", constraints: { minimum: 0, maximum: 150 } },
