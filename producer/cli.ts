@@ -108,17 +108,18 @@ function parse(argv: string[]) {
 
 export async function enqueueCommand(argv: string[]): Promise<void> {
   const { job, flags } = await jobFromArgs(argv);
+  const config = loadConfig();
   try {
-    validateJobInput(job);
+    validateJobInput(job, config.MAX_JOB_BYTES);
   } catch (error) {
     if (error instanceof InvalidJobError) throw new UsageError(error.message);
     throw error;
   }
-  const config = loadConfig();
   const queue = transformQueue(queueSettings(config));
   try {
     const jobId = await enqueueTransform(job, {
       queue,
+      maxJobBytes: config.MAX_JOB_BYTES,
       ...(typeof flags["job-id"] === "string" ? { jobId: flags["job-id"] } : {}),
     });
     if (!flags.wait) {

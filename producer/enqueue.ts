@@ -4,6 +4,8 @@ import { describeZodError, JobInput, type JobResult } from "../shared/job.ts";
 import { redisConnection } from "../shared/redis.ts";
 
 export const JOB_NAME = "transform";
+/** Workers refuse larger payloads by default (MAX_JOB_BYTES); producers check first. */
+export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
 
 export class InvalidJobError extends Error {
   override name = "InvalidJobError";
@@ -42,9 +44,18 @@ export function transformQueue(settings: QueueSettings): Queue<unknown, JobResul
 }
 
 /** Checks a job payload against the contract; throws InvalidJobError naming each bad field. */
-export function validateJobInput(input: unknown): ReturnType<typeof JobInput.parse> {
+export function validateJobInput(
+  input: unknown,
+  maxBytes = DEFAULT_MAX_JOB_BYTES,
+): ReturnType<typeof JobInput.parse> {
   const parsed = JobInput.safeParse(input);
   if (!parsed.success) throw new InvalidJobError(`invalid job: ${describeZodError(parsed.error)}`);
+  const size = Buffer.byteLength(JSON.stringify(parsed.data));
+  if (size > maxBytes) {
+    throw new InvalidJobError(
+      `invalid job: it is ${size} bytes of JSON, more than MAX_JOB_BYTES (${maxBytes})`,
+    );
+  }
   return parsed.data;
 }
 
@@ -54,11 +65,13 @@ export interface EnqueueOptions {
   jobId?: string;
   priority?: number;
   delay?: number;
+  /** Largest payload to accept, in bytes of JSON (the workers' MAX_JOB_BYTES). */
+  maxJobBytes?: number;
 }
 
 /** Validates the job (before Redis is touched) and adds it; resolves to the job id. */
 export async function enqueueTransform(input: unknown, options: EnqueueOptions): Promise<string> {
-  const data = validateJobInput(input);
+  const data = validateJobInput(input, options.maxJobBytes);
   const job = await options.queue.add(JOB_NAME, data, {
     ...(options.jobId ? { jobId: options.jobId } : {}),
     ...(options.priority ? { priority: options.priority } : {}),
@@ -74,11 +87,11 @@ export async function enqueueTransform(input: unknown, options: EnqueueOptions):
  */
 export async function enqueueTransforms(
   inputs: readonly unknown[],
-  options: Pick<EnqueueOptions, "queue">,
+  options: Pick<EnqueueOptions, "queue" | "maxJobBytes">,
 ): Promise<string[]> {
   const jobs = inputs.map((input, index) => {
     try {
-      return { name: JOB_NAME, data: validateJobInput(input) };
+      return { name: JOB_NAME, data: validateJobInput(input, options.maxJobBytes) };
     } catch (error) {
       throw new InvalidJobError(`job ${index}: ${(error as Error).message}`);
     }

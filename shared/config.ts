@@ -29,6 +29,12 @@ export const ConfigEnv = z.object({
   MAX_STALLED_COUNT: int(2, 5),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SHUTDOWN_GRACE_MS: int(0, 30_000),
+  /** Comma-separated `bucket` or `bucket/prefix` entries a job may read from (empty: any). */
+  ALLOWED_SOURCES: z.string().optional(),
+  /** Comma-separated `bucket` or `bucket/prefix` entries a job may write to (empty: any). */
+  ALLOWED_DESTINATIONS: z.string().optional(),
+  /** Largest job payload, in bytes of JSON, a producer may enqueue and a worker will run. */
+  MAX_JOB_BYTES: int(1024, 1024 * 1024),
   DASHBOARD_PORT: int(0, 3000),
   DASHBOARD_HOST: z.string().min(1).default("0.0.0.0"),
   DASHBOARD_USER: z.string().min(1).optional(),

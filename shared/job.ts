@@ -27,6 +27,11 @@ export const JobOptions = z
     rejects: S3Location.optional(),
     partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE).optional(),
     newline: z.enum(["\n", "\r\n"]).default("\r\n"),
+    /**
+     * Prefix cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR,
+     * and not a number) with a single quote, in the CSV output and the reject report.
+     */
+    neutralizeFormulas: z.boolean().default(false),
     /** The output's format: CSV (RFC 4180) or NDJSON, one JSON object per valid row. */
     format: z.enum(["csv", "ndjson"]).default("csv"),
     maxRowBytes: z

@@ -7,6 +7,14 @@ export function formatCell(cell: string): string {
   return NEEDS_QUOTES.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell;
 }
 
+const FORMULA_START = /^[=+\-@\t\r]/;
+const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** A cell a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection). */
+export function neutralizeFormula(cell: string): string {
+  return FORMULA_START.test(cell) && !NUMBER.test(cell) ? `'${cell}` : cell;
+}
+
 export function formatRow(cells: readonly string[], newline: string): string {
   let line = "";
   for (let i = 0; i < cells.length; i++) {

@@ -4,6 +4,7 @@ import type { Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import { describeZodError, JobData, type JobProgress, type JobResult } from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
+import { checkAccess } from "./accessPolicy.ts";
 import { firstCheckpoint } from "./checkpoint.ts";
 import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
@@ -34,6 +35,12 @@ export function createProcessor(deps: ProcessorDeps) {
   ): Promise<JobResult> {
     const jobId = job.id ?? "";
     const jobLog = log.child({ jobId, attempt: job.attemptsStarted });
+    const size = Buffer.byteLength(JSON.stringify(job.data ?? null));
+    if (size > config.MAX_JOB_BYTES && !(job.data as { checkpoint?: unknown } | null)?.checkpoint) {
+      throw new PermanentJobError(
+        `the job's data is ${size} bytes, more than MAX_JOB_BYTES (${config.MAX_JOB_BYTES})`,
+      );
+    }
     const parsed = JobData.safeParse(job.data);
     if (!parsed.success) {
       throw new PermanentJobError(`invalid job data: ${describeZodError(parsed.error)}`);
@@ -41,6 +48,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const { checkpoint, ...rest } = parsed.data;
     let store: CheckpointStore | undefined;
     try {
+      checkAccess(parsed.data, config);
       const judges = judgesFor(parsed.data);
       const start = checkpoint
         ? { ...checkpoint, resumes: checkpoint.resumes + 1 }

@@ -11,7 +11,7 @@ import type {
 } from "../shared/job.ts";
 import type { CheckpointStore } from "./checkpointStore.ts";
 import { CsvFramer, type FramedRow } from "./csvFramer.ts";
-import { formatRow, ndjsonRowFormatter } from "./csvWriter.ts";
+import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "./csvWriter.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
 import { ResumableUpload } from "./resumableUpload.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
@@ -131,7 +131,10 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     const newline = options.newline;
 
     let judge: RowJudge | undefined;
-    let outputRow = (cells: readonly string[]) => formatRow(cells, newline);
+    const csvRow = options.neutralizeFormulas
+      ? (cells: readonly string[]) => formatRow(cells.map(neutralizeFormula), newline)
+      : (cells: readonly string[]) => formatRow(cells, newline);
+    let outputRow = csvRow;
     const bind = (header: readonly string[] | null) => {
       try {
         judge = input.judges.bind(header);
@@ -174,7 +177,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     };
 
     // An unquoted, comma-separated row whose cells all came out unchanged is written as it came.
-    const passThrough = options.delimiter === "," && options.format === "csv";
+    const passThrough =
+      options.delimiter === "," && options.format === "csv" && !options.neutralizeFormulas;
     const judgeRow = (row: FramedRow, raw: string | undefined): RowVerdict => {
       if (row.oversize) {
         return rowError(
@@ -217,7 +221,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
           const line = String(row.line);
           let report = "";
           for (const e of verdict.errors) {
-            report += formatRow([rowNumber, line, e.field, e.code, e.message, text], newline);
+            report += csvRow([rowNumber, line, e.field, e.code, e.message, text]);
           }
           rejects.write(report);
         }

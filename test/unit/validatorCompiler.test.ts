@@ -36,7 +36,10 @@ describe("Table Schema validator", () => {
       ok: true,
       cells: ["2024-02-29", "-12345678901234567890", "0.50"],
     });
-    expect(j.judge(["1900-02-29", "1", "1"])).toMatchObject({ ok: false, errors: [{ field: "d", code: "type-error" }] });
+    expect(j.judge(["1900-02-29", "1", "1"])).toMatchObject({
+      ok: false,
+      errors: [{ field: "d", code: "type-error" }],
+    });
   });
 
   it("reports type and constraint errors per field with Frictionless codes", () => {

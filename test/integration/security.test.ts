@@ -1,0 +1,128 @@
+import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import type { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobResult } from "../../shared/job.ts";
+import { peopleData, peopleSchema } from "../support/peopleData.ts";
+import { BUCKET, type Stack, startStack } from "../support/stack.ts";
+import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
+import { CLI, job, queueFor, run, runCli } from "./helpers.ts";
+
+// Least privilege and hostile cells: allowlists checked before any S3 call, spreadsheet
+// formulas neutralized on request, payload limits, and credentials that never reach a log or
+// the job's data.
+
+const SECRET = "s3csv-test-secret-7f3a9c";
+
+describe("security", () => {
+  let stack: Stack;
+  let queue: Queue<unknown, JobResult>;
+  let worker: WorkerProcess;
+
+  beforeAll(async () => {
+    stack = await startStack({
+      AWS_SECRET_ACCESS_KEY: SECRET,
+      ALLOWED_SOURCES: `${BUCKET}/in/`,
+      ALLOWED_DESTINATIONS: `${BUCKET}/out/`,
+      LOG_LEVEL: "debug",
+    });
+    queue = queueFor(stack);
+    worker = spawnWorker(stack.env);
+    await stack.put("in/people.csv", peopleData({ rows: 40, invalidEvery: 5 }).csv);
+  });
+  afterAll(async () => {
+    await worker?.kill("SIGTERM");
+    await queue?.close();
+    await stack?.stop();
+  });
+
+  it("fails a job outside the allowlists before any S3 call", async () => {
+    const before = stack.s3Server.requests.length;
+    await expect(run(queue, job("secret/people.csv", "out/x.csv", peopleSchema))).rejects.toThrow(
+      /source s3:\/\/s3csv-test\/secret\/people.csv is outside this worker's ALLOWED_SOURCES \(s3csv-test\/in\/\)/,
+    );
+    await expect(run(queue, job("in/people.csv", "elsewhere/x.csv", peopleSchema))).rejects.toThrow(
+      /output s3:\/\/s3csv-test\/elsewhere\/x.csv is outside this worker's ALLOWED_DESTINATIONS/,
+    );
+    await expect(
+      run(
+        queue,
+        job("in/people.csv", "out/x.csv", peopleSchema, {
+          rejects: { bucket: BUCKET, key: "leak/r.csv" },
+        }),
+      ),
+    ).rejects.toThrow(/output s3:\/\/s3csv-test\/leak\/r.csv is outside/);
+    expect(stack.s3Server.requests.slice(before)).toEqual([]);
+  });
+
+  it("neutralizes spreadsheet formulas on request, in the output and the reject report", async () => {
+    const csv =
+      'id,email,score,active,joined,note\n1,a@example.com,5,true,2024-01-01,=HYPERLINK("x")\n=2+2,b@example.com,-5,true,2024-01-01,@SUM(A1)\n';
+    await stack.put("in/formulas.csv", csv);
+    await run(
+      queue,
+      job("in/formulas.csv", "out/formulas.csv", peopleSchema, { neutralizeFormulas: true }),
+    );
+    const output = (await stack.get("out/formulas.csv")).toString();
+    expect(output).toContain(`1,a@example.com,5,true,2024-01-01,"'=HYPERLINK(""x"")"`);
+    const report = (await stack.get("out/formulas.rejects.csv")).toString();
+    // The invalid row's raw text starts with "=": the report cell is neutralized too.
+    expect(report).toContain("id,type-error");
+    expect(report).toContain(`"'=2+2,b@example.com,-5,true,2024-01-01,@SUM(A1)"`);
+  });
+
+  it("refuses a payload over MAX_JOB_BYTES at enqueue", async () => {
+    const fields = Array.from({ length: 300 }, (_, i) => ({
+      name: `f${i}`,
+      type: "string",
+      description: "x".repeat(100),
+    }));
+    const schemaFile = `/tmp/s3csv-big-schema-${process.pid}.json`;
+    await writeFile(schemaFile, JSON.stringify({ fields }));
+    const cli = await runCli(
+      [
+        "enqueue",
+        "--source",
+        `s3://${BUCKET}/in/a.csv`,
+        "--dest",
+        `s3://${BUCKET}/out/a.csv`,
+        "--schema",
+        schemaFile,
+      ],
+      { ...stack.env, MAX_JOB_BYTES: "4096" },
+    );
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/bytes of JSON, more than MAX_JOB_BYTES \(4096\)/);
+  });
+
+  it("never writes credentials to logs or job data", async () => {
+    await run(queue, job("in/people.csv", "out/people.csv", peopleSchema));
+    const dashboard = spawn(process.execPath, [CLI, "dashboard", "--port", "0"], {
+      env: { ...stack.env, DASHBOARD_USER: "ops", DASHBOARD_PASSWORD: SECRET },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let dashboardLog = "";
+    const collect = (d: Buffer) => {
+      dashboardLog += d.toString();
+    };
+    dashboard.stdout.on("data", collect);
+    dashboard.stderr.on("data", collect);
+    await new Promise((r) => setTimeout(r, 1500));
+    dashboard.kill("SIGTERM");
+    const redis = new Redis(stack.redis.port, "127.0.0.1");
+    const keys = await redis.keys("bull:*");
+    const values = await Promise.all(
+      keys.map(async (k) =>
+        (await redis.type(k)) === "hash" ? JSON.stringify(await redis.hgetall(k)) : "",
+      ),
+    );
+    redis.disconnect();
+    expect(worker.output()).toContain("job completed");
+    expect(worker.output()).not.toContain(SECRET);
+    expect(dashboardLog).toContain("dashboard");
+    expect(dashboardLog).not.toContain(SECRET);
+    expect(values.join("\n")).toContain("out/people.csv");
+    expect(values.join("\n")).not.toContain(SECRET);
+  });
+});
