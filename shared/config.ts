@@ -19,6 +19,10 @@ export const ConfigEnv = z.object({
   S3_ENDPOINT: z.url().optional(),
   AWS_REGION: z.string().min(1).default("us-east-1"),
   S3_CHECKSUMS: z.enum(["when_supported", "when_required"]).default("when_supported"),
+  /** A connection to S3 idle this long (a stalled response) is dropped and the request retried. */
+  S3_IDLE_TIMEOUT_MS: int(100, 60_000),
+  /** Attempts per S3 request (the SDK's retries with backoff on 5xx, throttling, resets). */
+  S3_MAX_ATTEMPTS: int(1, 5),
   WORKER_CONCURRENCY: int(1, 2),
   PART_SIZE: int(MIN_PART_SIZE, 8 * 1024 * 1024),
   PARTS_IN_FLIGHT: int(1, 2),

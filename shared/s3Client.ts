@@ -9,6 +9,9 @@ export function createS3Client(config: Config, overrides: S3ClientConfig = {}): 
     ...(config.S3_ENDPOINT ? { endpoint: config.S3_ENDPOINT, forcePathStyle: true } : {}),
     requestChecksumCalculation: checksums,
     responseChecksumValidation: checksums,
+    maxAttempts: config.S3_MAX_ATTEMPTS,
+    // No whole-request timeout (a large GET streams for minutes); an idle socket is a stall.
+    requestHandler: { connectionTimeout: 10_000, socketTimeout: config.S3_IDLE_TIMEOUT_MS },
     ...overrides,
   });
 }

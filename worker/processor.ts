@@ -79,6 +79,7 @@ export function createProcessor(deps: ProcessorDeps) {
         reportProgress: (progress: JobProgress) => job.updateProgress(progress),
         signal,
         drain,
+        createdAt: new Date(job.timestamp),
       });
       jobLog.info(
         { rows: result.rows, parts: result.parts, resumes: result.resumes },

@@ -3,6 +3,8 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListPartsCommand,
   PutObjectCommand,
   type S3Client,
@@ -183,6 +185,34 @@ export class ResumableUpload {
     if (this.#failure) throw this.#failure;
     if (this.#buffered < this.#o.partSize) return;
     await this.#seal(mark());
+  }
+
+  /**
+   * On a resume: aborts uploads of this object that an earlier attempt of this job created but
+   * did not live to checkpoint (it died between CreateMultipartUpload and the checkpoint), where
+   * the server can list them. Uploads started before `since` (the job's creation) are left alone.
+   */
+  async abortStrays(since: Date): Promise<void> {
+    const { bucket, key, uploadId } = this.#state;
+    if (this.#state.completed) return;
+    let page: ListMultipartUploadsCommandOutput;
+    try {
+      page = await this.#o.s3.send(
+        new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }),
+      );
+    } catch {
+      return; // not supported here: `s3csv sweep` and a lifecycle rule are the backstop
+    }
+    for (const upload of page.Uploads ?? []) {
+      if (upload.Key !== key || !upload.UploadId || upload.UploadId === uploadId) continue;
+      if (!upload.Initiated || upload.Initiated < since) continue;
+      await this.#o.assertOwner();
+      await abortUpload(this.#o.s3, {
+        ...this.#state,
+        uploadId: upload.UploadId,
+        completed: undefined,
+      });
+    }
   }
 
   /** Cross-checks the checkpointed parts against the server, where it can list them. */

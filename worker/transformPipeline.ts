@@ -33,6 +33,8 @@ export interface PipelineInput {
   signal?: AbortSignal;
   /** Aborted when the worker shuts down: stop at a row boundary and hand the job back. */
   drain?: AbortSignal;
+  /** When the job was created: uploads of its outputs older than this are not its own. */
+  createdAt: Date;
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
@@ -121,6 +123,11 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
 
   try {
     await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
+    if (start.resumes > 0)
+      await Promise.all([
+        output.abortStrays(input.createdAt),
+        rejects.abortStrays(input.createdAt),
+      ]);
     const from = resumePoint(start);
     // Rows before an output's own mark are already in its uploaded parts.
     const outputFrom = start.output.mark.offset;

@@ -27,13 +27,18 @@ export interface SeenRequest {
   completedParts?: number[];
 }
 
+export type Fault = { status: number; code: string } | "reset";
+
 export interface TestS3Server {
   endpoint: string;
   store: FauxS3Store;
   /** Every request the server saw, in arrival order. */
   requests: SeenRequest[];
-  /** Runs before a request is handled; a test can hold a request here (its promise waits). */
-  beforeRequest?: (request: SeenRequest) => Promise<void> | void;
+  /**
+   * Runs before a request is handled; a test can hold a request here (its promise waits), or
+   * inject a fault: an S3 error response, or a connection reset.
+   */
+  beforeRequest?: (request: SeenRequest) => Promise<unknown> | Fault | undefined;
   /** Runs after a request was handled and before its response is sent. */
   beforeResponse?: (request: SeenRequest, statusCode: number) => Promise<void> | void;
   stop(): Promise<void>;
@@ -94,7 +99,7 @@ export async function startS3Server(
     requests: [],
     stop: () => app.close(),
   };
-  app.addHook("preHandler", async (request) => {
+  app.addHook("preHandler", async (request, reply) => {
     const entry: SeenRequest = {
       method: request.method,
       url: request.url,
@@ -109,7 +114,20 @@ export async function startS3Server(
     }
     seen.set(request, entry);
     server.requests.push(entry);
-    await server.beforeRequest?.(entry);
+    const fault = (await server.beforeRequest?.(entry)) as Fault | undefined;
+    if (fault === "reset") {
+      reply.hijack();
+      request.raw.socket.destroy();
+      return reply;
+    }
+    if (fault) {
+      return reply
+        .code(fault.status)
+        .header("content-type", "application/xml")
+        .send(
+          `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>injected by the test</Message></Error>`,
+        );
+    }
   });
   app.addHook("onSend", async (request, reply) => {
     const entry = seen.get(request);
