@@ -7,7 +7,7 @@ import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { CLI, job, queueFor, run, runCli } from "./helpers.ts";
+import { CLI, eventually, job, queueFor, run, runCli } from "./helpers.ts";
 
 // Least privilege and hostile cells: allowlists checked before any S3 call, spreadsheet
 // formulas neutralized on request, payload limits, and credentials that never reach a log or
@@ -108,7 +108,7 @@ describe("security", () => {
     };
     dashboard.stdout.on("data", collect);
     dashboard.stderr.on("data", collect);
-    await new Promise((r) => setTimeout(r, 1500));
+    await eventually(() => (dashboardLog.includes("dashboard:") ? true : undefined), 30_000);
     dashboard.kill("SIGTERM");
     const redis = new Redis(stack.redis.port, "127.0.0.1");
     const keys = await redis.keys("bull:*");
