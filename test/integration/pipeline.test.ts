@@ -155,6 +155,32 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
   });
 
+  it("reports hostile rows with their line numbers and keeps going", async () => {
+    const lines = [
+      "id,email,score,active,joined,note",
+      "1,a@example.com,1,true,2024-01-01,has a \u0000 NUL",
+      `2,b@example.com,2,true,2024-01-01,${"x".repeat(5000)}`,
+      "3,c@example.com,3,true,2024-01-01,after the giant\r",
+      "4,d@example.com,4,true,2024-01-01,cr ending\r\n5,e@example.com,5,true,2024-01-01,crlf",
+      '6,f@example.com,6,true,2024-01-01,"never closed',
+      "7,g@example.com,7,true,2024-01-01,swallowed",
+    ];
+    await stack.put("hostile/in.csv", lines.join("\n"));
+    const result = await run(
+      queue,
+      job("hostile/in.csv", "hostile/out.csv", peopleSchema, { maxRowBytes: 1024 }),
+    );
+    expect(result.rows).toMatchObject({ read: 6, valid: 4, rejected: 2 });
+    expect(rejectedRows(await stack.get("hostile/out.rejects.csv"))).toEqual([
+      { row: 2, line: 3, code: "format-error" },
+      { row: 6, line: 7, code: "format-error" },
+    ]);
+    const report = (await stack.get("hostile/out.rejects.csv")).toString();
+    expect(report).toContain("longer than maxRowBytes (1024 bytes)");
+    expect(report).toContain("a quoted field is not closed before the end of the file");
+    expect((await stack.get("hostile/out.csv")).toString()).toContain("has a \u0000 NUL");
+  });
+
   it("the original bug: per-job uploaders, 5 jobs in a row and 4 at once, each completing only its own parts", async () => {
     // Output sizes of 2.5, 12.5 and 32.5 part sizes: 1, 3 and 7 parts.
     const bytesPerRow =
