@@ -64,6 +64,11 @@ export const TableSchemaField = z.discriminatedUnion("type", [
   z.looseObject({ ...base, type: z.literal("datetime") }),
   z.looseObject({ ...base, type: z.literal("year") }),
   z.looseObject({ ...base, type: z.literal("yearmonth") }),
+  z.looseObject({ ...base, type: z.literal("duration") }),
+  z.looseObject({ ...base, type: z.literal("object") }),
+  z.looseObject({ ...base, type: z.literal("array") }),
+  z.looseObject({ ...base, type: z.literal("geopoint") }),
+  z.looseObject({ ...base, type: z.literal("geojson") }),
 ]);
 export type TableSchemaField = z.infer<typeof TableSchemaField>;
 

@@ -24,10 +24,11 @@ export function formatRow(cells: readonly string[], newline: string): string {
   return line + newline;
 }
 
-type JsonType = "string" | "integer" | "number" | "boolean";
+type JsonType = "string" | "integer" | "number" | "boolean" | "json";
 
-function jsonValue(text: string, type: JsonType | undefined): string | number | boolean | null {
+function jsonValue(text: string, type: JsonType | undefined): unknown {
   if (text === "") return null;
+  if (type === "json") return JSON.parse(text);
   if (type === "boolean") return text === "true";
   if (type === "integer" || type === "number") {
     const n = Number(text);
@@ -42,7 +43,7 @@ export function ndjsonRowFormatter(
   types: readonly JsonType[] | undefined,
 ): (cells: readonly string[]) => string {
   return (cells) => {
-    const row: Record<string, string | number | boolean | null> = {};
+    const row: Record<string, unknown> = {};
     for (let i = 0; i < header.length; i++)
       row[header[i] as string] = jsonValue(cells[i] as string, types?.[i]);
     return `${JSON.stringify(row)}\n`;

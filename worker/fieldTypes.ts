@@ -18,6 +18,19 @@ export interface FieldType {
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const DURATION =
+  /^P(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$/;
+const GEOJSON_TYPES = new Set([
+  "Point",
+  "MultiPoint",
+  "LineString",
+  "MultiLineString",
+  "Polygon",
+  "MultiPolygon",
+  "GeometryCollection",
+  "Feature",
+  "FeatureCollection",
+]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const INTEGER = /^[+-]?\d+$/;
@@ -68,6 +81,34 @@ export function fieldType(field: TableSchemaField): FieldType {
         label,
         parse: (raw) => (/^\d{4}$/.test(raw) ? { value: Number(raw), text: raw } : null),
       };
+    case "duration":
+      return {
+        label,
+        parse: (raw) =>
+          DURATION.test(raw) && raw !== "P" && !raw.endsWith("T")
+            ? { value: raw, text: raw }
+            : null,
+      };
+    case "object":
+      return {
+        label,
+        parse: jsonParser((v) => typeof v === "object" && v !== null && !Array.isArray(v)),
+      };
+    case "array":
+      return { label, parse: jsonParser(Array.isArray) };
+    case "geojson":
+      return {
+        label,
+        parse: jsonParser((v) => {
+          const type = (v as { type?: unknown } | null)?.type;
+          return (
+            typeof type === "string" &&
+            (format === "topojson" ? type === "Topology" : GEOJSON_TYPES.has(type))
+          );
+        }),
+      };
+    case "geopoint":
+      return { label, parse: geopointParser(format) };
     case "yearmonth":
       return {
         label,
@@ -262,6 +303,58 @@ function patternTemporal(format: string, kind: "date" | "time" | "datetime"): Ce
     const time = `${pad(h)}:${pad(mi)}:${pad(s)}${parts.f ? `.${parts.f}` : ""}`;
     const text =
       kind === "date" ? date : kind === "time" ? time : `${date}T${time}${parts.z ?? ""}`;
+    return { value: text, text };
+  };
+}
+
+/** JSON cells (object, array, geojson): canonical text is the compact JSON. */
+function jsonParser(accept: (value: unknown) => boolean): CellParser {
+  return (raw) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      return null;
+    }
+    if (!accept(value)) return null;
+    const text = JSON.stringify(value);
+    return { value: text, text };
+  };
+}
+
+function geopointParser(format: string): CellParser {
+  const valid = (lon: number, lat: number) =>
+    Number.isFinite(lon) && Number.isFinite(lat) && Math.abs(lon) <= 180 && Math.abs(lat) <= 90;
+  return (raw) => {
+    let lon: number;
+    let lat: number;
+    if (format === "array" || format === "object") {
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        return null;
+      }
+      if (format === "array") {
+        if (!Array.isArray(value) || value.length !== 2) return null;
+        [lon, lat] = value as [number, number];
+      } else {
+        const o = value as { lon?: unknown; lat?: unknown } | null;
+        if (typeof o?.lon !== "number" || typeof o.lat !== "number") return null;
+        [lon, lat] = [o.lon, o.lat];
+      }
+    } else {
+      const m = /^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$/.exec(raw);
+      if (!m) return null;
+      [lon, lat] = [Number(m[1]), Number(m[2])];
+    }
+    if (typeof lon !== "number" || typeof lat !== "number" || !valid(lon, lat)) return null;
+    const text =
+      format === "array"
+        ? `[${lon},${lat}]`
+        : format === "object"
+          ? JSON.stringify({ lon, lat })
+          : `${lon},${lat}`;
     return { value: text, text };
   };
 }

@@ -5,7 +5,7 @@ import type { RowError } from "./rowErrors.ts";
 export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: readonly RowError[] };
 
 /** How an output cell is typed in NDJSON output. */
-export type JsonType = "string" | "integer" | "number" | "boolean";
+export type JsonType = "string" | "integer" | "number" | "boolean" | "json";
 
 export interface RowJudge {
   /** Column names of the output file. */

@@ -125,6 +125,7 @@ function jsonType(field: TableSchemaField): JsonType {
   if (field.type === "integer" || field.type === "year") return "integer";
   if (field.type === "number") return "number";
   if (field.type === "boolean") return "boolean";
+  if (field.type === "object" || field.type === "array" || field.type === "geojson") return "json";
   return "string";
 }
 

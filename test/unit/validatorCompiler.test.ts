@@ -42,6 +42,58 @@ describe("Table Schema validator", () => {
     });
   });
 
+  it("knows durations, JSON objects and arrays, geopoints and GeoJSON (examples from the spec)", () => {
+    const j = judge([
+      { name: "d", type: "duration" },
+      { name: "o", type: "object" },
+      { name: "a", type: "array" },
+      { name: "p", type: "geopoint" },
+      { name: "pa", type: "geopoint", format: "array" },
+      { name: "po", type: "geopoint", format: "object" },
+      { name: "g", type: "geojson" },
+    ]);
+    expect(
+      j.judge([
+        "P1Y2M3DT10H30M45.343S",
+        '{"a": 1}',
+        '[1, "x"]',
+        "90, 45",
+        "[90, 45]",
+        '{"lon": 90, "lat": 45}',
+        '{"type": "Point", "coordinates": [1, 2]}',
+      ]),
+    ).toEqual({
+      ok: true,
+      cells: [
+        "P1Y2M3DT10H30M45.343S",
+        '{"a":1}',
+        '[1,"x"]',
+        "90,45",
+        "[90,45]",
+        '{"lon":90,"lat":45}',
+        '{"type":"Point","coordinates":[1,2]}',
+      ],
+    });
+    const bad = j.judge([
+      "1Y",
+      "[1]",
+      '{"a":1}',
+      "190, 45",
+      "[90]",
+      '{"lon": 90}',
+      '{"type": "Nope"}',
+    ]);
+    expect(bad.ok ? [] : bad.errors.map((e) => [e.field, e.code])).toEqual([
+      ["d", "type-error"],
+      ["o", "type-error"],
+      ["a", "type-error"],
+      ["p", "type-error"],
+      ["pa", "type-error"],
+      ["po", "type-error"],
+      ["g", "type-error"],
+    ]);
+  });
+
   it("reports type and constraint errors per field with Frictionless codes", () => {
     const j = judge([
       { name: "age", type: "integer", constraints: { minimum: 0, maximum: 150 } },
