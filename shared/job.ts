@@ -20,6 +20,10 @@ export const JobOptions = z
     delimiter: SingleChar.default(","),
     quote: SingleChar.default('"'),
     header: z.boolean().default(true),
+    /** The source's text encoding; byte offsets stay exact either way (rows are found on bytes). */
+    encoding: z.enum(["utf-8", "windows-1252"]).default("utf-8"),
+    /** Rows whose first character is this are comments: skipped, their lines still counted. */
+    commentChar: SingleChar.optional(),
     onInvalid: z.enum(["reject", "fail"]).default("reject"),
     maxInvalidRows: z.number().int().nonnegative().optional(),
     /** Fails the job once more than this share of rows is invalid (checked from 1,000 rows on, and at the end). */

@@ -161,15 +161,20 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       bind(start.header);
     }
 
+    // UTF-8 rows are checked (invalid bytes are an encoding-error); windows-1252 has no invalid bytes.
+    const latin = options.encoding === "windows-1252" ? new TextDecoder("windows-1252") : undefined;
+    const decode = (bytes: Buffer): string | undefined =>
+      latin ? latin.decode(bytes) : isUtf8(bytes) ? bytes.toString("utf8") : undefined;
+    const comment = options.commentChar?.charCodeAt(0);
+
     const readHeader = async (row: FramedRow) => {
+      const text = row.oversize ? undefined : decode(asBuffer(row.bytes));
       const problem = row.oversize
         ? `it is longer than maxRowBytes (${options.maxRowBytes} bytes)`
-        : !isUtf8(row.bytes)
+        : text === undefined
           ? "it is not valid UTF-8"
           : undefined;
-      const parsed = problem
-        ? undefined
-        : parser.parse(asBuffer(row.bytes).toString("utf8"), row.quoted);
+      const parsed = text === undefined ? undefined : parser.parse(text, row.quoted);
       if (!parsed?.ok) {
         throw new PermanentJobError(
           `the header row (line ${row.line}) cannot be read: ${problem ?? (parsed && !parsed.ok ? parsed.message : "")}`,
@@ -207,12 +212,17 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     };
 
     const handleRow = async (row: FramedRow) => {
+      if (comment !== undefined && row.bytes[0] === comment) {
+        position.offset = row.end;
+        position.lineNumber = row.nextLine;
+        return;
+      }
       if (!judge) return readHeader(row);
       const counts = position.counts;
       position.rowNumber++;
       counts.read++;
       const bytes = asBuffer(row.bytes);
-      const raw = isUtf8(bytes) ? bytes.toString("utf8") : undefined;
+      const raw = decode(bytes);
       const verdict = judgeRow(row, raw);
       if (verdict.ok) {
         counts.valid++;

@@ -181,6 +181,34 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect((await stack.get("hostile/out.csv")).toString()).toContain("has a \u0000 NUL");
   });
 
+  it("reads windows-1252 sources and skips comment lines, counting their lines", async () => {
+    const text = [
+      "# exported by a legacy system",
+      "id,email,score,active,joined,note",
+      "1,a@example.com,5,true,2024-01-01,café €5",
+      "# a comment between rows",
+      "2,b@example.com,500,true,2024-01-01,naïve",
+      "",
+    ].join("\r\n");
+    const bytes = Buffer.from(text.replace("€", "\u0080"), "latin1");
+    await stack.put("cp1252/in.csv", bytes);
+    const result = await run(
+      queue,
+      job("cp1252/in.csv", "cp1252/out.csv", peopleSchema, {
+        encoding: "windows-1252",
+        commentChar: "#",
+      }),
+    );
+    expect(result.rows).toMatchObject({ read: 2, valid: 1, rejected: 1 });
+    expect((await stack.get("cp1252/out.csv")).toString("utf8")).toContain(
+      "1,a@example.com,5,true,2024-01-01,café €5",
+    );
+    expect(rejectedRows(await stack.get("cp1252/out.rejects.csv"))).toEqual([
+      { row: 2, line: 5, code: "constraint-error" },
+    ]);
+    expect((await stack.get("cp1252/out.rejects.csv")).toString("utf8")).toContain("naïve");
+  });
+
   it("the original bug: per-job uploaders, 5 jobs in a row and 4 at once, each completing only its own parts", async () => {
     // Output sizes of 2.5, 12.5 and 32.5 part sizes: 1, 3 and 7 parts.
     const bytesPerRow =
