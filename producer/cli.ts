@@ -1,9 +1,15 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import type { Queue } from "bullmq";
 import { loadConfig } from "../shared/config.ts";
+import type { JobResult } from "../shared/job.ts";
+import { createS3Client } from "../shared/s3Client.ts";
 import { parseS3Url } from "../shared/s3Url.ts";
+import { fillTemplate, objectsUnder, readManifest } from "./bulkSources.ts";
 import {
+  dedupeJobId,
   enqueueTransform,
+  enqueueTransforms,
   InvalidJobError,
   queueSettings,
   transformQueue,
@@ -14,12 +20,19 @@ import { JobFailedError, waitForResult } from "./waitForResult.ts";
 
 export const usage = `s3csv enqueue --source s3://BUCKET/KEY --dest s3://BUCKET/KEY (--schema FILE | --transform NAME)
               [--rejects s3://BUCKET/KEY] [--on-invalid reject|fail] [--max-invalid N]
-              [--delimiter C] [--job-id ID] [--wait] [--json]
+              [--delimiter C] [--job-id ID] [--dedupe] [--priority N] [--delay MS] [--wait] [--json]
+s3csv enqueue --source-prefix s3://BUCKET/PREFIX --dest-template 's3://BUCKET/out/{path}'
+              (--schema FILE | --transform NAME) [options as above]
+s3csv enqueue --manifest JOBS.ndjson [--priority N] [--delay MS] [--wait] [--json]
 
-Validates the job, adds it to the queue and prints its id. --wait waits for the result (a
-progress bar on a terminal) and exits 1 with the reason if the job fails; --json prints the
-result (or, without --wait, the job id) as one JSON object on stdout.
-Exit codes: 0 done, 1 the job failed, 2 the command or the job is invalid.`;
+Validates the job (every job, in bulk) before Redis is touched, adds it and prints its id.
+--wait waits for the result (a progress bar on a terminal) and exits 1 with the reason if a job
+fails; --json prints the result (or, without --wait, the job id) as one JSON object on stdout.
+In bulk, every object under --source-prefix becomes a job whose destination is the template
+with {key}, {path} (the key after the prefix), {name} or {stem} filled in; a manifest has one
+job (the JSON contract) per line. Bulk jobs are deduplicated: the same source version and
+destination are never added twice (--dedupe does that for a single job).
+Exit codes: 0 done, 1 a job failed, 2 the command or a job is invalid.`;
 
 class UsageError extends Error {
   override name = "UsageError";
@@ -52,103 +65,214 @@ function s3Arg(name: string, value: string): { bucket: string; key: string } {
   }
 }
 
-/** Builds the job from the command line; nothing here touches Redis. */
-export async function jobFromArgs(
-  argv: string[],
-): Promise<{ job: unknown; flags: Record<string, unknown> }> {
-  let parsed: ReturnType<typeof parse>;
+function wholeNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number ≥ 0`);
+  return n;
+}
+
+function parse(argv: string[]) {
   try {
-    parsed = parse(argv);
+    return parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        source: { type: "string" },
+        dest: { type: "string" },
+        "source-prefix": { type: "string" },
+        "dest-template": { type: "string" },
+        manifest: { type: "string" },
+        schema: { type: "string" },
+        transform: { type: "string" },
+        rejects: { type: "string" },
+        "on-invalid": { type: "string" },
+        "max-invalid": { type: "string" },
+        delimiter: { type: "string" },
+        "job-id": { type: "string" },
+        dedupe: { type: "boolean", default: false },
+        priority: { type: "string" },
+        delay: { type: "string" },
+        wait: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+      },
+    }).values;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const v = parsed.values;
-  if (!v.source) throw new UsageError("--source s3://BUCKET/KEY is required");
-  if (!v.dest) throw new UsageError("--dest s3://BUCKET/KEY is required");
+}
+type Flags = ReturnType<typeof parse>;
+
+/** What every job of a command line shares: how rows are judged and the options. */
+async function jobTemplate(v: Flags): Promise<Record<string, unknown>> {
   if (!v.schema === !v.transform)
     throw new UsageError("give exactly one of --schema FILE or --transform NAME");
   const options: Record<string, unknown> = {};
   if (v.rejects) options.rejects = s3Arg("rejects", v.rejects);
   if (v["on-invalid"]) options.onInvalid = v["on-invalid"];
-  if (v["max-invalid"] !== undefined) {
-    const n = Number(v["max-invalid"]);
-    if (!Number.isInteger(n) || n < 0)
-      throw new UsageError("--max-invalid must be a whole number ≥ 0");
-    options.maxInvalidRows = n;
-  }
+  const maxInvalid = wholeNumber("max-invalid", v["max-invalid"]);
+  if (maxInvalid !== undefined) options.maxInvalidRows = maxInvalid;
   if (v.delimiter !== undefined) options.delimiter = delimiterOf(v.delimiter);
+  return {
+    ...(v.schema ? { schema: await readSchema(v.schema) } : { transform: v.transform }),
+    options,
+  };
+}
+
+/** Builds the single job of a command line; nothing here touches Redis. */
+export async function jobFromArgs(argv: string[]): Promise<{ job: unknown; flags: Flags }> {
+  const v = parse(argv);
+  if (!v.source) throw new UsageError("--source s3://BUCKET/KEY is required");
+  if (!v.dest) throw new UsageError("--dest s3://BUCKET/KEY is required");
   const job = {
     source: s3Arg("source", v.source),
     destination: s3Arg("dest", v.dest),
-    ...(v.schema ? { schema: await readSchema(v.schema) } : { transform: v.transform }),
-    options,
+    ...(await jobTemplate(v)),
   };
   return { job, flags: v };
 }
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      source: { type: "string" },
-      dest: { type: "string" },
-      schema: { type: "string" },
-      transform: { type: "string" },
-      rejects: { type: "string" },
-      "on-invalid": { type: "string" },
-      "max-invalid": { type: "string" },
-      delimiter: { type: "string" },
-      "job-id": { type: "string" },
-      wait: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-    },
-  });
+interface Planned {
+  jobs: unknown[];
+  jobIds: string[];
 }
 
-export async function enqueueCommand(argv: string[]): Promise<void> {
-  const { job, flags } = await jobFromArgs(argv);
-  const config = loadConfig();
-  try {
-    validateJobInput(job, config.MAX_JOB_BYTES);
-  } catch (error) {
-    if (error instanceof InvalidJobError) throw new UsageError(error.message);
-    throw error;
-  }
-  const queue = transformQueue(queueSettings(config));
-  try {
-    const jobId = await enqueueTransform(job, {
-      queue,
-      maxJobBytes: config.MAX_JOB_BYTES,
-      ...(typeof flags["job-id"] === "string" ? { jobId: flags["job-id"] } : {}),
-    });
-    if (!flags.wait) {
-      process.stdout.write(flags.json ? `${JSON.stringify({ jobId })}\n` : `${jobId}\n`);
-      return;
-    }
-    if (!flags.json) process.stderr.write(`job ${jobId} enqueued; waiting\n`);
-    const bar = progressWriter(process.stderr);
+async function planBulk(v: Flags, config: ReturnType<typeof loadConfig>): Promise<Planned> {
+  if (v.manifest) {
+    let jobs: unknown[];
     try {
-      const result = await waitForResult(queue, jobId, { onProgress: bar.update });
+      jobs = await readManifest(v.manifest);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    return { jobs, jobIds: jobs.map((job) => dedupeJobId(job)) };
+  }
+  if (!v["dest-template"])
+    throw new UsageError("--source-prefix needs --dest-template 's3://BUCKET/out/{path}'");
+  const prefix = v["source-prefix"] as string;
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(prefix);
+  if (!match)
+    throw new UsageError(`--source-prefix: "${prefix}" is not of the form s3://BUCKET/PREFIX`);
+  const [, bucket, keyPrefix] = match as unknown as [string, string, string];
+  const template = await jobTemplate(v);
+  const s3 = createS3Client(config);
+  const planned: Planned = { jobs: [], jobIds: [] };
+  try {
+    for await (const object of objectsUnder(s3, bucket, keyPrefix)) {
+      const job = {
+        source: { bucket, key: object.key },
+        destination: s3Arg(
+          "dest-template",
+          fillTemplate(v["dest-template"], keyPrefix, object.key),
+        ),
+        ...template,
+      };
+      planned.jobs.push(job);
+      planned.jobIds.push(dedupeJobId(job, object.etag));
+    }
+  } finally {
+    s3.destroy();
+  }
+  if (planned.jobs.length === 0) throw new UsageError(`no objects under ${prefix}`);
+  return planned;
+}
+
+function summary(jobId: string, r: JobResult): string {
+  return (
+    `job ${jobId} completed: ${r.rows.valid} valid, ${r.rows.rejected} rejected of ${r.rows.read} rows\n` +
+    `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${r.parts} parts)\n` +
+    `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n`
+  );
+}
+
+/** Waits for each job; prints results; sets exit code 1 if any failed. */
+async function waitAll(
+  queue: Queue<unknown, JobResult>,
+  ids: string[],
+  json: boolean,
+): Promise<void> {
+  const bar = progressWriter(process.stderr);
+  const single = ids.length === 1;
+  for (const jobId of ids) {
+    try {
+      const result = await waitForResult(queue, jobId, single ? { onProgress: bar.update } : {});
       bar.done();
-      if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ jobId, ...result })}\n`);
-      } else {
-        const r = result;
-        process.stdout.write(
-          `job ${jobId} completed: ${r.rows.valid} valid, ${r.rows.rejected} rejected of ${r.rows.read} rows\n` +
-            `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${r.parts} parts)\n` +
-            `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n`,
-        );
-      }
+      process.stdout.write(
+        json ? `${JSON.stringify({ jobId, ...result })}\n` : summary(jobId, result),
+      );
     } catch (error) {
       bar.done();
       if (!(error instanceof JobFailedError)) throw error;
-      if (flags.json)
+      if (json)
         process.stdout.write(`${JSON.stringify({ jobId, failed: true, error: error.message })}\n`);
       process.stderr.write(`s3csv: ${error.message}\n`);
       process.exitCode = 1;
     }
+  }
+}
+
+export async function enqueueCommand(argv: string[]): Promise<void> {
+  const v = parse(argv);
+  const bulk = Boolean(v["source-prefix"] || v.manifest);
+  if (bulk && (v.source || v.dest))
+    throw new UsageError("use --source/--dest, or --source-prefix, or --manifest");
+  const config = loadConfig();
+  const priority = wholeNumber("priority", v.priority);
+  const delay = wholeNumber("delay", v.delay);
+  const planned: Planned = bulk
+    ? await planBulk(v, config)
+    : { jobs: [(await jobFromArgs(argv)).job], jobIds: [] };
+  try {
+    planned.jobs.forEach((job, i) => {
+      try {
+        validateJobInput(job, config.MAX_JOB_BYTES);
+      } catch (error) {
+        throw new InvalidJobError(
+          bulk ? `job ${i + 1}: ${(error as Error).message}` : (error as Error).message,
+        );
+      }
+    });
+  } catch (error) {
+    if (error instanceof InvalidJobError) throw new UsageError(error.message);
+    throw error;
+  }
+
+  const queue = transformQueue(queueSettings(config));
+  try {
+    let ids: string[];
+    if (bulk) {
+      ids = await enqueueTransforms(planned.jobs, {
+        queue,
+        maxJobBytes: config.MAX_JOB_BYTES,
+        jobIds: planned.jobIds,
+        ...(priority ? { priority } : {}),
+        ...(delay ? { delay } : {}),
+      });
+    } else {
+      const job = planned.jobs[0];
+      const jobId = v["job-id"] ?? (v.dedupe ? dedupeJobId(job) : undefined);
+      ids = [
+        await enqueueTransform(job, {
+          queue,
+          maxJobBytes: config.MAX_JOB_BYTES,
+          ...(jobId ? { jobId } : {}),
+          ...(priority ? { priority } : {}),
+          ...(delay ? { delay } : {}),
+        }),
+      ];
+    }
+    if (!v.wait) {
+      const text = v.json
+        ? JSON.stringify(bulk ? { jobIds: ids } : { jobId: ids[0] })
+        : ids.join("\n");
+      process.stdout.write(`${text}\n`);
+      return;
+    }
+    if (!v.json)
+      process.stderr.write(
+        `${ids.length === 1 ? `job ${ids[0]}` : `${ids.length} jobs`} enqueued; waiting\n`,
+      );
+    await waitAll(queue, ids, v.json);
   } finally {
     await queue.close();
   }

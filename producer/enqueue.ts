@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { type ConnectionOptions, Queue } from "bullmq";
 import type { Config } from "../shared/config.ts";
 import { describeZodError, JobInput, type JobResult } from "../shared/job.ts";
@@ -84,18 +85,50 @@ export async function enqueueTransform(input: unknown, options: EnqueueOptions):
 /**
  * Validates every job first (none is added if one is invalid, and the error names its index),
  * then adds them all in one round trip (BullMQ addBulk); resolves to their ids in order.
+ * `jobIds[i]`, when given, makes adding job i idempotent (see `dedupeJobId`).
  */
 export async function enqueueTransforms(
   inputs: readonly unknown[],
-  options: Pick<EnqueueOptions, "queue" | "maxJobBytes">,
+  options: Pick<EnqueueOptions, "queue" | "maxJobBytes" | "priority" | "delay"> & {
+    jobIds?: readonly string[];
+  },
 ): Promise<string[]> {
   const jobs = inputs.map((input, index) => {
+    let data: ReturnType<typeof validateJobInput>;
     try {
-      return { name: JOB_NAME, data: validateJobInput(input, options.maxJobBytes) };
+      data = validateJobInput(input, options.maxJobBytes);
     } catch (error) {
-      throw new InvalidJobError(`job ${index}: ${(error as Error).message}`);
+      throw new InvalidJobError(`job ${index + 1}: ${(error as Error).message}`);
     }
+    const jobId = options.jobIds?.[index];
+    return {
+      name: JOB_NAME,
+      data,
+      opts: {
+        ...(jobId ? { jobId } : {}),
+        ...(options.priority ? { priority: options.priority } : {}),
+        ...(options.delay ? { delay: options.delay } : {}),
+      },
+    };
   });
   const added = await options.queue.addBulk(jobs);
   return added.map((job) => job.id ?? "");
+}
+
+/**
+ * A job id that is the same for the same source version and destination, so enqueueing the
+ * same work twice adds it once (BullMQ keeps one job per id while the job exists).
+ */
+export function dedupeJobId(input: unknown, sourceVersion?: string): string {
+  const job = input as {
+    source?: { bucket?: string; key?: string; versionId?: string };
+    destination?: unknown;
+  };
+  const identity = JSON.stringify([
+    job.source?.bucket,
+    job.source?.key,
+    job.source?.versionId ?? sourceVersion ?? "",
+    job.destination,
+  ]);
+  return `s3csv-${createHash("sha256").update(identity).digest("hex").slice(0, 32)}`;
 }

@@ -1,0 +1,56 @@
+import { readFile } from "node:fs/promises";
+import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+
+// Where bulk enqueueing finds its jobs: every object under a source prefix (destinations from a
+// template), or a manifest file with one job per line.
+
+export interface ListedObject {
+  key: string;
+  etag: string;
+}
+
+export async function* objectsUnder(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+): AsyncGenerator<ListedObject> {
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) {
+      if (o.Key && !o.Key.endsWith("/")) yield { key: o.Key, etag: o.ETag ?? "" };
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+}
+
+/**
+ * Fills a destination template for one source key: {key} the whole key, {path} the key after
+ * the prefix, {name} its file name, {stem} the name without its last extension.
+ */
+export function fillTemplate(template: string, prefix: string, key: string): string {
+  const path = key.startsWith(prefix) ? key.slice(prefix.length) : key;
+  const name = key.slice(key.lastIndexOf("/") + 1);
+  const dot = name.lastIndexOf(".");
+  const stem = dot > 0 ? name.slice(0, dot) : name;
+  return template.replace(/\{(key|path|name|stem)\}/g, (_, field: string) =>
+    field === "key" ? key : field === "path" ? path : field === "name" ? name : stem,
+  );
+}
+
+/** One job per non-blank line; a line that is not JSON is reported by its number. */
+export async function readManifest(file: string): Promise<unknown[]> {
+  const text = await readFile(file, "utf8");
+  const jobs: unknown[] = [];
+  text.split(/\r?\n/).forEach((line, index) => {
+    if (line.trim() === "") return;
+    try {
+      jobs.push(JSON.parse(line));
+    } catch (error) {
+      throw new Error(`${file} line ${index + 1} is not JSON: ${(error as Error).message}`);
+    }
+  });
+  return jobs;
+}
