@@ -38,6 +38,8 @@ export const JobOptions = z
     neutralizeFormulas: z.boolean().default(false),
     /** The output's format: CSV (RFC 4180) or NDJSON, one JSON object per valid row. */
     format: z.enum(["csv", "ndjson"]).default("csv"),
+    /** The most distinct unique/primaryKey values a job may hold in memory. */
+    maxUniqueValues: z.number().int().min(1).default(5_000_000),
     maxRowBytes: z
       .number()
       .int()

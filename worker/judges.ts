@@ -6,8 +6,9 @@ import { compileTransform } from "./transforms/registry.ts";
 import { compileTableSchema } from "./validatorCompiler.ts";
 
 /** The job's way of judging rows, compiled once for the job. */
-export function judgesFor(data: Pick<JobData, "schema" | "transform">): JudgeFactory {
-  if (data.schema) return compileTableSchema(data.schema);
+export function judgesFor(data: Pick<JobData, "schema" | "transform" | "options">): JudgeFactory {
+  if (data.schema)
+    return compileTableSchema(data.schema, { maxUniqueValues: data.options.maxUniqueValues });
   const transform = transforms.get(data.transform ?? "");
   if (!transform) {
     throw new PermanentJobError(

@@ -6,6 +6,8 @@ export const ROW_ERROR_CODES = [
   "missing-cell",
   "type-error",
   "constraint-error",
+  "unique-error",
+  "primary-key",
   "encoding-error",
   "format-error",
 ] as const;

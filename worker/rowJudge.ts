@@ -12,6 +12,8 @@ export interface RowJudge {
   readonly outputHeader: readonly string[];
   /** JSON types of the output columns (all strings when absent). */
   readonly outputTypes?: readonly JsonType[];
+  /** Verdicts depend on earlier rows (unique, primaryKey): a resume must replay those rows. */
+  readonly stateful?: boolean;
   judge(fields: readonly string[]): Verdict;
 }
 

@@ -58,15 +58,17 @@ export async function pinSource(s3: S3Client, source: Source): Promise<PinnedSou
   }
 }
 
-/** Streams the pinned source from `offset` to its end. */
+/** Streams the pinned source from `offset` to its end (or to just before `until`). */
 export async function* readSource(
   s3: S3Client,
   source: Source,
   pinned: PinnedSource,
   offset: number,
   signal?: AbortSignal,
+  until = pinned.size,
 ): AsyncGenerator<Uint8Array> {
-  if (offset >= pinned.size) return;
+  if (offset >= until) return;
+  const whole = offset === 0 && until >= pinned.size;
   let body: AsyncIterable<Uint8Array>;
   try {
     const response = await s3.send(
@@ -75,7 +77,7 @@ export async function* readSource(
         Key: source.key,
         VersionId: pinned.versionId,
         IfMatch: pinned.etag,
-        ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+        ...(whole ? {} : { Range: `bytes=${offset}-${until - 1}` }),
       }),
       { abortSignal: signal },
     );

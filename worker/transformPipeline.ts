@@ -264,6 +264,40 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       };
     };
 
+    // Unique and primary-key verdicts depend on every earlier row: replay them into the judge.
+    if (judge?.stateful && from.offset > 0) {
+      const replay = new CsvFramer({
+        delimiter: options.delimiter,
+        quote: options.quote,
+        maxRowBytes: options.maxRowBytes,
+        startOffset: 0,
+        startLine: 1,
+      });
+      let skipHeader = options.header;
+      const remember = (row: FramedRow) => {
+        if (row.oversize || row.unterminated || (comment !== undefined && row.bytes[0] === comment))
+          return;
+        if (skipHeader) {
+          skipHeader = false;
+          return;
+        }
+        const text = decode(asBuffer(row.bytes));
+        const parsed = text === undefined ? undefined : parser.parse(text, row.quoted);
+        if (parsed?.ok) (judge as RowJudge).judge(parsed.fields);
+      };
+      for await (const chunk of readSource(
+        s3,
+        data.source,
+        start.source,
+        0,
+        input.signal,
+        from.offset,
+      )) {
+        for (const row of replay.push(chunk)) remember(row);
+      }
+      for (const row of replay.end()) remember(row);
+    }
+
     here = snapshot;
     const framer = new CsvFramer({
       delimiter: options.delimiter,

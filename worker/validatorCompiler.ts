@@ -9,6 +9,7 @@ import {
   shapeErrors,
   type Verdict,
 } from "./rowJudge.ts";
+import { UniqueIndex } from "./uniqueIndex.ts";
 
 // Compiles a Table Schema, once per job, into one validator per field: a closure that takes the
 // cell's text and yields its canonical text, or a `type-error` or `constraint-error`. The schema
@@ -129,7 +130,10 @@ function jsonType(field: TableSchemaField): JsonType {
   return "string";
 }
 
-export function compileTableSchema(schema: TableSchema): JudgeFactory {
+export function compileTableSchema(
+  schema: TableSchema,
+  limits = { maxUniqueValues: 5_000_000 },
+): JudgeFactory {
   const schemaMissing = new Set(schema.missingValues ?? [""]);
   const names = schema.fields.map((f) => f.name);
   const validators = schema.fields.map((field) =>
@@ -139,6 +143,7 @@ export function compileTableSchema(schema: TableSchema): JudgeFactory {
   return {
     bind(header): RowJudge {
       if (header) checkHeader(header, names);
+      const unique = UniqueIndex.for(schema, limits.maxUniqueValues);
       // Output columns follow the schema's order; input columns are found by name.
       const columnOf = header ? names.map((name) => header.indexOf(name)) : names.map((_, i) => i);
       const labels = header ?? names;
@@ -146,6 +151,7 @@ export function compileTableSchema(schema: TableSchema): JudgeFactory {
       return {
         outputHeader: names,
         outputTypes: schema.fields.map(jsonType),
+        stateful: unique !== undefined,
         judge(fields): Verdict {
           const shape = shapeErrors(fields, width, labels);
           if (shape.length) return { ok: false, errors: shape };
@@ -160,6 +166,11 @@ export function compileTableSchema(schema: TableSchema): JudgeFactory {
               errors ??= [];
               errors.push(result);
             }
+          }
+          const duplicates = unique?.check(cells);
+          if (duplicates) {
+            errors ??= [];
+            errors.push(...duplicates);
           }
           return errors ? { ok: false, errors } : { ok: true, cells };
         },

@@ -17,6 +17,15 @@ import { eventually, job, queueFor, run } from "./helpers.ts";
 const MiB = 1024 * 1024;
 const SOURCE = "crash/in.csv";
 const FEW_REJECTS = "crash/few-rejects.csv";
+const DUPLICATES = "crash/duplicates.csv";
+// `id` must be unique: the duplicates at the end of the file repeat ids from its start, before
+// any resume point, so a resumed attempt must know every id seen before it.
+const uniqueSchema = {
+  ...peopleSchema,
+  fields: peopleSchema.fields.map((f) =>
+    f.name === "id" ? { ...f, constraints: { ...f.constraints, unique: true } } : f,
+  ),
+};
 
 describe("crash and resume (SIGKILL of a worker process)", () => {
   let stack: Stack;
@@ -24,6 +33,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   type Clean = { output: Buffer; rejects: Buffer; result: JobResult };
   let clean: Clean;
   let cleanFew: Clean | undefined;
+  let cleanUnique: Clean | undefined;
   const workers: WorkerProcess[] = [];
   const held: Array<() => void> = [];
 
@@ -49,6 +59,16 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const w = startWorker();
     const result = await run(queue, job(SOURCE, "clean/out.csv", peopleSchema));
     const resultFew = await run(queue, job(FEW_REJECTS, "clean-few/out.csv", peopleSchema));
+    const few = peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 });
+    const firstRows = few.csv.toString("utf8").split("\n").slice(1, 201).join("\n");
+    await stack.put(DUPLICATES, Buffer.concat([few.csv, Buffer.from(`${firstRows}\n`)]));
+    const resultUnique = await run(queue, job(DUPLICATES, "clean-unique/out.csv", uniqueSchema));
+    cleanUnique = {
+      output: await stack.get("clean-unique/out.csv"),
+      rejects: await stack.get("clean-unique/out.rejects.csv"),
+      result: resultUnique,
+    };
+    expect(resultUnique.rows.errors["unique-error"]).toBeGreaterThan(100);
     await w.kill("SIGTERM");
     clean = {
       output: await stack.get("clean/out.csv"),
@@ -103,6 +123,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     }) => Promise<void> | void,
     source = SOURCE,
     baseline: () => Clean = () => clean,
+    schema: unknown = peopleSchema,
   ) {
     const key = `${name}/out.csv`;
     const first = startWorker();
@@ -114,7 +135,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     };
     const armed = arm({ jobId: () => jobId, kill, key });
     const requestsBefore = stack.s3Server.requests.length;
-    jobId = await enqueueTransform(job(source, key, peopleSchema), { queue });
+    jobId = await enqueueTransform(job(source, key, schema), { queue });
     await armed;
     await eventually(() => (killed ? true : undefined)).catch((error) => {
       throw new Error(`${error}; worker log:\n${first.output()}`);
@@ -223,7 +244,27 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const resumedRead = requests.filter(
       (r) => r.method === "GET" && r.url.includes(FEW_REJECTS) && r.range,
     );
-    expect(resumedRead.map((r) => r.range)).toEqual([`bytes=${atKill?.output.mark.offset}-`]);
+    expect(resumedRead).toHaveLength(1);
+    expect(resumedRead[0]?.range).toMatch(new RegExp(`^bytes=${atKill?.output.mark.offset}-`));
+  });
+
+  it("(f) unique ids stay unique across a resume: the rows before it are replayed", async () => {
+    const { atKill, result } = await crashAndResume(
+      "crash-f",
+      ({ jobId, kill, key }) => {
+        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
+        void eventually(async () =>
+          (await checkpointOf(jobId()))?.output.parts.length === 1 ? true : undefined,
+        ).then(kill);
+      },
+      DUPLICATES,
+      () => cleanUnique as Clean,
+      uniqueSchema,
+    );
+    expect(atKill?.output.mark.offset).toBeGreaterThan(0);
+    expect(result.rows.errors["unique-error"]).toBe(
+      cleanUnique?.result.rows.errors["unique-error"],
+    );
   });
 
   it("fails a job whose source changed between attempts, and aborts its uploads", async () => {

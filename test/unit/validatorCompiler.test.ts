@@ -152,6 +152,44 @@ describe("Table Schema validator", () => {
   });
 });
 
+describe("unique and primaryKey", () => {
+  it("flags duplicates after their first occurrence, ignoring missing values", () => {
+    const j = compileTableSchema(
+      TableSchema.parse({
+        fields: [
+          { name: "id", type: "integer", constraints: { unique: true } },
+          { name: "a", type: "string" },
+          { name: "b", type: "string" },
+        ],
+        primaryKey: ["a", "b"],
+      }),
+    ).bind(null);
+    expect(j.stateful).toBe(true);
+    expect(j.judge(["1", "x", "y"]).ok).toBe(true);
+    expect(j.judge(["", "x", "z"]).ok).toBe(true);
+    expect(j.judge(["", "x", "w"]).ok).toBe(true);
+    expect(j.judge(["+1", "x", "y"])).toMatchObject({
+      ok: false,
+      errors: [
+        { field: "id", code: "unique-error", message: '"1" is not unique in "id"' },
+        { field: "a,b", code: "primary-key" },
+      ],
+    });
+  });
+
+  it("fails the job rather than outgrow its memory bound", () => {
+    const j = compileTableSchema(
+      TableSchema.parse({
+        fields: [{ name: "id", type: "string", constraints: { unique: true } }],
+      }),
+      { maxUniqueValues: 2 },
+    ).bind(null);
+    j.judge(["a"]);
+    j.judge(["b"]);
+    expect(() => j.judge(["c"])).toThrow(/more than 2 distinct unique\/primaryKey values/);
+  });
+});
+
 describe("registered transforms", () => {
   it("runs the example transform with zod verdicts", () => {
     const t = transforms.get("contacts-normalize");
