@@ -33,6 +33,8 @@ export const ConfigEnv = z.object({
   MAX_STALLED_COUNT: int(2, 5),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SHUTDOWN_GRACE_MS: int(0, 30_000),
+  /** When set, the worker serves /healthz, /readyz and Prometheus /metrics on this port. */
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   /** Comma-separated `bucket` or `bucket/prefix` entries a job may read from (empty: any). */
   ALLOWED_SOURCES: z.string().optional(),
   /** Comma-separated `bucket` or `bucket/prefix` entries a job may write to (empty: any). */

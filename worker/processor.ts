@@ -11,6 +11,7 @@ import { HandBackError, PermanentJobError } from "./errors.ts";
 import { judgesFor } from "./judges.ts";
 import { abortUpload } from "./resumableUpload.ts";
 import { runPipeline } from "./transformPipeline.ts";
+import type { WorkerMetrics } from "./workerMetrics.ts";
 
 export interface ProcessorDeps {
   s3: S3Client;
@@ -20,12 +21,13 @@ export interface ProcessorDeps {
   log: Logger;
   /** Aborted when the worker shuts down. */
   drain: AbortSignal;
+  metrics?: WorkerMetrics;
 }
 
 export type TransformJob = Job<unknown, JobResult>;
 
 export function createProcessor(deps: ProcessorDeps) {
-  const { s3, redis, config, log, drain } = deps;
+  const { s3, redis, config, log, drain, metrics } = deps;
   const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
 
   return async function process(
@@ -47,6 +49,8 @@ export function createProcessor(deps: ProcessorDeps) {
     }
     const { checkpoint, ...rest } = parsed.data;
     let store: CheckpointStore | undefined;
+    let outcome: Parameters<WorkerMetrics["jobEnded"]>[0] = "failed";
+    metrics?.jobStarted();
     try {
       checkAccess(parsed.data, config);
       const judges = judgesFor(parsed.data);
@@ -80,19 +84,23 @@ export function createProcessor(deps: ProcessorDeps) {
         signal,
         drain,
         createdAt: new Date(job.timestamp),
+        ...(metrics ? { onPartUploaded: metrics.partUploaded } : {}),
       });
       jobLog.info(
         { rows: result.rows, parts: result.parts, resumes: result.resumes },
         "job completed",
       );
+      outcome = "completed";
       return result;
     } catch (error) {
       // A worker that lost the job must leave the uploads to the worker that owns it now.
       if (error instanceof LockLostError) {
+        outcome = "lock-lost";
         jobLog.warn({ err: error.message }, "stopped: the job's lock was lost");
         throw error;
       }
       if (error instanceof HandBackError) {
+        outcome = "handed-back";
         // Every part in flight has finished and been checkpointed; release the job unfailed.
         await job.moveToWait(token);
         jobLog.info("handed the job back for another worker to resume");
@@ -112,6 +120,8 @@ export function createProcessor(deps: ProcessorDeps) {
       }
       jobLog.warn({ err: error, final }, "job attempt failed");
       throw error;
+    } finally {
+      metrics?.jobEnded(outcome);
     }
   };
 }

@@ -37,6 +37,8 @@ export interface UploaderOptions {
   carryKey(parts: number): string;
   /** Reads a carry a previous attempt checkpointed. */
   readCarry(key: string, bytes: number): Promise<Buffer>;
+  /** Told of every part uploaded: its latency and size. */
+  onPartUploaded?(seconds: number, bytes: number): void;
 }
 
 /** The buffered output, for the checkpoint to carry: `delta` is what the key does not hold yet. */
@@ -337,6 +339,7 @@ export class ResumableUpload {
   async #uploadPart(partNumber: number, body: Buffer, mark: ResumeMark): Promise<void> {
     await this.#o.assertOwner();
     const { bucket, key, uploadId } = this.#state;
+    const started = performance.now();
     const response = await this.#o.s3.send(
       new UploadPartCommand({
         Bucket: bucket,
@@ -347,6 +350,7 @@ export class ResumableUpload {
         ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
       }),
     );
+    this.#o.onPartUploaded?.((performance.now() - started) / 1000, body.length);
     const part: UploadedPart = {
       PartNumber: partNumber,
       ETag: response.ETag ?? "",

@@ -35,6 +35,7 @@ export interface PipelineInput {
   drain?: AbortSignal;
   /** When the job was created: uploads of its outputs older than this are not its own. */
   createdAt: Date;
+  onPartUploaded?(seconds: number, bytes: number): void;
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
@@ -76,6 +77,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       assertOwner: () => store.assertOwner(),
       carryKey: (parts) => store.carryKey(`${which}:${start.resumes}:${parts}`),
       readCarry: (key, bytes) => store.readCarry(key, bytes),
+      ...(input.onPartUploaded ? { onPartUploaded: input.onPartUploaded } : {}),
     });
   const output = uploader("output");
   const rejects = uploader("rejects");

@@ -6,6 +6,7 @@ import type { Logger } from "../shared/logger.ts";
 import { redisConnection } from "../shared/redis.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { createProcessor } from "./processor.ts";
+import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
 
 export interface RunningWorker {
   worker: Worker<unknown, JobResult>;
@@ -21,9 +22,20 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
   const s3 = createS3Client(config);
   const redis = new Redis(connection);
   const drain = new AbortController();
+  const metrics = config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics();
+  const metricsServer = metrics
+    ? await serveWorkerMetrics(config.WORKER_METRICS_PORT as number, metrics, redis)
+    : undefined;
   const worker = new Worker<unknown, JobResult>(
     config.QUEUE_NAME,
-    createProcessor({ s3, redis, config, log, drain: drain.signal }),
+    createProcessor({
+      s3,
+      redis,
+      config,
+      log,
+      drain: drain.signal,
+      ...(metrics ? { metrics } : {}),
+    }),
     {
       connection,
       prefix: config.QUEUE_PREFIX,
@@ -59,6 +71,7 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
       if ((await Promise.race([worker.close(), timer])) === "timeout") await worker.close(true);
       s3.destroy();
       redis.disconnect();
+      metricsServer?.close();
     },
   };
 }

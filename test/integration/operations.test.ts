@@ -1,5 +1,6 @@
 import type { Queue } from "bullmq";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../dev/redisServer.ts";
 import { enqueueTransform, JOB_NAME } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { Checkpoint, JobResult } from "../../shared/job.ts";
@@ -96,6 +97,29 @@ describe("worker operations", () => {
       20_000,
     );
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+  });
+
+  it("serves the worker's health, readiness and part-latency metrics on WORKER_METRICS_PORT", async () => {
+    const port = await freePort();
+    const w = spawnWorker(stack.env, { WORKER_METRICS_PORT: String(port) });
+    workers.push(w);
+    const base = `http://127.0.0.1:${port}`;
+    await eventually(async () => {
+      try {
+        return (await fetch(`${base}/healthz`)).ok ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    expect(await (await fetch(`${base}/readyz`)).json()).toEqual({ status: "ready" });
+    const id = await enqueueTransform(job("ops/in.csv", "ops/metrics.csv", peopleSchema), {
+      queue,
+    });
+    await waitForResult(queue, id, { timeoutMs: 60_000 });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/s3csv_part_upload_seconds_count [1-9]/);
+    expect(metrics).toMatch(/s3csv_worker_jobs_total\{outcome="completed"\} [1-9]/);
+    expect(metrics).toMatch(/s3csv_worker_active_jobs 0/);
   });
 
   it("fails a malformed payload added with raw BullMQ at once, naming the field, without retries", async () => {

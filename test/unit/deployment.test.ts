@@ -56,6 +56,9 @@ describe("docker-compose.yml", () => {
     expect(worker?.container_name).toBeUndefined();
     expect(worker?.ports).toBeUndefined();
     expect(worker?.stop_grace_period).toBeDefined();
+    expect(JSON.stringify(worker?.healthcheck)).toContain(
+      `${worker?.environment?.WORKER_METRICS_PORT}/readyz`,
+    );
   });
 
   it("serves the dashboard with credentials required and a readiness check", () => {
