@@ -22,6 +22,8 @@ export const JobOptions = z
     header: z.boolean().default(true),
     /** The source's text encoding; byte offsets stay exact either way (rows are found on bytes). */
     encoding: z.enum(["utf-8", "windows-1252"]).default("utf-8"),
+    /** gzip sources are read through gunzip; `auto`: a `.gz` key or `Content-Encoding: gzip`. */
+    compression: z.enum(["auto", "gzip", "none"]).default("auto"),
     /** Rows whose first character is this are comments: skipped, their lines still counted. */
     commentChar: SingleChar.optional(),
     onInvalid: z.enum(["reject", "fail"]).default("reject"),
@@ -151,6 +153,8 @@ export const Checkpoint = z.strictObject({
     etag: z.string(),
     size: z.number().int().nonnegative(),
     versionId: z.string().optional(),
+    /** The object is gzip: offsets in the checkpoint are in its decompressed bytes. */
+    gzip: z.boolean().optional(),
   }),
   partSize: z.number().int().min(MIN_PART_SIZE),
   checksums: z.boolean(),

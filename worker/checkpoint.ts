@@ -32,7 +32,7 @@ export async function firstCheckpoint(
   data: JobData,
   config: Config,
 ): Promise<Checkpoint> {
-  const source = await pinSource(s3, data.source);
+  const source = await pinSource(s3, data.source, data.options.compression);
   return {
     version: 1,
     source,

@@ -1,3 +1,5 @@
+import { pipeline, Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Checkpoint, JobData } from "../shared/job.ts";
 import { formatS3Url } from "../shared/s3Url.ts";
@@ -39,7 +41,11 @@ export class SourceChangedError extends PermanentJobError {
   }
 }
 
-export async function pinSource(s3: S3Client, source: Source): Promise<PinnedSource> {
+export async function pinSource(
+  s3: S3Client,
+  source: Source,
+  compression: "auto" | "gzip" | "none" = "auto",
+): Promise<PinnedSource> {
   try {
     const head = await s3.send(
       new HeadObjectCommand({
@@ -48,24 +54,76 @@ export async function pinSource(s3: S3Client, source: Source): Promise<PinnedSou
         VersionId: source.versionId,
       }),
     );
+    const gzip =
+      compression === "gzip" ||
+      (compression === "auto" &&
+        (source.key.endsWith(".gz") || /gzip/i.test(head.ContentEncoding ?? "")));
     return {
       etag: head.ETag ?? "",
       size: head.ContentLength ?? 0,
       ...(head.VersionId ? { versionId: head.VersionId } : {}),
+      ...(gzip ? { gzip: true } : {}),
     };
   } catch (error) {
     throw missing(source, error) ?? error;
   }
 }
 
-/** Streams the pinned source from `offset` to its end (or to just before `until`). */
+/**
+ * Streams the pinned source from `offset` to its end (or to just before `until`). A gzip source
+ * has no byte ranges in its decompressed text: it is read from the start and decompressed, and
+ * the bytes before `offset` are skipped (the cost of resuming a gzip job).
+ */
 export async function* readSource(
   s3: S3Client,
   source: Source,
   pinned: PinnedSource,
   offset: number,
   signal?: AbortSignal,
-  until = pinned.size,
+  until = Number.POSITIVE_INFINITY,
+): AsyncGenerator<Uint8Array> {
+  if (pinned.gzip) {
+    yield* gunzipped(open(s3, source, pinned, 0, pinned.size, signal), source, offset, until);
+    return;
+  }
+  yield* open(s3, source, pinned, offset, Math.min(until, pinned.size), signal);
+}
+
+async function* gunzipped(
+  compressed: AsyncIterable<Uint8Array>,
+  source: Source,
+  offset: number,
+  until: number,
+): AsyncGenerator<Uint8Array> {
+  let at = 0;
+  const gunzip = createGunzip();
+  // pipeline(), not pipe(): a failing download must fail the decompressed stream too.
+  pipeline(Readable.from(compressed), gunzip, () => {});
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      const from = Math.max(0, offset - at);
+      const to = Math.min(chunk.length, until - at);
+      at += chunk.length;
+      if (to > from) yield chunk.subarray(from, to);
+      if (at >= until) return;
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code?.startsWith("Z_")) {
+      throw new PermanentJobError(
+        `source ${formatS3Url(source)} is not valid gzip: ${(error as Error).message}`,
+      );
+    }
+    throw error;
+  }
+}
+
+async function* open(
+  s3: S3Client,
+  source: Source,
+  pinned: PinnedSource,
+  offset: number,
+  until: number,
+  signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
   if (offset >= until) return;
   const whole = offset === 0 && until >= pinned.size;

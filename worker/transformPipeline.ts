@@ -333,7 +333,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       }
     }
     for (const row of framer.end()) await handleRow(row);
-    if (position.offset !== start.source.size) {
+    // A gzip source's offsets count decompressed bytes; its stream ends with its own check.
+    if (!start.source.gzip && position.offset !== start.source.size) {
       throw new Error(
         `source stream ended at byte ${position.offset} of ${start.source.size}; retrying`,
       );

@@ -1,3 +1,4 @@
+import { gzipSync } from "node:zlib";
 import type { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,7 @@ const MiB = 1024 * 1024;
 const SOURCE = "crash/in.csv";
 const FEW_REJECTS = "crash/few-rejects.csv";
 const DUPLICATES = "crash/duplicates.csv";
+const GZIPPED = "crash/few-rejects.csv.gz";
 // `id` must be unique: the duplicates at the end of the file repeat ids from its start, before
 // any resume point, so a resumed attempt must know every id seen before it.
 const uniqueSchema = {
@@ -55,7 +57,9 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const data = peopleData({ rows: 130_000, invalidEvery: 2, pad: 120 });
     await stack.put(SOURCE, data.csv);
     // A small reject report: it rides in the checkpoint (carry) instead of holding resume back.
-    await stack.put(FEW_REJECTS, peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 }).csv);
+    const fewRejects = peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 }).csv;
+    await stack.put(FEW_REJECTS, fewRejects);
+    await stack.put(GZIPPED, gzipSync(fewRejects));
     const w = startWorker();
     const result = await run(queue, job(SOURCE, "clean/out.csv", peopleSchema));
     const resultFew = await run(queue, job(FEW_REJECTS, "clean-few/out.csv", peopleSchema));
@@ -265,6 +269,26 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     expect(result.rows.errors["unique-error"]).toBe(
       cleanUnique?.result.rows.errors["unique-error"],
     );
+  });
+
+  it("(g) a gzip source resumes by decompressing from the start and skipping to the checkpoint", async () => {
+    const { atKill, requests } = await crashAndResume(
+      "crash-g",
+      ({ jobId, kill, key }) => {
+        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
+        void eventually(async () =>
+          (await checkpointOf(jobId()))?.output.parts.length === 2 ? true : undefined,
+        ).then(kill);
+      },
+      GZIPPED,
+      () => cleanFew as Clean,
+    );
+    expect(atKill?.source.gzip).toBe(true);
+    expect(atKill?.output.mark.offset).toBeGreaterThan(0);
+    // No ranged reads: offsets are in the decompressed text.
+    expect(
+      requests.filter((r) => r.method === "GET" && r.url.includes(GZIPPED) && r.range),
+    ).toEqual([]);
   });
 
   it("fails a job whose source changed between attempts, and aborts its uploads", async () => {
