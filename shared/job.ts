@@ -17,7 +17,8 @@ const SingleChar = z
 
 export const JobOptions = z
   .strictObject({
-    delimiter: SingleChar.default(","),
+    /** One character, or "auto" to guess it from the file's first lines (`,` `;` tab `|`). */
+    delimiter: z.union([SingleChar, z.literal("auto")]).default(","),
     quote: SingleChar.default('"'),
     header: z.boolean().default(true),
     /** The source's text encoding; byte offsets stay exact either way (rows are found on bytes). */
@@ -158,6 +159,8 @@ export const Checkpoint = z.strictObject({
   }),
   partSize: z.number().int().min(MIN_PART_SIZE),
   checksums: z.boolean(),
+  /** The delimiter in use: the job's, or the one guessed on the first attempt. */
+  delimiter: SingleChar.optional(),
   header: z.array(z.string()).nullable(),
   output: OutputCheckpoint,
   rejects: OutputCheckpoint,

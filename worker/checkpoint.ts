@@ -7,11 +7,14 @@ import {
   type ResumeMark,
   rejectsLocation,
 } from "../shared/job.ts";
-import { pinSource } from "./sourceReader.ts";
+import { sniffDelimiter } from "./delimiterSniffer.ts";
+import { pinSource, readSource } from "./sourceReader.ts";
 
 const MiB = 1024 * 1024;
 // Output can outgrow its source (quoting, normalization); keep 2x headroom under 10,000 parts.
 const PART_BUDGET = 5000;
+/** How much of the source the delimiter is guessed from. */
+const SNIFF_BYTES = 64 * 1024;
 
 /** A part size that fits the source in S3's 10,000 parts, never below the configured one. */
 export function choosePartSize(configured: number, sourceBytes: number): number {
@@ -33,11 +36,19 @@ export async function firstCheckpoint(
   config: Config,
 ): Promise<Checkpoint> {
   const source = await pinSource(s3, data.source, data.options.compression);
+  let delimiter = data.options.delimiter;
+  if (delimiter === "auto") {
+    const head: Buffer[] = [];
+    for await (const chunk of readSource(s3, data.source, source, 0, undefined, SNIFF_BYTES))
+      head.push(Buffer.from(chunk));
+    delimiter = sniffDelimiter(Buffer.concat(head).toString("latin1"), data.options.quote);
+  }
   return {
     version: 1,
     source,
     partSize: data.options.partSize ?? choosePartSize(config.PART_SIZE, source.size),
     checksums: config.S3_CHECKSUMS === "when_supported",
+    delimiter,
     header: null,
     output: { ...data.destination, parts: [], bytes: 0, mark: START },
     rejects: { ...rejectsLocation(data), parts: [], bytes: 0, mark: START },

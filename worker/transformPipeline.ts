@@ -60,8 +60,11 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 export async function runPipeline(input: PipelineInput): Promise<JobResult> {
   const { data, s3, store } = input;
-  const options = data.options;
   const start = store.current;
+  // "auto" was resolved on the first attempt and pinned in the checkpoint.
+  const delimiter =
+    start.delimiter ?? (data.options.delimiter === "auto" ? "," : data.options.delimiter);
+  const options = { ...data.options, delimiter };
   const uploader = (which: "output" | "rejects") =>
     new ResumableUpload({
       s3,

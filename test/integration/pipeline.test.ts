@@ -209,6 +209,21 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect((await stack.get("cp1252/out.rejects.csv")).toString("utf8")).toContain("naïve");
   });
 
+  it("guesses the delimiter with options.delimiter auto", async () => {
+    await stack.put(
+      "sniff/in.csv",
+      'id;email;score;active;joined;note\n1;a@example.com;5;true;2024-01-01;"x, y; z"\n2;b@example.com;7;false;2024-02-03;plain\n',
+    );
+    const result = await run(
+      queue,
+      job("sniff/in.csv", "sniff/out.csv", peopleSchema, { delimiter: "auto" }),
+    );
+    expect(result.rows).toMatchObject({ read: 2, valid: 2 });
+    expect((await stack.get("sniff/out.csv")).toString()).toBe(
+      'id,email,score,active,joined,note\r\n1,a@example.com,5,true,2024-01-01,"x, y; z"\r\n2,b@example.com,7,false,2024-02-03,plain\r\n',
+    );
+  });
+
   it("the original bug: per-job uploaders, 5 jobs in a row and 4 at once, each completing only its own parts", async () => {
     // Output sizes of 2.5, 12.5 and 32.5 part sizes: 1, 3 and 7 parts.
     const bytesPerRow =
