@@ -1,4 +1,5 @@
 import { ConfigError } from "../shared/config.ts";
+import { UsageError } from "../shared/usageError.ts";
 
 const HELP = `s3csv: resumable, validated CSV transforms on S3
 
@@ -60,8 +61,9 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof ConfigError || (error instanceof Error && error.name === "UsageError")) {
-    process.stderr.write(`s3csv: ${error.message}\n`);
+  const badFlags = (error as { code?: string } | null)?.code?.startsWith("ERR_PARSE_ARGS");
+  if (error instanceof ConfigError || error instanceof UsageError || badFlags) {
+    process.stderr.write(`s3csv: ${(error as Error).message}\n`);
     process.exit(2);
   }
   process.stderr.write(

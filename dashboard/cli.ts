@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
+import { UsageError } from "../shared/usageError.ts";
 import { BOARD_PATH, createDashboard } from "./server.ts";
 
 export const usage = `s3csv dashboard [--port N] [--host H] [--no-auth]
@@ -8,10 +9,6 @@ export const usage = `s3csv dashboard [--port N] [--host H] [--no-auth]
 Serves Bull Board at ${BOARD_PATH} (basic auth from DASHBOARD_USER and DASHBOARD_PASSWORD),
 /healthz, /readyz (Redis reachable) and Prometheus /metrics, on DASHBOARD_PORT (3000).
 Without credentials it refuses to start; --no-auth runs without them on 127.0.0.1 only.`;
-
-class UsageError extends Error {
-  override name = "UsageError";
-}
 
 export async function dashboardCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({

@@ -5,6 +5,7 @@ import { loadConfig } from "../shared/config.ts";
 import type { JobResult } from "../shared/job.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { parseS3Url } from "../shared/s3Url.ts";
+import { UsageError } from "../shared/usageError.ts";
 import { fillTemplate, objectsUnder, readManifest } from "./bulkSources.ts";
 import {
   dedupeJobId,
@@ -33,10 +34,6 @@ with {key}, {path} (the key after the prefix), {name} or {stem} filled in; a man
 job (the JSON contract) per line. Bulk jobs are deduplicated: the same source version and
 destination are never added twice (--dedupe does that for a single job).
 Exit codes: 0 done, 1 a job failed, 2 the command or a job is invalid.`;
-
-class UsageError extends Error {
-  override name = "UsageError";
-}
 
 function delimiterOf(value: string): string {
   if (value === "tab" || value === "\\t") return "\t";

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { queueSettings, transformQueue } from "../producer/enqueue.ts";
 import { loadConfig } from "../shared/config.ts";
 import { createS3Client } from "../shared/s3Client.ts";
+import { UsageError } from "../shared/usageError.ts";
 import { parseDuration, sweepUploads } from "./uploadSweeper.ts";
 
 export const usage = `s3csv sweep --bucket BUCKET [--older-than DURATION] [--dry-run] [--json]
@@ -9,10 +10,6 @@ export const usage = `s3csv sweep --bucket BUCKET [--older-than DURATION] [--dry
 Lists the bucket's open multipart uploads and aborts those that no live job (active, waiting,
 delayed) has in its checkpoint and that are older than DURATION (default 24h; 90s, 30m, 6h, 2d).
 --dry-run only reports. Needs s3:ListBucketMultipartUploads and s3:AbortMultipartUpload.`;
-
-class UsageError extends Error {
-  override name = "UsageError";
-}
 
 export async function sweepCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
