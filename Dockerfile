@@ -18,5 +18,5 @@ COPY producer ./producer
 COPY dev ./dev
 COPY examples ./examples
 USER node
-ENTRYPOINT ["node", "bin/s3csv.js"]
+ENTRYPOINT ["node", "bin/main.ts"]
 CMD ["worker"]

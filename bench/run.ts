@@ -105,7 +105,7 @@ interface Worker {
 }
 
 async function startWorker(env: NodeJS.ProcessEnv): Promise<Worker> {
-  const child = spawn(node, [here("../bin/s3csv.js"), "worker"], {
+  const child = spawn(node, [here("../bin/main.ts"), "worker"], {
     env: { ...env, LOG_LEVEL: "info", NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? "" },
     stdio: ["ignore", "pipe", "inherit"],
   });

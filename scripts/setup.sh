@@ -18,4 +18,7 @@ fi
 
 echo "setup: installing npm dependencies (with Node 24)"
 npm ci --no-audit --no-fund --loglevel=error
+# Put the `s3csv` command on PATH (npx s3csv works from this folder either way).
+npm link --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
+  echo "setup: could not put s3csv on PATH (npm link needs write access); use npx s3csv here"
 echo "setup: done ($(node_modules/.bin/node --version), $(redis-server --version | cut -d' ' -f3))"

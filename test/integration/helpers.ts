@@ -6,7 +6,7 @@ import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { BUCKET, type Stack } from "../support/stack.ts";
 
-export const CLI = fileURLToPath(new URL("../../bin/s3csv.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../bin/main.ts", import.meta.url));
 
 export function queueFor(stack: Stack): Queue<unknown, JobResult> {
   return transformQueue(queueSettings(stack.config));

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 
 // Workers run as real processes, so that a crash test can SIGKILL one.
 
-const CLI = fileURLToPath(new URL("../../bin/s3csv.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../bin/main.ts", import.meta.url));
 
 export interface WorkerProcess {
   child: ChildProcess;

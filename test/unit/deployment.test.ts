@@ -81,7 +81,7 @@ describe("Dockerfile", () => {
     for (const from of froms) expect(from).toMatch(/^node:24/);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
-    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "bin\/s3csv.js"\]/);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "bin\/main.ts"\]/);
   });
 
   it("copies every source folder the CLI imports", () => {
