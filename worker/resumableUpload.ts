@@ -60,7 +60,6 @@ export class ResumableUpload {
   // The next part, encoded into one buffer as rows arrive: no per-row buffers, no retained strings.
   #part: Buffer | undefined;
   #buffered = 0;
-  #total: number;
   #nextPart: number;
   readonly #inFlight = new Map<number, Promise<void>>();
   readonly #finished = new Map<number, SealedPart>();
@@ -80,7 +79,6 @@ export class ResumableUpload {
     this.#state = state;
     this.#restore = carry;
     this.#nextPart = state.parts.length + 1;
-    this.#total = state.bytes;
   }
 
   /** Puts back the output a previous attempt carried in its checkpoint. */
@@ -146,11 +144,6 @@ export class ResumableUpload {
     await Promise.allSettled(this.#inFlight.values());
   }
 
-  /** Bytes of the output so far: uploaded, in flight and buffered. */
-  get bytesWritten(): number {
-    return this.#total;
-  }
-
   write(text: string): void {
     const bytes = Buffer.byteLength(text);
     let part = this.#part;
@@ -169,7 +162,6 @@ export class ResumableUpload {
     }
     part.write(text, this.#buffered, "utf8");
     this.#buffered += bytes;
-    this.#total += bytes;
   }
 
   #take(): Buffer {

@@ -4,7 +4,7 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/cli
 import type { Checkpoint, JobData } from "../shared/job.ts";
 import { formatS3Url } from "../shared/s3Url.ts";
 import { PermanentJobError } from "./errors.ts";
-import { isS3Error } from "./s3Errors.ts";
+import { httpStatus, isS3Error } from "./s3Errors.ts";
 
 // The source reader: pins the source object on the first attempt (ETag, size, version) and
 // streams it from any byte offset, always conditional on the pinned ETag, so that a resumed
@@ -141,10 +141,7 @@ async function* open(
     );
     body = response.Body as AsyncIterable<Uint8Array>;
   } catch (error) {
-    if (
-      isS3Error(error, "PreconditionFailed") ||
-      (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 412
-    ) {
+    if (isS3Error(error, "PreconditionFailed") || httpStatus(error) === 412) {
       throw new SourceChangedError(source, pinned);
     }
     throw missing(source, error) ?? error;
