@@ -117,16 +117,14 @@ async function jobTemplate(v: Flags): Promise<Record<string, unknown>> {
 }
 
 /** Builds the single job of a command line; nothing here touches Redis. */
-export async function jobFromArgs(argv: string[]): Promise<{ job: unknown; flags: Flags }> {
-  const v = parse(argv);
+async function singleJob(v: Flags): Promise<unknown> {
   if (!v.source) throw new UsageError("--source s3://BUCKET/KEY is required");
   if (!v.dest) throw new UsageError("--dest s3://BUCKET/KEY is required");
-  const job = {
+  return {
     source: s3Arg("source", v.source),
     destination: s3Arg("dest", v.dest),
     ...(await jobTemplate(v)),
   };
-  return { job, flags: v };
 }
 
 interface Planned {
@@ -218,7 +216,7 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
   const delay = wholeNumber("delay", v.delay);
   const planned: Planned = bulk
     ? await planBulk(v, config)
-    : { jobs: [(await jobFromArgs(argv)).job], jobIds: [] };
+    : { jobs: [await singleJob(v)], jobIds: [] };
   try {
     planned.jobs.forEach((job, i) => {
       try {

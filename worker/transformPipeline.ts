@@ -139,6 +139,11 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     const rejectsFrom = start.rejects.mark.offset;
     const position = { ...from, counts: cloneCounts(from.counts) };
     const snapshot = (): ResumeMark => ({ ...position, counts: cloneCounts(position.counts) });
+    // Moves the position past a row (judged, skipped or read as the header).
+    const pass = (row: FramedRow) => {
+      position.offset = row.end;
+      position.lineNumber = row.nextLine;
+    };
     const parser = new RowParser(options);
     const newline = options.newline;
 
@@ -185,8 +190,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
           `the header row (line ${row.line}) cannot be read: ${problem ?? (parsed && !parsed.ok ? parsed.message : "")}`,
         );
       }
-      position.offset = row.end;
-      position.lineNumber = row.nextLine;
+      pass(row);
       // Needed only once a part is checkpointed (a resume from offset 0 reads the header again),
       // so it rides with that write instead of costing one of its own.
       store.stage({ ...store.current, header: parsed.fields });
@@ -218,8 +222,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
 
     const handleRow = async (row: FramedRow) => {
       if (comment !== undefined && row.bytes[0] === comment) {
-        position.offset = row.end;
-        position.lineNumber = row.nextLine;
+        pass(row);
         return;
       }
       if (!judge) return readHeader(row);
@@ -249,8 +252,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         }
         enforcePolicy(data, position.rowNumber, row.line, verdict.errors, counts);
       }
-      position.offset = row.end;
-      position.lineNumber = row.nextLine;
+      pass(row);
       await output.endRow(snapshot);
       await rejects.endRow(snapshot);
     };
