@@ -141,6 +141,14 @@ function stripNonBare(raw: string): string {
   return raw.replace(/^[^0-9+\-.]+/, "").replace(/[^0-9.]+$/, "");
 }
 
+/** No plus sign, no leading zero, no "-0": the text is already what String(n) would print. */
+function isCanonicalInteger(text: string): boolean {
+  const first = text.charCodeAt(0);
+  if (first === 43 /* + */) return false;
+  const lead = first === 45 /* - */ ? 1 : 0;
+  return text.charCodeAt(lead) !== 48 /* 0 */ || text.length === 1;
+}
+
 function integerParser(bare: boolean, groupChar: string | undefined): CellParser {
   return (raw) => {
     let text = bare ? raw : stripNonBare(raw);
@@ -149,7 +157,7 @@ function integerParser(bare: boolean, groupChar: string | undefined): CellParser
     // Up to 15 digits a double is exact; BigInt only for the long ones (it is slow per cell).
     if (text.length <= 15) {
       const n = Number(text);
-      return { value: n, text: String(n === 0 ? 0 : n) };
+      return { value: n, text: isCanonicalInteger(text) ? text : String(n === 0 ? 0 : n) };
     }
     const big = BigInt(text);
     const asNumber = Number(big);
@@ -196,6 +204,35 @@ function validTime(h: number, mi: number, s: number): boolean {
   return h <= 23 && mi <= 59 && s <= 59;
 }
 
+/** The digits at raw[from, from + count) as a number, or -1 if any is not a digit. */
+function digitsAt(raw: string, from: number, count: number): number {
+  let n = 0;
+  for (let i = from; i < from + count; i++) {
+    const d = raw.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * A valid `YYYY-MM-DDTHH:MM:SSZ`, the form most files use and already canonical, checked by
+ * character codes: the regex and its eight captures cost more than the rest of the row.
+ */
+function isValidUtcSeconds(raw: string): boolean {
+  if (raw.length !== 20 || raw.charCodeAt(19) !== 90 /* Z */ || raw.charCodeAt(10) !== 84 /* T */)
+    return false;
+  if (raw.charCodeAt(4) !== 45 || raw.charCodeAt(7) !== 45) return false;
+  if (raw.charCodeAt(13) !== 58 || raw.charCodeAt(16) !== 58) return false;
+  const y = digitsAt(raw, 0, 4);
+  const mo = digitsAt(raw, 5, 2);
+  const d = digitsAt(raw, 8, 2);
+  const h = digitsAt(raw, 11, 2);
+  const mi = digitsAt(raw, 14, 2);
+  const sec = digitsAt(raw, 17, 2);
+  return y >= 0 && h >= 0 && mi >= 0 && sec >= 0 && validDate(y, mo, d) && validTime(h, mi, sec);
+}
+
 function temporalParser(format: string, kind: "date" | "time" | "datetime"): CellParser {
   if (format === "default") return defaultTemporal(kind);
   if (format === "any") return anyTemporal(kind);
@@ -218,6 +255,7 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
     };
   }
   return (raw) => {
+    if (isValidUtcSeconds(raw)) return { value: raw, text: raw };
     const m = DATETIME.exec(raw);
     if (!m) return null;
     const [, y, mo, d, h, mi, s, frac, zone] = m;

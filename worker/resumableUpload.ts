@@ -13,6 +13,7 @@ import {
 import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../shared/job.ts";
 import { PermanentJobError } from "./errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
+import { PartBuffer } from "./partBuffer.ts";
 import { isS3Error } from "./s3Errors.ts";
 
 // The resumable uploader: one per output object per job attempt, never shared. It cuts the
@@ -57,9 +58,7 @@ interface SealedPart {
 export class ResumableUpload {
   readonly #o: UploaderOptions;
   #state: OutputCheckpoint;
-  // The next part, encoded into one buffer as rows arrive: no per-row buffers, no retained strings.
-  #part: Buffer | undefined;
-  #buffered = 0;
+  readonly #part: PartBuffer;
   #nextPart: number;
   readonly #inFlight = new Map<number, Promise<void>>();
   readonly #finished = new Map<number, SealedPart>();
@@ -79,6 +78,8 @@ export class ResumableUpload {
     this.#state = state;
     this.#restore = carry;
     this.#nextPart = state.parts.length + 1;
+    // One buffer filling, the ones in flight, and one to spare.
+    this.#part = new PartBuffer(options.partSize, options.partsInFlight + 1);
   }
 
   /** Puts back the output a previous attempt carried in its checkpoint. */
@@ -96,7 +97,7 @@ export class ResumableUpload {
 
   /** True when nothing of this output has been uploaded yet (it still needs its header). */
   get empty(): boolean {
-    return !this.#state.completed && this.#state.parts.length === 0 && this.#buffered === 0;
+    return !this.#state.completed && this.#state.parts.length === 0 && this.#part.isEmpty;
   }
 
   /**
@@ -118,11 +119,9 @@ export class ResumableUpload {
       this.#carryKeys.add(key);
       this.#carried = 0;
     }
-    const from = Math.min(this.#carried, this.#buffered);
-    const delta = this.#part
-      ? Buffer.from(this.#part.subarray(from, this.#buffered))
-      : Buffer.alloc(0);
-    return { key, delta, bytes: this.#buffered, parts };
+    const bytes = this.#part.bytes;
+    const delta = this.#part.copyFrom(Math.min(this.#carried, bytes));
+    return { key, delta, bytes, parts };
   }
 
   /** Records that a snapshot's delta is stored. */
@@ -145,40 +144,18 @@ export class ResumableUpload {
   }
 
   write(text: string): void {
-    const bytes = Buffer.byteLength(text);
-    let part = this.#part;
-    if (!part || this.#buffered + bytes > part.length) {
-      // Grows by doubling up to a part's size (small outputs stay small); a part is cut at the
-      // first row boundary past partSize, so it may outgrow that by one row.
-      const needed = this.#buffered + bytes;
-      const size = Math.max(
-        needed,
-        Math.min(this.#o.partSize + 64 * 1024, Math.max(64 * 1024, (part?.length ?? 0) * 2)),
-      );
-      const grown = Buffer.allocUnsafe(size);
-      if (part) part.copy(grown, 0, 0, this.#buffered);
-      part = grown;
-      this.#part = part;
-    }
-    part.write(text, this.#buffered, "utf8");
-    this.#buffered += bytes;
-  }
-
-  #take(): Buffer {
-    const body = this.#part ? this.#part.subarray(0, this.#buffered) : Buffer.alloc(0);
-    this.#part = undefined;
-    this.#buffered = 0;
-    return body;
+    this.#part.append(text);
   }
 
   /**
    * Called after each row: when a part's worth is buffered, it is sealed here, on a row
    * boundary, with `mark` as the input position its last row ends at.
    */
-  async endRow(mark: () => ResumeMark): Promise<void> {
+  endRow(mark: () => ResumeMark): Promise<void> | undefined {
     if (this.#failure) throw this.#failure;
-    if (this.#buffered < this.#o.partSize) return;
-    await this.#seal(mark());
+    // No promise per row: the row loop awaits only when a part is sealed.
+    if (this.#part.encodedBytes < this.#o.partSize) return undefined;
+    return this.#seal(mark());
   }
 
   /**
@@ -251,7 +228,7 @@ export class ResumableUpload {
     if (!this.#state.uploadId && this.#inFlight.size === 0) {
       return this.#putWhole(mark);
     }
-    if (this.#buffered > 0 || this.#state.parts.length + this.#inFlight.size === 0) {
+    if (!this.#part.isEmpty || this.#state.parts.length + this.#inFlight.size === 0) {
       await this.#seal(mark);
     }
     await this.#drain();
@@ -260,7 +237,7 @@ export class ResumableUpload {
 
   async #putWhole(mark: ResumeMark): Promise<{ etag: string; bytes: number; parts: number }> {
     this.#handingOver = true;
-    const body = this.#take();
+    const body = this.#part.take();
     await this.#o.assertOwner();
     const { bucket, key } = this.#state;
     const response = await toDestination(this.#state, () =>
@@ -289,7 +266,7 @@ export class ResumableUpload {
       );
     }
     this.#handingOver = true;
-    const body = this.#take();
+    const body = this.#part.take();
     while (this.#inFlight.size >= this.#o.partsInFlight) {
       await Promise.race(this.#inFlight.values());
     }
@@ -343,6 +320,8 @@ export class ResumableUpload {
       }),
     );
     this.#o.onPartUploaded?.((performance.now() - started) / 1000, body.length);
+    // The SDK is done with the body once the request has settled.
+    this.#part.release(body);
     const part: UploadedPart = {
       PartNumber: partNumber,
       ETag: response.ETag ?? "",

@@ -173,11 +173,15 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
 
     // UTF-8 rows are checked (invalid bytes are an encoding-error); windows-1252 has no invalid bytes.
     const latin = options.encoding === "windows-1252" ? new TextDecoder("windows-1252") : undefined;
-    const decode = (bytes: Buffer): string | undefined =>
-      latin ? latin.decode(bytes) : isUtf8(bytes) ? bytes.toString("utf8") : undefined;
+    const decode = (bytes: Buffer): string | undefined => {
+      if (latin) return latin.decode(bytes);
+      const text = bytes.toString("utf8");
+      // Invalid bytes decode to U+FFFD: only a row that has one (rare) is checked byte by byte.
+      return text.includes("\uFFFD") && !isUtf8(bytes) ? undefined : text;
+    };
     const comment = options.commentChar?.charCodeAt(0);
 
-    const readHeader = async (row: FramedRow) => {
+    const readHeader = (row: FramedRow) => {
       const text = row.oversize ? undefined : decode(asBuffer(row.bytes));
       const problem = row.oversize
         ? `it is longer than maxRowBytes (${options.maxRowBytes} bytes)`
@@ -220,12 +224,16 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       return verdict;
     };
 
-    const handleRow = async (row: FramedRow) => {
+    // Returns a promise only when a part was sealed: most rows cost no promise and no microtask.
+    const handleRow = (row: FramedRow): Promise<void> | undefined => {
       if (comment !== undefined && row.bytes[0] === comment) {
         pass(row);
-        return;
+        return undefined;
       }
-      if (!judge) return readHeader(row);
+      if (!judge) {
+        readHeader(row);
+        return undefined;
+      }
       const counts = position.counts;
       position.rowNumber++;
       counts.read++;
@@ -253,8 +261,8 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         enforcePolicy(data, position.rowNumber, row.line, verdict.errors, counts);
       }
       pass(row);
-      await output.endRow(snapshot);
-      await rejects.endRow(snapshot);
+      const sealing = output.endRow(snapshot);
+      return sealing ? sealing.then(() => rejects.endRow(snapshot)) : rejects.endRow(snapshot);
     };
 
     const progress = (done = false): JobProgress => {
@@ -324,7 +332,10 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       from.offset,
       input.signal,
     )) {
-      for (const row of framer.push(chunk)) await handleRow(row);
+      for (const row of framer.push(chunk)) {
+        const sealing = handleRow(row);
+        if (sealing) await sealing;
+      }
       if (input.drain?.aborted) throw new HandBackError();
       const now = Date.now();
       if (now - lastYield > YIELD_INTERVAL_MS) {
@@ -337,7 +348,10 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         await input.reportProgress(progress());
       }
     }
-    for (const row of framer.end()) await handleRow(row);
+    for (const row of framer.end()) {
+      const sealing = handleRow(row);
+      if (sealing) await sealing;
+    }
     // A gzip source's offsets count decompressed bytes; its stream ends with its own check.
     if (!start.source.gzip && position.offset !== start.source.size) {
       throw new Error(

@@ -90,8 +90,11 @@ function constraintsOf(field: TableSchemaField): Constraint[] {
   if (c.enum) {
     const allowed = c.enum.map((v) => (typeof v === "string" ? bound(field, v) : v));
     const listed = JSON.stringify(c.enum);
+    const strings = new Set(allowed.filter((v) => typeof v === "string"));
+    const others = allowed.filter((v) => v !== undefined && typeof v !== "string");
     checks.push((cell) =>
-      allowed.some((v) => v !== undefined && compare(cell.value, v) === 0)
+      (typeof cell.value === "string" && strings.has(cell.value)) ||
+      others.some((v) => compare(cell.value, v) === 0)
         ? undefined
         : `"${cell.text}" is not one of ${listed}`,
     );
@@ -108,8 +111,10 @@ function compileField(field: TableSchemaField, missingValues: ReadonlySet<string
     code,
     message,
   });
+  // The usual missingValues, [""], without hashing every cell.
+  const onlyEmpty = missingValues.size === 1 && missingValues.has("");
   return (raw) => {
-    if (missingValues.has(raw)) {
+    if (onlyEmpty ? raw.length === 0 : missingValues.has(raw)) {
       return required ? fail("constraint-error", "a value is required") : "";
     }
     const cell = type.parse(raw);

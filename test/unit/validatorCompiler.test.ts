@@ -26,6 +26,43 @@ describe("Table Schema validator", () => {
     });
   });
 
+  it("judges the common forms on their fast paths exactly as the general ones", () => {
+    const j = judge([
+      { name: "i", type: "integer" },
+      { name: "t", type: "datetime" },
+      { name: "s", type: "string", constraints: { enum: ["a", "b"] } },
+    ]);
+    const cells = (i: string, t: string, s = "a") => j.judge([i, t, s]);
+    expect(cells("-0", "2024-02-29T23:59:59Z")).toEqual({
+      ok: true,
+      cells: ["0", "2024-02-29T23:59:59Z", "a"],
+    });
+    expect(cells("-007", "2024-01-01T00:00:00Z")).toMatchObject({
+      cells: ["-7", "2024-01-01T00:00:00Z", "a"],
+    });
+    expect(cells("0", "2024-01-01T00:00:00Z")).toMatchObject({
+      cells: ["0", "2024-01-01T00:00:00Z", "a"],
+    });
+    expect(cells("-12", "2024-01-01T00:00:00Z")).toMatchObject({
+      cells: ["-12", "2024-01-01T00:00:00Z", "a"],
+    });
+    for (const bad of [
+      "2023-02-29T00:00:00Z",
+      "2024-01-01T24:00:00Z",
+      "2024-01-01T00:60:00Z",
+      "2024-13-01T00:00:00Z",
+      "2024-00-10T00:00:00Z",
+      "2024-01-01T00:00:0xZ",
+      "2024-01-01X00:00:00Z",
+    ]) {
+      expect(cells("1", bad), bad).toMatchObject({ ok: false, errors: [{ code: "type-error" }] });
+    }
+    expect(cells("1", "2024-01-01T00:00:00Z", "c")).toMatchObject({
+      ok: false,
+      errors: [{ code: "constraint-error" }],
+    });
+  });
+
   it("knows leap years and keeps long integers exact", () => {
     const j = judge([
       { name: "d", type: "date" },
