@@ -119,6 +119,8 @@ export class CsvFramer {
       this.#rowStart = 3;
       return rest;
     }
+    // Every held byte came from this chunk: it is the row data as it stands.
+    if (used === head.length) return chunk;
     const out = new Uint8Array(head.length + rest.length);
     out.set(head, 0);
     out.set(rest, head.length);
