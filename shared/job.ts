@@ -20,6 +20,11 @@ export const JobOptions = z
     /** One character, or "auto" to guess it from the file's first lines (`,` `;` tab `|`). */
     delimiter: z.union([SingleChar, z.literal("auto")]).default(","),
     quote: SingleChar.default('"'),
+    /**
+     * Inside a quoted field, this character makes the next one literal (`\"` with `\\`).
+     * Unset: a quote is escaped by doubling it (RFC 4180). Output is always RFC 4180.
+     */
+    escape: SingleChar.optional(),
     header: z.boolean().default(true),
     /** The source's text encoding; byte offsets stay exact either way (rows are found on bytes). */
     encoding: z.enum(["utf-8", "windows-1252"]).default("utf-8"),
@@ -53,6 +58,10 @@ export const JobOptions = z
   .refine((o) => o.delimiter !== o.quote, {
     message: "delimiter and quote must differ",
     path: ["quote"],
+  })
+  .refine((o) => o.escape === undefined || o.escape !== o.delimiter, {
+    message: "escape and delimiter must differ",
+    path: ["escape"],
   });
 export type JobOptions = z.infer<typeof JobOptions>;
 

@@ -32,6 +32,8 @@ export interface FramedRow {
 export interface FramerOptions {
   delimiter: string;
   quote: string;
+  /** Makes the next byte inside quotes literal; absent (or the quote): quotes are doubled. */
+  escape?: string | undefined;
   maxRowBytes: number;
   /** Absolute offset of the first byte that will be pushed. */
   startOffset: number;
@@ -45,6 +47,7 @@ const OVERSIZE_HEAD = 1024;
 export class CsvFramer {
   readonly #delimiter: number;
   readonly #quote: number;
+  readonly #escape: number; // -1 when quotes escape themselves by doubling
   readonly #maxRowBytes: number;
 
   #offset: number; // absolute offset of the next byte to be pushed
@@ -58,6 +61,7 @@ export class CsvFramer {
   #oversize = false;
   #inQuotes = false;
   #quoteInQuotes = false; // a quote inside quotes was the last byte: `""` or a close?
+  #escaped = false; // an escape inside quotes was the last byte: the next one is literal
   #crInQuotes = false; // a CR inside quotes was the last byte: a following LF is the same line break
   #crPending = false; // a CR outside quotes was the last byte: the row ended, CR or CRLF?
   #lastByte = -1;
@@ -67,6 +71,8 @@ export class CsvFramer {
   constructor(options: FramerOptions) {
     this.#delimiter = options.delimiter.charCodeAt(0);
     this.#quote = options.quote.charCodeAt(0);
+    const escapeByte = options.escape?.charCodeAt(0) ?? this.#quote;
+    this.#escape = escapeByte === this.#quote ? -1 : escapeByte;
     this.#maxRowBytes = options.maxRowBytes;
     this.#offset = options.startOffset;
     this.#rowStart = options.startOffset;
@@ -161,8 +167,15 @@ export class CsvFramer {
           this.#inQuotes = false; // the previous quote closed the field; b is read unquoted
           continue;
         }
-        if (b === quote) this.#quoteInQuotes = true;
-        else if (b === LF) {
+        if (this.#escaped) this.#escaped = false;
+        else if (b === this.#escape || b === quote) {
+          if (b === quote) this.#quoteInQuotes = true;
+          else this.#escaped = true;
+          this.#crInQuotes = false;
+          i++;
+          continue;
+        }
+        if (b === LF) {
           if (!this.#crInQuotes) this.#line++;
         } else if (b === CR) this.#line++;
         this.#crInQuotes = b === CR;

@@ -80,7 +80,8 @@ export class PartBuffer {
   #reserve(needed: number): void {
     const current = this.#buffer;
     if (current && current.length >= needed) return;
-    let next = needed <= this.#capacity ? this.#spares.pop() : undefined;
+    const spare = this.#spares.at(-1);
+    let next = spare && spare.length >= needed ? this.#spares.pop() : undefined;
     if (!next) {
       const grown = this.#filledOne
         ? this.#capacity

@@ -10,21 +10,23 @@ export type ParsedRow = { ok: true; fields: string[] } | { ok: false; message: s
 export class RowParser {
   readonly #delimiter: string;
   readonly #quote: string;
+  readonly #escape: string;
 
-  constructor(dialect: { delimiter: string; quote: string }) {
+  constructor(dialect: { delimiter: string; quote: string; escape?: string | undefined }) {
     this.#delimiter = dialect.delimiter;
     this.#quote = dialect.quote;
+    this.#escape = dialect.escape ?? dialect.quote;
   }
 
   parse(text: string, quoted: boolean): ParsedRow {
     if (!quoted) return { ok: true, fields: text.split(this.#delimiter) };
-    const fields = splitQuoted(text, this.#delimiter, this.#quote);
+    const fields = splitQuoted(text, this.#delimiter, this.#quote, this.#escape);
     if (fields) return { ok: true, fields };
     // Irregular quoting: papaparse gives its verdict and the words for the reject report.
     const result = Papa.parse<string[]>(text, {
       delimiter: this.#delimiter,
       quoteChar: this.#quote,
-      escapeChar: this.#quote,
+      escapeChar: this.#escape,
       header: false,
       skipEmptyLines: false,
       dynamicTyping: false,
@@ -40,12 +42,18 @@ export class RowParser {
 
 /**
  * RFC 4180 fields of one row whose quoting is regular: a quoted field starts at a field start,
- * doubles its inner quotes and is followed by a delimiter or the row's end. Anything else gives
- * null, and the caller hands the row to papaparse.
+ * escapes its inner quotes (doubled, or behind `escapeChar`) and is followed by a delimiter or the
+ * row's end. Anything else gives null, and the caller hands the row to papaparse.
  */
-export function splitQuoted(text: string, delimiter: string, quote: string): string[] | null {
+export function splitQuoted(
+  text: string,
+  delimiter: string,
+  quote: string,
+  escapeChar = quote,
+): string[] | null {
   const fields: string[] = [];
   const n = text.length;
+  const doubling = escapeChar === quote;
   let i = 0;
   for (;;) {
     if (text[i] === quote) {
@@ -53,9 +61,16 @@ export function splitQuoted(text: string, delimiter: string, quote: string): str
       let from = i + 1;
       for (;;) {
         const q = text.indexOf(quote, from);
+        const e = doubling ? -1 : text.indexOf(escapeChar, from);
+        if (e !== -1 && (q === -1 || e < q)) {
+          if (e + 1 >= n) return null;
+          value += text.slice(from, e) + text[e + 1];
+          from = e + 2;
+          continue;
+        }
         if (q === -1) return null;
         value += text.slice(from, q);
-        if (text[q + 1] === quote) {
+        if (doubling && text[q + 1] === quote) {
           value += quote;
           from = q + 2;
           continue;

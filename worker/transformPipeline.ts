@@ -145,6 +145,15 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       position.lineNumber = row.nextLine;
     };
     const parser = new RowParser(options);
+    const framerAt = (at: { offset: number; lineNumber: number }) =>
+      new CsvFramer({
+        delimiter: options.delimiter,
+        quote: options.quote,
+        escape: options.escape,
+        maxRowBytes: options.maxRowBytes,
+        startOffset: at.offset,
+        startLine: at.lineNumber,
+      });
     const newline = options.newline;
 
     let judge: RowJudge | undefined;
@@ -281,13 +290,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
 
     // Unique and primary-key verdicts depend on every earlier row: replay them into the judge.
     if (judge?.stateful && from.offset > 0) {
-      const replay = new CsvFramer({
-        delimiter: options.delimiter,
-        quote: options.quote,
-        maxRowBytes: options.maxRowBytes,
-        startOffset: 0,
-        startLine: 1,
-      });
+      const replay = framerAt({ offset: 0, lineNumber: 1 });
       let skipHeader = options.header;
       const remember = (row: FramedRow) => {
         if (row.oversize || row.unterminated || (comment !== undefined && row.bytes[0] === comment))
@@ -314,13 +317,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     }
 
     here = snapshot;
-    const framer = new CsvFramer({
-      delimiter: options.delimiter,
-      quote: options.quote,
-      maxRowBytes: options.maxRowBytes,
-      startOffset: from.offset,
-      startLine: from.lineNumber,
-    });
+    const framer = framerAt(from);
     // Report after the first chunk (then every PROGRESS_INTERVAL_MS), except for small sources,
     // where the final report is the only one worth a Redis write.
     let lastProgress = start.source.size > SMALL_SOURCE ? 0 : Date.now();

@@ -209,6 +209,24 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect((await stack.get("cp1252/out.rejects.csv")).toString("utf8")).toContain("naïve");
   });
 
+  it("reads quotes escaped by a backslash (options.escape) and writes RFC 4180", async () => {
+    await stack.put(
+      "escape/in.csv",
+      'id,email,score,active,joined,note\n1,a@example.com,5,true,2024-01-01,"say \\"hi\\", C:\\\\tmp"\n2,b@example.com,7,false,2024-02-03,"two\\\nlines"\n3,c@example.com,9,true,2024-02-03,"open \\"\n',
+    );
+    const result = await run(
+      queue,
+      job("escape/in.csv", "escape/out.csv", peopleSchema, { escape: "\\" }),
+    );
+    expect(result.rows).toMatchObject({ read: 3, valid: 2, rejected: 1 });
+    expect((await stack.get("escape/out.csv")).toString()).toBe(
+      'id,email,score,active,joined,note\r\n1,a@example.com,5,true,2024-01-01,"say ""hi"", C:\\tmp"\r\n2,b@example.com,7,false,2024-02-03,"two\nlines"\r\n',
+    );
+    expect(rejectedRows(await stack.get("escape/out.rejects.csv"))).toEqual([
+      { row: 3, line: 5, code: "format-error" },
+    ]);
+  });
+
   it("guesses the delimiter with options.delimiter auto", async () => {
     await stack.put(
       "sniff/in.csv",

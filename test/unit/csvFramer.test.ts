@@ -15,11 +15,12 @@ interface Seen {
 function frame(
   input: Uint8Array,
   cuts: number[],
-  options: Partial<{ startOffset: number; startLine: number }> = {},
+  options: Partial<{ startOffset: number; startLine: number; escape: string }> = {},
 ): Seen[] {
   const framer = new CsvFramer({
     delimiter: ",",
     quote: '"',
+    escape: options.escape,
     maxRowBytes: 1 << 20,
     startOffset: options.startOffset ?? 0,
     startLine: options.startLine ?? 1,
@@ -44,6 +45,19 @@ function frame(
 const bytes = (s: string) => new TextEncoder().encode(s);
 
 describe("CsvFramer", () => {
+  it("honours an escape character inside quotes, wherever the chunks are cut", () => {
+    const input = bytes('1,"a \\" b\\\\",x\n2,"c\\\n",y\r\n3,"\\""\n');
+    const whole = frame(input, [], { escape: "\\" });
+    expect(whole.map((r) => [r.text, r.line, r.nextLine])).toEqual([
+      ['1,"a \\" b\\\\",x', 1, 2],
+      ['2,"c\\\n",y', 2, 4],
+      ['3,"\\""', 4, 5],
+    ]);
+    for (let cut = 1; cut < input.length; cut++) {
+      expect(frame(input, [cut], { escape: "\\" }), `cut at ${cut}`).toEqual(whole);
+    }
+  });
+
   it("yields rows with exact byte offsets and physical line numbers", () => {
     const pieces = [
       "\uFEFF",

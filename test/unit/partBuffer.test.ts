@@ -37,10 +37,10 @@ describe("PartBuffer", () => {
     buffer.release(first);
     buffer.append("b".repeat(partSize));
     const second = buffer.take();
-    expect(second.buffer).toBe(first.buffer);
+    expect(second.buffer === first.buffer).toBe(true);
     expect(second.toString()).toBe("b".repeat(partSize));
     // A body still being uploaded is never handed out again.
     buffer.append("c".repeat(partSize));
-    expect(buffer.take().buffer).not.toBe(second.buffer);
+    expect(buffer.take().buffer === second.buffer).toBe(false);
   });
 });
