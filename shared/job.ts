@@ -26,8 +26,11 @@ export const JobOptions = z
      */
     escape: SingleChar.optional(),
     header: z.boolean().default(true),
-    /** The source's text encoding; byte offsets stay exact either way (rows are found on bytes). */
-    encoding: z.enum(["utf-8", "windows-1252"]).default("utf-8"),
+    /**
+     * The source's text encoding. "utf-16" needs a byte order mark; a UTF-8 job whose source
+     * starts with one is read as UTF-16 too. Output is always UTF-8.
+     */
+    encoding: z.enum(["utf-8", "utf-16", "windows-1252"]).default("utf-8"),
     /** gzip sources are read through gunzip; `auto`: a `.gz` key or `Content-Encoding: gzip`. */
     compression: z.enum(["auto", "gzip", "none"]).default("auto"),
     /** Rows whose first character is this are comments: skipped, their lines still counted. */
@@ -165,6 +168,8 @@ export const Checkpoint = z.strictObject({
     versionId: z.string().optional(),
     /** The object is gzip: offsets in the checkpoint are in its decompressed bytes. */
     gzip: z.boolean().optional(),
+    /** The text is UTF-16 in this byte order: offsets are in its UTF-8 transcoding. */
+    utf16: z.enum(["le", "be"]).optional(),
   }),
   partSize: z.number().int().min(MIN_PART_SIZE),
   checksums: z.boolean(),

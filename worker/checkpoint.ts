@@ -39,7 +39,7 @@ export async function firstCheckpoint(
   let delimiter = data.options.delimiter;
   if (delimiter === "auto") {
     const head: Buffer[] = [];
-    for await (const chunk of readSource(s3, data.source, source, 0, undefined, SNIFF_BYTES))
+    for await (const chunk of readSource(s3, data.source, source, 0, { until: SNIFF_BYTES }))
       head.push(Buffer.from(chunk));
     delimiter = sniffDelimiter(Buffer.concat(head).toString("latin1"), data.options.quote);
   }

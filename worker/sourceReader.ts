@@ -5,6 +5,7 @@ import type { Checkpoint, JobData } from "../shared/job.ts";
 import { formatS3Url } from "../shared/s3Url.ts";
 import { PermanentJobError } from "./errors.ts";
 import { httpStatus, isS3Error } from "./s3Errors.ts";
+import { detectUtf16, type Utf16Order, utf16ToUtf8 } from "./utf16Source.ts";
 
 // The source reader: pins the source object on the first attempt (ETag, size, version) and
 // streams it from any byte offset, always conditional on the pinned ETag, so that a resumed
@@ -69,44 +70,66 @@ export async function pinSource(
   }
 }
 
+export interface ReadOptions {
+  signal?: AbortSignal | undefined;
+  /** Stop before this offset. */
+  until?: number;
+  /** From offset 0: recognize a UTF-16 byte order mark and transcode (told the byte order). */
+  detectUtf16?: { required: boolean; found(order: Utf16Order): void };
+}
+
 /**
- * Streams the pinned source from `offset` to its end (or to just before `until`). A gzip source
- * has no byte ranges in its decompressed text: it is read from the start and decompressed, and
- * the bytes before `offset` are skipped (the cost of resuming a gzip job).
+ * Streams the pinned source from `offset` to its end (or to just before `until`). A gzip or
+ * UTF-16 source has no byte ranges in the text s3csv reads (decompressed, or transcoded to
+ * UTF-8): it is read from the start and the bytes before `offset` are skipped (the cost of
+ * resuming such a job).
  */
 export async function* readSource(
   s3: S3Client,
   source: Source,
   pinned: PinnedSource,
   offset: number,
-  signal?: AbortSignal,
-  until = Number.POSITIVE_INFINITY,
+  options: ReadOptions = {},
 ): AsyncGenerator<Uint8Array> {
-  if (pinned.gzip) {
-    yield* gunzipped(open(s3, source, pinned, 0, pinned.size, signal), source, offset, until);
-    return;
+  const until = options.until ?? Number.POSITIVE_INFINITY;
+  const fromStart = pinned.gzip === true || pinned.utf16 !== undefined;
+  let bytes: AsyncIterable<Uint8Array> = fromStart
+    ? open(s3, source, pinned, 0, pinned.size, options.signal)
+    : open(s3, source, pinned, offset, Math.min(until, pinned.size), options.signal);
+  if (pinned.gzip) bytes = gunzipped(bytes, source);
+  if (pinned.utf16) bytes = utf16ToUtf8(bytes, pinned.utf16);
+  else if (options.detectUtf16 && (fromStart || offset === 0)) {
+    const { required, found } = options.detectUtf16;
+    bytes = detectUtf16(bytes, found, required, `source ${formatS3Url(source)}`);
   }
-  yield* open(s3, source, pinned, offset, Math.min(until, pinned.size), signal);
+  yield* fromStart ? skipTo(bytes, offset, until) : bytes;
+}
+
+/** The part of a stream read from its start that lies in [offset, until). */
+async function* skipTo(
+  bytes: AsyncIterable<Uint8Array>,
+  offset: number,
+  until: number,
+): AsyncGenerator<Uint8Array> {
+  let at = 0;
+  for await (const chunk of bytes) {
+    const from = Math.max(0, offset - at);
+    const to = Math.min(chunk.length, until - at);
+    at += chunk.length;
+    if (to > from) yield chunk.subarray(from, to);
+    if (at >= until) return;
+  }
 }
 
 async function* gunzipped(
   compressed: AsyncIterable<Uint8Array>,
   source: Source,
-  offset: number,
-  until: number,
 ): AsyncGenerator<Uint8Array> {
-  let at = 0;
   const gunzip = createGunzip();
   // pipeline(), not pipe(): a failing download must fail the decompressed stream too.
   pipeline(Readable.from(compressed), gunzip, () => {});
   try {
-    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-      const from = Math.max(0, offset - at);
-      const to = Math.min(chunk.length, until - at);
-      at += chunk.length;
-      if (to > from) yield chunk.subarray(from, to);
-      if (at >= until) return;
-    }
+    yield* gunzip as AsyncIterable<Buffer>;
   } catch (error) {
     if ((error as { code?: string }).code?.startsWith("Z_")) {
       throw new PermanentJobError(

@@ -18,6 +18,7 @@ import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "./rowJudge.ts";
 import { RowParser } from "./rowParser.ts";
 import { readSource } from "./sourceReader.ts";
+import type { Utf16Order } from "./utf16Source.ts";
 
 // One job attempt, source to outputs: source reader -> framer -> parser -> judge -> CSV writer
 // -> resumable uploaders -> checkpoint. Everything here is created for this attempt and dropped
@@ -303,14 +304,10 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         const parsed = text === undefined ? undefined : parser.parse(text, row.quoted);
         if (parsed?.ok) (judge as RowJudge).judge(parsed.fields);
       };
-      for await (const chunk of readSource(
-        s3,
-        data.source,
-        start.source,
-        0,
-        input.signal,
-        from.offset,
-      )) {
+      for await (const chunk of readSource(s3, data.source, start.source, 0, {
+        signal: input.signal,
+        until: from.offset,
+      })) {
         for (const row of replay.push(chunk)) remember(row);
       }
       for (const row of replay.end()) remember(row);
@@ -322,13 +319,19 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     // where the final report is the only one worth a Redis write.
     let lastProgress = start.source.size > SMALL_SOURCE ? 0 : Date.now();
     let lastYield = Date.now();
-    for await (const chunk of readSource(
-      s3,
-      data.source,
-      start.source,
-      from.offset,
-      input.signal,
-    )) {
+    const detectUtf16 =
+      options.encoding === "windows-1252"
+        ? undefined
+        : {
+            required: options.encoding === "utf-16",
+            // Rides with the next checkpoint: a resume must know to transcode from the start.
+            found: (utf16: Utf16Order) =>
+              store.stage({ ...store.current, source: { ...store.current.source, utf16 } }),
+          };
+    for await (const chunk of readSource(s3, data.source, start.source, from.offset, {
+      signal: input.signal,
+      ...(detectUtf16 ? { detectUtf16 } : {}),
+    })) {
       for (const row of framer.push(chunk)) {
         const sealing = handleRow(row);
         if (sealing) await sealing;
@@ -349,8 +352,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       const sealing = handleRow(row);
       if (sealing) await sealing;
     }
-    // A gzip source's offsets count decompressed bytes; its stream ends with its own check.
-    if (!start.source.gzip && position.offset !== start.source.size) {
+    // A gzip or UTF-16 source's offsets count the text read, not the object's bytes.
+    const transformed = start.source.gzip || store.current.source.utf16;
+    if (!transformed && position.offset !== start.source.size) {
       throw new Error(
         `source stream ended at byte ${position.offset} of ${start.source.size}; retrying`,
       );

@@ -20,6 +20,7 @@ const SOURCE = "crash/in.csv";
 const FEW_REJECTS = "crash/few-rejects.csv";
 const DUPLICATES = "crash/duplicates.csv";
 const GZIPPED = "crash/few-rejects.csv.gz";
+const UTF16 = "crash/few-rejects.utf16.csv";
 // `id` must be unique: the duplicates at the end of the file repeat ids from its start, before
 // any resume point, so a resumed attempt must know every id seen before it.
 const uniqueSchema = {
@@ -35,6 +36,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   type Clean = { output: Buffer; rejects: Buffer; result: JobResult };
   let clean: Clean;
   let cleanFew: Clean | undefined;
+  let cleanUtf16: Clean | undefined;
   let cleanUnique: Clean | undefined;
   const workers: WorkerProcess[] = [];
   const held: Array<() => void> = [];
@@ -60,9 +62,18 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const fewRejects = peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 }).csv;
     await stack.put(FEW_REJECTS, fewRejects);
     await stack.put(GZIPPED, gzipSync(fewRejects));
+    await stack.put(
+      UTF16,
+      Buffer.concat([
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from(fewRejects.toString("utf8"), "utf16le"),
+      ]),
+    );
     const w = startWorker();
     const result = await run(queue, job(SOURCE, "clean/out.csv", peopleSchema));
     const resultFew = await run(queue, job(FEW_REJECTS, "clean-few/out.csv", peopleSchema));
+    // Its own baseline: the UTF-8 file's invalid bytes are U+FFFD (valid) once in UTF-16.
+    const resultUtf16 = await run(queue, job(UTF16, "clean-utf16/out.csv", peopleSchema));
     const few = peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 });
     const firstRows = few.csv.toString("utf8").split("\n").slice(1, 201).join("\n");
     await stack.put(DUPLICATES, Buffer.concat([few.csv, Buffer.from(`${firstRows}\n`)]));
@@ -78,6 +89,11 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
       output: await stack.get("clean/out.csv"),
       rejects: await stack.get("clean/out.rejects.csv"),
       result,
+    };
+    cleanUtf16 = {
+      output: await stack.get("clean-utf16/out.csv"),
+      rejects: await stack.get("clean-utf16/out.rejects.csv"),
+      result: resultUtf16,
     };
     cleanFew = {
       output: await stack.get("clean-few/out.csv"),
@@ -289,6 +305,25 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     expect(
       requests.filter((r) => r.method === "GET" && r.url.includes(GZIPPED) && r.range),
     ).toEqual([]);
+  });
+
+  it("(h) a UTF-16 source resumes by transcoding from the start, exact output", async () => {
+    const { atKill, requests } = await crashAndResume(
+      "crash-h",
+      ({ jobId, kill, key }) => {
+        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
+        void eventually(async () =>
+          (await checkpointOf(jobId()))?.output.parts.length === 2 ? true : undefined,
+        ).then(kill);
+      },
+      UTF16,
+      () => cleanUtf16 as Clean,
+    );
+    expect(atKill?.source.utf16).toBe("le");
+    expect(atKill?.output.mark.offset).toBeGreaterThan(0);
+    expect(requests.filter((r) => r.method === "GET" && r.url.includes(UTF16) && r.range)).toEqual(
+      [],
+    );
   });
 
   it("fails a job whose source changed between attempts, and aborts its uploads", async () => {

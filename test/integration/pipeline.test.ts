@@ -227,6 +227,56 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     ]);
   });
 
+  it("reads UTF-16 sources of either byte order (BOM first) and writes UTF-8", async () => {
+    const text = [
+      "id,email,score,active,joined,note",
+      '1,a@example.com,5,true,2024-01-01,"Zoë 😀 ""日本""\r\nsecond line"',
+      "2,b@example.com,500,true,2024-01-01,ünïcödé",
+      "3,c@example.com,7,false,2024-02-03,ok",
+      "",
+    ].join("\r\n");
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le")]);
+    const be = Buffer.from(le);
+    be.swap16();
+    await stack.put("utf16/le.csv", le);
+    await stack.put("utf16/be.csv", be);
+    const expected = [
+      "id,email,score,active,joined,note",
+      '1,a@example.com,5,true,2024-01-01,"Zoë 😀 ""日本""\r\nsecond line"',
+      "3,c@example.com,7,false,2024-02-03,ok",
+      "",
+    ].join("\r\n");
+    for (const [source, options] of [
+      ["utf16/le.csv", {}],
+      ["utf16/be.csv", { encoding: "utf-16" }],
+    ] as const) {
+      const out = source.replace(".csv", ".out.csv");
+      const result = await run(queue, job(source, out, peopleSchema, options));
+      expect(result.rows, source).toMatchObject({ read: 3, valid: 2, rejected: 1 });
+      expect((await stack.get(out)).toString("utf8"), source).toBe(expected);
+      expect(rejectedRows(await stack.get(out.replace(".csv", ".rejects.csv")))).toEqual([
+        { row: 2, line: 4, code: "constraint-error" },
+      ]);
+    }
+  });
+
+  it("fails a utf-16 job whose source has no byte order mark, saying so", async () => {
+    await stack.put("utf16/nobom.csv", Buffer.from("id\r\n1\r\n", "utf16le"));
+    await expect(
+      run(
+        queue,
+        job(
+          "utf16/nobom.csv",
+          "utf16/nobom.out.csv",
+          { fields: [{ name: "id", type: "integer" }] },
+          {
+            encoding: "utf-16",
+          },
+        ),
+      ),
+    ).rejects.toThrow(/no UTF-16 byte order mark/);
+  });
+
   it("guesses the delimiter with options.delimiter auto", async () => {
     await stack.put(
       "sniff/in.csv",
