@@ -47,6 +47,14 @@ export const JobOptions = z
      * and not a number) with a single quote, in the CSV output and the reject report.
      */
     neutralizeFormulas: z.boolean().default(false),
+    /** The output's columns, by schema field (or transform column) name, in this order. */
+    select: z
+      .array(z.string().min(1))
+      .min(1)
+      .refine((names) => new Set(names).size === names.length, "names a column twice")
+      .optional(),
+    /** New labels for output columns: `{ "email": "Email address" }`. */
+    rename: z.record(z.string().min(1), z.string().min(1)).optional(),
     /** The output's format: CSV (RFC 4180) or NDJSON, one JSON object per valid row. */
     format: z.enum(["csv", "ndjson"]).default("csv"),
     /** The most distinct unique/primaryKey values a job may hold in memory. */
@@ -108,11 +116,51 @@ const distinctOutputs = {
   path: ["destination"],
 };
 
+/** select and rename name columns the schema has (a transform's are checked by the worker). */
+function columnsProblem(input: {
+  schema?: TableSchema | undefined;
+  options: JobOptions;
+}): { path: string[]; message: string } | undefined {
+  if (!input.schema) return undefined;
+  const names = input.schema.fields.map((f) => f.name);
+  const known = new Set(names);
+  const { select, rename } = input.options;
+  const unknown = (list: string[]) => list.filter((name) => !known.has(name));
+  const badSelect = unknown(select ?? []);
+  if (badSelect.length) {
+    return {
+      path: ["options", "select"],
+      message: `names no schema field: ${badSelect.map((n) => `"${n}"`).join(", ")}`,
+    };
+  }
+  const badRename = unknown(Object.keys(rename ?? {}));
+  if (badRename.length) {
+    return {
+      path: ["options", "rename"],
+      message: `names no schema field: ${badRename.map((n) => `"${n}"`).join(", ")}`,
+    };
+  }
+  const labels = (select ?? names).map((name) => rename?.[name] ?? name);
+  if (new Set(labels).size !== labels.length) {
+    return { path: ["options", "rename"], message: "gives two output columns the same label" };
+  }
+  return undefined;
+}
+
+function checkColumns(
+  input: { schema?: TableSchema | undefined; options: JobOptions },
+  ctx: z.RefinementCtx,
+): void {
+  const problem = columnsProblem(input);
+  if (problem) ctx.addIssue({ code: "custom", ...problem });
+}
+
 /** What a producer sends. */
 export const JobInput = z
   .strictObject(jobFields)
   .refine(exactlyOneRule, exactlyOne)
-  .refine(distinctOutputsRule, distinctOutputs);
+  .refine(distinctOutputsRule, distinctOutputs)
+  .superRefine(checkColumns);
 export type JobInput = z.input<typeof JobInput>;
 
 export const ErrorCounts = z.record(z.string(), z.number().int().nonnegative());
@@ -186,7 +234,8 @@ export type Checkpoint = z.infer<typeof Checkpoint>;
 export const JobData = z
   .strictObject({ ...jobFields, checkpoint: Checkpoint.optional() })
   .refine(exactlyOneRule, exactlyOne)
-  .refine(distinctOutputsRule, distinctOutputs);
+  .refine(distinctOutputsRule, distinctOutputs)
+  .superRefine(checkColumns);
 export type JobData = z.infer<typeof JobData>;
 
 export const JobResult = z.strictObject({

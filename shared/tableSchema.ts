@@ -77,6 +77,13 @@ export const TableSchema = z
     fields: z.array(TableSchemaField).min(1, "a schema needs at least one field"),
     missingValues: z.array(z.string()).optional(),
     primaryKey: z.union([z.string(), z.array(z.string())]).optional(),
+    /**
+     * How the file's header meets the fields (Table Schema v2): "exact" same labels in the same
+     * order, matched by position; "equal" (s3csv's default) same labels in any order, by name;
+     * "subset" the file may have more columns; "superset" it may lack some (their cells are
+     * missing values); "partial" at least one label matches.
+     */
+    fieldsMatch: z.enum(["exact", "equal", "subset", "superset", "partial"]).optional(),
   })
   .superRefine((schema, ctx) => {
     const seen = new Set<string>();

@@ -29,8 +29,20 @@ export class HeaderError extends Error {
   override name = "HeaderError";
 }
 
-/** Checks a header's labels against the names a judge expects, Frictionless-style. */
-export function checkHeader(header: readonly string[], expected: readonly string[]): void {
+export type FieldsMatch = "exact" | "equal" | "subset" | "superset" | "partial";
+
+const quoted = (labels: readonly string[]) => labels.map((l) => `"${l}"`).join(", ");
+
+/**
+ * Matches a header's labels to the names a judge expects, Frictionless-style: the column each
+ * name is read from (-1: not in the file, its cells are missing values). Throws HeaderError
+ * listing every problem.
+ */
+export function matchHeader(
+  header: readonly string[],
+  expected: readonly string[],
+  mode: FieldsMatch = "equal",
+): number[] {
   const problems: string[] = [];
   const seen = new Set<string>();
   const duplicates = new Set<string>();
@@ -44,13 +56,30 @@ export function checkHeader(header: readonly string[], expected: readonly string
   const wanted = new Set(expected);
   const missing = expected.filter((name) => !seen.has(name));
   const extra = header.filter((label) => label.trim() !== "" && !wanted.has(label));
-  if (missing.length) problems.push(`missing-label: ${missing.map((m) => `"${m}"`).join(", ")}`);
-  if (extra.length) problems.push(`extra-label: ${extra.map((m) => `"${m}"`).join(", ")}`);
+  if (mode === "exact") {
+    if (header.length !== expected.length)
+      problems.push(`the file has ${header.length} columns, the schema ${expected.length}`);
+    expected.forEach((name, i) => {
+      const label = header[i];
+      if (label !== undefined && label !== name)
+        problems.push(`incorrect-label: column ${i + 1} is "${label}", the schema says "${name}"`);
+    });
+  } else {
+    if (missing.length && (mode === "equal" || mode === "subset"))
+      problems.push(`missing-label: ${quoted(missing)}`);
+    if (extra.length && (mode === "equal" || mode === "superset"))
+      problems.push(`extra-label: ${quoted(extra)}`);
+    if (mode === "partial" && missing.length === expected.length)
+      problems.push(`no label matches a schema field (${quoted(expected)})`);
+  }
   if (problems.length) {
     throw new HeaderError(
-      `the header does not match the schema (${problems.join("; ")}); fix the file's header or the schema`,
+      `the header does not match the schema (${problems.join("; ")}); fix the file's header or the schema${mode === "equal" ? ' (or set its fieldsMatch: "subset", "superset" or "partial")' : ""}`,
     );
   }
+  return mode === "exact"
+    ? expected.map((_, i) => i)
+    : expected.map((name) => header.indexOf(name));
 }
 
 const NO_ERRORS: readonly RowError[] = Object.freeze([]);

@@ -10,6 +10,7 @@ import type {
   RowCounts,
 } from "../shared/job.ts";
 import type { CheckpointStore } from "./checkpointStore.ts";
+import { selectColumns } from "./columnSelection.ts";
 import { CsvFramer, type FramedRow } from "./csvFramer.ts";
 import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "./csvWriter.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
@@ -162,6 +163,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       ? (cells: readonly string[]) => formatRow(cells.map(neutralizeFormula), newline)
       : (cells: readonly string[]) => formatRow(cells, newline);
     let outputRow = csvRow;
+    // An unquoted, comma-separated row whose cells all came out unchanged (and all of them
+    // written, in order) is written as it came.
+    let passThrough = false;
     const bind = (header: readonly string[] | null) => {
       try {
         judge = input.judges.bind(header);
@@ -169,9 +173,17 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
         if (error instanceof HeaderError) throw new PermanentJobError(error.message);
         throw error;
       }
-      if (options.format === "ndjson")
-        outputRow = ndjsonRowFormatter(judge.outputHeader, judge.outputTypes);
-      else if (output.empty) output.write(formatRow(judge.outputHeader, newline));
+      const columns = selectColumns(judge.outputHeader, judge.outputTypes, options);
+      const format =
+        options.format === "ndjson" ? ndjsonRowFormatter(columns.header, columns.types) : csvRow;
+      outputRow = columns.all ? format : (cells) => format(columns.pick(cells));
+      passThrough =
+        columns.all &&
+        options.delimiter === "," &&
+        options.format === "csv" &&
+        !options.neutralizeFormulas;
+      if (options.format === "csv" && output.empty)
+        output.write(formatRow(columns.header, newline));
       if (rejects.empty) rejects.write(formatRow(REJECT_REPORT_HEADER, newline));
     };
     // Reading from the start means reading the header row again, even if a checkpoint has it.
@@ -211,9 +223,6 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       bind(parsed.fields);
     };
 
-    // An unquoted, comma-separated row whose cells all came out unchanged is written as it came.
-    const passThrough =
-      options.delimiter === "," && options.format === "csv" && !options.neutralizeFormulas;
     const judgeRow = (row: FramedRow, raw: string | undefined): RowVerdict => {
       if (row.oversize) {
         return rowError(

@@ -2,9 +2,9 @@ import type { TableSchema, TableSchemaField } from "../shared/tableSchema.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
 import {
-  checkHeader,
   type JsonType,
   type JudgeFactory,
+  matchHeader,
   type RowJudge,
   shapeErrors,
   type Verdict,
@@ -147,10 +147,11 @@ export function compileTableSchema(
 
   return {
     bind(header): RowJudge {
-      if (header) checkHeader(header, names);
+      // Output columns follow the schema's order; input columns are found per fieldsMatch.
+      const columnOf = header
+        ? matchHeader(header, names, schema.fieldsMatch)
+        : names.map((_, i) => i);
       const unique = UniqueIndex.for(schema, limits.maxUniqueValues);
-      // Output columns follow the schema's order; input columns are found by name.
-      const columnOf = header ? names.map((name) => header.indexOf(name)) : names.map((_, i) => i);
       const labels = header ?? names;
       const width = labels.length;
       return {
@@ -163,8 +164,10 @@ export function compileTableSchema(
           const cells: string[] = new Array(validators.length);
           let errors: RowError[] | undefined;
           for (let i = 0; i < validators.length; i++) {
+            const column = columnOf[i] as number;
+            // A field the file lacks (fieldsMatch superset/partial) reads as an empty cell.
             const result = (validators[i] as FieldValidator)(
-              fields[columnOf[i] as number] as string,
+              column === -1 ? "" : (fields[column] as string),
             );
             if (typeof result === "string") cells[i] = result;
             else {

@@ -134,6 +134,26 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect(JSON.parse(lines[4] as string)).toMatchObject({ id: 5, note: null, active: true });
   });
 
+  it("selects, reorders and renames output columns (options.select, options.rename)", async () => {
+    await stack.put(
+      "select/in.csv",
+      "email,id,score,active,joined,note\r\na@example.com,1,5,TRUE,2024-01-01,x\r\nb@example.com,2,500,true,2024-01-01,y\r\n",
+    );
+    const columns = { select: ["id", "email", "active"], rename: { email: "Email" } };
+    const result = await run(queue, job("select/in.csv", "select/out.csv", peopleSchema, columns));
+    expect(result.rows).toMatchObject({ read: 2, valid: 1, rejected: 1 });
+    expect((await stack.get("select/out.csv")).toString()).toBe(
+      "id,Email,active\r\n1,a@example.com,true\r\n",
+    );
+    await run(
+      queue,
+      job("select/in.csv", "select/out.ndjson", peopleSchema, { ...columns, format: "ndjson" }),
+    );
+    expect((await stack.get("select/out.ndjson")).toString()).toBe(
+      '{"id":1,"Email":"a@example.com","active":true}\n',
+    );
+  });
+
   it("enforces the invalid-row policies: fail on the first, maxInvalidRows, maxInvalidRatio", async () => {
     const data = peopleData({ rows: 3000, invalidEvery: 2 });
     await stack.put("policy/in.csv", data.csv);

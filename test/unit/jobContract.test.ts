@@ -27,6 +27,34 @@ describe("job contract", () => {
     expect(job.options).toMatchObject({ delimiter: ",", onInvalid: "reject", header: true });
   });
 
+  it("refuses select/rename that name no schema field, or give two columns one label", () => {
+    const schema = {
+      fields: [
+        { name: "id", type: "integer" },
+        { name: "email", type: "string" },
+      ],
+    };
+    expect(refusal({ ...good, schema, options: { select: ["id", "mail"] } })).toMatch(
+      /options\.select.*names no schema field: "mail"/,
+    );
+    expect(refusal({ ...good, schema, options: { rename: { e: "E" } } })).toMatch(
+      /options\.rename.*names no schema field: "e"/,
+    );
+    expect(refusal({ ...good, schema, options: { rename: { id: "email" } } })).toMatch(
+      /options\.rename.*same label/,
+    );
+    expect(refusal({ ...good, schema, options: { select: ["id", "id"] } })).toMatch(
+      /options\.select.*twice/,
+    );
+    expect(refusal({ ...good, schema: { ...schema, fieldsMatch: "loose" } })).toMatch(
+      /schema\.fieldsMatch/,
+    );
+    expect(
+      validateJobInput({ ...good, schema, options: { select: ["email"], rename: { email: "E" } } })
+        .options.select,
+    ).toEqual(["email"]);
+  });
+
   it("refuses bad payloads with a message naming the field", () => {
     expect(refusal({ ...good, source: { bucket: "Bad_Bucket", key: "k" } })).toContain(
       "source.bucket",

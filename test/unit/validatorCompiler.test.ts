@@ -63,6 +63,41 @@ describe("Table Schema validator", () => {
     });
   });
 
+  it("matches the header per fieldsMatch, naming every problem", () => {
+    const fields = [
+      { name: "id", type: "integer" },
+      { name: "email", type: "string" },
+    ];
+    const bind = (fieldsMatch: string | undefined, header: string[]) =>
+      compileTableSchema(TableSchema.parse({ fields, fieldsMatch })).bind(header);
+    expect(bind(undefined, ["email", "id"]).judge(["a@x", "7"])).toEqual({
+      ok: true,
+      cells: ["7", "a@x"],
+    });
+    expect(() => bind(undefined, ["id", "mail"])).toThrow(
+      /missing-label: "email"; extra-label: "mail"/,
+    );
+    expect(() => bind("exact", ["email", "id"])).toThrow(
+      /incorrect-label: column 1 is "email", the schema says "id"/,
+    );
+    expect(bind("exact", ["id", "email"]).judge(["1", "a@x"])).toMatchObject({ ok: true });
+    expect(bind("subset", ["note", "email", "id"]).judge(["n", "a@x", "3"])).toEqual({
+      ok: true,
+      cells: ["3", "a@x"],
+    });
+    expect(() => bind("subset", ["id"])).toThrow(/missing-label: "email"/);
+    expect(bind("superset", ["id"]).judge(["4"])).toEqual({ ok: true, cells: ["4", ""] });
+    expect(() => bind("superset", ["id", "x"])).toThrow(/extra-label: "x"/);
+    expect(bind("partial", ["x", "email"]).judge(["?", "a@x"])).toEqual({
+      ok: true,
+      cells: ["", "a@x"],
+    });
+    expect(() => bind("partial", ["x", "y"])).toThrow(/no label matches/);
+    expect(() => bind(undefined, ["id", "id", " "])).toThrow(
+      /blank-label: column 3 has no label; duplicate-label: "id"/,
+    );
+  });
+
   it("knows leap years and keeps long integers exact", () => {
     const j = judge([
       { name: "d", type: "date" },

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { RowError } from "../rowErrors.ts";
-import { checkHeader, type JudgeFactory, shapeErrors } from "../rowJudge.ts";
+import { type JudgeFactory, matchHeader, shapeErrors } from "../rowJudge.ts";
 
 // A registered transform: what a declarative schema cannot say, in TypeScript. `input` is a zod
 // object over the header's column names (cells arrive as strings); `map` turns a parsed row
@@ -28,7 +28,7 @@ export function compileTransform(transform: Transform): JudgeFactory {
   const names = Object.keys(transform.input.shape);
   return {
     bind(header) {
-      if (header) checkHeader(header, names);
+      if (header) matchHeader(header, names);
       const labels = header ?? names;
       const width = labels.length;
       return {
