@@ -55,6 +55,11 @@ export const JobOptions = z
       .optional(),
     /** New labels for output columns: `{ "email": "Email address" }`. */
     rename: z.record(z.string().min(1), z.string().min(1)).optional(),
+    /**
+     * gzip: the output object (not the reject report) is a gzip file of several members (each
+     * part holds whole ones), which every gunzip reads as one stream. Name its key `.gz`.
+     */
+    outputCompression: z.enum(["none", "gzip"]).default("none"),
     /** The output's format: CSV (RFC 4180) or NDJSON, one JSON object per valid row. */
     format: z.enum(["csv", "ndjson"]).default("csv"),
     /** The most distinct unique/primaryKey values a job may hold in memory. */

@@ -4,7 +4,7 @@
 // allocation per part costs page faults and leaves external memory for the GC to find late,
 // which is most of a worker's RSS above its baseline.
 
-/** Text gathered before it is encoded: a part may outgrow partSize by up to this (× 3 bytes). */
+/** Text gathered before it is encoded. */
 const BATCH_CHARS = 16 * 1024;
 /** A small output starts small and doubles; outputs that fill a part get part-sized buffers. */
 const FIRST_CAPACITY = 64 * 1024;
@@ -18,6 +18,7 @@ export class PartBuffer {
   #buffer: Buffer | undefined;
   #bytes = 0;
   #batch = "";
+  #units = 0;
   #filledOne = false;
 
   /** Holds at most `maxSpares` buffers of uploaded parts for reuse. */
@@ -28,12 +29,17 @@ export class PartBuffer {
 
   append(text: string): void {
     this.#batch += text;
+    this.#units += text.length;
     if (this.#batch.length >= BATCH_CHARS) this.#encode();
   }
 
-  /** Encoded bytes; text of the current batch is not counted until it is encoded. */
-  get encodedBytes(): number {
-    return this.#bytes;
+  /**
+   * UTF-16 units appended since the part began. Parts are cut on this count, not on bytes: it
+   * depends only on the rows since the part's start, so a resumed job (which appends the same
+   * text in other batches) cuts its parts where an uninterrupted run does.
+   */
+  get units(): number {
+    return this.#units;
   }
 
   /** Every appended byte, the batch encoded first. */
@@ -59,6 +65,7 @@ export class PartBuffer {
     if (this.#bytes >= this.#capacity / 2) this.#filledOne = true;
     this.#buffer = undefined;
     this.#bytes = 0;
+    this.#units = 0;
     return body;
   }
 

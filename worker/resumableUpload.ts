@@ -1,3 +1,5 @@
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -22,6 +24,7 @@ import { isS3Error } from "./s3Errors.ts";
 // durable state. A new attempt starts from that state and continues with the next part number.
 
 const MAX_PARTS = 10_000;
+const gzipAsync = promisify(gzip);
 
 export interface UploaderOptions {
   s3: S3Client;
@@ -30,6 +33,8 @@ export interface UploaderOptions {
   partsInFlight: number;
   checksums: boolean;
   contentType: string;
+  /** Each part (or the whole small object) is one gzip member: the object is a gzip file. */
+  gzip: boolean;
   /** Persists the durable state; resolves once it is stored. */
   persist(state: OutputCheckpoint): Promise<void>;
   /** Throws when this worker no longer owns the job (checked before writes to S3). */
@@ -59,6 +64,10 @@ export class ResumableUpload {
   readonly #o: UploaderOptions;
   #state: OutputCheckpoint;
   readonly #part: PartBuffer;
+  // gzip output: members compressed from the text and not yet in a part (a part is cut once
+  // they reach partSize, so that compressed parts meet S3's minimum).
+  #members: Buffer[] = [];
+  #memberBytes = 0;
   #nextPart: number;
   readonly #inFlight = new Map<number, Promise<void>>();
   readonly #finished = new Map<number, SealedPart>();
@@ -97,7 +106,12 @@ export class ResumableUpload {
 
   /** True when nothing of this output has been uploaded yet (it still needs its header). */
   get empty(): boolean {
-    return !this.#state.completed && this.#state.parts.length === 0 && this.#part.isEmpty;
+    return (
+      !this.#state.completed &&
+      this.#state.parts.length === 0 &&
+      this.#part.isEmpty &&
+      this.#members.length === 0
+    );
   }
 
   /**
@@ -108,6 +122,7 @@ export class ResumableUpload {
     if (
       this.#state.completed ||
       this.#handingOver ||
+      this.#members.length > 0 ||
       this.#inFlight.size > 0 ||
       this.#finished.size > 0
     ) {
@@ -154,8 +169,33 @@ export class ResumableUpload {
   endRow(mark: () => ResumeMark): Promise<void> | undefined {
     if (this.#failure) throw this.#failure;
     // No promise per row: the row loop awaits only when a part is sealed.
-    if (this.#part.encodedBytes < this.#o.partSize) return undefined;
-    return this.#seal(mark());
+    if (this.#part.units < this.#o.partSize) return undefined;
+    return this.#o.gzip ? this.#compress(mark) : this.#seal(mark());
+  }
+
+  /**
+   * Compresses the text so far into one gzip member (off the event loop) and cuts a part once
+   * the members reach partSize. The row loop waits: a member ends after the same row in every
+   * attempt, so a resumed job writes the same members as an uninterrupted one.
+   */
+  async #compress(mark?: () => ResumeMark): Promise<void> {
+    this.#handingOver = true;
+    const text = this.#part.take();
+    const member = await gzipAsync(text);
+    this.#part.release(text);
+    this.#members.push(member);
+    this.#memberBytes += member.length;
+    this.#handingOver = false;
+    if (mark && this.#memberBytes >= this.#o.partSize) await this.#seal(mark());
+  }
+
+  /** The next part's body: the buffered text, or the gzip members. */
+  #takeBody(): Buffer {
+    if (!this.#o.gzip) return this.#part.take();
+    const body = Buffer.concat(this.#members, this.#memberBytes);
+    this.#members = [];
+    this.#memberBytes = 0;
+    return body;
   }
 
   /**
@@ -225,10 +265,14 @@ export class ResumableUpload {
     if (this.#state.completed) {
       return { ...this.#state.completed, parts: Math.max(1, this.#state.parts.length) };
     }
+    const nothingUploaded = this.#state.parts.length + this.#inFlight.size === 0;
+    // Even an empty output is a valid gzip file: one empty member.
+    if (this.#o.gzip && (!this.#part.isEmpty || (nothingUploaded && this.#members.length === 0)))
+      await this.#compress();
     if (!this.#state.uploadId && this.#inFlight.size === 0) {
       return this.#putWhole(mark);
     }
-    if (!this.#part.isEmpty || this.#state.parts.length + this.#inFlight.size === 0) {
+    if (!this.#part.isEmpty || this.#members.length > 0 || nothingUploaded) {
       await this.#seal(mark);
     }
     await this.#drain();
@@ -237,7 +281,7 @@ export class ResumableUpload {
 
   async #putWhole(mark: ResumeMark): Promise<{ etag: string; bytes: number; parts: number }> {
     this.#handingOver = true;
-    const body = this.#part.take();
+    const body = this.#takeBody();
     await this.#o.assertOwner();
     const { bucket, key } = this.#state;
     const response = await toDestination(this.#state, () =>
@@ -266,7 +310,7 @@ export class ResumableUpload {
       );
     }
     this.#handingOver = true;
-    const body = this.#part.take();
+    const body = this.#takeBody();
     while (this.#inFlight.size >= this.#o.partsInFlight) {
       await Promise.race(this.#inFlight.values());
     }

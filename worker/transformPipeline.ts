@@ -75,9 +75,14 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       partsInFlight: input.partsInFlight,
       checksums: start.checksums,
       contentType:
-        which === "output" && options.format === "ndjson"
-          ? "application/x-ndjson; charset=utf-8"
-          : "text/csv; charset=utf-8",
+        which === "rejects"
+          ? "text/csv; charset=utf-8"
+          : options.outputCompression === "gzip"
+            ? "application/gzip"
+            : options.format === "ndjson"
+              ? "application/x-ndjson; charset=utf-8"
+              : "text/csv; charset=utf-8",
+      gzip: which === "output" && options.outputCompression === "gzip",
       persist: () => persist(which),
       assertOwner: () => store.assertOwner(),
       carryKey: (parts) => store.carryKey(`${which}:${start.resumes}:${parts}`),

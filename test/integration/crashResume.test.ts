@@ -1,4 +1,4 @@
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import type { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +21,24 @@ const FEW_REJECTS = "crash/few-rejects.csv";
 const DUPLICATES = "crash/duplicates.csv";
 const GZIPPED = "crash/few-rejects.csv.gz";
 const UTF16 = "crash/few-rejects.utf16.csv";
+// Notes of random base64: output that gzip cannot shrink much, so it still spans several parts.
+const NOISY = "crash/noisy.csv";
+
+function noisyCsv(rows: number): Buffer {
+  let seed = 42;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed;
+  };
+  const lines = ["id,email,score,active,joined,note"];
+  for (let i = 1; i <= rows; i++) {
+    const note = Buffer.alloc(120);
+    for (let j = 0; j < note.length; j++) note[j] = random() >> 16;
+    const score = i % 10 === 0 ? 500 : i % 100;
+    lines.push(`${i},user${i}@example.com,${score},true,2024-01-01,${note.toString("base64")}`);
+  }
+  return Buffer.from(`${lines.join("\n")}\n`);
+}
 // `id` must be unique: the duplicates at the end of the file repeat ids from its start, before
 // any resume point, so a resumed attempt must know every id seen before it.
 const uniqueSchema = {
@@ -37,6 +55,8 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   let clean: Clean;
   let cleanFew: Clean | undefined;
   let cleanUtf16: Clean | undefined;
+  let cleanGz: Clean | undefined;
+  let cleanNoisy: Buffer | undefined;
   let cleanUnique: Clean | undefined;
   const workers: WorkerProcess[] = [];
   const held: Array<() => void> = [];
@@ -72,6 +92,13 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const w = startWorker();
     const result = await run(queue, job(SOURCE, "clean/out.csv", peopleSchema));
     const resultFew = await run(queue, job(FEW_REJECTS, "clean-few/out.csv", peopleSchema));
+    const noisy = noisyCsv(140_000);
+    await stack.put(NOISY, noisy);
+    const resultNoisy = await run(queue, job(NOISY, "clean-noisy/out.csv", peopleSchema));
+    const resultGz = await run(
+      queue,
+      job(NOISY, "clean-gz/out.csv", peopleSchema, { outputCompression: "gzip" }),
+    );
     // Its own baseline: the UTF-8 file's invalid bytes are U+FFFD (valid) once in UTF-16.
     const resultUtf16 = await run(queue, job(UTF16, "clean-utf16/out.csv", peopleSchema));
     const few = peopleData({ rows: 130_000, invalidEvery: 997, pad: 120 });
@@ -89,6 +116,13 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
       output: await stack.get("clean/out.csv"),
       rejects: await stack.get("clean/out.rejects.csv"),
       result,
+    };
+    cleanNoisy = await stack.get("clean-noisy/out.csv");
+    expect(resultNoisy.rows).toEqual(resultGz.rows);
+    cleanGz = {
+      output: await stack.get("clean-gz/out.csv"),
+      rejects: await stack.get("clean-gz/out.rejects.csv"),
+      result: resultGz,
     };
     cleanUtf16 = {
       output: await stack.get("clean-utf16/out.csv"),
@@ -144,6 +178,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     source = SOURCE,
     baseline: () => Clean = () => clean,
     schema: unknown = peopleSchema,
+    options: Record<string, unknown> = {},
   ) {
     const key = `${name}/out.csv`;
     const first = startWorker();
@@ -155,7 +190,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     };
     const armed = arm({ jobId: () => jobId, kill, key });
     const requestsBefore = stack.s3Server.requests.length;
-    jobId = await enqueueTransform(job(source, key, schema), { queue });
+    jobId = await enqueueTransform(job(source, key, schema, options), { queue });
     await armed;
     await eventually(() => (killed ? true : undefined)).catch((error) => {
       throw new Error(`${error}; worker log:\n${first.output()}`);
@@ -324,6 +359,27 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     expect(requests.filter((r) => r.method === "GET" && r.url.includes(UTF16) && r.range)).toEqual(
       [],
     );
+  });
+
+  it("(i) gzip output: parts of whole gzip members, the same bytes after a resume", async () => {
+    const { atKill } = await crashAndResume(
+      "crash-i",
+      ({ jobId, kill, key }) => {
+        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
+        void eventually(async () =>
+          (await checkpointOf(jobId()))?.output.parts.length === 1 ? true : undefined,
+        ).then(kill);
+      },
+      NOISY,
+      () => cleanGz as Clean,
+      peopleSchema,
+      { outputCompression: "gzip" },
+    );
+    expect(atKill?.output.parts.length).toBe(1);
+    const gz = cleanGz as Clean;
+    expect(gunzipSync(gz.output).equals(cleanNoisy as Buffer)).toBe(true);
+    expect(gz.output.length).toBeLessThan((cleanNoisy as Buffer).length);
+    expect(gz.result.parts).toBeGreaterThanOrEqual(3);
   });
 
   it("fails a job whose source changed between attempts, and aborts its uploads", async () => {

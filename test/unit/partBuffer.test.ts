@@ -17,10 +17,15 @@ describe("PartBuffer", () => {
     expect(buffer.isEmpty).toBe(true);
   });
 
-  it("counts batched text only once it is encoded, and gives copies for carries", () => {
+  it("counts UTF-16 units since the part began, and gives copies for carries", () => {
     const buffer = new PartBuffer(1024, 2);
+    buffer.append("x".repeat(8));
+    buffer.append("é😀");
+    expect(buffer.units).toBe(11);
+    expect(buffer.bytes).toBe(14);
+    buffer.take();
+    expect(buffer.units).toBe(0);
     buffer.append("x".repeat(10));
-    expect(buffer.encodedBytes).toBe(0);
     expect(buffer.isEmpty).toBe(false);
     const copy = buffer.copyFrom(4);
     expect(copy.toString()).toBe("xxxxxx");
