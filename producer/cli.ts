@@ -21,7 +21,8 @@ import { JobFailedError, waitForResult } from "./waitForResult.ts";
 
 export const usage = `s3csv enqueue --source s3://BUCKET/KEY --dest s3://BUCKET/KEY (--schema FILE | --transform NAME)
               [--rejects s3://BUCKET/KEY] [--on-invalid reject|fail] [--max-invalid N]
-              [--delimiter C] [--job-id ID] [--dedupe] [--priority N] [--delay MS] [--wait] [--json]
+              [--delimiter C] [--options JSON] [--job-id ID] [--dedupe] [--priority N] [--delay MS]
+              [--wait] [--json]
 s3csv enqueue --source-prefix s3://BUCKET/PREFIX --dest-template 's3://BUCKET/out/{path}'
               (--schema FILE | --transform NAME) [options as above]
 s3csv enqueue --manifest JOBS.ndjson [--priority N] [--delay MS] [--wait] [--json]
@@ -52,6 +53,18 @@ async function readSchema(path: string): Promise<unknown> {
   } catch (error) {
     throw new UsageError(`--schema ${path} is not JSON: ${(error as Error).message}`);
   }
+}
+
+function optionsOf(json: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch (error) {
+    throw new UsageError(`--options is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new UsageError(`--options must be a JSON object, like '{"encoding":"utf-16"}'`);
+  return parsed as Record<string, unknown>;
 }
 
 function s3Arg(name: string, value: string): { bucket: string; key: string } {
@@ -86,6 +99,7 @@ function parse(argv: string[]) {
         "on-invalid": { type: "string" },
         "max-invalid": { type: "string" },
         delimiter: { type: "string" },
+        options: { type: "string" },
         "job-id": { type: "string" },
         dedupe: { type: "boolean", default: false },
         priority: { type: "string" },
@@ -104,7 +118,8 @@ type Flags = ReturnType<typeof parse>;
 async function jobTemplate(v: Flags): Promise<Record<string, unknown>> {
   if (!v.schema === !v.transform)
     throw new UsageError("give exactly one of --schema FILE or --transform NAME");
-  const options: Record<string, unknown> = {};
+  // The flags below win over --options, which carries every other job option.
+  const options: Record<string, unknown> = v.options === undefined ? {} : optionsOf(v.options);
   if (v.rejects) options.rejects = s3Arg("rejects", v.rejects);
   if (v["on-invalid"]) options.onInvalid = v["on-invalid"];
   const maxInvalid = wholeNumber("max-invalid", v["max-invalid"]);

@@ -94,6 +94,19 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     );
     expect(noDest.code).toBe(2);
     expect(noDest.stderr).toContain("--dest");
+    const base = ["enqueue", "--source", `s3://${BUCKET}/a.csv`, "--dest", `s3://${BUCKET}/b.csv`];
+    const badOption = await runCli(
+      [...base, "--transform", "contacts-normalize", "--options", '{"encoding":"latin-9"}'],
+      stack.env,
+    );
+    expect(badOption.code).toBe(2);
+    expect(badOption.stderr).toContain("options.encoding");
+    const notObject = await runCli(
+      [...base, "--transform", "contacts-normalize", "--options", "[1]"],
+      stack.env,
+    );
+    expect(notObject.code).toBe(2);
+    expect(notObject.stderr).toContain("--options must be a JSON object");
     expect(await queue.count()).toBe(0);
   });
 
