@@ -64,6 +64,8 @@ export const JobOptions = z
     format: z.enum(["csv", "ndjson"]).default("csv"),
     /** The most distinct unique/primaryKey values a job may hold in memory. */
     maxUniqueValues: z.number().int().min(1).default(5_000_000),
+    /** A header with more columns fails the job (the header rides in every checkpoint). */
+    maxColumns: z.number().int().min(1).max(100_000).default(4096),
     maxRowBytes: z
       .number()
       .int()

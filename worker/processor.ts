@@ -9,7 +9,7 @@ import { firstCheckpoint } from "./checkpoint.ts";
 import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
 import { judgesFor } from "./judges.ts";
-import { abortUpload } from "./resumableUpload.ts";
+import { abortUpload, type PartUploaded } from "./resumableUpload.ts";
 import { runPipeline } from "./transformPipeline.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
 
@@ -84,7 +84,13 @@ export function createProcessor(deps: ProcessorDeps) {
         signal,
         drain,
         createdAt: new Date(job.timestamp),
-        ...(metrics ? { onPartUploaded: metrics.partUploaded } : {}),
+        onPartUploaded: (part: PartUploaded) => {
+          metrics?.partUploaded(part.seconds, part.bytes);
+          jobLog.info(
+            { part: part.partNumber, key: part.key, bytes: part.bytes, seconds: part.seconds },
+            "part uploaded",
+          );
+        },
       });
       jobLog.info(
         { rows: result.rows, parts: result.parts, resumes: result.resumes },

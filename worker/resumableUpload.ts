@@ -43,8 +43,15 @@ export interface UploaderOptions {
   carryKey(parts: number): string;
   /** Reads a carry a previous attempt checkpointed. */
   readCarry(key: string, bytes: number): Promise<Buffer>;
-  /** Told of every part uploaded: its latency and size. */
-  onPartUploaded?(seconds: number, bytes: number): void;
+  /** Told of every part uploaded: its number, size and latency. */
+  onPartUploaded?(part: PartUploaded): void;
+}
+
+export interface PartUploaded {
+  key: string;
+  partNumber: number;
+  bytes: number;
+  seconds: number;
 }
 
 /** The buffered output, for the checkpoint to carry: `delta` is what the key does not hold yet. */
@@ -363,7 +370,12 @@ export class ResumableUpload {
         ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
       }),
     );
-    this.#o.onPartUploaded?.((performance.now() - started) / 1000, body.length);
+    this.#o.onPartUploaded?.({
+      key: this.#state.key,
+      partNumber,
+      bytes: body.length,
+      seconds: (performance.now() - started) / 1000,
+    });
     // The SDK is done with the body once the request has settled.
     this.#part.release(body);
     const part: UploadedPart = {

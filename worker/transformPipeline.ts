@@ -14,7 +14,7 @@ import { selectColumns } from "./columnSelection.ts";
 import { CsvFramer, type FramedRow } from "./csvFramer.ts";
 import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "./csvWriter.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
-import { ResumableUpload } from "./resumableUpload.ts";
+import { type PartUploaded, ResumableUpload } from "./resumableUpload.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "./rowJudge.ts";
 import { RowParser } from "./rowParser.ts";
@@ -37,7 +37,7 @@ export interface PipelineInput {
   drain?: AbortSignal;
   /** When the job was created: uploads of its outputs older than this are not its own. */
   createdAt: Date;
-  onPartUploaded?(seconds: number, bytes: number): void;
+  onPartUploaded?(part: PartUploaded): void;
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
@@ -219,6 +219,11 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       if (!parsed?.ok) {
         throw new PermanentJobError(
           `the header row (line ${row.line}) cannot be read: ${problem ?? (parsed && !parsed.ok ? parsed.message : "")}`,
+        );
+      }
+      if (parsed.fields.length > options.maxColumns) {
+        throw new PermanentJobError(
+          `the header row has ${parsed.fields.length} columns, more than options.maxColumns (${options.maxColumns})`,
         );
       }
       pass(row);

@@ -68,6 +68,15 @@ describe("worker operations", () => {
     expect(await handed?.getState()).toBe("waiting");
     expect(handed?.attemptsMade).toBe(0);
     expect(first.output()).toContain("handed the job back");
+    // Structured logs name the job, the attempt and every part.
+    const partLines = first
+      .output()
+      .split("\n")
+      .filter((line) => line.includes('"part uploaded"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(partLines.length).toBeGreaterThanOrEqual(1);
+    expect(partLines[0]).toMatchObject({ jobId: id, part: 1, key: "ops/term.csv" });
+    expect(partLines[0]?.attempt).toEqual(expect.any(Number));
     start();
     const result = await waitForResult(queue, id, { timeoutMs: 60_000 });
     expect(result.resumes).toBe(1);

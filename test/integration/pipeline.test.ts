@@ -214,6 +214,24 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect((await stack.get("hostile/out.csv")).toString()).toContain("has a \u0000 NUL");
   });
 
+  it("fails a job whose header has more columns than options.maxColumns", async () => {
+    const header = Array.from({ length: 50 }, (_, i) => `c${i}`).join(",");
+    await stack.put("wide/in.csv", `${header}\n${"1,".repeat(49)}1\n`);
+    await expect(
+      run(
+        queue,
+        job(
+          "wide/in.csv",
+          "wide/out.csv",
+          { fields: [{ name: "c0", type: "integer" }] },
+          {
+            maxColumns: 10,
+          },
+        ),
+      ),
+    ).rejects.toThrow(/the header row has 50 columns, more than options.maxColumns \(10\)/);
+  });
+
   it("reads windows-1252 sources and skips comment lines, counting their lines", async () => {
     const text = [
       "# exported by a legacy system",
