@@ -93,7 +93,11 @@ export class PartBuffer {
       const grown = this.#filledOne
         ? this.#capacity
         : Math.min(this.#capacity, Math.max(FIRST_CAPACITY, (current?.length ?? 0) * 2));
-      next = Buffer.allocUnsafe(Math.max(needed, grown));
+      // Past the usual capacity (text of 2- and 3-byte characters: parts are cut on UTF-16
+      // units), double, so a part is copied a few times, not once per batch.
+      next = Buffer.allocUnsafe(
+        needed <= grown ? grown : Math.max(needed, (current?.length ?? 0) * 2),
+      );
     }
     if (current) current.copy(next, 0, 0, this.#bytes);
     this.#buffer = next;

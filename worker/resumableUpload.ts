@@ -33,7 +33,7 @@ export interface UploaderOptions {
   partsInFlight: number;
   checksums: boolean;
   contentType: string;
-  /** Each part (or the whole small object) is one gzip member: the object is a gzip file. */
+  /** The object is gzip: members of about partSize text each, every part whole members. */
   gzip: boolean;
   /** Persists the durable state; resolves once it is stored. */
   persist(state: OutputCheckpoint): Promise<void>;

@@ -48,4 +48,17 @@ describe("PartBuffer", () => {
     buffer.append("c".repeat(partSize));
     expect(buffer.take().buffer === second.buffer).toBe(false);
   });
+
+  it("holds a part of 3-byte characters, three times partSize in bytes, exactly", () => {
+    const partSize = 64 * 1024;
+    const buffer = new PartBuffer(partSize, 1);
+    const row = "日本語のテキスト,東京\n";
+    let expected = "";
+    while (buffer.units < partSize) {
+      buffer.append(row);
+      expected += row;
+    }
+    expect(buffer.bytes).toBeGreaterThan(2.5 * partSize);
+    expect(buffer.take().toString("utf8")).toBe(expected);
+  });
 });
