@@ -38,6 +38,8 @@ export async function freePort(): Promise<number> {
 export async function startRedisServer(options: {
   dir: string;
   port?: number;
+  /** Turns on AUTH (`requirepass`); the URL then carries the password. */
+  password?: string;
 }): Promise<RedisServer> {
   if (spawnSync("redis-server", ["--version"]).error) throw new RedisServerMissingError();
   await mkdir(options.dir, { recursive: true });
@@ -57,10 +59,12 @@ export async function startRedisServer(options: {
       "",
       "--protected-mode",
       "yes",
+      ...(options.password ? ["--requirepass", options.password] : []),
     ],
     { stdio: ["ignore", "ignore", "inherit"] },
   );
-  const url = `redis://127.0.0.1:${port}`;
+  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : "";
+  const url = `redis://${auth}127.0.0.1:${port}`;
   const exited = new Promise<never>((_, reject) =>
     child.once("exit", (code) => reject(new Error(`redis-server exited with code ${code}`))),
   );
@@ -69,6 +73,7 @@ export async function startRedisServer(options: {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
+    ...(options.password ? { password: options.password } : {}),
   });
   probe.on("error", () => {});
   try {

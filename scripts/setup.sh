@@ -8,6 +8,8 @@ packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 # Debian's Chromium drives the dashboard's browser test (playwright-core, no browser download).
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+# The Redis TLS test makes its certificate with openssl.
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

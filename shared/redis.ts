@@ -1,7 +1,6 @@
 import type { Config } from "./config.ts";
 
-/** BullMQ connection options from REDIS_URL (AUTH and TLS through `rediss://` included). */
-/** Options both ioredis and BullMQ accept. */
+/** Connection options both ioredis and BullMQ accept. */
 export interface RedisConnectionOptions {
   host: string;
   port: number;
@@ -12,6 +11,7 @@ export interface RedisConnectionOptions {
   maxRetriesPerRequest: null;
 }
 
+/** From REDIS_URL: AUTH (user and password in the URL) and TLS (`rediss://`) included. */
 export function redisConnection(config: Pick<Config, "REDIS_URL">): RedisConnectionOptions {
   const url = new URL(config.REDIS_URL);
   const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;

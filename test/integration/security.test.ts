@@ -1,8 +1,13 @@
-import { spawn } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "node:tls";
 import type { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../dev/redisServer.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
@@ -124,5 +129,147 @@ describe("security", () => {
     expect(dashboardLog).not.toContain(SECRET);
     expect(values.join("\n")).toContain("out/people.csv");
     expect(values.join("\n")).not.toContain(SECRET);
+  });
+});
+
+describe("Redis AUTH", () => {
+  const PASSWORD = "s3csv-redis-pass-41d9";
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack({ LOG_LEVEL: "debug" }, { redisPassword: PASSWORD });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it("runs jobs against a Redis that requires a password, never logging it", async () => {
+    // The server really refuses a client without the password.
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = createConnection(stack.redis.port, "127.0.0.1", () =>
+        socket.write("PING\r\n"),
+      );
+      socket.once("data", (d) => {
+        socket.destroy();
+        resolve(d.toString());
+      });
+      socket.once("error", reject);
+    });
+    expect(reply).toMatch(/^-NOAUTH/);
+    const queue = queueFor(stack);
+    const worker = spawnWorker(stack.env);
+    try {
+      await stack.put("auth/in.csv", peopleData({ rows: 40, invalidEvery: 5 }).csv);
+      const result = await run(queue, job("auth/in.csv", "auth/out.csv", peopleSchema));
+      expect(result.rows.read).toBe(40);
+    } finally {
+      await queue.close();
+      await worker.kill("SIGTERM");
+    }
+    expect(worker.output()).toContain("job completed");
+    expect(worker.output()).not.toContain(PASSWORD);
+  });
+});
+
+describe("Redis TLS (rediss://)", () => {
+  let stack: Stack;
+  let redis: ChildProcess | undefined;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    const dir = await mkdtemp(join(tmpdir(), "s3csv-tls-"));
+    const [cert, key] = [join(dir, "cert.pem"), join(dir, "key.pem")];
+    // A self-signed certificate for 127.0.0.1, trusted by the processes through NODE_EXTRA_CA_CERTS.
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      { stdio: "ignore" },
+    );
+    const port = await freePort();
+    redis = spawn(
+      "redis-server",
+      [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key,
+        "--tls-ca-cert-file",
+        cert,
+        "--tls-auth-clients",
+        "no",
+        "--dir",
+        dir,
+        "--save",
+        "",
+      ],
+      { stdio: "ignore" },
+    );
+    const ca = await readFile(cert);
+    await eventually(
+      () =>
+        new Promise<true | undefined>((resolve) => {
+          const socket = connect({ host: "127.0.0.1", port, ca }, () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.on("error", () => resolve(undefined));
+        }),
+      10_000,
+    );
+    env = { ...stack.env, REDIS_URL: `rediss://127.0.0.1:${port}`, NODE_EXTRA_CA_CERTS: cert };
+  });
+  afterAll(async () => {
+    redis?.kill("SIGTERM");
+    await stack?.stop();
+  });
+
+  it("enqueues and runs jobs over TLS", async () => {
+    const worker = spawnWorker(env);
+    try {
+      await stack.put("tls/in.csv", peopleData({ rows: 40, invalidEvery: 5 }).csv);
+      const schemaFile = join(tmpdir(), `tls-schema-${process.pid}.json`);
+      await writeFile(schemaFile, JSON.stringify(peopleSchema));
+      const cli = await runCli(
+        [
+          "enqueue",
+          "--source",
+          `s3://${BUCKET}/tls/in.csv`,
+          "--dest",
+          `s3://${BUCKET}/tls/out.csv`,
+          "--schema",
+          schemaFile,
+          "--wait",
+          "--json",
+        ],
+        env,
+      );
+      expect(cli.stderr).toBe("");
+      expect((JSON.parse(cli.stdout) as JobResult).rows.read).toBe(40);
+    } finally {
+      await worker.kill("SIGTERM");
+    }
   });
 });

@@ -33,10 +33,14 @@ export interface Stack {
 
 export async function startStack(
   overrides: NodeJS.ProcessEnv = {},
-  s3Options: { listMultipartUploads?: boolean } = {},
+  options: { listMultipartUploads?: boolean; redisPassword?: string } = {},
 ): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), "s3csv-test-"));
-  const redis = await startRedisServer({ dir });
+  const { redisPassword, ...s3Options } = options;
+  const redis = await startRedisServer({
+    dir,
+    ...(redisPassword ? { password: redisPassword } : {}),
+  });
   const s3Server = await startS3Server([BUCKET], s3Options);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
