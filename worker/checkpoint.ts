@@ -8,7 +8,7 @@ import {
   rejectsLocation,
 } from "../shared/job.ts";
 import { sniffDelimiter } from "./delimiterSniffer.ts";
-import { pinSource, readSource } from "./sourceReader.ts";
+import { type OpenedBody, openSource, readSource } from "./sourceReader.ts";
 
 const MiB = 1024 * 1024;
 // Output can outgrow its source (quoting, normalization); keep 2x headroom under 10,000 parts.
@@ -29,21 +29,35 @@ const START: ResumeMark = {
   counts: { read: 0, valid: 0, rejected: 0, errors: {} },
 };
 
-/** The first attempt's checkpoint: the pinned source and two outputs with nothing uploaded. */
+/**
+ * The first attempt's checkpoint: the pinned source and two outputs with nothing uploaded, and
+ * the source's read, already open (the caller reads it or destroys it).
+ */
 export async function firstCheckpoint(
   s3: S3Client,
   data: JobData,
   config: Config,
-): Promise<Checkpoint> {
-  const source = await pinSource(s3, data.source, data.options.compression);
+  signal?: AbortSignal,
+): Promise<{ checkpoint: Checkpoint; body: OpenedBody }> {
+  const { pinned: source, body } = await openSource(
+    s3,
+    data.source,
+    data.options.compression,
+    signal,
+  );
   let delimiter = data.options.delimiter;
   if (delimiter === "auto") {
     const head: Buffer[] = [];
-    for await (const chunk of readSource(s3, data.source, source, 0, { until: SNIFF_BYTES }))
-      head.push(Buffer.from(chunk));
+    try {
+      for await (const chunk of readSource(s3, data.source, source, 0, { until: SNIFF_BYTES }))
+        head.push(Buffer.from(chunk));
+    } catch (error) {
+      body.destroy();
+      throw error;
+    }
     delimiter = sniffDelimiter(Buffer.concat(head).toString("latin1"), data.options.quote);
   }
-  return {
+  const checkpoint: Checkpoint = {
     version: 1,
     source,
     partSize: data.options.partSize ?? choosePartSize(config.PART_SIZE, source.size),
@@ -54,4 +68,5 @@ export async function firstCheckpoint(
     rejects: { ...rejectsLocation(data), parts: [], bytes: 0, mark: START },
     resumes: 0,
   };
+  return { checkpoint, body };
 }

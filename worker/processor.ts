@@ -2,7 +2,13 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import { describeZodError, JobData, type JobProgress, type JobResult } from "../shared/job.ts";
+import {
+  type Checkpoint,
+  describeZodError,
+  JobData,
+  type JobProgress,
+  type JobResult,
+} from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
 import { checkAccess } from "./accessPolicy.ts";
 import { firstCheckpoint } from "./checkpoint.ts";
@@ -10,6 +16,7 @@ import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
 import { HandBackError, PermanentJobError } from "./errors.ts";
 import { judgesFor } from "./judges.ts";
 import { abortUpload, type PartUploaded } from "./resumableUpload.ts";
+import type { OpenedBody } from "./sourceReader.ts";
 import { runPipeline } from "./transformPipeline.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
 
@@ -49,14 +56,22 @@ export function createProcessor(deps: ProcessorDeps) {
     }
     const { checkpoint, ...rest } = parsed.data;
     let store: CheckpointStore | undefined;
+    // The first attempt's source read, opened while pinning the source.
+    let firstRead: OpenedBody | undefined;
     let outcome: Parameters<WorkerMetrics["jobEnded"]>[0] = "failed";
     metrics?.jobStarted();
     try {
       checkAccess(parsed.data, config);
       const judges = judgesFor(parsed.data);
-      const start = checkpoint
-        ? { ...checkpoint, resumes: checkpoint.resumes + 1 }
-        : await firstCheckpoint(s3, parsed.data, config);
+      let start: Checkpoint;
+      if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
+      else
+        ({ checkpoint: start, body: firstRead } = await firstCheckpoint(
+          s3,
+          parsed.data,
+          config,
+          signal,
+        ));
       const jobKey = `${prefix}:${jobId}`;
       store = new CheckpointStore(
         redis,
@@ -83,6 +98,7 @@ export function createProcessor(deps: ProcessorDeps) {
         reportProgress: (progress: JobProgress) => job.updateProgress(progress),
         signal,
         drain,
+        firstRead,
         createdAt: new Date(job.timestamp),
         onPartUploaded: (part: PartUploaded) => {
           metrics?.partUploaded(part.seconds, part.bytes);
@@ -127,6 +143,8 @@ export function createProcessor(deps: ProcessorDeps) {
       jobLog.warn({ err: error, final }, "job attempt failed");
       throw error;
     } finally {
+      // A read the attempt did not finish (it failed first) must not hold its connection.
+      firstRead?.destroy();
       metrics?.jobEnded(outcome);
     }
   };

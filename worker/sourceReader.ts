@@ -1,6 +1,6 @@
 import { pipeline, Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Checkpoint, JobData } from "../shared/job.ts";
 import { formatS3Url } from "../shared/s3Url.ts";
 import { PermanentJobError } from "./errors.ts";
@@ -42,28 +42,38 @@ export class SourceChangedError extends PermanentJobError {
   }
 }
 
-export async function pinSource(
+/** A source whose first read is already open: the stream to read it from offset 0. */
+export type OpenedBody = AsyncIterable<Uint8Array> & { destroy(): void };
+
+/**
+ * The first attempt's pin and read in one request: an unconditional GET pins the source from
+ * its own response (ETag, size, version, encoding), and its body is the read from offset 0.
+ * Every later read is conditional on that ETag. (A HeadObject first would cost a request of
+ * the four a small job makes.)
+ */
+export async function openSource(
   s3: S3Client,
   source: Source,
   compression: "auto" | "gzip" | "none" = "auto",
-): Promise<PinnedSource> {
+  signal?: AbortSignal,
+): Promise<{ pinned: PinnedSource; body: OpenedBody }> {
   try {
-    const head = await s3.send(
-      new HeadObjectCommand({
-        Bucket: source.bucket,
-        Key: source.key,
-        VersionId: source.versionId,
-      }),
+    const response = await s3.send(
+      new GetObjectCommand({ Bucket: source.bucket, Key: source.key, VersionId: source.versionId }),
+      { abortSignal: signal },
     );
     const gzip =
       compression === "gzip" ||
       (compression === "auto" &&
-        (source.key.endsWith(".gz") || /gzip/i.test(head.ContentEncoding ?? "")));
+        (source.key.endsWith(".gz") || /gzip/i.test(response.ContentEncoding ?? "")));
     return {
-      etag: head.ETag ?? "",
-      size: head.ContentLength ?? 0,
-      ...(head.VersionId ? { versionId: head.VersionId } : {}),
-      ...(gzip ? { gzip: true } : {}),
+      pinned: {
+        etag: response.ETag ?? "",
+        size: response.ContentLength ?? 0,
+        ...(response.VersionId ? { versionId: response.VersionId } : {}),
+        ...(gzip ? { gzip: true } : {}),
+      },
+      body: response.Body as unknown as OpenedBody,
     };
   } catch (error) {
     throw missing(source, error) ?? error;
@@ -74,6 +84,8 @@ export interface ReadOptions {
   signal?: AbortSignal | undefined;
   /** Stop before this offset. */
   until?: number;
+  /** The whole object, already requested (openSource): used instead of a new GET. */
+  opened?: OpenedBody | undefined;
   /** From offset 0: recognize a UTF-16 byte order mark and transcode (told the byte order). */
   detectUtf16?: { required: boolean; found(order: Utf16Order): void };
 }
@@ -93,9 +105,12 @@ export async function* readSource(
 ): AsyncGenerator<Uint8Array> {
   const until = options.until ?? Number.POSITIVE_INFINITY;
   const fromStart = pinned.gzip === true || pinned.utf16 !== undefined;
-  let bytes: AsyncIterable<Uint8Array> = fromStart
-    ? open(s3, source, pinned, 0, pinned.size, options.signal)
-    : open(s3, source, pinned, offset, Math.min(until, pinned.size), options.signal);
+  let bytes: AsyncIterable<Uint8Array> =
+    options.opened && (fromStart || (offset === 0 && until >= pinned.size))
+      ? options.opened
+      : fromStart
+        ? open(s3, source, pinned, 0, pinned.size, options.signal)
+        : open(s3, source, pinned, offset, Math.min(until, pinned.size), options.signal);
   if (pinned.gzip) bytes = gunzipped(bytes, source);
   if (pinned.utf16) bytes = utf16ToUtf8(bytes, pinned.utf16);
   else if (options.detectUtf16 && (fromStart || offset === 0)) {

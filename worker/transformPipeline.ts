@@ -18,7 +18,7 @@ import { type PartUploaded, ResumableUpload } from "./resumableUpload.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "./rowJudge.ts";
 import { RowParser } from "./rowParser.ts";
-import { readSource } from "./sourceReader.ts";
+import { type OpenedBody, readSource } from "./sourceReader.ts";
 import type { Utf16Order } from "./utf16Source.ts";
 
 // One job attempt, source to outputs: source reader -> framer -> parser -> judge -> CSV writer
@@ -35,6 +35,8 @@ export interface PipelineInput {
   signal?: AbortSignal;
   /** Aborted when the worker shuts down: stop at a row boundary and hand the job back. */
   drain?: AbortSignal;
+  /** The first attempt's source read, already open (from offset 0). */
+  firstRead?: OpenedBody | undefined;
   /** When the job was created: uploads of its outputs older than this are not its own. */
   createdAt: Date;
   onPartUploaded?(part: PartUploaded): void;
@@ -349,6 +351,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
           };
     for await (const chunk of readSource(s3, data.source, start.source, from.offset, {
       signal: input.signal,
+      opened: input.firstRead,
       ...(detectUtf16 ? { detectUtf16 } : {}),
     })) {
       for (const row of framer.push(chunk)) {
