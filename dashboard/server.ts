@@ -3,9 +3,9 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import { Queue, QueueEvents } from "bullmq";
 import Fastify, { type FastifyInstance } from "fastify";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import { redisConnection } from "../shared/redis.ts";
+import { closeRedisConnection, redisConnection } from "../shared/redis.ts";
 import { basicAuthChecker } from "./basicAuth.ts";
 import { createMetrics } from "./metrics.ts";
 
@@ -37,7 +37,10 @@ export async function createDashboard({
   const connection = redisConnection(config);
   const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
   const events = new QueueEvents(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
-  const probe = new Redis({ ...connection, maxRetriesPerRequest: 1, lazyConnect: true });
+  const probe =
+    connection instanceof Cluster
+      ? connection
+      : new Redis({ ...connection, maxRetriesPerRequest: 1, lazyConnect: true });
   probe.on("error", () => {});
   const registry = createMetrics(queue, events);
 
@@ -92,6 +95,7 @@ export async function createDashboard({
       await events.close();
       await queue.close();
       probe.disconnect();
+      closeRedisConnection(connection);
     },
   };
 }

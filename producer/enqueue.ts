@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { type ConnectionOptions, Queue } from "bullmq";
+import { Cluster } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import { describeZodError, JobInput, type JobResult } from "../shared/job.ts";
-import { redisConnection } from "../shared/redis.ts";
+import { closeRedisConnection, type RedisConnection, redisConnection } from "../shared/redis.ts";
 
 export const JOB_NAME = "transform";
 /** Workers refuse larger payloads by default (MAX_JOB_BYTES); producers check first. */
@@ -13,7 +14,7 @@ export class InvalidJobError extends Error {
 }
 
 export interface QueueSettings {
-  connection: ConnectionOptions;
+  connection: ConnectionOptions | RedisConnection;
   queueName: string;
   prefix: string;
   attempts: number;
@@ -32,7 +33,7 @@ export function queueSettings(config: Config): QueueSettings {
 
 /** The queue jobs go to, with the retry policy resume depends on as its default job options. */
 export function transformQueue(settings: QueueSettings): Queue<unknown, JobResult> {
-  return new Queue<unknown, JobResult>(settings.queueName, {
+  const queue = new Queue<unknown, JobResult>(settings.queueName, {
     connection: settings.connection,
     prefix: settings.prefix,
     defaultJobOptions: {
@@ -42,6 +43,17 @@ export function transformQueue(settings: QueueSettings): Queue<unknown, JobResul
       removeOnFail: { count: 10_000 },
     },
   });
+  const { connection } = settings;
+  if (connection instanceof Cluster) {
+    // BullMQ leaves a cluster client it was given open: this queue's settings made it, so the
+    // queue closes it.
+    const close = queue.close.bind(queue);
+    queue.close = async () => {
+      await close();
+      closeRedisConnection(connection);
+    };
+  }
+  return queue;
 }
 
 /** Checks a job payload against the contract; throws InvalidJobError naming each bad field. */

@@ -1,3 +1,4 @@
+import { Cluster, Redis } from "ioredis";
 import type { Config } from "./config.ts";
 
 /** Connection options both ioredis and BullMQ accept. */
@@ -11,8 +12,13 @@ export interface RedisConnectionOptions {
   maxRetriesPerRequest: null;
 }
 
+/** One Redis (options), or a Redis Cluster (a client: BullMQ takes a cluster only as one). */
+export type RedisConnection = RedisConnectionOptions | Cluster;
+
+type RedisConfig = Pick<Config, "REDIS_URL" | "REDIS_CLUSTER_NODES">;
+
 /** From REDIS_URL: AUTH (user and password in the URL) and TLS (`rediss://`) included. */
-export function redisConnection(config: Pick<Config, "REDIS_URL">): RedisConnectionOptions {
+export function redisConnectionOptions(config: Pick<Config, "REDIS_URL">): RedisConnectionOptions {
   const url = new URL(config.REDIS_URL);
   const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
   return {
@@ -25,4 +31,30 @@ export function redisConnection(config: Pick<Config, "REDIS_URL">): RedisConnect
     // BullMQ workers block on Redis; retries must not give up while Redis restarts.
     maxRetriesPerRequest: null,
   };
+}
+
+/**
+ * What queues, workers and our own commands connect with. A cluster client is shared by the
+ * BullMQ objects given it (they duplicate it for blocking reads); its owner quits it
+ * (closeRedisConnection) after closing them.
+ */
+export function redisConnection(config: RedisConfig): RedisConnection {
+  const options = redisConnectionOptions(config);
+  if (!config.REDIS_CLUSTER_NODES) return options;
+  const { host: _host, port: _port, db: _db, ...redisOptions } = options;
+  const nodes = config.REDIS_CLUSTER_NODES.split(",").map((node) => {
+    const at = node.lastIndexOf(":");
+    return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
+  });
+  return new Cluster(nodes, { redisOptions });
+}
+
+/** A client for commands of our own (checkpoint writes, readiness probes). */
+export function redisClient(connection: RedisConnection): Redis | Cluster {
+  return connection instanceof Cluster ? connection : new Redis(connection);
+}
+
+/** Closes a connection made by redisConnection (options hold nothing open). */
+export function closeRedisConnection(connection: RedisConnection): void {
+  if (connection instanceof Cluster) connection.disconnect();
 }

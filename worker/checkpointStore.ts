@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Checkpoint, JobData } from "../shared/job.ts";
 
 // The checkpoint store: writes the job's data, checkpoint included, back to the job in Redis.
@@ -40,7 +40,7 @@ export interface JobKeys {
 }
 
 export class CheckpointStore {
-  readonly #redis: Redis;
+  readonly #redis: Redis | Cluster;
   readonly #keys: JobKeys;
   readonly #data: Omit<JobData, "checkpoint">;
   #checkpoint: Checkpoint;
@@ -48,7 +48,7 @@ export class CheckpointStore {
   #loop: Promise<void> | null = null;
 
   constructor(
-    redis: Redis,
+    redis: Redis | Cluster,
     keys: JobKeys,
     data: Omit<JobData, "checkpoint">,
     checkpoint: Checkpoint,

@@ -1,6 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { type Job, UnrecoverableError, WaitingError } from "bullmq";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import {
   type Checkpoint,
@@ -23,7 +23,7 @@ import type { WorkerMetrics } from "./workerMetrics.ts";
 export interface ProcessorDeps {
   s3: S3Client;
   /** A connection of the worker's own for fenced checkpoint writes. */
-  redis: Redis;
+  redis: Redis | Cluster;
   config: Config;
   log: Logger;
   /** Aborted when the worker shuts down. */

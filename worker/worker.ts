@@ -1,9 +1,8 @@
 import { Worker } from "bullmq";
-import { Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import type { JobResult } from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
-import { redisConnection } from "../shared/redis.ts";
+import { redisClient, redisConnection } from "../shared/redis.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { createProcessor } from "./processor.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
@@ -20,7 +19,7 @@ export interface RunningWorker {
 export async function startWorker(config: Config, log: Logger): Promise<RunningWorker> {
   const connection = redisConnection(config);
   const s3 = createS3Client(config);
-  const redis = new Redis(connection);
+  const redis = redisClient(connection);
   const drain = new AbortController();
   const metrics = config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics();
   const metricsServer = metrics

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 // A worker's own health and metrics endpoint (WORKER_METRICS_PORT): liveness, readiness (Redis
@@ -53,7 +53,7 @@ export function createWorkerMetrics(): WorkerMetrics {
 export function serveWorkerMetrics(
   port: number,
   metrics: WorkerMetrics,
-  redis: Redis,
+  redis: Redis | Cluster,
 ): Promise<Server> {
   const server = createServer((request, response) => {
     const reply = (status: number, body: string, type = "application/json") => {

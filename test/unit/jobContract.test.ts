@@ -101,5 +101,15 @@ describe("configuration", () => {
     expect(both).toThrow(/PART_SIZE="1000": Too small/);
     expect(both).toThrow(/S3_CHECKSUMS="always": Invalid option/);
     expect(() => loadConfig({ REDIS_URL: "localhost:6379" })).toThrow(/REDIS_URL/);
+    const nodes = "127.0.0.1:7000,127.0.0.1:7001";
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: nodes })).toThrow(
+      /QUEUE_PREFIX="": must contain a hash tag like \{s3csv\}/,
+    );
+    expect(loadConfig({ REDIS_CLUSTER_NODES: nodes, QUEUE_PREFIX: "{s3csv}" })).toMatchObject({
+      QUEUE_PREFIX: "{s3csv}",
+    });
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: "127.0.0.1" })).toThrow(
+      /REDIS_CLUSTER_NODES="127.0.0.1": must be host:port,host:port/,
+    );
   });
 });
