@@ -20,6 +20,8 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
   const connection = redisConnection(config);
   const s3 = createS3Client(config);
   const redis = redisClient(connection);
+  // ioredis reconnects by itself; without a listener it would print each error as unhandled.
+  redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
   const drain = new AbortController();
   const metrics = config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics();
   const metricsServer = metrics
