@@ -66,13 +66,16 @@ describe("faults and chaos", () => {
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
   }
 
-  it("survives bursts of S3 503 SlowDown (SDK retries, then a job retry that resumes)", async () => {
+  it("survives bursts of S3 500 InternalError and 503 SlowDown (SDK retries, then a job retry that resumes)", async () => {
     const w = start();
     let injected = 0;
-    stack.s3Server.beforeRequest = (r) =>
-      isPart(r, "faults/slowdown.csv") && r.query.partNumber === "2" && injected++ < 6
-        ? { status: 503, code: "SlowDown" }
-        : undefined;
+    stack.s3Server.beforeRequest = (r) => {
+      if (!isPart(r, "faults/slowdown.csv") || r.query.partNumber !== "2" || injected++ >= 6)
+        return undefined;
+      return injected % 2
+        ? { status: 500, code: "InternalError" }
+        : { status: 503, code: "SlowDown" };
+    };
     const id = await enqueueTransform(job("faults/in.csv", "faults/slowdown.csv", peopleSchema), {
       queue,
     });
