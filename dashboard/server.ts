@@ -3,9 +3,8 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import { Queue, QueueEvents } from "bullmq";
 import Fastify, { type FastifyInstance } from "fastify";
-import { Cluster, Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import { closeRedisConnection, redisConnection } from "../shared/redis.ts";
+import { closeRedisConnection, redisClient, redisConnection } from "../shared/redis.ts";
 import { basicAuthChecker } from "./basicAuth.ts";
 import { createMetrics } from "./metrics.ts";
 
@@ -37,10 +36,7 @@ export async function createDashboard({
   const connection = redisConnection(config);
   const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
   const events = new QueueEvents(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
-  const probe =
-    connection instanceof Cluster
-      ? connection
-      : new Redis({ ...connection, maxRetriesPerRequest: 1, lazyConnect: true });
+  const probe = redisClient(connection, { maxRetriesPerRequest: 1, lazyConnect: true });
   probe.on("error", () => {});
   const registry = createMetrics(queue, events);
 

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type ConnectionOptions, Queue } from "bullmq";
+import { type ConnectionOptions, Queue, type QueueOptions } from "bullmq";
 import { Cluster } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import { describeZodError, JobInput, type JobResult } from "../shared/job.ts";
@@ -31,9 +31,27 @@ export function queueSettings(config: Config): QueueSettings {
   };
 }
 
+/**
+ * A queue that closes the Redis Cluster client its settings made: BullMQ leaves a client it was
+ * given open, and nothing else holds this one.
+ */
+class SettingsQueue extends Queue<unknown, JobResult> {
+  readonly #connection: QueueSettings["connection"];
+
+  constructor(settings: QueueSettings, options: QueueOptions) {
+    super(settings.queueName, options);
+    this.#connection = settings.connection;
+  }
+
+  override async close(): Promise<void> {
+    await super.close();
+    if (this.#connection instanceof Cluster) closeRedisConnection(this.#connection);
+  }
+}
+
 /** The queue jobs go to, with the retry policy resume depends on as its default job options. */
 export function transformQueue(settings: QueueSettings): Queue<unknown, JobResult> {
-  const queue = new Queue<unknown, JobResult>(settings.queueName, {
+  return new SettingsQueue(settings, {
     connection: settings.connection,
     prefix: settings.prefix,
     defaultJobOptions: {
@@ -43,17 +61,6 @@ export function transformQueue(settings: QueueSettings): Queue<unknown, JobResul
       removeOnFail: { count: 10_000 },
     },
   });
-  const { connection } = settings;
-  if (connection instanceof Cluster) {
-    // BullMQ leaves a cluster client it was given open: this queue's settings made it, so the
-    // queue closes it.
-    const close = queue.close.bind(queue);
-    queue.close = async () => {
-      await close();
-      closeRedisConnection(connection);
-    };
-  }
-  return queue;
 }
 
 /** Checks a job payload against the contract; throws InvalidJobError naming each bad field. */

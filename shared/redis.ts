@@ -1,4 +1,4 @@
-import { Cluster, Redis } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Config } from "./config.ts";
 
 /** Connection options both ioredis and BullMQ accept. */
@@ -49,9 +49,15 @@ export function redisConnection(config: RedisConfig): RedisConnection {
   return new Cluster(nodes, { redisOptions });
 }
 
-/** A client for commands of our own (checkpoint writes, readiness probes). */
-export function redisClient(connection: RedisConnection): Redis | Cluster {
-  return connection instanceof Cluster ? connection : new Redis(connection);
+/**
+ * A client for commands of our own (checkpoint writes, readiness probes): a new one for one
+ * Redis (with `options` on top), the shared client for a cluster.
+ */
+export function redisClient(
+  connection: RedisConnection,
+  options: RedisOptions = {},
+): Redis | Cluster {
+  return connection instanceof Cluster ? connection : new Redis({ ...connection, ...options });
 }
 
 /** Closes a connection made by redisConnection (options hold nothing open). */

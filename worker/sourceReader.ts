@@ -105,12 +105,11 @@ export async function* readSource(
 ): AsyncGenerator<Uint8Array> {
   const until = options.until ?? Number.POSITIVE_INFINITY;
   const fromStart = pinned.gzip === true || pinned.utf16 !== undefined;
+  const [from, to] = fromStart ? [0, pinned.size] : [offset, Math.min(until, pinned.size)];
   let bytes: AsyncIterable<Uint8Array> =
-    options.opened && (fromStart || (offset === 0 && until >= pinned.size))
+    options.opened && from === 0 && to >= pinned.size
       ? options.opened
-      : fromStart
-        ? open(s3, source, pinned, 0, pinned.size, options.signal)
-        : open(s3, source, pinned, offset, Math.min(until, pinned.size), options.signal);
+      : open(s3, source, pinned, from, to, options.signal);
   if (pinned.gzip) bytes = gunzipped(bytes, source);
   if (pinned.utf16) bytes = utf16ToUtf8(bytes, pinned.utf16);
   else if (options.detectUtf16 && (fromStart || offset === 0)) {
