@@ -7,7 +7,7 @@ import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { queueFor, runCli } from "./helpers.ts";
+import { enqueueArgs, queueFor, runCli } from "./helpers.ts";
 
 // Enqueueing at volume from the CLI: every object under a prefix, a manifest, deduplication,
 // priorities and delays.
@@ -93,13 +93,7 @@ describe("s3csv enqueue in bulk", () => {
   it("passes priority and delay through", async () => {
     const run = await runCli(
       [
-        "enqueue",
-        "--source",
-        `s3://${BUCKET}/bulk/other.csv`,
-        "--dest",
-        `s3://${BUCKET}/bulk/later.csv`,
-        "--schema",
-        schemaFile,
+        ...enqueueArgs("bulk/other.csv", "bulk/later.csv", schemaFile),
         "--delay",
         "600000",
         "--priority",

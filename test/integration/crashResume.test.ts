@@ -6,7 +6,7 @@ import { enqueueTransform } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { Checkpoint, JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
-import type { SeenRequest } from "../support/s3Server.ts";
+import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
 import { eventually, job, queueFor, run } from "./helpers.ts";
@@ -151,12 +151,6 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     await stack?.stop();
   });
 
-  const isPart = (r: SeenRequest, key: string, part?: number) =>
-    r.method === "PUT" &&
-    r.query.uploadId !== undefined &&
-    r.url.includes(`/${key}?`) &&
-    (part === undefined || Number(r.query.partNumber) >= part);
-
   const hold = () =>
     new Promise<void>((resolve) => {
       held.push(resolve);
@@ -166,6 +160,16 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const j = await queue.getJob(jobId);
     return (j?.data as { checkpoint?: Checkpoint } | undefined)?.checkpoint;
   }
+
+  /** An arm for crashAndResume: parts after `done` are held; the worker dies once `done` are checkpointed. */
+  const killAfterParts =
+    (done: number) =>
+    ({ jobId, kill, key }: { jobId: () => string; kill: () => Promise<void>; key: string }) => {
+      stack.s3Server.beforeRequest = (r) => (isPartUpload(r, key, done + 1) ? hold() : undefined);
+      void eventually(async () =>
+        (await checkpointOf(jobId()))?.output.parts.length === done ? true : undefined,
+      ).then(kill);
+    };
 
   /** Runs the job on a worker that is killed by `arm`, then lets a second worker finish it. */
   async function crashAndResume(
@@ -221,7 +225,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
       const done = atKill?.[which].parts ?? [];
       for (const part of done) {
         const uploads = requests.filter(
-          (r) => isPart(r, target) && Number(r.query.partNumber) === part.PartNumber,
+          (r) => isPartUpload(r, target) && Number(r.query.partNumber) === part.PartNumber,
         );
         expect(uploads.length, `${which} part ${part.PartNumber} uploaded once`).toBe(1);
       }
@@ -230,12 +234,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   }
 
   it("(a) right after a part's checkpoint", async () => {
-    const { atKill } = await crashAndResume("crash-a", ({ jobId, kill, key }) => {
-      stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
-      void eventually(async () =>
-        (await checkpointOf(jobId()))?.output.parts.length === 1 ? true : undefined,
-      ).then(kill);
-    });
+    const { atKill } = await crashAndResume("crash-a", killAfterParts(1));
     expect(atKill?.output.parts.length).toBe(1);
     expect(atKill?.output.mark.offset).toBeGreaterThan(0);
   });
@@ -243,13 +242,13 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   it("(b) in the middle of a part: stored by S3, its response never seen", async () => {
     const { requests, atKill } = await crashAndResume("crash-b", ({ kill, key }) => {
       stack.s3Server.beforeResponse = async (r) => {
-        if (isPart(r, key, 2) && Number(r.query.partNumber) === 2) await kill();
+        if (isPartUpload(r, key, 2) && Number(r.query.partNumber) === 2) await kill();
       };
     });
     expect(atKill?.output.parts.map((p) => p.PartNumber)).toEqual([1]);
     // Part 2 was in flight: it is uploaded again, and nothing before it.
     const part2 = requests.filter(
-      (r) => isPart(r, "crash-b/out.csv") && r.query.partNumber === "2",
+      (r) => isPartUpload(r, "crash-b/out.csv") && r.query.partNumber === "2",
     );
     expect(part2.length).toBe(2);
   });
@@ -265,7 +264,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
 
   it("(d) right after CreateMultipartUpload", async () => {
     const { atKill } = await crashAndResume("crash-d", ({ jobId, kill, key }) => {
-      stack.s3Server.beforeRequest = (r) => (isPart(r, key) ? hold() : undefined);
+      stack.s3Server.beforeRequest = (r) => (isPartUpload(r, key) ? hold() : undefined);
       void eventually(async () =>
         (await checkpointOf(jobId()))?.output.uploadId ? true : undefined,
       ).then(kill);
@@ -277,12 +276,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   it("(e) a small reject report rides in the checkpoint, so resume re-reads only what followed it", async () => {
     const { atKill, requests, jobId } = await crashAndResume(
       "crash-e",
-      ({ jobId, kill, key }) => {
-        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
-        void eventually(async () =>
-          (await checkpointOf(jobId()))?.output.parts.length === 2 ? true : undefined,
-        ).then(kill);
-      },
+      killAfterParts(2),
       FEW_REJECTS,
       () => cleanFew as Clean,
     );
@@ -306,12 +300,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   it("(f) unique ids stay unique across a resume: the rows before it are replayed", async () => {
     const { atKill, result } = await crashAndResume(
       "crash-f",
-      ({ jobId, kill, key }) => {
-        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
-        void eventually(async () =>
-          (await checkpointOf(jobId()))?.output.parts.length === 1 ? true : undefined,
-        ).then(kill);
-      },
+      killAfterParts(1),
       DUPLICATES,
       () => cleanUnique as Clean,
       uniqueSchema,
@@ -325,12 +314,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   it("(g) a gzip source resumes by decompressing from the start and skipping to the checkpoint", async () => {
     const { atKill, requests } = await crashAndResume(
       "crash-g",
-      ({ jobId, kill, key }) => {
-        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
-        void eventually(async () =>
-          (await checkpointOf(jobId()))?.output.parts.length === 2 ? true : undefined,
-        ).then(kill);
-      },
+      killAfterParts(2),
       GZIPPED,
       () => cleanFew as Clean,
     );
@@ -345,12 +329,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   it("(h) a UTF-16 source resumes by transcoding from the start, exact output", async () => {
     const { atKill, requests } = await crashAndResume(
       "crash-h",
-      ({ jobId, kill, key }) => {
-        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 3) ? hold() : undefined);
-        void eventually(async () =>
-          (await checkpointOf(jobId()))?.output.parts.length === 2 ? true : undefined,
-        ).then(kill);
-      },
+      killAfterParts(2),
       UTF16,
       () => cleanUtf16 as Clean,
     );
@@ -364,12 +343,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
   it("(i) gzip output: parts of whole gzip members, the same bytes after a resume", async () => {
     const { atKill } = await crashAndResume(
       "crash-i",
-      ({ jobId, kill, key }) => {
-        stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
-        void eventually(async () =>
-          (await checkpointOf(jobId()))?.output.parts.length === 1 ? true : undefined,
-        ).then(kill);
-      },
+      killAfterParts(1),
       NOISY,
       () => cleanGz as Clean,
       peopleSchema,
@@ -387,7 +361,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     await stack.put("changed/in.csv", peopleData({ rows: 130_000, invalidEvery: 2, pad: 120 }).csv);
     const first = startWorker();
     let killed = false;
-    stack.s3Server.beforeRequest = (r) => (isPart(r, key, 2) ? hold() : undefined);
+    stack.s3Server.beforeRequest = (r) => (isPartUpload(r, key, 2) ? hold() : undefined);
     const jobId = await enqueueTransform(job("changed/in.csv", key, peopleSchema), { queue });
     await eventually(async () =>
       (await checkpointOf(jobId))?.output.parts.length === 1 ? true : undefined,

@@ -5,7 +5,7 @@ import { enqueueTransform, enqueueTransforms } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { Checkpoint, JobResult } from "../../shared/job.ts";
 import { type PeopleData, peopleData, peopleSchema } from "../support/peopleData.ts";
-import type { SeenRequest } from "../support/s3Server.ts";
+import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
 import { eventually, job, queueFor } from "./helpers.ts";
@@ -57,9 +57,6 @@ describe("faults and chaos", () => {
     await stack?.stop();
   });
 
-  const isPart = (r: SeenRequest, key: string) =>
-    r.method === "PUT" && r.url.includes(`/${key}?`) && !!r.query.uploadId;
-
   async function expectExact(key: string, result: JobResult): Promise<void> {
     expect((await stack.get(key)).equals(data.expectedOutput)).toBe(true);
     expect(result.rows.read).toBe(70_000);
@@ -70,7 +67,7 @@ describe("faults and chaos", () => {
     const w = start();
     let injected = 0;
     stack.s3Server.beforeRequest = (r) => {
-      if (!isPart(r, "faults/slowdown.csv") || r.query.partNumber !== "2" || injected++ >= 6)
+      if (!isPartUpload(r, "faults/slowdown.csv") || r.query.partNumber !== "2" || injected++ >= 6)
         return undefined;
       return injected % 2
         ? { status: 500, code: "InternalError" }
@@ -90,7 +87,7 @@ describe("faults and chaos", () => {
     const w = start();
     let resets = 0;
     stack.s3Server.beforeRequest = (r) =>
-      isPart(r, "faults/reset.csv") && resets++ < 2 ? "reset" : undefined;
+      isPartUpload(r, "faults/reset.csv") && resets++ < 2 ? "reset" : undefined;
     const id = await enqueueTransform(job("faults/in.csv", "faults/reset.csv", peopleSchema), {
       queue,
     });

@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Queue } from "bullmq";
 import { enqueueTransform, queueSettings, transformQueue } from "../../producer/enqueue.ts";
@@ -7,6 +10,26 @@ import type { JobResult } from "../../shared/job.ts";
 import { BUCKET, type Stack } from "../support/stack.ts";
 
 export const CLI = fileURLToPath(new URL("../../bin/main.ts", import.meta.url));
+
+/** Writes a schema to a temporary file, for `--schema`. */
+export async function writeSchemaFile(name: string, schema: unknown): Promise<string> {
+  const path = join(tmpdir(), `${name}-${process.pid}.json`);
+  await writeFile(path, JSON.stringify(schema));
+  return path;
+}
+
+/** `s3csv enqueue` from one key of the test bucket to another, judged by a schema file. */
+export function enqueueArgs(source: string, dest: string, schemaFile: string): string[] {
+  return [
+    "enqueue",
+    "--source",
+    `s3://${BUCKET}/${source}`,
+    "--dest",
+    `s3://${BUCKET}/${dest}`,
+    "--schema",
+    schemaFile,
+  ];
+}
 
 export function queueFor(stack: Stack): Queue<unknown, JobResult> {
   return transformQueue(queueSettings(stack.config));

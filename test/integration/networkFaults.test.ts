@@ -4,6 +4,7 @@ import { enqueueTransform } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { Checkpoint, JobResult } from "../../shared/job.ts";
 import { type PeopleData, peopleData, peopleSchema } from "../support/peopleData.ts";
+import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcpProxy.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
@@ -90,14 +91,13 @@ describe("network faults through a TCP proxy", () => {
     const key = "net/s3-faults.csv";
     const partRequests = (n: number) =>
       stack.s3Server.requests.filter(
-        (r) => r.method === "PUT" && r.url.includes(`/${key}?`) && r.query.partNumber === String(n),
+        (r) => isPartUpload(r, key) && r.query.partNumber === String(n),
       ).length;
     // The server sits on the first request for parts 1 and 2 (the output has 2), so each is in
     // flight through the proxy when the network breaks under it.
     const held: Array<() => void> = [];
     stack.s3Server.beforeRequest = (r) =>
-      r.method === "PUT" &&
-      r.url.includes(`/${key}?`) &&
+      isPartUpload(r, key) &&
       (r.query.partNumber === "1" || r.query.partNumber === "2") &&
       partRequests(Number(r.query.partNumber)) === 1
         ? new Promise<void>((resolve) => held.push(resolve))

@@ -1,13 +1,10 @@
-import { writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { job, queueFor, run, runCli } from "./helpers.ts";
+import { enqueueArgs, job, queueFor, run, runCli, writeSchemaFile } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 
@@ -30,20 +27,9 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
   it("enqueues from the CLI, waits, and writes the exact output and reject report", async () => {
     const data = peopleData({ rows: 500, invalidEvery: 7, newline: "\r\n" });
     await stack.put("cli/in.csv", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), data.csv]));
-    const schemaFile = join(tmpdir(), `people-${process.pid}.json`);
-    await writeFile(schemaFile, JSON.stringify(peopleSchema));
+    const schemaFile = await writeSchemaFile("people", peopleSchema);
     const cli = await runCli(
-      [
-        "enqueue",
-        "--source",
-        `s3://${BUCKET}/cli/in.csv`,
-        "--dest",
-        `s3://${BUCKET}/cli/out.csv`,
-        "--schema",
-        schemaFile,
-        "--wait",
-        "--json",
-      ],
+      [...enqueueArgs("cli/in.csv", "cli/out.csv", schemaFile), "--wait", "--json"],
       stack.env,
     );
     expect(cli.stderr).toBe("");
@@ -64,28 +50,16 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
   });
 
   it("refuses a bad payload at enqueue, naming the field, before touching Redis", async () => {
-    const schemaFile = join(tmpdir(), `bad-schema-${process.pid}.json`);
-    await writeFile(
-      schemaFile,
-      JSON.stringify({
-        fields: [
-          { name: "id", type: "integer", constraints: { minimum: "x" } },
-          { name: "n", type: "numbr" },
-        ],
-      }),
-    );
-    const cli = await runCli(
-      [
-        "enqueue",
-        "--source",
-        `s3://${BUCKET}/a.csv`,
-        "--dest",
-        `s3://${BUCKET}/b.csv`,
-        "--schema",
-        schemaFile,
+    const schemaFile = await writeSchemaFile("bad-schema", {
+      fields: [
+        { name: "id", type: "integer", constraints: { minimum: "x" } },
+        { name: "n", type: "numbr" },
       ],
-      { ...stack.env, REDIS_URL: "redis://127.0.0.1:1" },
-    );
+    });
+    const cli = await runCli(enqueueArgs("a.csv", "b.csv", schemaFile), {
+      ...stack.env,
+      REDIS_URL: "redis://127.0.0.1:1",
+    });
     expect(cli.code).toBe(2);
     expect(cli.stderr).toContain("schema.fields.1.type");
     const noDest = await runCli(

@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../dev/redisServer.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
-import { BUCKET, type Stack, startStack } from "../support/stack.ts";
+import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, runCli } from "./helpers.ts";
+import { enqueueArgs, eventually, runCli, writeSchemaFile } from "./helpers.ts";
 
 // Workers and producers against a Redis Cluster of three masters (started here with
 // `redis-server --cluster-enabled yes` and `redis-cli --cluster create`), the queue prefix
@@ -90,18 +90,11 @@ describe("Redis Cluster", () => {
     const small = peopleData({ rows: 50, invalidEvery: 7 });
     await stack.put("cluster/big.csv", big.csv);
     await stack.put("cluster/small.csv", small.csv);
-    const schemaFile = join(tmpdir(), `cluster-schema-${process.pid}.json`);
-    await writeFile(schemaFile, JSON.stringify(peopleSchema));
+    const schemaFile = await writeSchemaFile("cluster-schema", peopleSchema);
     const enqueue = (name: string) =>
       runCli(
         [
-          "enqueue",
-          "--source",
-          `s3://${BUCKET}/cluster/${name}.csv`,
-          "--dest",
-          `s3://${BUCKET}/cluster/${name}.out.csv`,
-          "--schema",
-          schemaFile,
+          ...enqueueArgs(`cluster/${name}.csv`, `cluster/${name}.out.csv`, schemaFile),
           "--wait",
           "--json",
         ],

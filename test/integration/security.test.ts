@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +12,16 @@ import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { CLI, eventually, job, queueFor, run, runCli } from "./helpers.ts";
+import {
+  CLI,
+  enqueueArgs,
+  eventually,
+  job,
+  queueFor,
+  run,
+  runCli,
+  writeSchemaFile,
+} from "./helpers.ts";
 
 // Least privilege and hostile cells: allowlists checked before any S3 call, spreadsheet
 // formulas neutralized on request, payload limits, and credentials that never reach a log or
@@ -83,20 +92,11 @@ describe("security", () => {
       type: "string",
       description: "x".repeat(100),
     }));
-    const schemaFile = `/tmp/s3csv-big-schema-${process.pid}.json`;
-    await writeFile(schemaFile, JSON.stringify({ fields }));
-    const cli = await runCli(
-      [
-        "enqueue",
-        "--source",
-        `s3://${BUCKET}/in/a.csv`,
-        "--dest",
-        `s3://${BUCKET}/out/a.csv`,
-        "--schema",
-        schemaFile,
-      ],
-      { ...stack.env, MAX_JOB_BYTES: "4096" },
-    );
+    const schemaFile = await writeSchemaFile("big-schema", { fields });
+    const cli = await runCli(enqueueArgs("in/a.csv", "out/a.csv", schemaFile), {
+      ...stack.env,
+      MAX_JOB_BYTES: "4096",
+    });
     expect(cli.code).toBe(2);
     expect(cli.stderr).toMatch(/bytes of JSON, more than MAX_JOB_BYTES \(4096\)/);
   });
@@ -250,20 +250,9 @@ describe("Redis TLS (rediss://)", () => {
     const worker = spawnWorker(env);
     try {
       await stack.put("tls/in.csv", peopleData({ rows: 40, invalidEvery: 5 }).csv);
-      const schemaFile = join(tmpdir(), `tls-schema-${process.pid}.json`);
-      await writeFile(schemaFile, JSON.stringify(peopleSchema));
+      const schemaFile = await writeSchemaFile("tls-schema", peopleSchema);
       const cli = await runCli(
-        [
-          "enqueue",
-          "--source",
-          `s3://${BUCKET}/tls/in.csv`,
-          "--dest",
-          `s3://${BUCKET}/tls/out.csv`,
-          "--schema",
-          schemaFile,
-          "--wait",
-          "--json",
-        ],
+        [...enqueueArgs("tls/in.csv", "tls/out.csv", schemaFile), "--wait", "--json"],
         env,
       );
       expect(cli.stderr).toBe("");

@@ -44,6 +44,16 @@ export interface TestS3Server {
   stop(): Promise<void>;
 }
 
+/** A request that uploads a part of `key` (part `from` or a later one, when given). */
+export function isPartUpload(r: SeenRequest, key: string, from?: number): boolean {
+  return (
+    r.method === "PUT" &&
+    r.query.uploadId !== undefined &&
+    r.url.includes(`/${key}?`) &&
+    (from === undefined || Number(r.query.partNumber) >= from)
+  );
+}
+
 async function fauxqsModule<T>(path: string): Promise<T> {
   // The package exports only its entry point; its stores live beside it.
   return (await import(
