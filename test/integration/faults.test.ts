@@ -8,7 +8,7 @@ import { type PeopleData, peopleData, peopleSchema } from "../support/peopleData
 import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor } from "./helpers.ts";
+import { eventually, job, queueFor, run } from "./helpers.ts";
 
 // Faults on the way to S3 and Redis (injected by the test's S3 server, and by stopping the
 // test's redis-server), and a bounded chaos soak. Each job must complete with exact output,
@@ -88,10 +88,10 @@ describe("faults and chaos", () => {
     let resets = 0;
     stack.s3Server.beforeRequest = (r) =>
       isPartUpload(r, "faults/reset.csv") && resets++ < 2 ? "reset" : undefined;
-    const id = await enqueueTransform(job("faults/in.csv", "faults/reset.csv", peopleSchema), {
-      queue,
-    });
-    await expectExact("faults/reset.csv", await waitForResult(queue, id, { timeoutMs: 60_000 }));
+    await expectExact(
+      "faults/reset.csv",
+      await run(queue, job("faults/in.csv", "faults/reset.csv", peopleSchema)),
+    );
     expect(resets).toBeGreaterThanOrEqual(2);
     expect(alive(w)).toBe(true);
   });
@@ -103,10 +103,10 @@ describe("faults and chaos", () => {
       r.method === "GET" && r.url.includes("/faults/in.csv") && stalls++ === 0
         ? new Promise<void>((resolve) => held.push(resolve))
         : undefined;
-    const id = await enqueueTransform(job("faults/in.csv", "faults/stall.csv", peopleSchema), {
-      queue,
-    });
-    await expectExact("faults/stall.csv", await waitForResult(queue, id, { timeoutMs: 60_000 }));
+    await expectExact(
+      "faults/stall.csv",
+      await run(queue, job("faults/in.csv", "faults/stall.csv", peopleSchema)),
+    );
     expect(stalls).toBeGreaterThanOrEqual(2);
     expect(alive(w)).toBe(true);
   });
