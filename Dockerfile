@@ -18,5 +18,6 @@ COPY producer ./producer
 COPY dev ./dev
 COPY examples ./examples
 USER node
-ENTRYPOINT ["node", "bin/main.ts"]
+# The launcher adds the V8 heap settings the workers are measured with.
+ENTRYPOINT ["bin/s3csv"]
 CMD ["worker"]

@@ -105,7 +105,8 @@ interface Worker {
 }
 
 async function startWorker(env: NodeJS.ProcessEnv): Promise<Worker> {
-  const child = spawn(node, [here("../bin/main.ts"), "worker"], {
+  // The command users run: its launcher adds the worker's V8 heap settings.
+  const child = spawn(here("../bin/s3csv"), ["worker"], {
     env: { ...env, LOG_LEVEL: "info", NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? "" },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-// Workers run as real processes, so that a crash test can SIGKILL one.
+// Workers run as real processes, started by the s3csv command users run (its launcher execs
+// Node with the worker's V8 settings), so that a crash test can SIGKILL one.
 
-const CLI = fileURLToPath(new URL("../../bin/main.ts", import.meta.url));
+const S3CSV = fileURLToPath(new URL("../../bin/s3csv", import.meta.url));
 
 export interface WorkerProcess {
   child: ChildProcess;
@@ -12,7 +13,7 @@ export interface WorkerProcess {
 }
 
 export function spawnWorker(env: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv = {}): WorkerProcess {
-  const child = spawn(process.execPath, [CLI, "worker"], {
+  const child = spawn(S3CSV, ["worker"], {
     env: { ...env, ...extra },
     stdio: ["ignore", "pipe", "pipe"],
   });

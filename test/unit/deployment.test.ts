@@ -81,7 +81,7 @@ describe("Dockerfile", () => {
     for (const from of froms) expect(from).toMatch(/^node:24/);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
-    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "bin\/main.ts"\]/);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["bin\/s3csv"\]/);
   });
 
   it("copies every source folder the CLI imports", () => {
