@@ -79,7 +79,11 @@ export function createProcessor(deps: ProcessorDeps) {
         rest,
         start,
       );
-      await store.save(start);
+      // A first attempt has nothing durable yet: its checkpoint (the pinned source) rides with
+      // the first write that makes something durable (an UploadId, a part), so a small job
+      // costs no checkpoint write. A crash before that write leaves nothing to resume.
+      if (checkpoint) await store.save(start);
+      else store.stage(start);
       if (checkpoint) {
         jobLog.info(
           {
@@ -100,6 +104,8 @@ export function createProcessor(deps: ProcessorDeps) {
         drain,
         firstRead,
         createdAt: new Date(job.timestamp),
+        // A first attempt's checkpoint waits for its first upload, so a retry may have none.
+        retried: Boolean(checkpoint) || job.attemptsStarted > 1,
         onPartUploaded: (part: PartUploaded) => {
           metrics?.partUploaded(part.seconds, part.bytes);
           jobLog.info(

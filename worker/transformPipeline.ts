@@ -39,6 +39,8 @@ export interface PipelineInput {
   firstRead?: OpenedBody | undefined;
   /** When the job was created: uploads of its outputs older than this are not its own. */
   createdAt: Date;
+  /** An earlier attempt started: it may have created an upload no checkpoint recorded. */
+  retried: boolean;
   onPartUploaded?(part: PartUploaded): void;
 }
 
@@ -111,6 +113,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
    */
   const writeCheckpoint = async (which: Side): Promise<void> => {
     const [mine, other] = which === "output" ? [output, rejects] : [rejects, output];
+    // Until a multipart upload exists, a first attempt has made nothing a retry could resume:
+    // whole-object PUTs are simply repeated. A small job writes no checkpoint at all.
+    if (start.resumes === 0 && !output.state.uploadId && !rejects.state.uploadId) return;
     let otherState = other.state;
     const otherSide: Side = which === "output" ? "rejects" : "output";
     // Until reading passes an output's own start mark, its buffer runs ahead of the position.
@@ -137,7 +142,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
 
   try {
     await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
-    if (start.resumes > 0)
+    if (input.retried)
       await Promise.all([
         output.abortStrays(input.createdAt),
         rejects.abortStrays(input.createdAt),
