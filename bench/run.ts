@@ -8,6 +8,8 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
@@ -96,6 +98,25 @@ async function upload(s3: S3Client, key: string, body: Buffer): Promise<void> {
       MultipartUpload: { Parts: parts },
     }),
   );
+}
+
+/**
+ * Deletes every object but the throughput input and the small jobs' inputs. The S3 server keeps
+ * objects in its memory: a suite's outputs (gigabytes after the memory suite) would otherwise
+ * slow the suites after it.
+ */
+async function deleteOutputs(s3: S3Client): Promise<void> {
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, ContinuationToken: token }),
+    );
+    for (const { Key } of page.Contents ?? []) {
+      if (Key && Key !== "in.csv" && !Key.startsWith("small/"))
+        await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key }));
+    }
+    token = page.NextContinuationToken;
+  } while (token);
 }
 
 interface Worker {
@@ -253,6 +274,7 @@ try {
     out(
       `\nA/D = ${(mbps("A") / mbps("D")).toFixed(2)}, A/B = ${(mbps("A") / mbps("B")).toFixed(2)}`,
     );
+    await deleteOutputs(s3);
   }
 
   if (suites.has("memory")) {
@@ -273,6 +295,7 @@ try {
         `| ${size.toFixed(0)} MB | ${m.seconds.toFixed(1)} | ${(size / m.seconds).toFixed(1)} | ${(m.peakRss / 1e6).toFixed(0)} |`,
       );
     }
+    await deleteOutputs(s3);
   }
 
   if (suites.has("resume")) {
@@ -319,6 +342,7 @@ try {
     out(
       `| time resumed (kill, lock expiry, takeover) / uninterrupted | ${total.toFixed(1)} s / ${clean.seconds.toFixed(1)} s |`,
     );
+    await deleteOutputs(s3);
   }
 
   if (suites.has("small")) {
