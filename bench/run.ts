@@ -27,7 +27,7 @@ import { loadConfig } from "../shared/config.ts";
 import type { Checkpoint, JobResult } from "../shared/job.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { benchCsv, benchSchema } from "./dataset.ts";
-import { peakRss } from "./peakRss.ts";
+import { cpuSeconds, peakRss } from "./procStats.ts";
 
 // npm run bench: on one S3-compatible server (its own process) and one Redis, measures
 //   throughput: s3csv end to end (A) against the naive pipeline (B), lib-storage (C), a raw
@@ -59,6 +59,8 @@ const here = (path: string) => new URL(path, import.meta.url).pathname;
 
 interface Measure {
   seconds: number;
+  /** CPU seconds the measured process (the worker, or the variant) used while measured. */
+  cpu: number;
   rows: number;
   peakRss: number;
 }
@@ -122,6 +124,7 @@ async function deleteOutputs(s3: S3Client): Promise<void> {
 interface Worker {
   child: ChildProcess;
   peakRss(): number;
+  cpuSeconds(): number;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -146,6 +149,7 @@ async function startWorker(env: NodeJS.ProcessEnv): Promise<Worker> {
   return {
     child,
     peakRss: () => peakRss(child.pid as number),
+    cpuSeconds: () => cpuSeconds(child.pid as number),
     async stop(signal = "SIGTERM") {
       child.kill(signal);
       await exited;
@@ -182,13 +186,15 @@ async function s3csv(
   dest: string,
 ) {
   const worker = await startWorker(env);
+  const cpuAtStart = worker.cpuSeconds();
   const start = performance.now();
   const id = await enqueueTransform(transformJob(source, dest), { queue });
   const result = await waitForResult(queue, id);
   const seconds = (performance.now() - start) / 1000;
+  const cpu = worker.cpuSeconds() - cpuAtStart;
   const rss = worker.peakRss();
   await worker.stop();
-  return { seconds, rows: result.rows.read, peakRss: rss };
+  return { seconds, cpu, rows: result.rows.read, peakRss: rss };
 }
 
 const dir = await mkdtemp(join(tmpdir(), "s3csv-bench-"));
@@ -246,29 +252,39 @@ try {
       ],
       ["E", "s3csv parse + validate + serialize from memory", () => variant("cpu", env, "-")],
     ];
-    const results = new Map<string, Measure[]>();
+    // The S3 server's CPU while each variant runs: both share the machine's cores.
+    const results = new Map<string, Array<Measure & { serverCpu: number }>>();
     for (let run = 0; run < runs; run++) {
       for (const [id, , measure] of variants) {
-        const m = await measure();
+        const serverAtStart = cpuSeconds(s3Server.pid as number);
+        const m = { ...(await measure()), serverCpu: 0 };
+        m.serverCpu = cpuSeconds(s3Server.pid as number) - serverAtStart;
         results.set(id, [...(results.get(id) ?? []), m]);
         say(`run ${run + 1} ${id}: ${m.seconds.toFixed(2)} s`);
       }
     }
     const median3 = (id: string) => {
       const ms = results.get(id) ?? [];
-      return { seconds: median(ms.map((m) => m.seconds)), rss: median(ms.map((m) => m.peakRss)) };
+      return {
+        seconds: median(ms.map((m) => m.seconds)),
+        rss: median(ms.map((m) => m.peakRss)),
+        cpu: median(ms.map((m) => m.cpu)),
+        serverCpu: median(ms.map((m) => m.serverCpu)),
+      };
     };
     const rows = median((results.get("E") ?? []).map((m) => m.rows));
     const mbps = (id: string) => mb / median3(id).seconds;
     out(
       `\n### Throughput: ${mb.toFixed(1)} MB, ${rows.toLocaleString("en")} rows, 10 columns; median of ${runs}\n`,
     );
-    out("| variant | what | MB/s | rows/s | peak RSS (MB) |");
-    out("| --- | --- | ---: | ---: | ---: |");
+    out(
+      "| variant | what | MB/s | rows/s | peak RSS (MB) | CPU s, measured process | CPU s, S3 server |",
+    );
+    out("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for (const [id, what] of variants) {
       const m = median3(id);
       out(
-        `| ${id} | ${what} | ${mbps(id).toFixed(1)} | ${Math.round(rows / m.seconds).toLocaleString("en")} | ${(m.rss / 1e6).toFixed(0)} |`,
+        `| ${id} | ${what} | ${mbps(id).toFixed(1)} | ${Math.round(rows / m.seconds).toLocaleString("en")} | ${(m.rss / 1e6).toFixed(0)} | ${m.cpu.toFixed(1)} | ${m.serverCpu.toFixed(1)} |`,
       );
     }
     out(

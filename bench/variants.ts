@@ -16,7 +16,7 @@ import { formatRow } from "../worker/csvWriter.ts";
 import { RowParser } from "../worker/rowParser.ts";
 import { compileTableSchema } from "../worker/validatorCompiler.ts";
 import { benchCsv, benchSchema } from "./dataset.ts";
-import { peakRss } from "./peakRss.ts";
+import { cpuSeconds, peakRss } from "./procStats.ts";
 
 // The comparison variants, each run as its own process by bench/run.ts:
 //   naive      (B) the original story's pipeline: papaparse header mode, a zod object schema,
@@ -24,7 +24,7 @@ import { peakRss } from "./peakRss.ts";
 //   lib-storage (C) @aws-sdk/lib-storage Upload fed by the same parse/validate code
 //   raw-copy   (D) GetObject stream -> multipart upload, no parsing: the I/O limit
 //   cpu        (E) s3csv's framer, parser, validator and writer from memory, no I/O
-// Each prints one JSON line: { seconds, rows, peakRss }.
+// Each prints one JSON line: { seconds, cpu, rows, peakRss } (cpu: CPU seconds while measured).
 
 const [variant, bucket, source, dest, sizeArg] = process.argv.slice(2) as [
   string,
@@ -190,12 +190,15 @@ function cpu(counter: { rows: number }, csv: Buffer): number {
 
 const counter = { rows: 0 };
 let seconds: number;
+let cpuAtStart: number;
 if (variant === "cpu") {
   const csv = benchCsv(Number(sizeArg));
+  cpuAtStart = cpuSeconds();
   const start = performance.now();
   cpu(counter, csv);
   seconds = (performance.now() - start) / 1000;
 } else {
+  cpuAtStart = cpuSeconds();
   const start = performance.now();
   if (variant === "naive") await naive(counter);
   else if (variant === "lib-storage") await libStorage(counter);
@@ -204,4 +207,5 @@ if (variant === "cpu") {
   seconds = (performance.now() - start) / 1000;
 }
 s3.destroy();
-process.stdout.write(`${JSON.stringify({ seconds, rows: counter.rows, peakRss: peakRss() })}\n`);
+const used = { seconds, cpu: cpuSeconds() - cpuAtStart, rows: counter.rows, peakRss: peakRss() };
+process.stdout.write(`${JSON.stringify(used)}\n`);
