@@ -60,7 +60,7 @@ export async function startStack(
   const s3 = createS3Client(config, {
     credentials: { accessKeyId: "test", secretAccessKey: "test" },
   });
-  return {
+  const stack: Stack = {
     redis,
     s3Server,
     s3,
@@ -104,8 +104,10 @@ export async function startStack(
     async stop() {
       s3.destroy();
       await s3Server.stop();
-      await redis.stop();
+      // A test may have restarted Redis: stop the server the stack has now.
+      await stack.redis.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return stack;
 }
