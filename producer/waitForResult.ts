@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Job, type Queue, QueueEvents } from "bullmq";
 import { JobProgress, type JobResult } from "../shared/job.ts";
 
@@ -9,6 +10,28 @@ export interface WaitOptions {
 
 export class JobFailedError extends Error {
   override name = "JobFailedError";
+}
+
+/** How often the job's state is read, in case its finish event was missed. */
+const POLL_MS = 1000;
+
+/**
+ * The job's result, read from its state. QueueEvents reads events from "$" once its reader
+ * first blocks, so a job that finishes between that and waitUntilFinished's own state check (a
+ * small job can) is missed by both; this catches it a moment later.
+ */
+async function polledResult(
+  queue: Queue<unknown, JobResult>,
+  jobId: string,
+  signal: AbortSignal,
+): Promise<JobResult> {
+  for (;;) {
+    await sleep(POLL_MS, undefined, { signal });
+    const job = await Job.fromId<unknown, JobResult>(queue, jobId);
+    const state = await job?.getState();
+    if (state === "completed") return job?.returnvalue as JobResult;
+    if (state === "failed") throw new Error(job?.failedReason);
+  }
 }
 
 /** Resolves with the job's result when it completes; rejects with its failure reason. */
@@ -30,11 +53,20 @@ export async function waitForResult(
     });
     const job = await Job.fromId<unknown, JobResult>(queue, jobId);
     if (!job) throw new Error(`job ${jobId} does not exist in queue ${queue.name}`);
+    const stopPolling = new AbortController();
+    const polled = polledResult(queue, jobId, stopPolling.signal);
+    // Settled by the other side, or by stopping: neither is an unhandled rejection.
+    polled.catch(() => {});
     try {
-      return (await job.waitUntilFinished(events, options.timeoutMs)) as JobResult;
+      return await Promise.race([
+        job.waitUntilFinished(events, options.timeoutMs) as Promise<JobResult>,
+        polled,
+      ]);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new JobFailedError(`job ${jobId} failed: ${reason}`);
+    } finally {
+      stopPolling.abort();
     }
   } finally {
     await events.close();
