@@ -27,10 +27,13 @@ async function polledResult(
 ): Promise<JobResult> {
   for (;;) {
     await sleep(POLL_MS, undefined, { signal });
+    // The state first: a job read before it finished would carry no result.
+    const state = await queue.getJobState(jobId);
+    if (state !== "completed" && state !== "failed") continue;
     const job = await Job.fromId<unknown, JobResult>(queue, jobId);
-    const state = await job?.getState();
-    if (state === "completed") return job?.returnvalue as JobResult;
-    if (state === "failed") throw new Error(job?.failedReason);
+    if (!job) continue;
+    if (state === "completed") return job.returnvalue;
+    throw new Error(job.failedReason);
   }
 }
 
