@@ -257,9 +257,9 @@ try {
     for (let run = 0; run < runs; run++) {
       for (const [id, , measure] of variants) {
         const serverAtStart = cpuSeconds(s3Server.pid as number);
-        const m = { ...(await measure()), serverCpu: 0 };
-        m.serverCpu = cpuSeconds(s3Server.pid as number) - serverAtStart;
-        results.set(id, [...(results.get(id) ?? []), m]);
+        const m = await measure();
+        const serverCpu = cpuSeconds(s3Server.pid as number) - serverAtStart;
+        results.set(id, [...(results.get(id) ?? []), { ...m, serverCpu }]);
         say(`run ${run + 1} ${id}: ${m.seconds.toFixed(2)} s`);
       }
     }

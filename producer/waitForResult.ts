@@ -56,20 +56,29 @@ export async function waitForResult(
     });
     const job = await Job.fromId<unknown, JobResult>(queue, jobId);
     if (!job) throw new Error(`job ${jobId} does not exist in queue ${queue.name}`);
-    const stopPolling = new AbortController();
-    const polled = polledResult(queue, jobId, stopPolling.signal);
-    // Settled by the other side, or by stopping: neither is an unhandled rejection.
+    const stop = new AbortController();
+    const polled = polledResult(queue, jobId, stop.signal);
+    // Our own timer (not waitUntilFinished's), so that none outlives the wait.
+    const timedOut =
+      options.timeoutMs === undefined
+        ? new Promise<never>(() => {})
+        : sleep(options.timeoutMs, undefined, { signal: stop.signal }).then(() => {
+            throw new Error(`no result after ${options.timeoutMs} ms (the job keeps running)`);
+          });
+    // Settled by another side, or by stopping: neither is an unhandled rejection.
     polled.catch(() => {});
+    timedOut.catch(() => {});
     try {
       return await Promise.race([
-        job.waitUntilFinished(events, options.timeoutMs) as Promise<JobResult>,
+        job.waitUntilFinished(events) as Promise<JobResult>,
         polled,
+        timedOut,
       ]);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new JobFailedError(`job ${jobId} failed: ${reason}`);
     } finally {
-      stopPolling.abort();
+      stop.abort();
     }
   } finally {
     await events.close();
