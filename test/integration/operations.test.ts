@@ -148,4 +148,15 @@ describe("worker operations", () => {
     const failed = await queue.getJob(bad.id as string);
     expect(failed?.attemptsMade).toBe(1);
   });
+
+  it("waitForResult gives up after timeoutMs on a job no worker runs, and leaves the job be", async () => {
+    const waiting = await queue.add(JOB_NAME, { source: {}, destination: {} });
+    const started = performance.now();
+    await expect(waitForResult(queue, waiting.id as string, { timeoutMs: 1500 })).rejects.toThrow(
+      /no result after 1500 ms \(the job keeps running\)/,
+    );
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1400);
+    expect(await queue.getJobState(waiting.id as string)).toBe("waiting");
+    await waiting.remove();
+  });
 });
