@@ -1,11 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
-import type { Queue } from "bullmq";
 import Papa from "papaparse";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobResult } from "../../shared/job.ts";
-import { type Stack, startStack } from "../support/stack.ts";
-import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { job, queueFor, run } from "./helpers.ts";
+import { describe, expect, it } from "vitest";
+import { job, run, useWorkerStack } from "./helpers.ts";
 
 // csv-spectrum: every case goes through a real job (a schema of string fields) and the output,
 // read back, must equal the case's expected JSON.
@@ -16,20 +12,7 @@ const cases = (await readdir(new URL("csvs/", SPECTRUM)))
   .sort();
 
 describe("csv-spectrum conformance (through real jobs)", () => {
-  let stack: Stack;
-  let queue: Queue<unknown, JobResult>;
-  let worker: WorkerProcess;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    queue = queueFor(stack);
-    worker = spawnWorker(stack.env);
-  });
-  afterAll(async () => {
-    await worker?.kill("SIGTERM");
-    await queue?.close();
-    await stack?.stop();
-  });
+  const t = useWorkerStack();
 
   it("has the twelve cases", () => {
     expect(cases).toHaveLength(12);
@@ -45,18 +28,18 @@ describe("csv-spectrum conformance (through real jobs)", () => {
         Record<string, string>
       >;
       const header = Object.keys(expected[0] ?? {});
-      await stack.put(`spectrum/${name}.csv`, csv);
+      await t.stack.put(`spectrum/${name}.csv`, csv);
       const schema = {
         fields: header.map((name) => ({ name, type: "string" })),
         missingValues: [],
       };
       const result = await run(
-        queue,
+        t.queue,
         job(`spectrum/${name}.csv`, `spectrum-out/${name}.csv`, schema),
       );
       expect(result.rows).toMatchObject({ read: expected.length, rejected: 0 });
       const output = Papa.parse<Record<string, string>>(
-        (await stack.get(`spectrum-out/${name}.csv`)).toString("utf8"),
+        (await t.stack.get(`spectrum-out/${name}.csv`)).toString("utf8"),
         {
           header: true,
           skipEmptyLines: true,

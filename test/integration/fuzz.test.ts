@@ -1,11 +1,7 @@
-import type { Queue } from "bullmq";
 import fc from "fast-check";
 import Papa from "papaparse";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobResult } from "../../shared/job.ts";
-import { type Stack, startStack } from "../support/stack.ts";
-import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { job, queueFor, run } from "./helpers.ts";
+import { describe, expect, it } from "vitest";
+import { job, run, useWorkerStack } from "./helpers.ts";
 
 // Random bytes through whole jobs: a real worker process reads documents made of the pieces
 // that break CSV readers (stray and doubled quotes, lone CRs, NUL, invalid and truncated UTF-8,
@@ -42,20 +38,7 @@ const schema = {
 };
 
 describe("random bytes through whole jobs", () => {
-  let stack: Stack;
-  let worker: WorkerProcess;
-  let queue: Queue<unknown, JobResult>;
-
-  beforeAll(async () => {
-    stack = await startStack({ WORKER_CONCURRENCY: "4" });
-    worker = spawnWorker(stack.env);
-    queue = queueFor(stack);
-  });
-  afterAll(async () => {
-    await queue?.close();
-    await worker?.kill("SIGTERM");
-    await stack?.stop();
-  });
+  const t = useWorkerStack({ WORKER_CONCURRENCY: "4" });
 
   it("judges every row of any document, with line numbers, and never crashes", async () => {
     let n = 0;
@@ -63,20 +46,20 @@ describe("random bytes through whole jobs", () => {
       fc.asyncProperty(document, async (bytes) => {
         n++;
         const lines = bytes.toString("latin1").split(/\r\n|\r|\n/).length;
-        await stack.put(`fuzz/${n}.csv`, bytes);
+        await t.stack.put(`fuzz/${n}.csv`, bytes);
         const result = await run(
-          queue,
+          t.queue,
           job(`fuzz/${n}.csv`, `fuzz/${n}.out.csv`, schema, { maxRowBytes: 1024 }),
         );
         expect(result.rows.valid + result.rows.rejected).toBe(result.rows.read);
         // The output is RFC 4180 that reads back as the header plus one record per valid row.
-        const output = (await stack.get(`fuzz/${n}.out.csv`)).toString("utf8");
+        const output = (await t.stack.get(`fuzz/${n}.out.csv`)).toString("utf8");
         const parsed = Papa.parse<string[]>(output.replace(/\r\n$/, ""), { newline: "\r\n" });
         expect(parsed.errors).toEqual([]);
         expect(parsed.data).toHaveLength(result.rows.valid + 1);
         // Every reject names a row and a physical line of the document.
         const report = Papa.parse<string[]>(
-          (await stack.get(`fuzz/${n}.out.rejects.csv`)).toString("utf8").replace(/\r\n$/, ""),
+          (await t.stack.get(`fuzz/${n}.out.rejects.csv`)).toString("utf8").replace(/\r\n$/, ""),
           { newline: "\r\n" },
         );
         const records = report.data.slice(1);
@@ -90,7 +73,7 @@ describe("random bytes through whole jobs", () => {
       }),
       { numRuns: 100, seed: Number(process.env.FUZZ_SEED ?? 20261126) },
     );
-    expect(worker.child.exitCode).toBeNull();
-    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+    expect(t.worker.child.exitCode).toBeNull();
+    expect(t.stack.s3Server.store.multipartUploads.size).toBe(0);
   });
 });

@@ -4,10 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Queue } from "bullmq";
+import { afterAll, beforeAll } from "vitest";
 import { enqueueTransform, queueSettings, transformQueue } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
-import { BUCKET, type Stack } from "../support/stack.ts";
+import { BUCKET, type Stack, startStack } from "../support/stack.ts";
+import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
 
 export const CLI = fileURLToPath(new URL("../../bin/main.ts", import.meta.url));
 
@@ -33,6 +35,31 @@ export function enqueueArgs(source: string, dest: string, schemaFile: string): s
 
 export function queueFor(stack: Stack): Queue<unknown, JobResult> {
   return transformQueue(queueSettings(stack.config));
+}
+
+export interface WorkerStack {
+  stack: Stack;
+  worker: WorkerProcess;
+  queue: Queue<unknown, JobResult>;
+}
+
+/**
+ * A stack, one worker process and the queue for the enclosing describe block: started before
+ * its tests (the fields are set then), stopped after them.
+ */
+export function useWorkerStack(overrides: NodeJS.ProcessEnv = {}): WorkerStack {
+  const t = {} as WorkerStack;
+  beforeAll(async () => {
+    t.stack = await startStack(overrides);
+    t.worker = spawnWorker(t.stack.env);
+    t.queue = queueFor(t.stack);
+  });
+  afterAll(async () => {
+    await t.queue?.close();
+    await t.worker?.kill("SIGTERM");
+    await t.stack?.stop();
+  });
+  return t;
 }
 
 export function job(

@@ -1,36 +1,21 @@
-import type { Queue } from "bullmq";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
-import { BUCKET, type Stack, startStack } from "../support/stack.ts";
-import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { enqueueArgs, job, queueFor, run, runCli, writeSchemaFile } from "./helpers.ts";
+import { BUCKET } from "../support/stack.ts";
+import { enqueueArgs, job, run, runCli, useWorkerStack, writeSchemaFile } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 
 describe("pipeline end to end (real Redis, real S3-compatible server, worker process)", () => {
-  let stack: Stack;
-  let worker: WorkerProcess;
-  let queue: Queue<unknown, JobResult>;
-
-  beforeAll(async () => {
-    stack = await startStack({ PART_SIZE: String(5 * MiB), WORKER_CONCURRENCY: "4" });
-    worker = spawnWorker(stack.env);
-    queue = queueFor(stack);
-  });
-  afterAll(async () => {
-    await queue?.close();
-    await worker?.kill("SIGTERM");
-    await stack?.stop();
-  });
+  const t = useWorkerStack({ PART_SIZE: String(5 * MiB), WORKER_CONCURRENCY: "4" });
 
   it("enqueues from the CLI, waits, and writes the exact output and reject report", async () => {
     const data = peopleData({ rows: 500, invalidEvery: 7, newline: "\r\n" });
-    await stack.put("cli/in.csv", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), data.csv]));
+    await t.stack.put("cli/in.csv", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), data.csv]));
     const schemaFile = await writeSchemaFile("people", peopleSchema);
     const cli = await runCli(
       [...enqueueArgs("cli/in.csv", "cli/out.csv", schemaFile), "--wait", "--json"],
-      stack.env,
+      t.stack.env,
     );
     expect(cli.stderr).toBe("");
     expect(cli.code).toBe(0);
@@ -41,8 +26,8 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
       rejected: data.rejected.length,
     });
     expect(result.rejects.key).toBe("cli/out.rejects.csv");
-    expect((await stack.get("cli/out.csv")).equals(data.expectedOutput)).toBe(true);
-    const report = await stack.get("cli/out.rejects.csv");
+    expect((await t.stack.get("cli/out.csv")).equals(data.expectedOutput)).toBe(true);
+    const report = await t.stack.get("cli/out.rejects.csv");
     expect(report.toString().split("\r\n")[0]).toBe(
       "row_number,line_number,field,error,message,raw",
     );
@@ -57,58 +42,58 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
       ],
     });
     const cli = await runCli(enqueueArgs("a.csv", "b.csv", schemaFile), {
-      ...stack.env,
+      ...t.stack.env,
       REDIS_URL: "redis://127.0.0.1:1",
     });
     expect(cli.code).toBe(2);
     expect(cli.stderr).toContain("schema.fields.1.type");
     const noDest = await runCli(
       ["enqueue", "--source", `s3://${BUCKET}/a.csv`, "--transform", "contacts-normalize"],
-      stack.env,
+      t.stack.env,
     );
     expect(noDest.code).toBe(2);
     expect(noDest.stderr).toContain("--dest");
     const base = ["enqueue", "--source", `s3://${BUCKET}/a.csv`, "--dest", `s3://${BUCKET}/b.csv`];
     const badOption = await runCli(
       [...base, "--transform", "contacts-normalize", "--options", '{"encoding":"latin-9"}'],
-      stack.env,
+      t.stack.env,
     );
     expect(badOption.code).toBe(2);
     expect(badOption.stderr).toContain("options.encoding");
     const notObject = await runCli(
       [...base, "--transform", "contacts-normalize", "--options", "[1]"],
-      stack.env,
+      t.stack.env,
     );
     expect(notObject.code).toBe(2);
     expect(notObject.stderr).toContain("--options must be a JSON object");
-    expect(await queue.count()).toBe(0);
+    expect(await t.queue.count()).toBe(0);
   });
 
   it("fails a job whose source does not exist with a message that says what to do", async () => {
-    await expect(run(queue, job("missing.csv", "missing-out.csv", peopleSchema))).rejects.toThrow(
+    await expect(run(t.queue, job("missing.csv", "missing-out.csv", peopleSchema))).rejects.toThrow(
       /source s3:\/\/s3csv-test\/missing.csv does not exist; upload it or fix the key/,
     );
   });
 
   it("fails a job whose destination bucket does not exist, and leaves no upload open", async () => {
-    await stack.put("nobucket/in.csv", peopleData({ rows: 10 }).csv);
+    await t.stack.put("nobucket/in.csv", peopleData({ rows: 10 }).csv);
     const input = {
       ...job("nobucket/in.csv", "x.csv", peopleSchema),
       destination: { bucket: "no-such-bucket", key: "x.csv" },
     };
-    await expect(run(queue, input)).rejects.toThrow(
+    await expect(run(t.queue, input)).rejects.toThrow(
       /bucket "no-such-bucket" .* does not exist; create it/,
     );
   });
 
   it("writes NDJSON with typed values when options.format is ndjson", async () => {
     const data = peopleData({ rows: 20, invalidEvery: 7 });
-    await stack.put("ndjson/in.csv", data.csv);
+    await t.stack.put("ndjson/in.csv", data.csv);
     const result = await run(
-      queue,
+      t.queue,
       job("ndjson/in.csv", "ndjson/out.ndjson", peopleSchema, { format: "ndjson" }),
     );
-    const lines = (await stack.get("ndjson/out.ndjson")).toString().trimEnd().split("\n");
+    const lines = (await t.stack.get("ndjson/out.ndjson")).toString().trimEnd().split("\n");
     expect(lines).toHaveLength(result.rows.valid);
     expect(JSON.parse(lines[0] as string)).toEqual({
       id: 1,
@@ -122,44 +107,50 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
   });
 
   it("selects, reorders and renames output columns (options.select, options.rename)", async () => {
-    await stack.put(
+    await t.stack.put(
       "select/in.csv",
       "email,id,score,active,joined,note\r\na@example.com,1,5,TRUE,2024-01-01,x\r\nb@example.com,2,500,true,2024-01-01,y\r\n",
     );
     const columns = { select: ["id", "email", "active"], rename: { email: "Email" } };
-    const result = await run(queue, job("select/in.csv", "select/out.csv", peopleSchema, columns));
+    const result = await run(
+      t.queue,
+      job("select/in.csv", "select/out.csv", peopleSchema, columns),
+    );
     expect(result.rows).toMatchObject({ read: 2, valid: 1, rejected: 1 });
-    expect((await stack.get("select/out.csv")).toString()).toBe(
+    expect((await t.stack.get("select/out.csv")).toString()).toBe(
       "id,Email,active\r\n1,a@example.com,true\r\n",
     );
     await run(
-      queue,
+      t.queue,
       job("select/in.csv", "select/out.ndjson", peopleSchema, { ...columns, format: "ndjson" }),
     );
-    expect((await stack.get("select/out.ndjson")).toString()).toBe(
+    expect((await t.stack.get("select/out.ndjson")).toString()).toBe(
       '{"id":1,"Email":"a@example.com","active":true}\n',
     );
   });
 
   it("enforces the invalid-row policies: fail on the first, maxInvalidRows, maxInvalidRatio", async () => {
     const data = peopleData({ rows: 3000, invalidEvery: 2 });
-    await stack.put("policy/in.csv", data.csv);
+    await t.stack.put("policy/in.csv", data.csv);
     await expect(
-      run(queue, job("policy/in.csv", "policy/fail.csv", peopleSchema, { onInvalid: "fail" })),
+      run(t.queue, job("policy/in.csv", "policy/fail.csv", peopleSchema, { onInvalid: "fail" })),
     ).rejects.toThrow(
       /row 2 \(line 3\) is invalid and options.onInvalid is "fail": constraint-error in "score"/,
     );
     await expect(
-      run(queue, job("policy/in.csv", "policy/max.csv", peopleSchema, { maxInvalidRows: 10 })),
+      run(t.queue, job("policy/in.csv", "policy/max.csv", peopleSchema, { maxInvalidRows: 10 })),
     ).rejects.toThrow(
       /11 invalid rows after 22 rows read, more than options.maxInvalidRows \(10\)/,
     );
     await expect(
-      run(queue, job("policy/in.csv", "policy/ratio.csv", peopleSchema, { maxInvalidRatio: 0.2 })),
+      run(
+        t.queue,
+        job("policy/in.csv", "policy/ratio.csv", peopleSchema, { maxInvalidRatio: 0.2 }),
+      ),
     ).rejects.toThrow(
       /500 of 1000 rows are invalid \(50.00%\), more than options.maxInvalidRatio \(0.2\)/,
     );
-    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+    expect(t.stack.s3Server.store.multipartUploads.size).toBe(0);
   });
 
   it("reports hostile rows with their line numbers and keeps going", async () => {
@@ -172,28 +163,28 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
       '6,f@example.com,6,true,2024-01-01,"never closed',
       "7,g@example.com,7,true,2024-01-01,swallowed",
     ];
-    await stack.put("hostile/in.csv", lines.join("\n"));
+    await t.stack.put("hostile/in.csv", lines.join("\n"));
     const result = await run(
-      queue,
+      t.queue,
       job("hostile/in.csv", "hostile/out.csv", peopleSchema, { maxRowBytes: 1024 }),
     );
     expect(result.rows).toMatchObject({ read: 6, valid: 4, rejected: 2 });
-    expect(rejectedRows(await stack.get("hostile/out.rejects.csv"))).toEqual([
+    expect(rejectedRows(await t.stack.get("hostile/out.rejects.csv"))).toEqual([
       { row: 2, line: 3, code: "format-error" },
       { row: 6, line: 7, code: "format-error" },
     ]);
-    const report = (await stack.get("hostile/out.rejects.csv")).toString();
+    const report = (await t.stack.get("hostile/out.rejects.csv")).toString();
     expect(report).toContain("longer than maxRowBytes (1024 bytes)");
     expect(report).toContain("a quoted field is not closed before the end of the file");
-    expect((await stack.get("hostile/out.csv")).toString()).toContain("has a \u0000 NUL");
+    expect((await t.stack.get("hostile/out.csv")).toString()).toContain("has a \u0000 NUL");
   });
 
   it("fails a job whose header has more columns than options.maxColumns", async () => {
     const header = Array.from({ length: 50 }, (_, i) => `c${i}`).join(",");
-    await stack.put("wide/in.csv", `${header}\n${"1,".repeat(49)}1\n`);
+    await t.stack.put("wide/in.csv", `${header}\n${"1,".repeat(49)}1\n`);
     await expect(
       run(
-        queue,
+        t.queue,
         job(
           "wide/in.csv",
           "wide/out.csv",
@@ -216,38 +207,38 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
       "",
     ].join("\r\n");
     const bytes = Buffer.from(text.replace("€", "\u0080"), "latin1");
-    await stack.put("cp1252/in.csv", bytes);
+    await t.stack.put("cp1252/in.csv", bytes);
     const result = await run(
-      queue,
+      t.queue,
       job("cp1252/in.csv", "cp1252/out.csv", peopleSchema, {
         encoding: "windows-1252",
         commentChar: "#",
       }),
     );
     expect(result.rows).toMatchObject({ read: 2, valid: 1, rejected: 1 });
-    expect((await stack.get("cp1252/out.csv")).toString("utf8")).toContain(
+    expect((await t.stack.get("cp1252/out.csv")).toString("utf8")).toContain(
       "1,a@example.com,5,true,2024-01-01,café €5",
     );
-    expect(rejectedRows(await stack.get("cp1252/out.rejects.csv"))).toEqual([
+    expect(rejectedRows(await t.stack.get("cp1252/out.rejects.csv"))).toEqual([
       { row: 2, line: 5, code: "constraint-error" },
     ]);
-    expect((await stack.get("cp1252/out.rejects.csv")).toString("utf8")).toContain("naïve");
+    expect((await t.stack.get("cp1252/out.rejects.csv")).toString("utf8")).toContain("naïve");
   });
 
   it("reads quotes escaped by a backslash (options.escape) and writes RFC 4180", async () => {
-    await stack.put(
+    await t.stack.put(
       "escape/in.csv",
       'id,email,score,active,joined,note\n1,a@example.com,5,true,2024-01-01,"say \\"hi\\", C:\\\\tmp"\n2,b@example.com,7,false,2024-02-03,"two\\\nlines"\n3,c@example.com,9,true,2024-02-03,"open \\"\n',
     );
     const result = await run(
-      queue,
+      t.queue,
       job("escape/in.csv", "escape/out.csv", peopleSchema, { escape: "\\" }),
     );
     expect(result.rows).toMatchObject({ read: 3, valid: 2, rejected: 1 });
-    expect((await stack.get("escape/out.csv")).toString()).toBe(
+    expect((await t.stack.get("escape/out.csv")).toString()).toBe(
       'id,email,score,active,joined,note\r\n1,a@example.com,5,true,2024-01-01,"say ""hi"", C:\\tmp"\r\n2,b@example.com,7,false,2024-02-03,"two\nlines"\r\n',
     );
-    expect(rejectedRows(await stack.get("escape/out.rejects.csv"))).toEqual([
+    expect(rejectedRows(await t.stack.get("escape/out.rejects.csv"))).toEqual([
       { row: 3, line: 5, code: "format-error" },
     ]);
   });
@@ -263,8 +254,8 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le")]);
     const be = Buffer.from(le);
     be.swap16();
-    await stack.put("utf16/le.csv", le);
-    await stack.put("utf16/be.csv", be);
+    await t.stack.put("utf16/le.csv", le);
+    await t.stack.put("utf16/be.csv", be);
     const expected = [
       "id,email,score,active,joined,note",
       '1,a@example.com,5,true,2024-01-01,"Zoë 😀 ""日本""\r\nsecond line"',
@@ -276,20 +267,20 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
       ["utf16/be.csv", { encoding: "utf-16" }],
     ] as const) {
       const out = source.replace(".csv", ".out.csv");
-      const result = await run(queue, job(source, out, peopleSchema, options));
+      const result = await run(t.queue, job(source, out, peopleSchema, options));
       expect(result.rows, source).toMatchObject({ read: 3, valid: 2, rejected: 1 });
-      expect((await stack.get(out)).toString("utf8"), source).toBe(expected);
-      expect(rejectedRows(await stack.get(out.replace(".csv", ".rejects.csv")))).toEqual([
+      expect((await t.stack.get(out)).toString("utf8"), source).toBe(expected);
+      expect(rejectedRows(await t.stack.get(out.replace(".csv", ".rejects.csv")))).toEqual([
         { row: 2, line: 4, code: "constraint-error" },
       ]);
     }
   });
 
   it("fails a utf-16 job whose source has no byte order mark, saying so", async () => {
-    await stack.put("utf16/nobom.csv", Buffer.from("id\r\n1\r\n", "utf16le"));
+    await t.stack.put("utf16/nobom.csv", Buffer.from("id\r\n1\r\n", "utf16le"));
     await expect(
       run(
-        queue,
+        t.queue,
         job(
           "utf16/nobom.csv",
           "utf16/nobom.out.csv",
@@ -303,16 +294,16 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
   });
 
   it("guesses the delimiter with options.delimiter auto", async () => {
-    await stack.put(
+    await t.stack.put(
       "sniff/in.csv",
       'id;email;score;active;joined;note\n1;a@example.com;5;true;2024-01-01;"x, y; z"\n2;b@example.com;7;false;2024-02-03;plain\n',
     );
     const result = await run(
-      queue,
+      t.queue,
       job("sniff/in.csv", "sniff/out.csv", peopleSchema, { delimiter: "auto" }),
     );
     expect(result.rows).toMatchObject({ read: 2, valid: 2 });
-    expect((await stack.get("sniff/out.csv")).toString()).toBe(
+    expect((await t.stack.get("sniff/out.csv")).toString()).toBe(
       'id,email,score,active,joined,note\r\n1,a@example.com,5,true,2024-01-01,"x, y; z"\r\n2,b@example.com,7,false,2024-02-03,plain\r\n',
     );
   });
@@ -329,7 +320,7 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     const datasets = await Promise.all(
       sizes.map(async (size, i) => {
         const data = peopleData({ rows: size.rows, invalidEvery: 1000, pad: 60 });
-        await stack.put(`bug/in-${i}.csv`, data.csv);
+        await t.stack.put(`bug/in-${i}.csv`, data.csv);
         return { ...size, data, key: `bug/in-${i}.csv` };
       }),
     );
@@ -337,35 +328,35 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     const results: Array<{ d: number; dest: string; result: JobResult }> = [];
     for (const p of plan) {
       const ds = datasets[p.d] as (typeof datasets)[number];
-      results.push({ ...p, result: await run(queue, job(ds.key, p.dest, peopleSchema)) });
+      results.push({ ...p, result: await run(t.queue, job(ds.key, p.dest, peopleSchema)) });
     }
     const parallel = [2, 1, 0, 2].map((d, i) => ({ d, dest: `bug/par-${i}.csv` }));
     results.push(
       ...(await Promise.all(
         parallel.map(async (p) => {
           const ds = datasets[p.d] as (typeof datasets)[number];
-          return { ...p, result: await run(queue, job(ds.key, p.dest, peopleSchema)) };
+          return { ...p, result: await run(t.queue, job(ds.key, p.dest, peopleSchema)) };
         }),
       )),
     );
     for (const { d, dest, result } of results) {
       const ds = datasets[d] as (typeof datasets)[number];
       expect(result.parts, dest).toBe(ds.parts);
-      expect((await stack.get(dest)).equals(ds.data.expectedOutput), dest).toBe(true);
+      expect((await t.stack.get(dest)).equals(ds.data.expectedOutput), dest).toBe(true);
     }
     // Every CompleteMultipartUpload listed exactly the parts uploaded under its own upload id.
-    const completes = stack.s3Server.requests.filter(
+    const completes = t.stack.s3Server.requests.filter(
       (r) => r.completedParts && /\/bug\/(seq|par)-/.test(r.url),
     );
     expect(completes.length).toBe(results.filter((r) => r.result.parts > 1).length);
     for (const complete of completes) {
       const uploaded = new Set(
-        stack.s3Server.requests
+        t.stack.s3Server.requests
           .filter((r) => r.method === "PUT" && r.query.uploadId === complete.query.uploadId)
           .map((r) => Number(r.query.partNumber)),
       );
       expect(complete.completedParts).toEqual([...uploaded].sort((a, b) => a - b));
     }
-    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+    expect(t.stack.s3Server.store.multipartUploads.size).toBe(0);
   });
 });
