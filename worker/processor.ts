@@ -79,12 +79,11 @@ export function createProcessor(deps: ProcessorDeps) {
         rest,
         start,
       );
-      // A first attempt has nothing durable yet: its checkpoint (the pinned source) rides with
-      // the first write that makes something durable (an UploadId, a part), so a small job
-      // costs no checkpoint write. A crash before that write leaves nothing to resume.
-      if (checkpoint) await store.save(start);
-      else store.stage(start);
+      // A first attempt has nothing durable yet: the store holds its checkpoint (the pinned
+      // source) for the first write that makes something durable (an UploadId, a part), so a
+      // small job costs no checkpoint write. A crash before that write leaves nothing to resume.
       if (checkpoint) {
+        await store.save(start);
         jobLog.info(
           {
             offset: Math.min(start.output.mark.offset, start.rejects.mark.offset),
