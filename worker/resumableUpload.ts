@@ -81,30 +81,29 @@ export class ResumableUpload {
   #failure: unknown;
   // Bytes taken from the buffer and not yet in flight or durable: no carry can be taken then.
   #handingOver = false;
-  #restore: OutputCheckpoint["carry"];
-  // Carry keys written (or restored) by this attempt, and how much of the current one is written.
+  // Carry keys this attempt restored or wrote: each is deleted once no saved checkpoint names it.
   readonly #carryKeys = new Set<string>();
+  // The key snapshots append to now (one per attempt and durable part count), and how much of
+  // it is stored.
+  #carryKey: string | undefined;
   #carried = 0;
 
   constructor(options: UploaderOptions) {
     this.#o = options;
-    // The carried text becomes this attempt's buffer again (restore()); the durable state never
-    // repeats it.
-    const { carry, ...state } = options.state;
-    this.#state = state;
-    this.#restore = carry;
-    this.#nextPart = state.parts.length + 1;
+    // The durable state keeps its carry until a part or a newer carry covers that text: until
+    // then a checkpoint that cannot take a new carry of this output must still name the old one.
+    this.#state = options.state;
+    this.#nextPart = options.state.parts.length + 1;
     // One buffer filling, the ones in flight, and one to spare.
     this.#part = new PartBuffer(options.partSize, options.partsInFlight + 1);
   }
 
   /** Puts back the output a previous attempt carried in its checkpoint. */
   async restore(): Promise<void> {
-    const carry = this.#restore;
-    if (!carry) return;
-    this.#restore = undefined;
-    this.write((await this.#o.readCarry(carry.key, carry.bytes)).toString("utf8"));
+    const carry = this.#state.carry;
+    if (!carry || this.#state.completed || this.#carryKeys.has(carry.key)) return;
     this.#carryKeys.add(carry.key);
+    this.write((await this.#o.readCarry(carry.key, carry.bytes)).toString("utf8"));
   }
 
   get state(): OutputCheckpoint {
@@ -123,7 +122,9 @@ export class ResumableUpload {
 
   /**
    * The buffered output for the checkpoint to carry, or "busy" when output is on its way to S3
-   * (a part in flight or being handed over): then only the durable state is consistent.
+   * (a part in flight or being handed over) or a part is due: then only the durable state is
+   * consistent. A carry never holds a part's worth, so a resumed attempt, which seals parts only
+   * on rows it writes, cuts its first part where an uninterrupted run would.
    */
   carrySnapshot(): CarrySnapshot | "busy" {
     if (
@@ -131,32 +132,47 @@ export class ResumableUpload {
       this.#handingOver ||
       this.#members.length > 0 ||
       this.#inFlight.size > 0 ||
-      this.#finished.size > 0
+      this.#finished.size > 0 ||
+      this.#part.units >= this.#o.partSize
     ) {
       return "busy";
     }
     const parts = this.#state.parts.length;
     const key = this.#o.carryKey(parts);
-    if (!this.#carryKeys.has(key)) {
-      this.#carryKeys.add(key);
+    if (key !== this.#carryKey) {
+      this.#carryKey = key;
       this.#carried = 0;
+      this.#carryKeys.add(key);
     }
     const bytes = this.#part.bytes;
     const delta = this.#part.copyFrom(Math.min(this.#carried, bytes));
     return { key, delta, bytes, parts };
   }
 
-  /** Records that a snapshot's delta is stored. */
-  carried(snapshot: CarrySnapshot): void {
-    if (snapshot.parts === this.#state.parts.length)
-      this.#carried = Math.max(this.#carried, snapshot.bytes);
+  /**
+   * Records that a snapshot's delta is stored, and makes it the durable state: the output is
+   * then uploaded parts plus carried text up to `mark`. A part that became durable meanwhile
+   * already holds that text, and stays the state.
+   */
+  adoptCarry(snapshot: CarrySnapshot, mark: ResumeMark): void {
+    if (snapshot.key === this.#carryKey) this.#carried = Math.max(this.#carried, snapshot.bytes);
+    if (snapshot.parts !== this.#state.parts.length) return;
+    const { carry: _covered, ...state } = this.#state;
+    this.#state =
+      snapshot.bytes > 0
+        ? { ...state, mark, carry: { key: snapshot.key, bytes: snapshot.bytes } }
+        : { ...state, mark };
   }
 
-  /** Carry keys that no checkpoint can need any more: all but the current part's (or all). */
+  /** Carry keys that no checkpoint can need any more: all but the durable state's (or all). */
   retireCarryKeys(all = false): string[] {
-    const current = this.#o.carryKey(this.#state.parts.length);
-    const retired = [...this.#carryKeys].filter((key) => all || key !== current);
+    const kept = all ? undefined : this.#state.carry?.key;
+    const retired = [...this.#carryKeys].filter((key) => key !== kept);
     for (const key of retired) this.#carryKeys.delete(key);
+    if (this.#carryKey !== undefined && retired.includes(this.#carryKey)) {
+      this.#carryKey = undefined;
+      this.#carried = 0;
+    }
     return retired;
   }
 
@@ -303,7 +319,8 @@ export class ResumableUpload {
       ),
     );
     const completed = { etag: response.ETag ?? "", bytes: body.length };
-    this.#state = { ...this.#state, bytes: body.length, mark, completed };
+    const { carry: _covered, ...state } = this.#state;
+    this.#state = { ...state, bytes: body.length, mark, completed };
     this.#handingOver = false;
     await this.#o.persist(this.#state);
     return { ...completed, parts: 1 };
@@ -393,10 +410,12 @@ export class ResumableUpload {
     let sealed = this.#finished.get(next);
     while (sealed) {
       this.#finished.delete(next);
+      // The part holds whatever text was carried before it.
+      const { carry: _covered, ...state } = this.#state;
       this.#state = {
-        ...this.#state,
-        parts: [...this.#state.parts, sealed.part],
-        bytes: this.#state.bytes + sealed.part.size,
+        ...state,
+        parts: [...state.parts, sealed.part],
+        bytes: state.bytes + sealed.part.size,
         mark: sealed.mark,
       };
       advanced = true;
@@ -437,7 +456,8 @@ export class ResumableUpload {
       etag = await this.#recognizeCompleted();
     }
     const completed = { etag, bytes };
-    this.#state = { ...this.#state, completed };
+    const { carry: _covered, ...state } = this.#state;
+    this.#state = { ...state, completed };
     await this.#o.persist(this.#state);
     return { ...completed, parts: parts.length };
   }

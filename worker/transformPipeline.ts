@@ -1,4 +1,5 @@
 import { isUtf8 } from "node:buffer";
+import { randomUUID } from "node:crypto";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type {
@@ -71,6 +72,7 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
   const delimiter =
     start.delimiter ?? (data.options.delimiter === "auto" ? "," : data.options.delimiter);
   const options = { ...data.options, delimiter };
+  const attempt = randomUUID();
   const uploader = (which: "output" | "rejects") =>
     new ResumableUpload({
       s3,
@@ -89,7 +91,9 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       gzip: which === "output" && options.outputCompression === "gzip",
       persist: () => persist(which),
       assertOwner: () => store.assertOwner(),
-      carryKey: (parts) => store.carryKey(`${which}:${start.resumes}:${parts}`),
+      // Unique to this attempt: an attempt that dies before its first checkpoint leaves keys
+      // that a retry, which may count the same resumes, must never append to.
+      carryKey: (parts) => store.carryKey(`${which}:${attempt}:${parts}`),
       readCarry: (key, bytes) => store.readCarry(key, bytes),
       ...(input.onPartUploaded ? { onPartUploaded: input.onPartUploaded } : {}),
     });
@@ -107,34 +111,26 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
     return run;
   };
   /**
-   * Writes the checkpoint after a change to `which`'s durable state. The other output's text
+   * Writes the checkpoint after a change to one output's durable state. The other output's text
    * since its last part goes to Redis first (its carry), so that its resume mark can move up to
    * the live position: both outputs then resume from one recent point.
    */
   const writeCheckpoint = async (which: Side): Promise<void> => {
-    const [mine, other] = which === "output" ? [output, rejects] : [rejects, output];
     // Until a multipart upload exists, a first attempt has made nothing a retry could resume:
     // whole-object PUTs are simply repeated. A small job writes no checkpoint at all.
     if (start.resumes === 0 && !output.state.uploadId && !rejects.state.uploadId) return;
-    let otherState = other.state;
     const otherSide: Side = which === "output" ? "rejects" : "output";
-    // Until reading passes an output's own start mark, its buffer runs ahead of the position.
+    const other = which === "output" ? rejects : output;
     const live = here?.();
-    const mark = live && live.offset >= start[otherSide].mark.offset ? live : undefined;
-    const snap = mark ? other.carrySnapshot() : "busy";
-    if (mark && snap !== "busy") {
-      if (snap.delta.length > 0) await store.appendCarry(snap.key, snap.delta);
-      other.carried(snap);
-      // A part may have become durable meanwhile: then the carried text is not what follows it.
-      if (snap.parts === other.state.parts.length) {
-        otherState = {
-          ...other.state,
-          mark,
-          ...(snap.bytes > 0 ? { carry: { key: snap.key, bytes: snap.bytes } } : {}),
-        };
+    // Until reading passes an output's own start mark, its buffer runs ahead of the position.
+    if (live && live.offset >= start[otherSide].mark.offset) {
+      const snapshot = other.carrySnapshot();
+      if (snapshot !== "busy") {
+        if (snapshot.delta.length > 0) await store.appendCarry(snapshot.key, snapshot.delta);
+        other.adoptCarry(snapshot, live);
       }
     }
-    await store.save({ ...store.current, [which]: mine.state, [otherSide]: otherState });
+    await store.save({ ...store.current, output: output.state, rejects: rejects.state });
     // Keys of earlier parts (or attempts) are referenced by no checkpoint from here on.
     const retired = [...output.retireCarryKeys(), ...rejects.retireCarryKeys()];
     if (retired.length) await Promise.all(retired.map((key) => store.deleteCarry(key)));
