@@ -202,7 +202,7 @@ export const OutputCheckpoint = z.strictObject({
   bucket: BucketName,
   key: ObjectKey,
   uploadId: z.string().optional(),
-  parts: z.array(UploadedPart),
+  parts: z.array(UploadedPart).max(10_000),
   bytes: z.number().int().nonnegative(),
   mark: ResumeMark,
   /**
@@ -211,7 +211,14 @@ export const OutputCheckpoint = z.strictObject({
    * part (a short reject report) never holds the resume point back.
    */
   carry: z.strictObject({ key: z.string(), bytes: z.number().int().positive() }).optional(),
-  completed: z.strictObject({ etag: z.string(), bytes: z.number().int().nonnegative() }).optional(),
+  completed: z
+    .strictObject({
+      etag: z.string(),
+      bytes: z.number().int().nonnegative(),
+      /** A whole-object PUT's CRC32, when the server returned it. */
+      checksumCRC32: z.string().optional(),
+    })
+    .optional(),
 });
 export type OutputCheckpoint = z.infer<typeof OutputCheckpoint>;
 
@@ -262,8 +269,20 @@ export const JobResult = z.strictObject({
   rows: RowCounts,
   parts: z.number().int().nonnegative(),
   resumes: z.number().int().nonnegative(),
+  /**
+   * Outputs started over from the beginning of the source because their upload (or carried
+   * text) was gone: aborted when the job failed for good, by a lifecycle rule, or expired.
+   */
+  restarted: z.array(z.strictObject({ output: z.enum(["output", "rejects"]), reason: z.string() })),
+  /**
+   * `verified`: the server returned every part's CRC32, so it checked what it received;
+   * `not-verified`: checksums were sent but the server returned none (it may ignore them);
+   * `off`: S3_CHECKSUMS=when_required.
+   */
+  checksums: z.enum(["verified", "not-verified", "off"]),
 });
 export type JobResult = z.infer<typeof JobResult>;
+export type OutputSide = "output" | "rejects";
 
 export const JobProgress = z.strictObject({
   bytesRead: z.number().int().nonnegative(),

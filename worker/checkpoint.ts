@@ -22,7 +22,8 @@ export function choosePartSize(configured: number, sourceBytes: number): number 
   return Math.min(MAX_PART_SIZE, Math.max(configured, needed));
 }
 
-const START: ResumeMark = {
+/** The beginning of the source: nothing read, line 1. */
+export const START: ResumeMark = {
   offset: 0,
   rowNumber: 0,
   lineNumber: 1,

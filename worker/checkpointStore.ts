@@ -98,14 +98,10 @@ export class CheckpointStore {
     return length;
   }
 
-  async readCarry(key: string, bytes: number): Promise<Buffer> {
+  /** The first `bytes` of a carry key, or undefined when the key no longer holds them. */
+  async readCarry(key: string, bytes: number): Promise<Buffer | undefined> {
     const text = await this.#redis.getrangeBuffer(key, 0, bytes - 1);
-    if (text.length !== bytes) {
-      throw new Error(
-        `the checkpoint's carried output ${key} has ${text.length} bytes, not ${bytes}; it expired or was removed`,
-      );
-    }
-    return text;
+    return text.length === bytes ? text : undefined;
   }
 
   async deleteCarry(key: string): Promise<void> {

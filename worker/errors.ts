@@ -13,3 +13,17 @@ export class HandBackError extends Error {
     super("the worker is shutting down; the job resumes from its checkpoint on another worker");
   }
 }
+
+/**
+ * An output's multipart upload (or its carried text) is no longer there: aborted when the job
+ * failed for good, by a lifecycle rule or by hand, or expired. The attempt starts that output
+ * over from the beginning of the source; the other output keeps its own resume point.
+ */
+export class UploadGoneError extends Error {
+  override name = "UploadGoneError";
+  readonly location: { bucket: string; key: string };
+  constructor(location: { bucket: string; key: string }, reason: string) {
+    super(`s3://${location.bucket}/${location.key}: ${reason}`);
+    this.location = { bucket: location.bucket, key: location.key };
+  }
+}

@@ -8,14 +8,18 @@ import {
   JobData,
   type JobProgress,
   type JobResult,
+  type OutputCheckpoint,
+  type OutputSide,
 } from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
 import { checkAccess } from "./accessPolicy.ts";
-import { firstCheckpoint } from "./checkpoint.ts";
+import { firstCheckpoint, START } from "./checkpoint.ts";
 import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
-import { HandBackError, PermanentJobError } from "./errors.ts";
+import { checkpointProblem } from "./checkpointTrust.ts";
+import { HandBackError, PermanentJobError, UploadGoneError } from "./errors.ts";
 import { judgesFor } from "./judges.ts";
 import { abortUpload, type PartUploaded } from "./resumableUpload.ts";
+import type { JudgeFactory } from "./rowJudge.ts";
 import type { OpenedBody } from "./sourceReader.ts";
 import { runPipeline } from "./transformPipeline.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
@@ -32,47 +36,150 @@ export interface ProcessorDeps {
 }
 
 export type TransformJob = Job<unknown, JobResult>;
+type Outcome = Parameters<WorkerMetrics["jobEnded"]>[0];
+
+/** One attempt at a job, as the processor runs it. */
+interface Attempt {
+  job: TransformJob;
+  data: JobData;
+  store: CheckpointStore;
+  judges: JudgeFactory;
+  /** The first attempt's source read, already open. */
+  firstRead: OpenedBody | undefined;
+  signal: AbortSignal | undefined;
+  jobLog: Logger;
+}
+const SIDES: readonly OutputSide[] = ["output", "rejects"];
+
+/** The job's data, checked: the contract, its size, and a checkpoint that is its own. */
+function parseJobData(job: TransformJob, jobKey: string, config: Config): JobData {
+  const { checkpoint: _checkpoint, ...payload } = (job.data ?? {}) as Record<string, unknown>;
+  // What a producer sends is held to the limit whatever checkpoint rides along with it.
+  const size = Buffer.byteLength(JSON.stringify(payload));
+  if (size > config.MAX_JOB_BYTES) {
+    throw new PermanentJobError(
+      `the job's data is ${size} bytes, more than MAX_JOB_BYTES (${config.MAX_JOB_BYTES})`,
+    );
+  }
+  const parsed = JobData.safeParse(job.data);
+  if (!parsed.success) {
+    throw new PermanentJobError(`invalid job data: ${describeZodError(parsed.error)}`);
+  }
+  const { checkpoint } = parsed.data;
+  const problem = checkpoint && checkpointProblem(parsed.data, checkpoint, jobKey);
+  if (problem) {
+    throw new PermanentJobError(
+      `the job's checkpoint is not this job's own (${problem}); workers write checkpoints, a producer never sets one`,
+    );
+  }
+  return parsed.data;
+}
+
+/** An output started over: no upload, no parts, nothing carried, from the source's start. */
+function restartedOutput(state: OutputCheckpoint): OutputCheckpoint {
+  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: START };
+}
+
+function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string }): OutputSide {
+  const { bucket, key } = checkpoint.output;
+  return location.bucket === bucket && location.key === key ? "output" : "rejects";
+}
 
 export function createProcessor(deps: ProcessorDeps) {
   const { s3, redis, config, log, drain, metrics } = deps;
   const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
 
-  return async function process(
+  /**
+   * Runs the pipeline until it completes. An output whose upload is gone starts over (once per
+   * attempt): the checkpoint then names no upload for it, and reading restarts at the source's
+   * beginning while the other output skips what it already holds.
+   */
+  async function runToCompletion(attempt: Attempt): Promise<JobResult> {
+    const { job, data, store, signal, jobLog } = attempt;
+    const restarted: JobResult["restarted"] = [];
+    let { judges, firstRead: opened } = attempt;
+    for (;;) {
+      try {
+        const result = await runPipeline({
+          data,
+          s3,
+          store,
+          judges,
+          partsInFlight: config.PARTS_IN_FLIGHT,
+          reportProgress: (progress: JobProgress) => job.updateProgress(progress),
+          signal,
+          drain,
+          firstRead: opened,
+          createdAt: new Date(job.timestamp),
+          // A first attempt's checkpoint waits for its first upload, so a retry may have none.
+          retried: store.current.resumes > 0 || job.attemptsStarted > 1,
+          onPartUploaded: (part: PartUploaded) => {
+            metrics?.partUploaded(part.seconds, part.bytes);
+            jobLog.info(
+              { part: part.partNumber, key: part.key, bytes: part.bytes, seconds: part.seconds },
+              "part uploaded",
+            );
+          },
+        });
+        return { ...result, restarted };
+      } catch (error) {
+        if (!(error instanceof UploadGoneError)) throw error;
+        const side = sideOf(store.current, error.location);
+        if (restarted.some((r) => r.output === side)) throw error;
+        opened?.destroy();
+        opened = undefined;
+        // Verdicts of unique and primary keys remember rows: a new run judges them afresh.
+        judges = judgesFor(data);
+        restarted.push({ output: side, reason: error.message });
+        jobLog.warn({ output: side, reason: error.message }, "upload gone: output starts over");
+        await store.save({ ...store.current, [side]: restartedOutput(store.current[side]) });
+      }
+    }
+  }
+
+  /**
+   * A job that failed for good leaves nothing to bill: its uploads are aborted, and its
+   * checkpoint starts those outputs over, so a retry (job.retry, Bull Board, s3csv retry) runs.
+   */
+  async function abandonUploads(store: CheckpointStore, jobLog: Logger): Promise<void> {
+    const checkpoint = store.current;
+    const open = SIDES.filter((side) => checkpoint[side].uploadId && !checkpoint[side].completed);
+    if (open.length === 0) return;
+    const aborted = await Promise.allSettled(open.map((side) => abortUpload(s3, checkpoint[side])));
+    for (const a of aborted) {
+      if (a.status === "rejected") jobLog.warn({ err: a.reason }, "could not abort an upload");
+    }
+    const reset = { ...checkpoint };
+    for (const side of open) reset[side] = restartedOutput(checkpoint[side]);
+    await store.save(reset).catch((err: unknown) => {
+      jobLog.warn({ err }, "could not reset the checkpoint of the aborted uploads");
+    });
+    const carries = open.flatMap((side) => checkpoint[side].carry?.key ?? []);
+    await Promise.all(carries.map((key) => store.deleteCarry(key))).catch(() => {});
+  }
+
+  return async function processTransformJob(
     job: TransformJob,
     token?: string,
     signal?: AbortSignal,
   ): Promise<JobResult> {
     const jobId = job.id ?? "";
+    const jobKey = `${prefix}:${jobId}`;
     const jobLog = log.child({ jobId, attempt: job.attemptsStarted });
-    const size = Buffer.byteLength(JSON.stringify(job.data ?? null));
-    if (size > config.MAX_JOB_BYTES && !(job.data as { checkpoint?: unknown } | null)?.checkpoint) {
-      throw new PermanentJobError(
-        `the job's data is ${size} bytes, more than MAX_JOB_BYTES (${config.MAX_JOB_BYTES})`,
-      );
-    }
-    const parsed = JobData.safeParse(job.data);
-    if (!parsed.success) {
-      throw new PermanentJobError(`invalid job data: ${describeZodError(parsed.error)}`);
-    }
-    const { checkpoint, ...rest } = parsed.data;
     let store: CheckpointStore | undefined;
     // The first attempt's source read, opened while pinning the source.
     let firstRead: OpenedBody | undefined;
-    let outcome: Parameters<WorkerMetrics["jobEnded"]>[0] = "failed";
+    let outcome: Outcome = "failed";
     metrics?.jobStarted();
     try {
-      checkAccess(parsed.data, config);
-      const judges = judgesFor(parsed.data);
+      const data = parseJobData(job, jobKey, config);
+      const { checkpoint, ...rest } = data;
+      checkAccess(data, config);
+      const judges = judgesFor(data);
       let start: Checkpoint;
       if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
       else
-        ({ checkpoint: start, body: firstRead } = await firstCheckpoint(
-          s3,
-          parsed.data,
-          config,
-          signal,
-        ));
-      const jobKey = `${prefix}:${jobId}`;
+        ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
       store = new CheckpointStore(
         redis,
         { jobId, jobKey, lockKey: `${jobKey}:lock`, token: token ?? job.token ?? "" },
@@ -92,27 +199,7 @@ export function createProcessor(deps: ProcessorDeps) {
           "resuming from checkpoint",
         );
       }
-      const result = await runPipeline({
-        data: parsed.data,
-        s3,
-        store,
-        judges,
-        partsInFlight: config.PARTS_IN_FLIGHT,
-        reportProgress: (progress: JobProgress) => job.updateProgress(progress),
-        signal,
-        drain,
-        firstRead,
-        createdAt: new Date(job.timestamp),
-        // A first attempt's checkpoint waits for its first upload, so a retry may have none.
-        retried: Boolean(checkpoint) || job.attemptsStarted > 1,
-        onPartUploaded: (part: PartUploaded) => {
-          metrics?.partUploaded(part.seconds, part.bytes);
-          jobLog.info(
-            { part: part.partNumber, key: part.key, bytes: part.bytes, seconds: part.seconds },
-            "part uploaded",
-          );
-        },
-      });
+      const result = await runToCompletion({ job, data, store, judges, firstRead, signal, jobLog });
       jobLog.info(
         { rows: result.rows, parts: result.parts, resumes: result.resumes },
         "job completed",
@@ -135,16 +222,7 @@ export function createProcessor(deps: ProcessorDeps) {
       }
       const final =
         error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      if (final && store) {
-        const cp = store.current;
-        const aborted = await Promise.allSettled([
-          abortUpload(s3, cp.output),
-          abortUpload(s3, cp.rejects),
-        ]);
-        for (const a of aborted) {
-          if (a.status === "rejected") jobLog.warn({ err: a.reason }, "could not abort an upload");
-        }
-      }
+      if (final && store) await abandonUploads(store, jobLog);
       jobLog.warn({ err: error, final }, "job attempt failed");
       throw error;
     } finally {

@@ -13,7 +13,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../shared/job.ts";
-import { PermanentJobError } from "./errors.ts";
+import { PermanentJobError, UploadGoneError } from "./errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
 import { PartBuffer } from "./partBuffer.ts";
 import { isS3Error } from "./s3Errors.ts";
@@ -41,8 +41,8 @@ export interface UploaderOptions {
   assertOwner(): Promise<void>;
   /** Names the Redis key for this attempt's carried text after `parts` durable parts. */
   carryKey(parts: number): string;
-  /** Reads a carry a previous attempt checkpointed. */
-  readCarry(key: string, bytes: number): Promise<Buffer>;
+  /** Reads a carry a previous attempt checkpointed; undefined when it is gone. */
+  readCarry(key: string, bytes: number): Promise<Buffer | undefined>;
   /** Told of every part uploaded: its number, size and latency. */
   onPartUploaded?(part: PartUploaded): void;
 }
@@ -103,7 +103,14 @@ export class ResumableUpload {
     const carry = this.#state.carry;
     if (!carry || this.#state.completed || this.#carryKeys.has(carry.key)) return;
     this.#carryKeys.add(carry.key);
-    this.write((await this.#o.readCarry(carry.key, carry.bytes)).toString("utf8"));
+    const text = await this.#o.readCarry(carry.key, carry.bytes);
+    if (!text) {
+      throw new UploadGoneError(
+        this.#state,
+        `the text carried in the checkpoint (${carry.bytes} bytes in ${carry.key}) expired or was removed`,
+      );
+    }
+    this.write(text.toString("utf8"));
   }
 
   get state(): OutputCheckpoint {
@@ -249,29 +256,23 @@ export class ResumableUpload {
     }
   }
 
-  /** Cross-checks the checkpointed parts against the server, where it can list them. */
+  /**
+   * Cross-checks the checkpointed parts against the server, where it can list them. An upload
+   * the server no longer has was either completed by an earlier attempt (the object is there,
+   * as this job uploaded it: the output is done) or is gone (UploadGoneError).
+   */
   async verify(): Promise<void> {
     const { uploadId, bucket, key, parts } = this.#state;
     if (!uploadId || this.#state.completed) return;
     let listed: Map<number, string>;
     try {
-      listed = new Map();
-      let marker: string | undefined;
-      do {
-        const page = await this.#o.s3.send(
-          new ListPartsCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumberMarker: marker,
-          }),
-        );
-        for (const p of page.Parts ?? []) listed.set(p.PartNumber ?? 0, p.ETag ?? "");
-        marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
-      } while (marker);
-    } catch {
-      // NoSuchUpload is decided at completion (the object may already be complete); servers
-      // without ListParts simply give no cross-check, the checkpoint stays the source of truth.
+      listed = await this.#listParts(uploadId);
+    } catch (error) {
+      if (isS3Error(error, "NoSuchUpload")) {
+        await this.#recordCompleted(await this.#recognizeCompleted());
+        return;
+      }
+      // Servers without ListParts give no cross-check: the checkpoint is the source of truth.
       return;
     }
     for (const part of parts) {
@@ -281,6 +282,25 @@ export class ResumableUpload {
         );
       }
     }
+  }
+
+  async #listParts(uploadId: string): Promise<Map<number, string>> {
+    const { bucket, key } = this.#state;
+    const listed = new Map<number, string>();
+    let marker: string | undefined;
+    do {
+      const page = await this.#o.s3.send(
+        new ListPartsCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumberMarker: marker,
+        }),
+      );
+      for (const p of page.Parts ?? []) listed.set(p.PartNumber ?? 0, p.ETag ?? "");
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+    } while (marker);
+    return listed;
   }
 
   /** Uploads what is left and completes the object; `mark` is the end of the input. */
@@ -318,7 +338,13 @@ export class ResumableUpload {
         }),
       ),
     );
-    const completed = { etag: response.ETag ?? "", bytes: body.length };
+    const completed = {
+      etag: response.ETag ?? "",
+      bytes: body.length,
+      ...(this.#o.checksums && response.ChecksumCRC32
+        ? { checksumCRC32: response.ChecksumCRC32 }
+        : {}),
+    };
     const { carry: _covered, ...state } = this.#state;
     this.#state = { ...state, bytes: body.length, mark, completed };
     this.#handingOver = false;
@@ -377,16 +403,24 @@ export class ResumableUpload {
     await this.#o.assertOwner();
     const { bucket, key, uploadId } = this.#state;
     const started = performance.now();
-    const response = await this.#o.s3.send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        PartNumber: partNumber,
-        Body: body,
-        ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
-      }),
-    );
+    const response = await this.#o.s3
+      .send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ...(this.#o.checksums ? { ChecksumAlgorithm: "CRC32" as const } : {}),
+        }),
+      )
+      .catch((error: unknown) => {
+        if (!isS3Error(error, "NoSuchUpload")) throw error;
+        throw new UploadGoneError(
+          this.#state,
+          `upload ${uploadId} no longer exists (aborted, or expired by a lifecycle rule)`,
+        );
+      });
     this.#o.onPartUploaded?.({
       key: this.#state.key,
       partNumber,
@@ -431,7 +465,7 @@ export class ResumableUpload {
   }
 
   async #complete(): Promise<{ etag: string; bytes: number; parts: number }> {
-    const { bucket, key, uploadId, parts, bytes } = this.#state;
+    const { bucket, key, uploadId, parts } = this.#state;
     await this.#o.assertOwner();
     let etag: string;
     try {
@@ -449,35 +483,53 @@ export class ResumableUpload {
           },
         }),
       );
-      etag = response.ETag ?? "";
+      // Some servers (Ceph RGW) answer an empty ETag: the object's own is asked for instead.
+      etag = response.ETag || (await this.#objectEtag());
     } catch (error) {
       // A previous attempt may have completed the upload and crashed before recording it.
       if (!isS3Error(error, "NoSuchUpload")) throw error;
       etag = await this.#recognizeCompleted();
     }
-    const completed = { etag, bytes };
-    const { carry: _covered, ...state } = this.#state;
-    this.#state = { ...state, completed };
-    await this.#o.persist(this.#state);
-    return { ...completed, parts: parts.length };
+    await this.#recordCompleted(etag);
+    return { etag, bytes: this.#state.bytes, parts: parts.length };
   }
 
+  async #recordCompleted(etag: string): Promise<void> {
+    const { carry: _covered, ...state } = this.#state;
+    this.#state = { ...state, completed: { etag, bytes: state.bytes } };
+    await this.#o.persist(this.#state);
+  }
+
+  /** The completed object's ETag from HeadObject, or the multipart ETag its parts give. */
+  async #objectEtag(): Promise<string> {
+    const { bucket, key, parts } = this.#state;
+    const head = await this.#o.s3
+      .send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+      .catch(() => undefined);
+    return head?.ETag || expectedMultipartEtag(parts.map((p) => p.ETag)) || "";
+  }
+
+  /**
+   * The upload is gone: the object there is the one this job completed (same size, and the
+   * multipart ETag where the server's ETags allow computing it), or the upload was lost.
+   */
   async #recognizeCompleted(): Promise<string> {
     const { bucket, key, uploadId, parts, bytes } = this.#state;
-    const gone = `upload ${uploadId} for s3://${bucket}/${key} no longer exists`;
+    const gone = `upload ${uploadId} no longer exists`;
     let head: { ETag?: string; ContentLength?: number };
     try {
       head = await this.#o.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     } catch (error) {
       if (isS3Error(error, "NotFound") || isS3Error(error, "NoSuchKey")) {
-        throw new Error(`${gone} and the object is not there: the upload was aborted`);
+        throw new UploadGoneError(this.#state, `${gone} and no object is there: it was aborted`);
       }
       throw error;
     }
     const expected = expectedMultipartEtag(parts.map((p) => p.ETag));
     const etagMatches = expected === undefined || head.ETag === expected;
-    if (head.ContentLength !== bytes || !etagMatches) {
-      throw new Error(
+    if (parts.length === 0 || head.ContentLength !== bytes || !etagMatches) {
+      throw new UploadGoneError(
+        this.#state,
         `${gone}, and the object there (${head.ContentLength} bytes, ETag ${head.ETag}) is not the one this job uploaded (${bytes} bytes, ETag ${expected ?? "unknown"})`,
       );
     }

@@ -7,6 +7,7 @@ import type {
   JobData,
   JobProgress,
   JobResult,
+  OutputCheckpoint,
   ResumeMark,
   RowCounts,
 } from "../shared/job.ts";
@@ -65,7 +66,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
     : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-export async function runPipeline(input: PipelineInput): Promise<JobResult> {
+export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult, "restarted">> {
   const { data, s3, store } = input;
   const start = store.current;
   // "auto" was resolved on the first attempt and pinned in the checkpoint.
@@ -412,11 +413,24 @@ export async function runPipeline(input: PipelineInput): Promise<JobResult> {
       rows: end.counts,
       parts: out.parts,
       resumes: start.resumes,
+      checksums: checksumsOutcome(start.checksums, [output.state, rejects.state]),
     };
   } finally {
     // Never leave a part upload running past the attempt: an abort must see every part.
     await Promise.all([output.settle(), rejects.settle()]);
   }
+}
+
+/** Whether the server returned a checksum for every part (or whole object) it stored. */
+function checksumsOutcome(
+  sent: boolean,
+  outputs: readonly OutputCheckpoint[],
+): JobResult["checksums"] {
+  if (!sent) return "off";
+  const returned = outputs.every((o) =>
+    o.parts.length > 0 ? o.parts.every((p) => p.ChecksumCRC32) : o.completed?.checksumCRC32,
+  );
+  return returned ? "verified" : "not-verified";
 }
 
 /** A verdict, with the output line already made when the row passes through unchanged. */

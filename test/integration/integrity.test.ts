@@ -1,0 +1,204 @@
+import { AbortMultipartUploadCommand } from "@aws-sdk/client-s3";
+import type { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { JOB_NAME, queueSettings, transformQueue } from "../../producer/enqueue.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
+import type { Checkpoint, JobResult } from "../../shared/job.ts";
+import { type PeopleData, peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
+import { isPartUpload } from "../support/s3Server.ts";
+import { BUCKET, type Stack, startStack } from "../support/stack.ts";
+import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
+import { eventually, job, queueFor } from "./helpers.ts";
+
+// What a job's outputs must survive besides a crash: uploads that vanish (aborted when the job
+// failed for good, or by hand), carried text that expired, and job data that lies.
+
+const MiB = 1024 * 1024;
+const SOURCE = "integrity/in.csv";
+
+describe("integrity: retries, vanished uploads, untrusted job data", () => {
+  let stack: Stack;
+  let queue: Queue<unknown, JobResult>;
+  let data: PeopleData;
+  let redis: Redis;
+  const workers: WorkerProcess[] = [];
+  const held: Array<() => void> = [];
+
+  const startWorker = () => {
+    const w = spawnWorker(stack.env);
+    workers.push(w);
+    return w;
+  };
+  const checkpointOf = async (jobId: string) =>
+    ((await queue.getJob(jobId))?.data as { checkpoint?: Checkpoint } | undefined)?.checkpoint;
+  const openUploads = (key: string) =>
+    [...stack.s3Server.store.multipartUploads.values()].filter((u) => u.key === key);
+
+  async function expectExact(name: string, result: JobResult): Promise<void> {
+    expect((await stack.get(`${name}/out.csv`)).equals(data.expectedOutput), "output").toBe(true);
+    expect(rejectedRows(await stack.get(`${name}/out.rejects.csv`))).toEqual(data.rejected);
+    expect(result.rows.read).toBe(data.rows);
+    expect(result.rows.rejected).toBe(data.rejected.length);
+    expect(openUploads(`${name}/out.csv`)).toEqual([]);
+    expect(openUploads(`${name}/out.rejects.csv`)).toEqual([]);
+  }
+
+  /** Runs the job until `parts` output parts are checkpointed, then SIGKILLs its worker. */
+  async function killAfterParts(name: string, parts: number) {
+    const key = `${name}/out.csv`;
+    const first = startWorker();
+    stack.s3Server.beforeRequest = (r) =>
+      isPartUpload(r, key, parts + 1)
+        ? new Promise<void>((resolve) => held.push(resolve))
+        : undefined;
+    const added = await queue.add(JOB_NAME, job(SOURCE, key, peopleSchema));
+    const jobId = added.id as string;
+    const atKill = await eventually(async () => {
+      const checkpoint = await checkpointOf(jobId);
+      return checkpoint?.output.parts.length === parts ? checkpoint : undefined;
+    });
+    await first.kill("SIGKILL");
+    stack.s3Server.beforeRequest = undefined;
+    for (const release of held.splice(0)) release();
+    return { jobId, atKill };
+  }
+
+  beforeAll(async () => {
+    stack = await startStack({
+      PART_SIZE: String(5 * MiB),
+      LOCK_DURATION_MS: "2000",
+      STALLED_INTERVAL_MS: "500",
+      S3_MAX_ATTEMPTS: "1",
+    });
+    queue = queueFor(stack);
+    redis = new Redis(stack.redis.port, "127.0.0.1");
+    // Five output parts: with part 2 held, reading stops well before the end of the source.
+    data = peopleData({ rows: 150_000, invalidEvery: 50, pad: 120 });
+    await stack.put(SOURCE, data.csv);
+  });
+
+  afterEach(async () => {
+    stack.s3Server.beforeRequest = undefined;
+    for (const release of held.splice(0)) release();
+    for (const w of workers.splice(0)) await w.kill();
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await queue?.close();
+    await stack?.stop();
+  });
+
+  it("a job that failed for good aborts its uploads, and a retry of it completes exactly", async () => {
+    const key = "failed-for-good/out.csv";
+    startWorker();
+    // Part 2 of the output always fails, so the job's only attempt fails for good.
+    stack.s3Server.beforeRequest = (r) =>
+      isPartUpload(r, key, 2) ? { status: 500, code: "InternalError" } : undefined;
+    const once = transformQueue({ ...queueSettings(stack.config), attempts: 1 });
+    const added = await once.add(JOB_NAME, job(SOURCE, key, peopleSchema));
+    await once.close();
+    const jobId = added.id as string;
+    await expect(waitForResult(queue, jobId, { timeoutMs: 60_000 })).rejects.toThrow(
+      /InternalError|injected/,
+    );
+    expect(openUploads(key), "the final failure aborted the upload").toEqual([]);
+    const failed = await checkpointOf(jobId);
+    expect(failed?.output.uploadId, "the checkpoint names no aborted upload").toBeUndefined();
+
+    // What Bull Board's Retry button does.
+    stack.s3Server.beforeRequest = undefined;
+    await (await queue.getJob(jobId))?.retry("failed");
+    const result = await waitForResult(queue, jobId, { timeoutMs: 60_000 });
+    await expectExact("failed-for-good", result);
+  });
+
+  it("starts an output over when its upload was aborted while no worker ran the job", async () => {
+    const { jobId, atKill } = await killAfterParts("aborted", 1);
+    await stack.s3.send(
+      new AbortMultipartUploadCommand({
+        Bucket: BUCKET,
+        Key: "aborted/out.csv",
+        UploadId: atKill.output.uploadId,
+      }),
+    );
+    startWorker();
+    const result = await waitForResult(queue, jobId, { timeoutMs: 60_000 });
+    await expectExact("aborted", result);
+    expect(result.restarted).toEqual([
+      { output: "output", reason: expect.stringMatching(/aborted/) },
+    ]);
+  });
+
+  it("starts the reject report over when its carried text expired", async () => {
+    const { jobId, atKill } = await killAfterParts("expired", 1);
+    expect(atKill.rejects.carry).toBeDefined();
+    await redis.del(atKill.rejects.carry?.key as string);
+    startWorker();
+    const result = await waitForResult(queue, jobId, { timeoutMs: 60_000 });
+    await expectExact("expired", result);
+    expect(result.restarted).toEqual([
+      { output: "rejects", reason: expect.stringMatching(/expired or was removed/) },
+    ]);
+  });
+
+  describe("refuses a checkpoint that is not the job's own, at once", () => {
+    const key = "forged/out.csv";
+    let real: Checkpoint;
+
+    beforeAll(async () => {
+      const w = startWorker();
+      const added = await queue.add(JOB_NAME, job(SOURCE, key, peopleSchema));
+      await waitForResult(queue, added.id as string, { timeoutMs: 60_000 });
+      real = (await checkpointOf(added.id as string)) as Checkpoint;
+      expect(real.output.parts.length).toBeGreaterThan(1);
+      await w.kill("SIGTERM");
+    });
+
+    async function failureOf(payload: Record<string, unknown>): Promise<string> {
+      startWorker();
+      const forged = await queue.add(JOB_NAME, payload, { attempts: 5 });
+      const message = await waitForResult(queue, forged.id as string, { timeoutMs: 30_000 }).then(
+        () => "completed",
+        (error: Error) => error.message,
+      );
+      expect((await queue.getJob(forged.id as string))?.attemptsMade, "not retried").toBe(1);
+      return message;
+    }
+
+    it("a carry key outside the job's keys", async () => {
+      const checkpoint = {
+        ...real,
+        rejects: { ...real.rejects, carry: { key: "bull:csv-transform:7:carry:x", bytes: 10 } },
+      };
+      expect(await failureOf({ ...job(SOURCE, key, peopleSchema), checkpoint })).toMatch(
+        /checkpoint is not this job's own \(its rejects carry key .* is not one of this job's keys/,
+      );
+    });
+
+    it("parts of an upload on another key", async () => {
+      const checkpoint = { ...real, output: { ...real.output, key: "someone-else/out.csv" } };
+      expect(await failureOf({ ...job(SOURCE, key, peopleSchema), checkpoint })).toMatch(
+        /checkpoint is not this job's own \(its output is s3:\/\/s3csv-test\/someone-else\/out.csv/,
+      );
+    });
+
+    it("a checkpoint for another version of the source", async () => {
+      const checkpoint = { ...real, source: { ...real.source, versionId: "v1" } };
+      const payload = {
+        ...job(SOURCE, key, peopleSchema),
+        source: { bucket: BUCKET, key: SOURCE, versionId: "v2" },
+        checkpoint,
+      };
+      expect(await failureOf(payload)).toMatch(/it is for version v1 of the source, not v2/);
+    });
+
+    it("a payload over MAX_JOB_BYTES, checkpoint or not", async () => {
+      const huge = { ...peopleSchema, description: "x".repeat(stack.config.MAX_JOB_BYTES) };
+      expect(await failureOf({ ...job(SOURCE, key, huge), checkpoint: real })).toMatch(
+        /more than MAX_JOB_BYTES/,
+      );
+    });
+  });
+});
