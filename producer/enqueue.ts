@@ -2,8 +2,16 @@ import { createHash } from "node:crypto";
 import { type ConnectionOptions, Queue, type QueueOptions } from "bullmq";
 import { Cluster } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import { describeZodError, JobInput, type JobResult } from "../shared/job.ts";
+import {
+  bullmqScripts,
+  DestinationBusyError,
+  DestinationClaims,
+} from "../shared/destinationClaims.ts";
+import { describeZodError, JobInput, type JobResult, rejectsLocation } from "../shared/job.ts";
 import { closeRedisConnection, type RedisConnection, redisConnection } from "../shared/redis.ts";
+import type { S3Location } from "../shared/s3Url.ts";
+
+type JobInputData = ReturnType<typeof JobInput.parse>;
 
 export const JOB_NAME = "transform";
 /** Workers refuse larger payloads by default (MAX_JOB_BYTES); producers check first. */
@@ -89,16 +97,70 @@ export interface EnqueueOptions {
   maxJobBytes?: number;
 }
 
-/** Validates the job (before Redis is touched) and adds it; resolves to the job id. */
+/** The objects a job writes: its destination and its reject report. */
+function outputsOf(data: JobInputData): S3Location[] {
+  return [data.destination, rejectsLocation(data)];
+}
+
+async function claimsFor(queue: Queue<unknown, JobResult>): Promise<DestinationClaims> {
+  return new DestinationClaims(bullmqScripts(await queue.getBackend().client), queue.qualifiedName);
+}
+
+/**
+ * Claims the added jobs' outputs, all or none. When another active job holds one (a producer
+ * raced this one between the check and the add), the added jobs are removed again; one that a
+ * worker already took fails there, on the same claim.
+ */
+async function claimAdded(
+  claims: DestinationClaims,
+  added: ReadonlyArray<{ id: string; data: JobInputData; remove(): Promise<void> }>,
+): Promise<void> {
+  try {
+    await claims.claim(
+      added.flatMap((job) => outputsOf(job.data).map((location) => ({ jobId: job.id, location }))),
+    );
+  } catch (error) {
+    if (error instanceof DestinationBusyError) {
+      await Promise.allSettled(added.map((job) => job.remove()));
+    }
+    throw error;
+  }
+}
+
+/**
+ * Validates the job (before Redis is touched) and adds it; resolves to the job id. A job whose
+ * destination or reject report another active job writes is refused (DestinationBusyError,
+ * naming that job), and nothing is added.
+ */
 export async function enqueueTransform(input: unknown, options: EnqueueOptions): Promise<string> {
   const data = validateJobInput(input, options.maxJobBytes);
+  const claims = await claimsFor(options.queue);
+  const jobId = options.jobId ?? "";
+  await claims.check(outputsOf(data).map((location) => ({ jobId, location })));
   const job = await options.queue.add(JOB_NAME, data, {
     ...(options.jobId ? { jobId: options.jobId } : {}),
     ...(options.priority ? { priority: options.priority } : {}),
     ...(options.delay ? { delay: options.delay } : {}),
   });
   if (!job.id) throw new Error("the queue returned no job id");
+  await claimAdded(claims, [{ id: job.id, data, remove: () => job.remove() }]);
   return job.id;
+}
+
+/** Two jobs of one batch that would write the same object, as a message. */
+function sameOutputs(jobs: readonly JobInputData[]): string | undefined {
+  const writer = new Map<string, number>();
+  for (const [index, data] of jobs.entries()) {
+    for (const { bucket, key } of outputsOf(data)) {
+      const name = `s3://${bucket}/${key}`;
+      const other = writer.get(name);
+      if (other !== undefined && other !== index) {
+        return `jobs ${other + 1} and ${index + 1} both write ${name}`;
+      }
+      writer.set(name, index);
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -130,7 +192,23 @@ export async function enqueueTransforms(
       },
     };
   });
+  const clash = sameOutputs(jobs.map((job) => job.data));
+  if (clash) throw new InvalidJobError(`${clash}: one active job per output object`);
+  const claims = await claimsFor(options.queue);
+  await claims.check(
+    jobs.flatMap((job) =>
+      outputsOf(job.data).map((location) => ({ jobId: job.opts.jobId ?? "", location })),
+    ),
+  );
   const added = await options.queue.addBulk(jobs);
+  await claimAdded(
+    claims,
+    added.map((job, i) => ({
+      id: job.id ?? "",
+      data: (jobs[i] as (typeof jobs)[number]).data,
+      remove: () => job.remove(),
+    })),
+  );
   return added.map((job) => job.id ?? "");
 }
 

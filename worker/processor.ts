@@ -3,6 +3,11 @@ import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Cluster, Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import {
+  DestinationBusyError,
+  DestinationClaims,
+  ioredisScripts,
+} from "../shared/destinationClaims.ts";
+import {
   type Checkpoint,
   describeZodError,
   JobData,
@@ -10,6 +15,7 @@ import {
   type JobResult,
   type OutputCheckpoint,
   type OutputSide,
+  rejectsLocation,
 } from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
 import { checkAccess } from "./accessPolicy.ts";
@@ -46,6 +52,8 @@ interface Attempt {
   judges: JudgeFactory;
   /** The first attempt's source read, already open. */
   firstRead: OpenedBody | undefined;
+  /** Since when the job has held its outputs' keys: uploads on them since are its own. */
+  claimedAt: Date;
   signal: AbortSignal | undefined;
   jobLog: Logger;
 }
@@ -75,6 +83,10 @@ function parseJobData(job: TransformJob, jobKey: string, config: Config): JobDat
   return parsed.data;
 }
 
+function outputsOf(data: JobData) {
+  return [data.destination, rejectsLocation(data)];
+}
+
 /** An output started over: no upload, no parts, nothing carried, from the source's start. */
 function restartedOutput(state: OutputCheckpoint): OutputCheckpoint {
   return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: START };
@@ -88,6 +100,24 @@ function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string 
 export function createProcessor(deps: ProcessorDeps) {
   const { s3, redis, config, log, drain, metrics } = deps;
   const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
+  const claims = new DestinationClaims(ioredisScripts(redis), prefix);
+
+  /**
+   * Claims the job's output keys before anything is written: a job a raw BullMQ client added
+   * for a key another active job writes fails here, naming that job.
+   */
+  async function claimOutputs(jobId: string, data: JobData): Promise<Date> {
+    try {
+      const since = await claims.claim(outputsOf(data).map((location) => ({ jobId, location })));
+      return new Date(Math.min(...since));
+    } catch (error) {
+      if (error instanceof DestinationBusyError) throw new PermanentJobError(error.message);
+      throw error;
+    }
+  }
+
+  // Said once per worker: every job on that server would say it again.
+  let toldUnverifiedChecksums = false;
 
   /**
    * Runs the pipeline until it completes. An output whose upload is gone starts over (once per
@@ -110,7 +140,7 @@ export function createProcessor(deps: ProcessorDeps) {
           signal,
           drain,
           firstRead: opened,
-          createdAt: new Date(job.timestamp),
+          claimedAt: attempt.claimedAt,
           // A first attempt's checkpoint waits for its first upload, so a retry may have none.
           retried: store.current.resumes > 0 || job.attemptsStarted > 1,
           onPartUploaded: (part: PartUploaded) => {
@@ -170,12 +200,15 @@ export function createProcessor(deps: ProcessorDeps) {
     // The first attempt's source read, opened while pinning the source.
     let firstRead: OpenedBody | undefined;
     let outcome: Outcome = "failed";
+    let parsedData: JobData | undefined;
     metrics?.jobStarted();
     try {
       const data = parseJobData(job, jobKey, config);
+      parsedData = data;
       const { checkpoint, ...rest } = data;
       checkAccess(data, config);
       const judges = judgesFor(data);
+      const claimedAt = await claimOutputs(jobId, data);
       let start: Checkpoint;
       if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
       else
@@ -199,11 +232,28 @@ export function createProcessor(deps: ProcessorDeps) {
           "resuming from checkpoint",
         );
       }
-      const result = await runToCompletion({ job, data, store, judges, firstRead, signal, jobLog });
+      const result = await runToCompletion({
+        job,
+        data,
+        store,
+        judges,
+        firstRead,
+        claimedAt,
+        signal,
+        jobLog,
+      });
+      await claims.release(jobId, outputsOf(data)).catch(() => {});
       jobLog.info(
         { rows: result.rows, parts: result.parts, resumes: result.resumes },
         "job completed",
       );
+      if (result.checksums === "not-verified" && !toldUnverifiedChecksums) {
+        toldUnverifiedChecksums = true;
+        log.warn(
+          { endpoint: config.S3_ENDPOINT ?? "AWS" },
+          "the S3 server returned no CRC32 for parts sent with one: it may not check them (S3_CHECKSUMS)",
+        );
+      }
       outcome = "completed";
       return result;
     } catch (error) {
@@ -223,6 +273,7 @@ export function createProcessor(deps: ProcessorDeps) {
       const final =
         error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (final && store) await abandonUploads(store, jobLog);
+      if (final && parsedData) await claims.release(jobId, outputsOf(parsedData)).catch(() => {});
       jobLog.warn({ err: error, final }, "job attempt failed");
       throw error;
     } finally {

@@ -5,8 +5,6 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  type ListMultipartUploadsCommandOutput,
   ListPartsCommand,
   PutObjectCommand,
   type S3Client,
@@ -15,6 +13,7 @@ import {
 import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../shared/job.ts";
 import { PermanentJobError, UploadGoneError } from "./errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
+import { openUploads } from "./multipartUploads.ts";
 import { PartBuffer } from "./partBuffer.ts";
 import { isS3Error } from "./s3Errors.ts";
 
@@ -24,6 +23,7 @@ import { isS3Error } from "./s3Errors.ts";
 // durable state. A new attempt starts from that state and continues with the next part number.
 
 const MAX_PARTS = 10_000;
+const CLOCK_LEEWAY_MS = 60_000;
 const gzipAsync = promisify(gzip);
 
 export interface UploaderOptions {
@@ -231,28 +231,26 @@ export class ResumableUpload {
   /**
    * On a resume: aborts uploads of this object that an earlier attempt of this job created but
    * did not live to checkpoint (it died between CreateMultipartUpload and the checkpoint), where
-   * the server can list them. Uploads started before `since` (the job's creation) are left alone.
+   * the server can list them. The job has held the object's key since `since`, and no other job
+   * may write it meanwhile, so uploads started since then are its own; older ones are left
+   * alone. A minute of leeway allows for the S3 server's clock running behind Redis's.
    */
   async abortStrays(since: Date): Promise<void> {
     const { bucket, key, uploadId } = this.#state;
     if (this.#state.completed) return;
-    let page: ListMultipartUploadsCommandOutput;
+    const cutoff = since.getTime() - CLOCK_LEEWAY_MS;
+    const strays: string[] = [];
     try {
-      page = await this.#o.s3.send(
-        new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }),
-      );
+      for await (const upload of openUploads(this.#o.s3, bucket, key)) {
+        if (upload.Key !== key || !upload.UploadId || upload.UploadId === uploadId) continue;
+        if (upload.Initiated && upload.Initiated.getTime() >= cutoff) strays.push(upload.UploadId);
+      }
     } catch {
       return; // not supported here: `s3csv sweep` and a lifecycle rule are the backstop
     }
-    for (const upload of page.Uploads ?? []) {
-      if (upload.Key !== key || !upload.UploadId || upload.UploadId === uploadId) continue;
-      if (!upload.Initiated || upload.Initiated < since) continue;
+    for (const stray of strays) {
       await this.#o.assertOwner();
-      await abortUpload(this.#o.s3, {
-        ...this.#state,
-        uploadId: upload.UploadId,
-        completed: undefined,
-      });
+      await abortUpload(this.#o.s3, { ...this.#state, uploadId: stray, completed: undefined });
     }
   }
 

@@ -39,8 +39,8 @@ export interface PipelineInput {
   drain?: AbortSignal;
   /** The first attempt's source read, already open (from offset 0). */
   firstRead?: OpenedBody | undefined;
-  /** When the job was created: uploads of its outputs older than this are not its own. */
-  createdAt: Date;
+  /** Since when the job has held its outputs' keys: uploads on them since are its own. */
+  claimedAt: Date;
   /** An earlier attempt started: it may have created an upload no checkpoint recorded. */
   retried: boolean;
   onPartUploaded?(part: PartUploaded): void;
@@ -141,8 +141,8 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
     await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
     if (input.retried)
       await Promise.all([
-        output.abortStrays(input.createdAt),
-        rejects.abortStrays(input.createdAt),
+        output.abortStrays(input.claimedAt),
+        rejects.abortStrays(input.claimedAt),
       ]);
     const from = resumePoint(start);
     // Rows before an output's own mark are already in its uploaded parts.

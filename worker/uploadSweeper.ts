@@ -1,10 +1,7 @@
-import {
-  AbortMultipartUploadCommand,
-  ListMultipartUploadsCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import { AbortMultipartUploadCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Queue } from "bullmq";
 import { Checkpoint } from "../shared/job.ts";
+import { openUploads } from "./multipartUploads.ts";
 
 // The sweeper: aborts multipart uploads in a bucket that no live job owns, so that a job lost
 // in a way its worker could not clean up (a failed Redis, a job removed by hand) leaves nothing
@@ -51,35 +48,22 @@ export async function sweepUploads(options: {
   // Read the owners first: an upload created after this by a live job is too recent to sweep.
   const owned = await liveUploadIds(options.queue);
   const swept: SweptUpload[] = [];
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListMultipartUploadsCommand({
-        Bucket: bucket,
-        KeyMarker: keyMarker,
-        UploadIdMarker: uploadIdMarker,
-      }),
-    );
-    for (const upload of page.Uploads ?? []) {
-      const key = upload.Key ?? "";
-      const uploadId = upload.UploadId ?? "";
-      const initiated = upload.Initiated;
-      let action: SweptUpload["action"];
-      if (owned.has(uploadId)) action = "kept: owned by a live job";
-      else if (initiated && initiated.getTime() > cutoff) action = "kept: too recent";
-      else if (dryRun) action = "would-abort";
-      else {
-        await s3.send(
-          new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
-        );
-        action = "aborted";
-      }
-      swept.push({ key, uploadId, initiated, action });
+  for await (const upload of openUploads(s3, bucket)) {
+    const key = upload.Key ?? "";
+    const uploadId = upload.UploadId ?? "";
+    const initiated = upload.Initiated;
+    let action: SweptUpload["action"];
+    if (owned.has(uploadId)) action = "kept: owned by a live job";
+    else if (initiated && initiated.getTime() > cutoff) action = "kept: too recent";
+    else if (dryRun) action = "would-abort";
+    else {
+      await s3.send(
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+      );
+      action = "aborted";
     }
-    keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
-    uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
-  } while (keyMarker);
+    swept.push({ key, uploadId, initiated, action });
+  }
   return swept;
 }
 
