@@ -107,8 +107,8 @@ describe("one active job per destination", () => {
     const holder = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });
     const first = startWorker();
     const upload = await eventually(async () => {
-      const checkpoint = ((await queue.getJob(holder))?.data as { checkpoint?: Checkpoint })
-        .checkpoint;
+      const held = (await queue.getJob(holder))?.data as { checkpoint?: Checkpoint } | undefined;
+      const checkpoint = held?.checkpoint;
       return checkpoint?.output.parts.length ? checkpoint.output.uploadId : undefined;
     });
     await first.kill("SIGKILL");
