@@ -10,6 +10,8 @@ export const ROW_ERROR_CODES = [
   "primary-key",
   "encoding-error",
   "format-error",
+  // Not Frictionless's: a registered transform threw on the row.
+  "transform-error",
 ] as const;
 export type RowErrorCode = (typeof ROW_ERROR_CODES)[number];
 

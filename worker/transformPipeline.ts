@@ -186,9 +186,13 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
       const format =
         options.format === "ndjson" ? ndjsonRowFormatter(columns.header, columns.types) : csvRow;
       outputRow = columns.all ? format : (cells) => format(columns.pick(cells));
+      // The source's quoting must be the output's: with another quote or escape character, a
+      // row without them may still hold a `"` that RFC 4180 output has to quote.
       passThrough =
         columns.all &&
         options.delimiter === "," &&
+        options.quote === '"' &&
+        (options.escape === undefined || options.escape === '"') &&
         options.format === "csv" &&
         !options.neutralizeFormulas;
       if (options.format === "csv" && output.empty)

@@ -60,7 +60,8 @@ export class UniqueIndex {
     const p = this.#primary;
     if (p) {
       const parts = p.columns.map((c) => cells[c]);
-      if (parts.every((v) => v !== undefined && v !== "")) {
+      if (parts.every((v) => v === undefined || v === "")) errors.push(this.#nullKey(p.names));
+      else if (parts.every((v) => v !== undefined && v !== "")) {
         const key = JSON.stringify(parts);
         if (p.seen.has(key)) {
           errors.push({
@@ -72,6 +73,22 @@ export class UniqueIndex {
       }
     }
     return errors.length ? errors : undefined;
+  }
+
+  /**
+   * A blank row's errors beyond blank-row: a null primary key (as Frictionless reports it), or
+   * none when the schema has no primary key.
+   */
+  blankRowErrors(): RowError[] {
+    return this.#primary ? [this.#nullKey(this.#primary.names)] : [];
+  }
+
+  #nullKey(names: readonly string[]): RowError {
+    return {
+      field: names.join(","),
+      code: "primary-key",
+      message: `the primary key (${names.join(", ")}) is null: none of its cells has a value`,
+    };
   }
 
   #add(set: Set<string>, value: string): void {

@@ -160,7 +160,10 @@ export function compileTableSchema(
         stateful: unique !== undefined,
         judge(fields): Verdict {
           const shape = shapeErrors(fields, width, labels);
-          if (shape.length) return { ok: false, errors: shape };
+          if (shape.length) {
+            const blank = unique && shape[0]?.code === "blank-row";
+            return { ok: false, errors: blank ? [...shape, ...unique.blankRowErrors()] : shape };
+          }
           const cells: string[] = new Array(validators.length);
           let errors: RowError[] | undefined;
           for (let i = 0; i < validators.length; i++) {

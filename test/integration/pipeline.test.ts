@@ -243,6 +243,34 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     ]);
   });
 
+  it("quotes a cell holding \" in the output when the source quotes with ' (no pass-through)", async () => {
+    const rows = [
+      "id,email,score,active,joined,note",
+      `1,a@example.com,5,true,2024-01-01,say "hi"`,
+      `2,b@example.com,7,false,2024-02-03,'it\\'s "x", ok'`,
+      "3,c@example.com,9,true,2024-02-03,plain",
+    ];
+    await t.stack.put("quote/in.csv", `${rows.join("\n")}\n`);
+    const expected = [
+      "id,email,score,active,joined,note",
+      `1,a@example.com,5,true,2024-01-01,"say ""hi"""`,
+      `2,b@example.com,7,false,2024-02-03,"it's ""x"", ok"`,
+      "3,c@example.com,9,true,2024-02-03,plain",
+    ];
+    for (const [name, options] of [
+      ["quote", { quote: "'" }],
+      ["quote-escape", { quote: "'", escape: "\\" }],
+    ] as const) {
+      await run(t.queue, job("quote/in.csv", `${name}/out.csv`, peopleSchema, options));
+      const output = (await t.stack.get(`${name}/out.csv`)).toString().split("\r\n");
+      // Row 2 doubles its quote in the first job's dialect (no escape): there it is malformed.
+      expect(output[1], name).toBe(expected[1]);
+      expect(output[output.length - 2], name).toBe(expected[3]);
+    }
+    const escaped = (await t.stack.get("quote-escape/out.csv")).toString();
+    expect(escaped).toBe(`${expected.join("\r\n")}\r\n`);
+  });
+
   it("reads UTF-16 sources of either byte order (BOM first) and writes UTF-8", async () => {
     const text = [
       "id,email,score,active,joined,note",

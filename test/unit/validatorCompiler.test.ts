@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { TableSchema } from "../../shared/tableSchema.ts";
 import { HeaderError } from "../../worker/rowJudge.ts";
 import { transforms } from "../../worker/transforms/index.ts";
-import { compileTransform } from "../../worker/transforms/registry.ts";
+import { compileTransform, defineTransform } from "../../worker/transforms/registry.ts";
 import { compileTableSchema } from "../../worker/validatorCompiler.ts";
 
 function judge(fields: unknown[], header: string[] | null = null) {
@@ -249,6 +250,32 @@ describe("unique and primaryKey", () => {
     });
   });
 
+  it("reports a primary key whose cells are all null, blank rows included (as Frictionless v5)", () => {
+    const j = compileTableSchema(
+      TableSchema.parse({
+        fields: [
+          { name: "a", type: "integer" },
+          { name: "b", type: "string" },
+          { name: "c", type: "string" },
+        ],
+        primaryKey: ["a", "b"],
+      }),
+    ).bind(null);
+    const nullKey = {
+      field: "a,b",
+      code: "primary-key",
+      message: "the primary key (a, b) is null: none of its cells has a value",
+    };
+    expect(j.judge(["", "", "x"])).toEqual({ ok: false, errors: [nullKey] });
+    expect(j.judge(["", "", ""])).toEqual({
+      ok: false,
+      errors: [{ field: "", code: "blank-row", message: "the row is blank" }, nullKey],
+    });
+    expect(j.judge(["1", "", "x"]).ok).toBe(true);
+    const plain = judge([{ name: "a", type: "string" }]);
+    expect(plain.judge([""])).toMatchObject({ errors: [{ code: "blank-row" }] });
+  });
+
   it("fails the job rather than outgrow its memory bound", () => {
     const j = compileTableSchema(
       TableSchema.parse({
@@ -263,6 +290,25 @@ describe("unique and primaryKey", () => {
 });
 
 describe("registered transforms", () => {
+  it("rejects a row its transform throws on (transform-error), and judges the next", () => {
+    const t = defineTransform({
+      name: "picky",
+      description: "throws on one value",
+      input: z.object({ v: z.string() }),
+      columns: ["v"],
+      map: ({ v }) => {
+        if (v === "bad") throw new Error(`cannot map "${v}"`);
+        return { v: v.toUpperCase() };
+      },
+    });
+    const j = compileTransform(t).bind(["v"]);
+    expect(j.judge(["bad"])).toEqual({
+      ok: false,
+      errors: [{ field: "", code: "transform-error", message: 'cannot map "bad"' }],
+    });
+    expect(j.judge(["good"])).toEqual({ ok: true, cells: ["GOOD"] });
+  });
+
   it("runs the example transform with zod verdicts", () => {
     const t = transforms.get("contacts-normalize");
     if (!t) throw new Error("contacts-normalize is not registered");

@@ -50,7 +50,14 @@ export function compileTransform(transform: Transform): JudgeFactory {
             }));
             return { ok: false, errors };
           }
-          const out = transform.map(parsed.data);
+          let out: Record<string, OutputValue>;
+          try {
+            out = transform.map(parsed.data);
+          } catch (error) {
+            // One row the transform cannot handle is that row's problem, not the job's.
+            const message = error instanceof Error ? error.message : String(error);
+            return { ok: false, errors: [{ field: "", code: "transform-error", message }] };
+          }
           return { ok: true, cells: transform.columns.map((c) => cellText(out[c])) };
         },
       };
