@@ -396,7 +396,9 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
     const ratio = ratioExceeded(data, position.counts, true);
     if (ratio) throw new PermanentJobError(ratio);
     const end = snapshot();
-    const [out, rej] = await Promise.all([output.finish(end), rejects.finish(end)]);
+    // The output first: a job whose destination cannot be written leaves no report behind.
+    const out = await output.finish(end);
+    const rej = await rejects.finish(end);
     const leftover = [...output.retireCarryKeys(true), ...rejects.retireCarryKeys(true)];
     await Promise.all(leftover.map((key) => store.deleteCarry(key)));
     await input.reportProgress(progress(true));

@@ -360,14 +360,12 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     const key = "changed/out.csv";
     await stack.put("changed/in.csv", peopleData({ rows: 130_000, invalidEvery: 2, pad: 120 }).csv);
     const first = startWorker();
-    let killed = false;
     stack.s3Server.beforeRequest = (r) => (isPartUpload(r, key, 2) ? hold() : undefined);
     const jobId = await enqueueTransform(job("changed/in.csv", key, peopleSchema), { queue });
     await eventually(async () =>
       (await checkpointOf(jobId))?.output.parts.length === 1 ? true : undefined,
     );
     await first.kill("SIGKILL");
-    killed = true;
     stack.s3Server.beforeRequest = undefined;
     for (const release of held.splice(0)) release();
     await stack.put("changed/in.csv", peopleData({ rows: 1000, invalidEvery: 2 }).csv);
@@ -375,7 +373,6 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     await expect(waitForResult(queue, jobId, { timeoutMs: 60_000 })).rejects.toThrow(
       /source s3:\/\/s3csv-test\/changed\/in.csv changed since the job started .* enqueue a new job/,
     );
-    expect(killed).toBe(true);
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
   });
 });

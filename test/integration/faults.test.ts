@@ -4,11 +4,11 @@ import { startRedisServer } from "../../dev/redisServer.ts";
 import { enqueueTransform, enqueueTransforms } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { Checkpoint, JobResult } from "../../shared/job.ts";
-import { type PeopleData, peopleData, peopleSchema } from "../support/peopleData.ts";
+import { type PeopleData, peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
 import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor, run } from "./helpers.ts";
+import { eventually, job, queueFor, rejectsKeyOf, run } from "./helpers.ts";
 
 // Faults on the way to S3 and Redis (injected by the test's S3 server, and by stopping the
 // test's redis-server), and a bounded chaos soak. Each job must complete with exact output,
@@ -59,6 +59,7 @@ describe("faults and chaos", () => {
 
   async function expectExact(key: string, result: JobResult): Promise<void> {
     expect((await stack.get(key)).equals(data.expectedOutput)).toBe(true);
+    expect(rejectedRows(await stack.get(rejectsKeyOf(key)))).toEqual(data.rejected);
     expect(result.rows.read).toBe(70_000);
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
   }
@@ -228,10 +229,11 @@ describe("faults and chaos", () => {
       const p = plan[i] as (typeof plan)[number];
       const result = (await queue.getJob(id))?.returnvalue;
       resumes += result?.resumes ?? 0;
-      expect(
-        (await stack.get(p.dest)).equals((sets[p.set] as PeopleData).expectedOutput),
-        p.dest,
-      ).toBe(true);
+      const expected = sets[p.set] as PeopleData;
+      expect((await stack.get(p.dest)).equals(expected.expectedOutput), p.dest).toBe(true);
+      expect(rejectedRows(await stack.get(rejectsKeyOf(p.dest))), p.dest).toEqual(
+        expected.rejected,
+      );
     }
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
     console.log(

@@ -102,6 +102,11 @@ export function runCli(
   });
 }
 
+/** Where a job's reject report goes by default: next to the destination. */
+export function rejectsKeyOf(destination: string): string {
+  return `${destination.replace(/\.csv$/i, "")}.rejects.csv`;
+}
+
 /** Polls until `check` returns a value (not undefined), or fails after `ms`. */
 export async function eventually<T>(
   check: () => Promise<T | undefined> | T | undefined,

@@ -3,12 +3,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { enqueueTransform } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { Checkpoint, JobResult } from "../../shared/job.ts";
-import { type PeopleData, peopleData, peopleSchema } from "../support/peopleData.ts";
+import { type PeopleData, peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
 import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcpProxy.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor } from "./helpers.ts";
+import { eventually, job, queueFor, rejectsKeyOf } from "./helpers.ts";
 
 // Network faults through a TCP proxy on loopback, between the worker and Redis and between the
 // worker and S3: every open connection reset mid-job, or frozen past the timeouts. The job must
@@ -64,6 +64,7 @@ describe("network faults through a TCP proxy", () => {
 
   async function expectExact(key: string, result: JobResult, worker: WorkerProcess) {
     expect((await stack.get(key)).equals(data.expectedOutput)).toBe(true);
+    expect(rejectedRows(await stack.get(rejectsKeyOf(key)))).toEqual(data.rejected);
     expect(result.rows.read).toBe(70_000);
     expect(stack.s3Server.store.multipartUploads.size).toBe(0);
     expect(worker.child.exitCode, worker.output()).toBeNull();

@@ -75,15 +75,21 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     );
   });
 
-  it("fails a job whose destination bucket does not exist, and leaves no upload open", async () => {
+  it("fails a job whose destination bucket does not exist, leaving no upload and no report", async () => {
     await t.stack.put("nobucket/in.csv", peopleData({ rows: 10 }).csv);
-    const input = {
-      ...job("nobucket/in.csv", "x.csv", peopleSchema),
-      destination: { bucket: "no-such-bucket", key: "x.csv" },
-    };
+    // The report goes to a bucket that exists: nothing of the job may be left there either.
+    const input = job("nobucket/in.csv", "x.csv", peopleSchema, {
+      rejects: { bucket: BUCKET, key: "nobucket/x.rejects.csv" },
+    });
+    input.destination = { bucket: "no-such-bucket", key: "x.csv" };
     await expect(run(t.queue, input)).rejects.toThrow(
       /bucket "no-such-bucket" .* does not exist; create it/,
     );
+    const open = [...t.stack.s3Server.store.multipartUploads.values()].filter(
+      (u) => u.bucket === "no-such-bucket" || u.key.startsWith("nobucket/"),
+    );
+    expect(open).toEqual([]);
+    await expect(t.stack.get("nobucket/x.rejects.csv")).rejects.toThrow();
   });
 
   it("writes NDJSON with typed values when options.format is ndjson", async () => {

@@ -2,10 +2,10 @@ import { type Queue, QueueEvents } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enqueueTransforms } from "../../producer/enqueue.ts";
 import type { JobResult } from "../../shared/job.ts";
-import { type PeopleData, peopleData, peopleSchema } from "../support/peopleData.ts";
+import { type PeopleData, peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor } from "./helpers.ts";
+import { eventually, job, queueFor, rejectsKeyOf } from "./helpers.ts";
 
 // Horizontal scaling: three worker processes share thirty jobs; one is SIGKILLed midway and
 // its jobs resume on the others. Every job completes exactly once, with exact output.
@@ -76,10 +76,11 @@ describe("scale-out: 3 workers, 30 jobs, one killed midway", () => {
       const p = plan[i] as (typeof plan)[number];
       const j = await queue.getJob(id);
       takenOver += (j?.attemptsStarted ?? 0) > 1 ? 1 : 0;
-      expect(
-        (await stack.get(p.dest)).equals((datasets[p.data] as PeopleData).expectedOutput),
-        p.dest,
-      ).toBe(true);
+      const expected = datasets[p.data] as PeopleData;
+      expect((await stack.get(p.dest)).equals(expected.expectedOutput), p.dest).toBe(true);
+      expect(rejectedRows(await stack.get(rejectsKeyOf(p.dest))), p.dest).toEqual(
+        expected.rejected,
+      );
     }
     expect(takenOver, "jobs of the killed worker taken over by the others").toBeGreaterThanOrEqual(
       1,
