@@ -6,6 +6,7 @@ const HELP = `s3csv: resumable, validated CSV transforms on S3
 Usage:
   s3csv worker     run a worker that processes jobs from the queue
   s3csv enqueue    add a job (and optionally wait for its result)
+  s3csv retry      retry a job that failed for good (and optionally wait for its result)
   s3csv dashboard  serve Bull Board, health checks and Prometheus metrics
   s3csv sweep      abort multipart uploads that no live job owns
   s3csv dev        run Redis, an S3-compatible server and a worker locally, with a sample job
@@ -24,6 +25,10 @@ const commands: Record<
   enqueue: async () => {
     const m = await import("../producer/cli.ts");
     return { run: m.enqueueCommand, usage: m.usage };
+  },
+  retry: async () => {
+    const m = await import("../producer/retryCli.ts");
+    return { run: m.retryCommand, usage: m.usage };
   },
   dashboard: async () => {
     const m = await import("../dashboard/cli.ts");

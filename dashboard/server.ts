@@ -14,9 +14,27 @@ import { createMetrics } from "./metrics.ts";
 
 export const BOARD_PATH = "/admin/queues";
 
-/** Bull Board routes that would change a job's data or add jobs that skip the producer's checks. */
-const FORBIDDEN = [/\/api\/queues\/[^/]+\/[^/]+\/update-data$/, /\/api\/queues\/[^/]+\/add$/];
+/**
+ * The Bull Board routes that would change a job's data or add jobs that skip the producer's
+ * checks, as the router matched them: however the URL is spelled, the route it reaches decides.
+ */
+const REFUSED = new Set([
+  `PATCH ${BOARD_PATH}/api/queues/:queueName/:jobId/update-data`,
+  `POST ${BOARD_PATH}/api/queues/:queueName/add`,
+]);
 const OPEN = new Set(["/healthz", "/readyz"]);
+
+/**
+ * Throws unless Bull Board registered every refused route: one renamed by an upgrade would
+ * otherwise stop being refused without a word.
+ */
+function checkRefusedRoutesExist(registered: Set<string>): void {
+  const missing = [...REFUSED].filter((route) => !registered.has(route));
+  if (missing.length > 0)
+    throw new Error(
+      `Bull Board has no route ${missing.join(", ")}: update the dashboard's read-only guard for this Bull Board version`,
+    );
+}
 
 export interface DashboardOptions {
   config: Config;
@@ -44,16 +62,22 @@ export async function createDashboard({
   const authorized = credentials
     ? basicAuthChecker(credentials.user, credentials.password)
     : () => true;
+  const registered = new Set<string>();
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat()) registered.add(`${method} ${route.url}`);
+  });
+  // onRequest runs after routing: routeOptions.url is the matched route's pattern (undefined
+  // when none matched, and the request ends in a 404).
   app.addHook("onRequest", async (request, reply) => {
-    const path = request.url.split("?")[0] ?? "";
-    if (OPEN.has(path)) return;
+    const route = request.routeOptions.url;
+    if (route !== undefined && OPEN.has(route)) return;
     if (!authorized(request.headers.authorization)) {
       return reply
         .code(401)
         .header("www-authenticate", 'Basic realm="s3csv", charset="UTF-8"')
         .send("authentication required\n");
     }
-    if (FORBIDDEN.some((re) => re.test(path))) {
+    if (REFUSED.has(`${request.method} ${route}`)) {
       return reply.code(403).send({
         error: "job data is read-only in the s3csv dashboard: it holds the job's checkpoint",
       });
@@ -82,6 +106,7 @@ export async function createDashboard({
   });
   board.setBasePath(BOARD_PATH);
   await app.register(board.registerPlugin(), { prefix: BOARD_PATH });
+  checkRefusedRoutesExist(registered);
   app.get("/", async (_request, reply) => reply.redirect(BOARD_PATH));
 
   return {

@@ -1,8 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import type { Queue } from "bullmq";
 import { loadConfig } from "../shared/config.ts";
-import type { JobResult } from "../shared/job.ts";
+import { DestinationBusyError } from "../shared/destinationClaims.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { parseS3Url } from "../shared/s3Url.ts";
 import { UsageError } from "../shared/usageError.ts";
@@ -16,25 +15,25 @@ import {
   transformQueue,
   validateJobInput,
 } from "./enqueue.ts";
-import { progressWriter } from "./progressBar.ts";
-import { JobFailedError, waitForResult } from "./waitForResult.ts";
+import { exitCodesUsage, timeoutMsOf, waitAndReport, waitFlags } from "./waitCli.ts";
 
 export const usage = `s3csv enqueue --source s3://BUCKET/KEY --dest s3://BUCKET/KEY (--schema FILE | --transform NAME)
               [--rejects s3://BUCKET/KEY] [--on-invalid reject|fail] [--max-invalid N]
               [--delimiter C] [--options JSON] [--job-id ID] [--dedupe] [--priority N] [--delay MS]
-              [--wait] [--json]
+              [--wait [--timeout SECONDS]] [--json]
 s3csv enqueue --source-prefix s3://BUCKET/PREFIX --dest-template 's3://BUCKET/out/{path}'
               (--schema FILE | --transform NAME) [options as above]
-s3csv enqueue --manifest JOBS.ndjson [--priority N] [--delay MS] [--wait] [--json]
+s3csv enqueue --manifest JOBS.ndjson [--priority N] [--delay MS] [--wait [--timeout SECONDS]] [--json]
 
 Validates the job (every job, in bulk) before Redis is touched, adds it and prints its id.
 --wait waits for the result (a progress bar on a terminal) and exits 1 with the reason if a job
-fails; --json prints the result (or, without --wait, the job id) as one JSON object on stdout.
+fails; --timeout SECONDS stops waiting after that long (for all the jobs together); --json
+prints the result (or, without --wait, the job id) as one JSON object per job on stdout.
 In bulk, every object under --source-prefix becomes a job whose destination is the template
 with {key}, {path} (the key after the prefix), {name} or {stem} filled in; a manifest has one
 job (the JSON contract) per line. Bulk jobs are deduplicated: the same source version and
 destination are never added twice (--dedupe does that for a single job).
-Exit codes: 0 done, 1 a job failed, 2 the command or a job is invalid.`;
+${exitCodesUsage}`;
 
 function delimiterOf(value: string): string {
   if (value === "tab" || value === "\\t") return "\t";
@@ -104,8 +103,7 @@ function parse(argv: string[]) {
         dedupe: { type: "boolean", default: false },
         priority: { type: "string" },
         delay: { type: "string" },
-        wait: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
+        ...waitFlags,
       },
     }).values;
   } catch (error) {
@@ -187,37 +185,14 @@ async function planBulk(v: Flags, config: ReturnType<typeof loadConfig>): Promis
   return planned;
 }
 
-function summary(jobId: string, r: JobResult): string {
-  return (
-    `job ${jobId} completed: ${r.rows.valid} valid, ${r.rows.rejected} rejected of ${r.rows.read} rows\n` +
-    `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${r.parts} parts)\n` +
-    `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n`
-  );
-}
-
-/** Waits for each job; prints results; sets exit code 1 if any failed. */
-async function waitAll(
-  queue: Queue<unknown, JobResult>,
-  ids: string[],
-  json: boolean,
-): Promise<void> {
-  const bar = progressWriter(process.stderr);
-  const single = ids.length === 1;
-  for (const jobId of ids) {
-    try {
-      const result = await waitForResult(queue, jobId, single ? { onProgress: bar.update } : {});
-      bar.done();
-      process.stdout.write(
-        json ? `${JSON.stringify({ jobId, ...result })}\n` : summary(jobId, result),
-      );
-    } catch (error) {
-      bar.done();
-      if (!(error instanceof JobFailedError)) throw error;
-      if (json)
-        process.stdout.write(`${JSON.stringify({ jobId, failed: true, error: error.message })}\n`);
-      process.stderr.write(`s3csv: ${error.message}\n`);
-      process.exitCode = 1;
-    }
+/** A job refused at enqueue (invalid, or its output held by another job) exits 2, like bad usage. */
+async function refusedAsUsage<T>(add: () => Promise<T>): Promise<T> {
+  try {
+    return await add();
+  } catch (error) {
+    if (error instanceof InvalidJobError || error instanceof DestinationBusyError)
+      throw new UsageError(error.message);
+    throw error;
   }
 }
 
@@ -229,6 +204,7 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
   const config = loadConfig();
   const priority = wholeNumber("priority", v.priority);
   const delay = wholeNumber("delay", v.delay);
+  const timeoutMs = timeoutMsOf(v);
   const planned: Planned = bulk
     ? await planBulk(v, config)
     : { jobs: [await singleJob(v)], jobIds: [] };
@@ -249,28 +225,19 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
 
   const queue = transformQueue(queueSettings(config));
   try {
-    let ids: string[];
-    if (bulk) {
-      ids = await enqueueTransforms(planned.jobs, {
-        queue,
-        maxJobBytes: config.MAX_JOB_BYTES,
-        jobIds: planned.jobIds,
-        ...(priority ? { priority } : {}),
-        ...(delay ? { delay } : {}),
-      });
-    } else {
-      const job = planned.jobs[0];
-      const jobId = v["job-id"] ?? (v.dedupe ? dedupeJobId(job) : undefined);
-      ids = [
-        await enqueueTransform(job, {
-          queue,
-          maxJobBytes: config.MAX_JOB_BYTES,
-          ...(jobId ? { jobId } : {}),
-          ...(priority ? { priority } : {}),
-          ...(delay ? { delay } : {}),
-        }),
-      ];
-    }
+    const options = {
+      queue,
+      maxJobBytes: config.MAX_JOB_BYTES,
+      ...(priority ? { priority } : {}),
+      ...(delay ? { delay } : {}),
+    };
+    const single = planned.jobs[0];
+    const jobId = v["job-id"] ?? (v.dedupe ? dedupeJobId(single) : undefined);
+    const ids = await refusedAsUsage(async () =>
+      bulk
+        ? enqueueTransforms(planned.jobs, { ...options, jobIds: planned.jobIds })
+        : [await enqueueTransform(single, { ...options, ...(jobId ? { jobId } : {}) })],
+    );
     if (!v.wait) {
       const text = v.json
         ? JSON.stringify(bulk ? { jobIds: ids } : { jobId: ids[0] })
@@ -282,7 +249,7 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
       process.stderr.write(
         `${ids.length === 1 ? `job ${ids[0]}` : `${ids.length} jobs`} enqueued; waiting\n`,
       );
-    await waitAll(queue, ids, v.json);
+    await waitAndReport(queue, ids, { json: v.json, timeoutMs });
   } finally {
     await queue.close();
   }

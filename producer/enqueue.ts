@@ -98,11 +98,11 @@ export interface EnqueueOptions {
 }
 
 /** The objects a job writes: its destination and its reject report. */
-function outputsOf(data: JobInputData): S3Location[] {
+export function outputsOf(data: Pick<JobInputData, "destination" | "options">): S3Location[] {
   return [data.destination, rejectsLocation(data)];
 }
 
-async function claimsFor(queue: Queue<unknown, JobResult>): Promise<DestinationClaims> {
+export async function claimsFor(queue: Queue<unknown, JobResult>): Promise<DestinationClaims> {
   return new DestinationClaims(bullmqScripts(await queue.getBackend().client), queue.qualifiedName);
 }
 

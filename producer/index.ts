@@ -10,4 +10,11 @@ export {
   transformQueue,
   validateJobInput,
 } from "./enqueue.ts";
-export { JobFailedError, waitForResult } from "./waitForResult.ts";
+export { JobNotRetryableError, retryJob } from "./retryJob.ts";
+export {
+  JobFailedError,
+  RedisUnavailableError,
+  type WaitOptions,
+  WaitTimeoutError,
+  waitForResult,
+} from "./waitForResult.ts";

@@ -4,7 +4,7 @@ import type { Queue } from "bullmq";
 import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../dev/redisServer.ts";
-import { enqueueTransform } from "../../producer/enqueue.ts";
+import { enqueueTransform, JOB_NAME } from "../../producer/enqueue.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { type Stack, startStack } from "../support/stack.ts";
@@ -101,6 +101,67 @@ describe("s3csv dashboard", () => {
     expect(metrics).toMatch(/s3csv_queue_jobs\{queue="csv-transform",state="completed"\} [1-9]/);
     expect(metrics).toMatch(/s3csv_rows_read_total\{queue="csv-transform"\} 50/);
     expect((await fetch(`${base}/metrics`)).status).toBe(401);
+  });
+
+  it("refuses editing job data and adding jobs however the URL is spelled, and still retries jobs", async () => {
+    // A malformed payload fails at once, without retries: a failed job to edit and retry.
+    const failed = await queue.add(JOB_NAME, { source: {}, destination: {} });
+    const id = failed.id as string;
+    const finishedOn = await eventually(async () => {
+      const j = await queue.getJob(id);
+      return j && (await j.getState()) === "failed" ? j.finishedOn : undefined;
+    });
+    const data = (await queue.getJob(id))?.data;
+    const jobsInQueue = async () =>
+      Object.values(await queue.getJobCounts()).reduce((sum, n) => sum + n, 0);
+    const jobs = await jobsInQueue();
+    const api = `${base}/admin/queues/api/queues/csv-transform`;
+    const send = (method: string, path: string, body: unknown) =>
+      fetch(`${api}${path}`, {
+        method,
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const encodedId = `%${id.charCodeAt(0).toString(16)}${id.slice(1)}`;
+
+    // Every spelling the router takes to the update-data route (PATCH) is refused.
+    for (const path of [
+      `/${id}/update-data`,
+      `/${id}/update-data?x=1`,
+      `/${id}/update%2Ddata`,
+      `/${id}/%75pdate-data`,
+      `/${encodedId}/update-data`,
+    ]) {
+      const response = await send("PATCH", path, { jobData: { edited: path } });
+      expect(response.status, path).toBe(403);
+    }
+    // Spellings that reach no route, and methods the route does not have, change nothing.
+    for (const [method, path] of [
+      ["PATCH", `/${id}/update-data/`],
+      ["PATCH", `/${id}//update-data`],
+      ["PATCH", `//${id}/update-data`],
+      ["PUT", `/${id}/update-data`],
+      ["POST", `/${id}/update-data`],
+      ["PUT", `/${id}/update%2Ddata`],
+    ] as const) {
+      const response = await send(method, path, { jobData: { edited: path } });
+      expect(response.status, `${method} ${path}`).toBe(404);
+    }
+    expect((await queue.getJob(id))?.data).toEqual(data);
+
+    for (const path of ["/add", "/add?x=1", "/%61dd", "/ad%64"]) {
+      const response = await send("POST", path, { name: "transform", data: {} });
+      expect(response.status, path).toBe(403);
+    }
+    expect(await jobsInQueue()).toBe(jobs);
+
+    const retried = await send("PUT", `/${id}/retry`, {});
+    expect(retried.ok).toBe(true);
+    // Retried, the malformed job runs and fails again.
+    await eventually(async () => {
+      const j = await queue.getJob(id);
+      return j?.finishedOn && j.finishedOn > (finishedOn ?? 0) ? true : undefined;
+    });
   });
 
   it("shows a completed job and a running job's progress in a browser", async () => {

@@ -12,7 +12,7 @@ import type { Checkpoint, JobResult } from "../../shared/job.ts";
 import { type PeopleData, peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor } from "./helpers.ts";
+import { enqueueArgs, eventually, job, queueFor, runCli, writeSchemaFile } from "./helpers.ts";
 
 // One active job per output object: a second job for a destination (or reject report) that an
 // active job writes is refused at enqueue, naming the holder, and a worker refuses one that a
@@ -129,6 +129,26 @@ describe("one active job per destination", () => {
     expect(result.resumes).toBe(1);
     expect((await stack.get(key)).equals(data.expectedOutput)).toBe(true);
     expect(rejectedRows(await stack.get("raw/out.rejects.csv"))).toEqual(data.rejected);
+  });
+
+  it("refuses, from the CLI (exit 2), a job or a retry whose output another active job writes", async () => {
+    const key = "cli-busy/out.csv";
+    // A job that fails for good (its source is missing), and so lets go of its output.
+    const w = startWorker();
+    const failed = await enqueueTransform(job("owner/missing.csv", key, peopleSchema), { queue });
+    await expect(waitForResult(queue, failed, { timeoutMs: 30_000 })).rejects.toThrow(
+      /does not exist/,
+    );
+    await w.kill("SIGTERM");
+    const holder = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });
+    const schema = await writeSchemaFile("owner-people", peopleSchema);
+    const refused = await runCli(enqueueArgs(SOURCE, key, schema), stack.env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`is being written by job ${holder}`);
+    const retried = await runCli(["retry", failed], stack.env);
+    expect(retried.code).toBe(2);
+    expect(retried.stderr).toContain(`is being written by job ${holder}`);
+    expect(await queue.getJobState(failed)).toBe("failed");
   });
 
   it("frees a destination once its job completes", async () => {
