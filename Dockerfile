@@ -1,23 +1,21 @@
 # syntax=docker/dockerfile:1
-# Build stage: production dependencies only. The `node` runtime package is optional and omitted:
-# the image already is Node 24.
-FROM node:24-bookworm-slim AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+# Build stage: compile the TypeScript and pack the package exactly as npm would publish it.
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY . .
+# Install scripts are skipped (the `node` dev dependency would fetch a second Node 24), and its
+# shim is removed so that npm's scripts run the image's own Node.
+RUN npm ci --ignore-scripts --no-audit --no-fund && rm -f node_modules/.bin/node && npm run build && mkdir -p pkg && npm pack --ignore-scripts --pack-destination pkg
 
+# The image: the packed package and its production dependencies, nothing else. What the CLI
+# needs at run time is what the package holds; a test installs it the same way and runs every
+# command from there.
 FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json ./
-COPY bin ./bin
-COPY shared ./shared
-COPY worker ./worker
-COPY producer ./producer
-COPY dev ./dev
-COPY examples ./examples
+COPY --from=build /src/pkg ./pkg
+RUN npm install --omit=dev --no-audit --no-fund ./pkg/s3csv-*.tgz && rm -rf pkg
 USER node
 # The launcher adds the V8 heap settings the workers are measured with.
-ENTRYPOINT ["bin/s3csv"]
+ENTRYPOINT ["/app/node_modules/.bin/s3csv"]
 CMD ["worker"]

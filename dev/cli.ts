@@ -1,6 +1,6 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { startFauxqs } from "fauxqs";
@@ -9,6 +9,7 @@ import { progressWriter } from "../producer/progressBar.ts";
 import { waitForResult } from "../producer/waitForResult.ts";
 import { type Config, loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
+import { packageRoot } from "../shared/packageRoot.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { startWorker } from "../worker/worker.ts";
 import { startRedisServer } from "./redisServer.ts";
@@ -22,7 +23,7 @@ rows, enqueues it, waits, and prints where the output and the reject report are.
 It keeps running so that you can enqueue more; --once exits after the sample job.`;
 
 const BUCKET = "s3csv-dev";
-const EXAMPLES = new URL("../examples/", import.meta.url);
+const EXAMPLES = pathToFileURL(join(packageRoot(), "examples/"));
 
 export async function devCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({

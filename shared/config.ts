@@ -50,6 +50,12 @@ export const ConfigEnv = z
     ALLOWED_SOURCES: z.string().optional(),
     /** Comma-separated `bucket` or `bucket/prefix` entries a job may write to (empty: any). */
     ALLOWED_DESTINATIONS: z.string().optional(),
+    /** Modules of transforms a worker loads at start-up (comma-separated paths). */
+    TRANSFORM_MODULES: z
+      .string()
+      .transform((list) => list.split(",").map((path) => path.trim()))
+      .pipe(z.array(z.string().min(1, "names an empty module path")))
+      .optional(),
     /** Largest job payload, in bytes of JSON, a producer may enqueue and a worker will run. */
     MAX_JOB_BYTES: int(1024, 1024 * 1024),
     DASHBOARD_PORT: int(0, 3000),

@@ -1,21 +1,42 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
+import { UsageError } from "../shared/usageError.ts";
+import { builtInTransforms } from "./transforms/index.ts";
+import { loadTransforms, TransformModuleError } from "./transforms/moduleLoader.ts";
+import type { TransformRegistry } from "./transforms/registry.ts";
 import { startWorker } from "./worker.ts";
 
-export const usage = `s3csv worker [--concurrency N]
+export const usage = `s3csv worker [--concurrency N] [--transforms MODULE]...
 
 Runs a long-lived worker that takes CSV-transform jobs from the queue. Configuration comes from
 the environment (REDIS_URL, QUEUE_NAME, S3_ENDPOINT, PART_SIZE, ...; see the README).
+--transforms loads a module (.js, or .ts outside node_modules) whose exports are transforms made
+with defineTransform from "s3csv"; TRANSFORM_MODULES (comma-separated) does the same for
+containers. A module that cannot be loaded, exports none, or repeats a name stops the worker.
 SIGTERM or SIGINT stops it gracefully (SHUTDOWN_GRACE_MS, default 30000); a second one at once.`;
 
 export async function workerCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { concurrency: { type: "string" } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      concurrency: { type: "string" },
+      transforms: { type: "string", multiple: true },
+    },
+  });
   const config = loadConfig(
     values.concurrency ? { ...process.env, WORKER_CONCURRENCY: values.concurrency } : process.env,
   );
+  const modules = [...(config.TRANSFORM_MODULES ?? []), ...(values.transforms ?? [])];
+  let transforms: TransformRegistry;
+  try {
+    transforms = await loadTransforms(modules, builtInTransforms);
+  } catch (error) {
+    if (error instanceof TransformModuleError) throw new UsageError(error.message);
+    throw error;
+  }
   const log = createLogger(config, "s3csv-worker");
-  const running = await startWorker(config, log);
+  const running = await startWorker(config, log, transforms);
   const grace = config.SHUTDOWN_GRACE_MS;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -28,6 +28,7 @@ import { abortUpload, type PartUploaded } from "./resumableUpload.ts";
 import type { JudgeFactory } from "./rowJudge.ts";
 import type { OpenedBody } from "./sourceReader.ts";
 import { runPipeline } from "./transformPipeline.ts";
+import type { TransformRegistry } from "./transforms/registry.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
 
 export interface ProcessorDeps {
@@ -38,6 +39,8 @@ export interface ProcessorDeps {
   log: Logger;
   /** Aborted when the worker shuts down. */
   drain: AbortSignal;
+  /** The transforms jobs may name: built in, and loaded from the worker's modules. */
+  transforms: TransformRegistry;
   metrics?: WorkerMetrics;
 }
 
@@ -98,7 +101,7 @@ function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string 
 }
 
 export function createProcessor(deps: ProcessorDeps) {
-  const { s3, redis, config, log, drain, metrics } = deps;
+  const { s3, redis, config, log, drain, transforms, metrics } = deps;
   const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
   const claims = new DestinationClaims(ioredisScripts(redis), prefix);
 
@@ -159,7 +162,7 @@ export function createProcessor(deps: ProcessorDeps) {
         opened?.destroy();
         opened = undefined;
         // Verdicts of unique and primary keys remember rows: a new run judges them afresh.
-        judges = judgesFor(data);
+        judges = judgesFor(data, transforms);
         restarted.push({ output: side, reason: error.message });
         jobLog.warn({ output: side, reason: error.message }, "upload gone: output starts over");
         await store.save({ ...store.current, [side]: restartedOutput(store.current[side]) });
@@ -207,7 +210,7 @@ export function createProcessor(deps: ProcessorDeps) {
       parsedData = data;
       const { checkpoint, ...rest } = data;
       checkAccess(data, config);
-      const judges = judgesFor(data);
+      const judges = judgesFor(data, transforms);
       const claimedAt = await claimOutputs(jobId, data);
       let start: Checkpoint;
       if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };

@@ -5,6 +5,8 @@ import type { Logger } from "../shared/logger.ts";
 import { redisClient, redisConnection } from "../shared/redis.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { createProcessor } from "./processor.ts";
+import { builtInTransforms } from "./transforms/index.ts";
+import type { TransformRegistry } from "./transforms/registry.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
 
 export interface RunningWorker {
@@ -16,7 +18,11 @@ export interface RunningWorker {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startWorker(config: Config, log: Logger): Promise<RunningWorker> {
+export async function startWorker(
+  config: Config,
+  log: Logger,
+  transforms: TransformRegistry = builtInTransforms,
+): Promise<RunningWorker> {
   const connection = redisConnection(config);
   const s3 = createS3Client(config);
   const redis = redisClient(connection);
@@ -35,6 +41,7 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
       config,
       log,
       drain: drain.signal,
+      transforms,
       ...(metrics ? { metrics } : {}),
     }),
     {
@@ -58,6 +65,7 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
       queue: config.QUEUE_NAME,
       concurrency: config.WORKER_CONCURRENCY,
       partSize: config.PART_SIZE,
+      transforms: [...transforms.keys()],
     },
     "worker started",
   );

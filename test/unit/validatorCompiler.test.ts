@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { TableSchema } from "../../shared/tableSchema.ts";
 import { HeaderError } from "../../worker/rowJudge.ts";
-import { transforms } from "../../worker/transforms/index.ts";
+import { builtInTransforms as transforms } from "../../worker/transforms/index.ts";
 import { compileTransform, defineTransform } from "../../worker/transforms/registry.ts";
 import { compileTableSchema } from "../../worker/validatorCompiler.ts";
 

@@ -1,7 +1,10 @@
 import { contactsNormalize } from "./contactsNormalize.ts";
-import type { Transform } from "./registry.ts";
+import type { TransformRegistry } from "./registry.ts";
 
-/** Every transform a worker can run, by name. Register a new one by adding it here. */
-export const transforms: ReadonlyMap<string, Transform> = new Map(
+/**
+ * The transforms built into every worker; `s3csv worker --transforms MODULE` (or
+ * TRANSFORM_MODULES) adds a team's own without a fork.
+ */
+export const builtInTransforms: TransformRegistry = new Map(
   [contactsNormalize].map((t) => [t.name, t]),
 );

@@ -16,9 +16,18 @@ export interface Transform<Shape extends z.ZodRawShape = z.ZodRawShape> {
   map(row: z.infer<z.ZodObject<Shape>>): Record<string, OutputValue>;
 }
 
+/**
+ * Marks what defineTransform made, so that a module's other exports (helpers, constants) are
+ * told apart. A registered symbol: the same whichever copy of s3csv the module imported.
+ */
+export const TRANSFORM_BRAND = Symbol.for("s3csv.transform");
+
 export function defineTransform<Shape extends z.ZodRawShape>(t: Transform<Shape>): Transform {
-  return t as unknown as Transform;
+  return Object.defineProperty({ ...t }, TRANSFORM_BRAND, { value: true }) as unknown as Transform;
 }
+
+/** Every transform a worker can run, by name. */
+export type TransformRegistry = ReadonlyMap<string, Transform>;
 
 function cellText(value: OutputValue | undefined): string {
   return value === null || value === undefined ? "" : String(value);

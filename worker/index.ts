@@ -1,0 +1,8 @@
+// What the package's root exports: the way to write a team's own transforms for a worker to
+// load with `s3csv worker --transforms MODULE`.
+
+export {
+  defineTransform,
+  type OutputValue,
+  type Transform,
+} from "./transforms/registry.ts";
