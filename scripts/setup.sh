@@ -17,6 +17,7 @@ if [ ${#packages[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
+bash scripts/install-rgw.sh # Ceph's RADOS Gateway: the real S3 some integration tests run on
 
 echo "setup: installing npm dependencies (with Node 24)"
 npm ci --no-audit --no-fund --loglevel=error

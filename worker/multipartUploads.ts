@@ -4,7 +4,15 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 
-/** Every open multipart upload in a bucket (under a key prefix), page after page. */
+export class NoUploadListingError extends Error {
+  override name = "NoUploadListingError";
+}
+
+/**
+ * Every open multipart upload in a bucket (under a key prefix), page after page. A server
+ * without ListMultipartUploads may answer the request as something else (a listing of
+ * objects): an answer that does not name the bucket is not taken for an empty list.
+ */
 export async function* openUploads(
   s3: S3Client,
   bucket: string,
@@ -21,6 +29,9 @@ export async function* openUploads(
         UploadIdMarker: uploadIdMarker,
       }),
     );
+    if (page.Bucket !== bucket) {
+      throw new NoUploadListingError(`the server did not list the uploads of bucket ${bucket}`);
+    }
     yield* page.Uploads ?? [];
     keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
     uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;

@@ -260,25 +260,47 @@ export class ResumableUpload {
    * as this job uploaded it: the output is done) or is gone (UploadGoneError).
    */
   async verify(): Promise<void> {
-    const { uploadId, bucket, key, parts } = this.#state;
+    const { uploadId, parts } = this.#state;
     if (!uploadId || this.#state.completed) return;
     let listed: Map<number, string>;
     try {
       listed = await this.#listParts(uploadId);
     } catch (error) {
-      if (isS3Error(error, "NoSuchUpload")) {
+      if (await this.#uploadGone(error, uploadId)) {
         await this.#recordCompleted(await this.#recognizeCompleted());
-        return;
       }
-      // Servers without ListParts give no cross-check: the checkpoint is the source of truth.
+      // Otherwise the server has no ListParts: no cross-check, the checkpoint is the source of
+      // truth (an upload gone meanwhile shows at its next part).
       return;
     }
-    for (const part of parts) {
-      if (listed.get(part.PartNumber) !== part.ETag) {
-        throw new Error(
-          `part ${part.PartNumber} of upload ${uploadId} for s3://${bucket}/${key} is not on the server as checkpointed`,
-        );
+    const differs = parts.find((part) => listed.get(part.PartNumber) !== part.ETag);
+    if (differs) {
+      // Not the upload the checkpoint describes: nothing of it can be trusted. The job holds
+      // the key, so the upload is its own to abort.
+      await this.#o.assertOwner();
+      await abortUpload(this.#o.s3, this.#state);
+      throw new UploadGoneError(
+        this.#state,
+        `part ${differs.PartNumber} of upload ${uploadId} is not on the server as checkpointed (ListParts); the upload was aborted`,
+      );
+    }
+  }
+
+  /**
+   * Whether ListParts failed because the upload is gone. S3 says NoSuchUpload; Ceph RGW says
+   * NoSuchKey, which is also what a server without ListParts answers (it reads the request as
+   * a GET of the object): then the server's list of open uploads decides, where it has one.
+   */
+  async #uploadGone(error: unknown, uploadId: string): Promise<boolean> {
+    if (isS3Error(error, "NoSuchUpload")) return true;
+    if (!isS3Error(error, "NoSuchKey")) return false;
+    try {
+      for await (const upload of openUploads(this.#o.s3, this.#state.bucket, this.#state.key)) {
+        if (upload.UploadId === uploadId) return false;
       }
+      return true;
+    } catch {
+      return false;
     }
   }
 

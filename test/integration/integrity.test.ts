@@ -32,16 +32,16 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
   };
   const checkpointOf = async (jobId: string) =>
     ((await queue.getJob(jobId))?.data as { checkpoint?: Checkpoint } | undefined)?.checkpoint;
-  const openUploads = (key: string) =>
-    [...stack.s3Server.store.multipartUploads.values()].filter((u) => u.key === key);
+  const openUploads = async (key: string) =>
+    (await stack.openUploads()).filter((u) => u.key === key);
 
   async function expectExact(name: string, result: JobResult): Promise<void> {
     expect((await stack.get(`${name}/out.csv`)).equals(data.expectedOutput), "output").toBe(true);
     expect(rejectedRows(await stack.get(`${name}/out.rejects.csv`))).toEqual(data.rejected);
     expect(result.rows.read).toBe(data.rows);
     expect(result.rows.rejected).toBe(data.rejected.length);
-    expect(openUploads(`${name}/out.csv`)).toEqual([]);
-    expect(openUploads(`${name}/out.rejects.csv`)).toEqual([]);
+    expect(await openUploads(`${name}/out.csv`)).toEqual([]);
+    expect(await openUploads(`${name}/out.rejects.csv`)).toEqual([]);
   }
 
   /** Runs the job until `parts` output parts are checkpointed, then SIGKILLs its worker. */
@@ -103,7 +103,7 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
     await expect(waitForResult(queue, jobId, { timeoutMs: 60_000 })).rejects.toThrow(
       /InternalError|injected/,
     );
-    expect(openUploads(key), "the final failure aborted the upload").toEqual([]);
+    expect(await openUploads(key), "the final failure aborted the upload").toEqual([]);
     const failed = await checkpointOf(jobId);
     expect(failed?.output.uploadId, "the checkpoint names no aborted upload").toBeUndefined();
 

@@ -81,7 +81,7 @@ describe("worker operations", () => {
     const result = await waitForResult(queue, id, { timeoutMs: 60_000 });
     expect(result.resumes).toBe(1);
     expect((await stack.get("ops/term.csv")).equals(expected)).toBe(true);
-    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+    expect(await stack.openUploads()).toEqual([]);
   });
 
   it("fences a frozen worker: after SIGCONT it cannot overwrite the new owner's checkpoint", async () => {
@@ -105,7 +105,7 @@ describe("worker operations", () => {
       () => (zombie.output().includes("no longer holds the job's lock") ? true : undefined),
       20_000,
     );
-    expect(stack.s3Server.store.multipartUploads.size).toBe(0);
+    expect(await stack.openUploads()).toEqual([]);
   });
 
   it("serves the worker's health, readiness and part-latency metrics on WORKER_METRICS_PORT", async () => {

@@ -64,7 +64,7 @@ describe("s3csv sweep", () => {
     await stack?.stop();
   });
 
-  const open = () => [...stack.s3Server.store.multipartUploads.values()].map((u) => u.key).sort();
+  const open = async () => (await stack.openUploads()).map((u) => u.key).sort();
 
   it("reports, in a dry run, what it would abort and what a live job owns", async () => {
     const run = await runCli(
@@ -78,20 +78,20 @@ describe("s3csv sweep", () => {
       ["orphan/a.csv", "would-abort"],
       ["orphan/b.csv", "would-abort"],
     ]);
-    expect(open()).toEqual(["live/out.csv", "orphan/a.csv", "orphan/b.csv"]);
+    expect(await open()).toEqual(["live/out.csv", "orphan/a.csv", "orphan/b.csv"]);
   });
 
   it("keeps uploads younger than --older-than", async () => {
     const run = await runCli(["sweep", "--bucket", BUCKET, "--older-than", "1h"], stack.env);
     expect(run.stdout).toContain("3 open uploads; 0 aborted");
-    expect(open()).toHaveLength(3);
+    expect(await open()).toHaveLength(3);
   });
 
   it("aborts the uploads no live job owns", async () => {
     const run = await runCli(["sweep", "--bucket", BUCKET, "--older-than", "0s"], stack.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("3 open uploads; 2 aborted");
-    expect(open()).toEqual(["live/out.csv"]);
+    expect(await open()).toEqual(["live/out.csv"]);
   });
 
   it("refuses a bad duration with a clear message", async () => {
