@@ -14,7 +14,8 @@ FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /src/pkg ./pkg
-RUN npm install --omit=dev --no-audit --no-fund ./pkg/s3csv-*.tgz && rm -rf pkg
+# examples/ at the top, for the commands the README and docker-compose.yml show.
+RUN npm install --omit=dev --no-audit --no-fund ./pkg/s3csv-*.tgz && rm -rf pkg && ln -s node_modules/s3csv/examples examples
 USER node
 # The launcher adds the V8 heap settings the workers are measured with.
 ENTRYPOINT ["/app/node_modules/.bin/s3csv"]

@@ -6,10 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import type { JobResult } from "../../shared/job.ts";
 import { type LaidOutImage, layOutImage } from "../support/dockerLayout.ts";
-import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { NODE24_PATH, PROJECT_ROOT, SYSTEM_PATH } from "../support/runtimePaths.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
-import { eventually, writeSchemaFile } from "./helpers.ts";
+import { eventually } from "./helpers.ts";
 
 // The Docker image, laid out as its Dockerfile builds it (no Docker engine runs here), and every
 // command of its CLI run from there: --help for each, then a worker, a job and the dashboard
@@ -122,29 +121,35 @@ describe("the Docker image, laid out from its Dockerfile", () => {
     }
   });
 
-  it("runs a worker that completes a job enqueued from the image's CLI", async () => {
+  it("runs a worker that completes the README's job, enqueued from the image's CLI", async () => {
     const worker = start(image.cmd, { ...stack.env, LOG_LEVEL: "info" });
     await eventually(() => (worker.ran.stdout.includes("worker started") ? true : undefined));
-    const data = peopleData({ rows: 200, invalidEvery: 7 });
-    await stack.put("image/in.csv", data.csv);
-    const schema = await writeSchemaFile("image-people", peopleSchema);
+    const orders = await readFile(join(ROOT, "examples/orders.csv"));
+    await stack.put("incoming/orders.csv", orders);
+    // docker compose run --rm worker enqueue ... --schema examples/orders.schema.json --wait
     const ran = await runImage(
       [
         "enqueue",
         "--source",
-        `s3://${BUCKET}/image/in.csv`,
+        `s3://${BUCKET}/incoming/orders.csv`,
         "--dest",
-        `s3://${BUCKET}/image/out.csv`,
+        `s3://${BUCKET}/processed/orders.csv`,
         "--schema",
-        schema,
+        "examples/orders.schema.json",
         "--wait",
         "--json",
       ],
       stack.env,
     );
     expect(ran.code, ran.stderr).toBe(0);
-    expect((JSON.parse(ran.stdout) as JobResult).rows.read).toBe(200);
-    expect((await stack.get("image/out.csv")).equals(data.expectedOutput)).toBe(true);
+    // The sample's eight orders, four of them invalid (see the README's reject report).
+    expect((JSON.parse(ran.stdout) as JobResult).rows).toMatchObject({
+      read: 8,
+      valid: 4,
+      rejected: 4,
+    });
+    const output = (await stack.get("processed/orders.csv")).toString();
+    expect(output.split("\r\n")[0]).toBe("order_id,email,amount,status,ordered_at,note");
     worker.child.kill("SIGTERM");
     expect((await worker.exited).code).toBe(0);
   });
