@@ -42,10 +42,17 @@ export function timeoutMsOf(flags: {
 }
 
 function summary(jobId: string, r: JobResult): string {
+  const notes = [
+    ...r.restarted.map((x) => `  note: the ${x.output} started over (${x.reason})\n`),
+    ...(r.checksums === "not-verified"
+      ? ["  note: the S3 server returned no checksums; it may not have checked them\n"]
+      : []),
+  ];
   return (
     `job ${jobId} completed: ${r.rows.valid} valid, ${r.rows.rejected} rejected of ${r.rows.read} rows\n` +
     `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${r.parts} parts)\n` +
-    `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n`
+    `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n` +
+    notes.join("")
   );
 }
 

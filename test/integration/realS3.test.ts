@@ -8,7 +8,7 @@ import { peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts
 import { isPartUpload } from "../support/s3Server.ts";
 import { BUCKET, S3_BACKEND, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor, run } from "./helpers.ts";
+import { enqueueArgs, eventually, job, queueFor, run, runCli, writeSchemaFile } from "./helpers.ts";
 
 // What only a real S3 implementation shows (this file runs against Ceph RGW in CI, or an
 // endpoint of your own, never the emulator, which has no ListParts): the ListParts cross-check
@@ -104,7 +104,13 @@ describe(`a real S3 implementation (${S3_BACKEND})`, () => {
     // Ceph RGW 16 accepts CRC32 headers without checking them and returns none.
     if (S3_BACKEND === "rgw") {
       expect(result.checksums).toBe("not-verified");
-      await run(queue, job(SOURCE, "real/etag-again.csv", peopleSchema));
+      const schema = await writeSchemaFile("real-people", peopleSchema);
+      const cli = await runCli(
+        [...enqueueArgs(SOURCE, "real/etag-again.csv", schema), "--wait"],
+        stack.env,
+      );
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stdout).toContain("the S3 server returned no checksums");
       const said = w.output().match(/may not check them/g) ?? [];
       expect(said, "the worker says it once").toHaveLength(1);
     }
