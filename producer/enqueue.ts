@@ -2,14 +2,10 @@ import { createHash } from "node:crypto";
 import { type ConnectionOptions, Queue, type QueueOptions } from "bullmq";
 import { Cluster } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import {
-  bullmqScripts,
-  DestinationBusyError,
-  DestinationClaims,
-} from "../shared/destinationClaims.ts";
-import { describeZodError, JobInput, type JobResult, rejectsLocation } from "../shared/job.ts";
+import { DestinationBusyError, DestinationClaims } from "../shared/destinationClaims.ts";
+import { describeZodError, JobInput, type JobResult, outputLocations } from "../shared/job.ts";
 import { closeRedisConnection, type RedisConnection, redisConnection } from "../shared/redis.ts";
-import type { S3Location } from "../shared/s3Url.ts";
+import { bullmqScripts } from "../shared/redisScripts.ts";
 
 type JobInputData = ReturnType<typeof JobInput.parse>;
 
@@ -97,11 +93,6 @@ export interface EnqueueOptions {
   maxJobBytes?: number;
 }
 
-/** The objects a job writes: its destination and its reject report. */
-export function outputsOf(data: Pick<JobInputData, "destination" | "options">): S3Location[] {
-  return [data.destination, rejectsLocation(data)];
-}
-
 export async function claimsFor(queue: Queue<unknown, JobResult>): Promise<DestinationClaims> {
   return new DestinationClaims(bullmqScripts(await queue.getBackend().client), queue.qualifiedName);
 }
@@ -117,7 +108,9 @@ async function claimAdded(
 ): Promise<void> {
   try {
     await claims.claim(
-      added.flatMap((job) => outputsOf(job.data).map((location) => ({ jobId: job.id, location }))),
+      added.flatMap((job) =>
+        outputLocations(job.data).map((location) => ({ jobId: job.id, location })),
+      ),
     );
   } catch (error) {
     if (error instanceof DestinationBusyError) {
@@ -136,7 +129,7 @@ export async function enqueueTransform(input: unknown, options: EnqueueOptions):
   const data = validateJobInput(input, options.maxJobBytes);
   const claims = await claimsFor(options.queue);
   const jobId = options.jobId ?? "";
-  await claims.check(outputsOf(data).map((location) => ({ jobId, location })));
+  await claims.check(outputLocations(data).map((location) => ({ jobId, location })));
   const job = await options.queue.add(JOB_NAME, data, {
     ...(options.jobId ? { jobId: options.jobId } : {}),
     ...(options.priority ? { priority: options.priority } : {}),
@@ -151,7 +144,7 @@ export async function enqueueTransform(input: unknown, options: EnqueueOptions):
 function sameOutputs(jobs: readonly JobInputData[]): string | undefined {
   const writer = new Map<string, number>();
   for (const [index, data] of jobs.entries()) {
-    for (const { bucket, key } of outputsOf(data)) {
+    for (const { bucket, key } of outputLocations(data)) {
       const name = `s3://${bucket}/${key}`;
       const other = writer.get(name);
       if (other !== undefined && other !== index) {
@@ -197,7 +190,7 @@ export async function enqueueTransforms(
   const claims = await claimsFor(options.queue);
   await claims.check(
     jobs.flatMap((job) =>
-      outputsOf(job.data).map((location) => ({ jobId: job.opts.jobId ?? "", location })),
+      outputLocations(job.data).map((location) => ({ jobId: job.opts.jobId ?? "", location })),
     ),
   );
   const added = await options.queue.addBulk(jobs);

@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
-import { JobInput, type JobResult } from "../shared/job.ts";
-import { claimsFor, outputsOf } from "./enqueue.ts";
+import { JobInput, type JobResult, outputLocations } from "../shared/job.ts";
+import { claimsFor } from "./enqueue.ts";
 
 /** The job cannot be retried: it does not exist, or it has not failed for good. */
 export class JobNotRetryableError extends Error {
@@ -36,12 +36,17 @@ export async function retryJob(queue: Queue<unknown, JobResult>, jobId: string):
       state,
       `job ${jobId} is ${state}, not failed: only a job that failed can be retried`,
     );
-  // Its outputs may have been taken by another job since it failed.
+  // Its outputs may have been taken by another job since it failed: it claims them again
+  // first, so that no job can take them between this check and a worker's.
   const { checkpoint: _checkpoint, ...payload } = (job.data ?? {}) as Record<string, unknown>;
   const data = JobInput.safeParse(payload);
-  if (data.success) {
-    const claims = await claimsFor(queue);
-    await claims.check(outputsOf(data.data).map((location) => ({ jobId, location })));
+  const claims = await claimsFor(queue);
+  const locations = data.success ? outputLocations(data.data) : [];
+  await claims.claim(locations.map((location) => ({ jobId, location })));
+  try {
+    await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+  } catch (error) {
+    await claims.release(jobId, locations);
+    throw error;
   }
-  await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
 }

@@ -233,7 +233,7 @@ export const Checkpoint = z.strictObject({
     /** The text is UTF-16 in this byte order: offsets are in its UTF-8 transcoding. */
     utf16: z.enum(["le", "be"]).optional(),
   }),
-  partSize: z.number().int().min(MIN_PART_SIZE),
+  partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE),
   checksums: z.boolean(),
   /** The delimiter in use: the job's, or the one guessed on the first attempt. */
   delimiter: SingleChar.optional(),
@@ -300,6 +300,11 @@ export function rejectsLocation(data: Pick<JobData, "destination" | "options">):
   const { bucket, key } = data.destination;
   const stem = key.toLowerCase().endsWith(".csv") ? key.slice(0, -4) : key;
   return { bucket, key: `${stem}.rejects.csv` };
+}
+
+/** The objects a job writes: its destination and its reject report. */
+export function outputLocations(data: Pick<JobData, "destination" | "options">): S3Location[] {
+  return [data.destination, rejectsLocation(data)];
 }
 
 /** A zod error as one line per problem, each naming the field's path. */

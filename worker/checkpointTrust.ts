@@ -18,6 +18,9 @@ export function checkpointProblem(
   if (size > maxCheckpointBytes(data)) {
     return `it is ${size} bytes, more than a checkpoint can be (${maxCheckpointBytes(data)})`;
   }
+  if (data.options.partSize !== undefined && checkpoint.partSize !== data.options.partSize) {
+    return `its part size ${checkpoint.partSize} is not the job's options.partSize ${data.options.partSize}`;
+  }
   const { versionId } = data.source;
   if (versionId !== undefined && checkpoint.source.versionId !== versionId) {
     return `it is for version ${checkpoint.source.versionId ?? "(none)"} of the source, not ${versionId}`;

@@ -15,12 +15,13 @@ export class HandBackError extends Error {
 }
 
 /**
- * An output's multipart upload (or its carried text) is no longer there: aborted when the job
- * failed for good, by a lifecycle rule or by hand, or expired. The attempt starts that output
- * over from the beginning of the source; the other output keeps its own resume point.
+ * What an output's checkpoint names is lost: its multipart upload (aborted when the job failed
+ * for good, by a lifecycle rule or by hand), its parts (not on the server as recorded), or its
+ * carried text (expired). The attempt starts that output over from the beginning of the
+ * source; the other output keeps its own resume point.
  */
-export class UploadGoneError extends Error {
-  override name = "UploadGoneError";
+export class OutputLostError extends Error {
+  override name = "OutputLostError";
   readonly location: { bucket: string; key: string };
   constructor(location: { bucket: string; key: string }, reason: string) {
     super(`s3://${location.bucket}/${location.key}: ${reason}`);

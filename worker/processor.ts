@@ -2,11 +2,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Cluster, Redis } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import {
-  DestinationBusyError,
-  DestinationClaims,
-  ioredisScripts,
-} from "../shared/destinationClaims.ts";
+import { DestinationBusyError, DestinationClaims } from "../shared/destinationClaims.ts";
 import {
   type Checkpoint,
   describeZodError,
@@ -15,14 +11,21 @@ import {
   type JobResult,
   type OutputCheckpoint,
   type OutputSide,
-  rejectsLocation,
+  outputLocations,
 } from "../shared/job.ts";
 import type { Logger } from "../shared/logger.ts";
+import { ioredisScripts } from "../shared/redisScripts.ts";
 import { checkAccess } from "./accessPolicy.ts";
 import { firstCheckpoint, START } from "./checkpoint.ts";
-import { CheckpointStore, LockLostError } from "./checkpointStore.ts";
+import {
+  CheckpointStore,
+  defineStoreScripts,
+  deleteRecords,
+  LockLostError,
+  recordedUploads,
+} from "./checkpointStore.ts";
 import { checkpointProblem } from "./checkpointTrust.ts";
-import { HandBackError, PermanentJobError, UploadGoneError } from "./errors.ts";
+import { HandBackError, OutputLostError, PermanentJobError } from "./errors.ts";
 import { judgesFor } from "./judges.ts";
 import { abortUpload, type PartUploaded } from "./resumableUpload.ts";
 import type { JudgeFactory } from "./rowJudge.ts";
@@ -38,7 +41,7 @@ export interface ProcessorDeps {
   config: Config;
   log: Logger;
   /** Aborted when the worker shuts down. */
-  drain: AbortSignal;
+  shutdown: AbortSignal;
   /** The transforms jobs may name: built in, and loaded from the worker's modules. */
   transforms: TransformRegistry;
   metrics?: WorkerMetrics;
@@ -46,6 +49,7 @@ export interface ProcessorDeps {
 
 export type TransformJob = Job<unknown, JobResult>;
 type Outcome = Parameters<WorkerMetrics["jobEnded"]>[0];
+const SIDES: readonly OutputSide[] = ["output", "rejects"];
 
 /** One attempt at a job, as the processor runs it. */
 interface Attempt {
@@ -55,12 +59,11 @@ interface Attempt {
   judges: JudgeFactory;
   /** The first attempt's source read, already open. */
   firstRead: OpenedBody | undefined;
-  /** Since when the job has held its outputs' keys: uploads on them since are its own. */
-  claimedAt: Date;
   signal: AbortSignal | undefined;
   jobLog: Logger;
+  /** The job's lock, which this attempt holds while it runs. */
+  lock: { key: string; token: string };
 }
-const SIDES: readonly OutputSide[] = ["output", "rejects"];
 
 /** The job's data, checked: the contract, its size, and a checkpoint that is its own. */
 function parseJobData(job: TransformJob, jobKey: string, config: Config): JobData {
@@ -78,16 +81,14 @@ function parseJobData(job: TransformJob, jobKey: string, config: Config): JobDat
   }
   const { checkpoint } = parsed.data;
   const problem = checkpoint && checkpointProblem(parsed.data, checkpoint, jobKey);
-  if (problem) {
-    throw new PermanentJobError(
-      `the job's checkpoint is not this job's own (${problem}); workers write checkpoints, a producer never sets one`,
-    );
-  }
+  if (problem) throw notOwnCheckpoint(problem);
   return parsed.data;
 }
 
-function outputsOf(data: JobData) {
-  return [data.destination, rejectsLocation(data)];
+function notOwnCheckpoint(problem: string): PermanentJobError {
+  return new PermanentJobError(
+    `the job's checkpoint is not this job's own (${problem}); workers write checkpoints, a producer never sets one`,
+  );
 }
 
 /** An output started over: no upload, no parts, nothing carried, from the source's start. */
@@ -101,36 +102,82 @@ function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string 
 }
 
 export function createProcessor(deps: ProcessorDeps) {
-  const { s3, redis, config, log, drain, transforms, metrics } = deps;
+  const { s3, redis, config, log, shutdown, transforms, metrics } = deps;
   const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
-  const claims = new DestinationClaims(ioredisScripts(redis), prefix);
+  const scripts = ioredisScripts(redis);
+  defineStoreScripts(scripts);
+  const claims = new DestinationClaims(scripts, prefix);
+  // Said once per worker: every job on that server would say it again.
+  let toldUnverifiedChecksums = false;
 
   /**
    * Claims the job's output keys before anything is written: a job a raw BullMQ client added
    * for a key another active job writes fails here, naming that job.
    */
-  async function claimOutputs(jobId: string, data: JobData): Promise<Date> {
+  async function claimOutputs(jobId: string, data: JobData): Promise<void> {
     try {
-      const since = await claims.claim(outputsOf(data).map((location) => ({ jobId, location })));
-      return new Date(Math.min(...since));
+      await claims.claim(outputLocations(data).map((location) => ({ jobId, location })));
     } catch (error) {
       if (error instanceof DestinationBusyError) throw new PermanentJobError(error.message);
       throw error;
     }
   }
 
-  // Said once per worker: every job on that server would say it again.
-  let toldUnverifiedChecksums = false;
+  /** A checkpoint may name only uploads this job's workers recorded creating. */
+  async function checkUploadsAreOwn(checkpoint: Checkpoint, jobKey: string): Promise<void> {
+    // A completed output's upload is done with: nothing is sent to it again.
+    const named = SIDES.flatMap((side) =>
+      checkpoint[side].completed ? [] : (checkpoint[side].uploadId ?? []),
+    );
+    if (named.length === 0) return;
+    const own = await recordedUploads(redis, jobKey);
+    const foreign = named.find((uploadId) => !own.has(uploadId));
+    if (foreign)
+      throw notOwnCheckpoint(`it names upload ${foreign}, which this job did not create`);
+  }
+
+  /** Sets up an attempt: the job checked and claimed, its checkpoint stored or first written. */
+  async function begin(
+    job: TransformJob,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+    jobLog: Logger,
+  ): Promise<Attempt> {
+    const jobId = job.id ?? "";
+    const jobKey = `${prefix}:${jobId}`;
+    const data = parseJobData(job, jobKey, config);
+    const { checkpoint, ...rest } = data;
+    if (checkpoint) await checkUploadsAreOwn(checkpoint, jobKey);
+    checkAccess(data, config);
+    const judges = judgesFor(data, transforms);
+    await claimOutputs(jobId, data);
+    let start: Checkpoint;
+    let firstRead: OpenedBody | undefined;
+    if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
+    else ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
+    const keys = { jobId, jobKey, lockKey: `${jobKey}:lock`, token: token ?? job.token ?? "" };
+    const store = new CheckpointStore(scripts, redis, keys, rest, start);
+    // A first attempt has nothing durable yet: the store holds its checkpoint (the pinned
+    // source) for the first write that makes something durable (an UploadId, a part), so a
+    // small job costs no checkpoint write. A crash before that write leaves nothing to resume.
+    if (checkpoint) {
+      await store.save(start);
+      const offset = Math.min(start.output.mark.offset, start.rejects.mark.offset);
+      jobLog.info({ offset, parts: start.output.parts.length }, "resuming from checkpoint");
+    }
+    const lock = { key: keys.lockKey, token: keys.token };
+    return { job, data, store, judges, firstRead, signal, jobLog, lock };
+  }
 
   /**
-   * Runs the pipeline until it completes. An output whose upload is gone starts over (once per
-   * attempt): the checkpoint then names no upload for it, and reading restarts at the source's
-   * beginning while the other output skips what it already holds.
+   * Runs the pipeline until it completes. An output whose upload (or carried text) is lost
+   * starts over, once per attempt: the checkpoint then names no upload for it, and reading
+   * restarts at the source's beginning while the other output skips what it already holds.
    */
   async function runToCompletion(attempt: Attempt): Promise<JobResult> {
     const { job, data, store, signal, jobLog } = attempt;
     const restarted: JobResult["restarted"] = [];
-    let { judges, firstRead: opened } = attempt;
+    let { judges, firstRead } = attempt;
     for (;;) {
       try {
         const result = await runPipeline({
@@ -141,54 +188,73 @@ export function createProcessor(deps: ProcessorDeps) {
           partsInFlight: config.PARTS_IN_FLIGHT,
           reportProgress: (progress: JobProgress) => job.updateProgress(progress),
           signal,
-          drain,
-          firstRead: opened,
-          claimedAt: attempt.claimedAt,
-          // A first attempt's checkpoint waits for its first upload, so a retry may have none.
-          retried: store.current.resumes > 0 || job.attemptsStarted > 1,
+          shutdown,
+          firstRead,
           onPartUploaded: (part: PartUploaded) => {
             metrics?.partUploaded(part.seconds, part.bytes);
-            jobLog.info(
-              { part: part.partNumber, key: part.key, bytes: part.bytes, seconds: part.seconds },
-              "part uploaded",
-            );
+            const { partNumber, key, bytes, seconds } = part;
+            jobLog.info({ part: partNumber, key, bytes, seconds }, "part uploaded");
           },
         });
         return { ...result, restarted };
       } catch (error) {
-        if (!(error instanceof UploadGoneError)) throw error;
+        if (!(error instanceof OutputLostError)) throw error;
         const side = sideOf(store.current, error.location);
         if (restarted.some((r) => r.output === side)) throw error;
-        opened?.destroy();
-        opened = undefined;
+        firstRead?.destroy();
+        firstRead = undefined;
         // Verdicts of unique and primary keys remember rows: a new run judges them afresh.
         judges = judgesFor(data, transforms);
         restarted.push({ output: side, reason: error.message });
         jobLog.warn({ output: side, reason: error.message }, "upload gone: output starts over");
-        await store.save({ ...store.current, [side]: restartedOutput(store.current[side]) });
+        const lost = store.current[side];
+        await store.save({ ...store.current, [side]: restartedOutput(lost) });
+        if (lost.carry) await store.deleteCarry(lost.carry.key);
       }
     }
   }
 
   /**
    * A job that failed for good leaves nothing to bill: its uploads are aborted, and its
-   * checkpoint starts those outputs over, so a retry (job.retry, Bull Board, s3csv retry) runs.
+   * checkpoint starts every output over (a completed one too: its report may be missing), so
+   * a retry (s3csv retry, retryJob, Bull Board) runs it whole. Only while this worker still
+   * holds the job: one that lost it must leave the new owner's uploads alone.
    */
-  async function abandonUploads(store: CheckpointStore, jobLog: Logger): Promise<void> {
+  async function abandon(attempt: Attempt): Promise<void> {
+    const { store, data, jobLog } = attempt;
     const checkpoint = store.current;
+    await store.assertOwner();
     const open = SIDES.filter((side) => checkpoint[side].uploadId && !checkpoint[side].completed);
-    if (open.length === 0) return;
     const aborted = await Promise.allSettled(open.map((side) => abortUpload(s3, checkpoint[side])));
     for (const a of aborted) {
       if (a.status === "rejected") jobLog.warn({ err: a.reason }, "could not abort an upload");
     }
-    const reset = { ...checkpoint };
-    for (const side of open) reset[side] = restartedOutput(checkpoint[side]);
-    await store.save(reset).catch((err: unknown) => {
-      jobLog.warn({ err }, "could not reset the checkpoint of the aborted uploads");
-    });
-    const carries = open.flatMap((side) => checkpoint[side].carry?.key ?? []);
+    const output = restartedOutput(checkpoint.output);
+    const rejects = restartedOutput(checkpoint.rejects);
+    await store
+      .save({ ...checkpoint, output, rejects })
+      .catch((err: unknown) => jobLog.warn({ err }, "could not reset the checkpoint"));
+    const carries = SIDES.flatMap((side) => checkpoint[side].carry?.key ?? []);
     await Promise.all(carries.map((key) => store.deleteCarry(key))).catch(() => {});
+    await claims.release(attempt.job.id ?? "", outputLocations(data), attempt.lock).catch(() => {});
+  }
+
+  /** The result of a completed attempt: logged, its records dropped, its claims released. */
+  async function completed(attempt: Attempt, result: JobResult): Promise<void> {
+    const { job, data, jobLog } = attempt;
+    jobLog.info(
+      { rows: result.rows, parts: result.parts, resumes: result.resumes },
+      "job completed",
+    );
+    if (result.checksums === "not-verified" && !toldUnverifiedChecksums) {
+      toldUnverifiedChecksums = true;
+      log.warn(
+        { endpoint: config.S3_ENDPOINT ?? "AWS" },
+        "the S3 server returned no CRC32 for parts sent with one: it may not check them (S3_CHECKSUMS)",
+      );
+    }
+    await deleteRecords(redis, `${prefix}:${job.id}`).catch(() => {});
+    await claims.release(job.id ?? "", outputLocations(data), attempt.lock).catch(() => {});
   }
 
   return async function processTransformJob(
@@ -196,93 +262,53 @@ export function createProcessor(deps: ProcessorDeps) {
     token?: string,
     signal?: AbortSignal,
   ): Promise<JobResult> {
-    const jobId = job.id ?? "";
-    const jobKey = `${prefix}:${jobId}`;
-    const jobLog = log.child({ jobId, attempt: job.attemptsStarted });
-    let store: CheckpointStore | undefined;
-    // The first attempt's source read, opened while pinning the source.
-    let firstRead: OpenedBody | undefined;
+    const jobLog = log.child({ jobId: job.id, attempt: job.attemptsStarted });
+    let attempt: Attempt | undefined;
     let outcome: Outcome = "failed";
-    let parsedData: JobData | undefined;
     metrics?.jobStarted();
     try {
-      const data = parseJobData(job, jobKey, config);
-      parsedData = data;
-      const { checkpoint, ...rest } = data;
-      checkAccess(data, config);
-      const judges = judgesFor(data, transforms);
-      const claimedAt = await claimOutputs(jobId, data);
-      let start: Checkpoint;
-      if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
-      else
-        ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
-      store = new CheckpointStore(
-        redis,
-        { jobId, jobKey, lockKey: `${jobKey}:lock`, token: token ?? job.token ?? "" },
-        rest,
-        start,
-      );
-      // A first attempt has nothing durable yet: the store holds its checkpoint (the pinned
-      // source) for the first write that makes something durable (an UploadId, a part), so a
-      // small job costs no checkpoint write. A crash before that write leaves nothing to resume.
-      if (checkpoint) {
-        await store.save(start);
-        jobLog.info(
-          {
-            offset: Math.min(start.output.mark.offset, start.rejects.mark.offset),
-            parts: start.output.parts.length,
-          },
-          "resuming from checkpoint",
-        );
-      }
-      const result = await runToCompletion({
-        job,
-        data,
-        store,
-        judges,
-        firstRead,
-        claimedAt,
-        signal,
-        jobLog,
-      });
-      await claims.release(jobId, outputsOf(data)).catch(() => {});
-      jobLog.info(
-        { rows: result.rows, parts: result.parts, resumes: result.resumes },
-        "job completed",
-      );
-      if (result.checksums === "not-verified" && !toldUnverifiedChecksums) {
-        toldUnverifiedChecksums = true;
-        log.warn(
-          { endpoint: config.S3_ENDPOINT ?? "AWS" },
-          "the S3 server returned no CRC32 for parts sent with one: it may not check them (S3_CHECKSUMS)",
-        );
-      }
+      attempt = await begin(job, token, signal, jobLog);
+      const result = await runToCompletion(attempt);
+      await completed(attempt, result);
       outcome = "completed";
       return result;
     } catch (error) {
-      // A worker that lost the job must leave the uploads to the worker that owns it now.
-      if (error instanceof LockLostError) {
-        outcome = "lock-lost";
-        jobLog.warn({ err: error.message }, "stopped: the job's lock was lost");
-        throw error;
-      }
-      if (error instanceof HandBackError) {
-        outcome = "handed-back";
-        // Every part in flight has finished and been checkpointed; release the job unfailed.
-        await job.moveToWait(token);
-        jobLog.info("handed the job back for another worker to resume");
-        throw new WaitingError();
-      }
-      const final =
-        error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      if (final && store) await abandonUploads(store, jobLog);
-      if (final && parsedData) await claims.release(jobId, outputsOf(parsedData)).catch(() => {});
-      jobLog.warn({ err: error, final }, "job attempt failed");
-      throw error;
+      outcome = await failed(error, job, token, attempt, jobLog);
+      throw outcome === "handed-back" ? new WaitingError() : error;
     } finally {
       // A read the attempt did not finish (it failed first) must not hold its connection.
-      firstRead?.destroy();
+      attempt?.firstRead?.destroy();
       metrics?.jobEnded(outcome);
     }
   };
+
+  /** What a failed attempt leaves behind, by why it failed. */
+  async function failed(
+    error: unknown,
+    job: TransformJob,
+    token: string | undefined,
+    attempt: Attempt | undefined,
+    jobLog: Logger,
+  ): Promise<Outcome> {
+    // A worker that lost the job must leave the uploads to the worker that owns it now.
+    if (error instanceof LockLostError) {
+      jobLog.warn({ err: error.message }, "stopped: the job's lock was lost");
+      return "lock-lost";
+    }
+    if (error instanceof HandBackError) {
+      // Every part in flight has finished and been checkpointed; release the job unfailed.
+      await job.moveToWait(token);
+      jobLog.info("handed the job back for another worker to resume");
+      return "handed-back";
+    }
+    const final =
+      error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (final && attempt) {
+      await abandon(attempt).catch((err: unknown) => {
+        jobLog.warn({ err: (err as Error).message }, "left the uploads: the job's lock was lost");
+      });
+    }
+    jobLog.warn({ err: error, final }, "job attempt failed");
+    return "failed";
+  }
 }

@@ -11,7 +11,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../shared/job.ts";
-import { PermanentJobError, UploadGoneError } from "./errors.ts";
+import { OutputLostError, PermanentJobError } from "./errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
 import { openUploads } from "./multipartUploads.ts";
 import { PartBuffer } from "./partBuffer.ts";
@@ -24,6 +24,8 @@ import { isS3Error } from "./s3Errors.ts";
 
 const MAX_PARTS = 10_000;
 const CLOCK_LEEWAY_MS = 60_000;
+/** How long a CreateMultipartUpload may take, its SDK retries included. */
+const CREATE_WINDOW_MS = 5 * 60_000;
 const gzipAsync = promisify(gzip);
 
 export interface UploaderOptions {
@@ -41,6 +43,11 @@ export interface UploaderOptions {
   assertOwner(): Promise<void>;
   /** Names the Redis key for this attempt's carried text after `parts` durable parts. */
   carryKey(parts: number): string;
+  /**
+   * The job's record of the uploads it creates: told before CreateMultipartUpload and after
+   * it, so that a checkpoint may name only the job's own uploads and a stray can be found.
+   */
+  uploads: { creating(): Promise<void>; created(uploadId: string): Promise<void> };
   /** Reads a carry a previous attempt checkpointed; undefined when it is gone. */
   readCarry(key: string, bytes: number): Promise<Buffer | undefined>;
   /** Told of every part uploaded: its number, size and latency. */
@@ -105,7 +112,7 @@ export class ResumableUpload {
     this.#carryKeys.add(carry.key);
     const text = await this.#o.readCarry(carry.key, carry.bytes);
     if (!text) {
-      throw new UploadGoneError(
+      throw new OutputLostError(
         this.#state,
         `the text carried in the checkpoint (${carry.bytes} bytes in ${carry.key}) expired or was removed`,
       );
@@ -136,6 +143,9 @@ export class ResumableUpload {
   carrySnapshot(): CarrySnapshot | "busy" {
     if (
       this.#state.completed ||
+      // A part that failed took its text out of the buffer: what is left does not follow the
+      // durable parts.
+      this.#failure !== undefined ||
       this.#handingOver ||
       this.#members.length > 0 ||
       this.#inFlight.size > 0 ||
@@ -229,21 +239,22 @@ export class ResumableUpload {
   }
 
   /**
-   * On a resume: aborts uploads of this object that an earlier attempt of this job created but
-   * did not live to checkpoint (it died between CreateMultipartUpload and the checkpoint), where
-   * the server can list them. The job has held the object's key since `since`, and no other job
-   * may write it meanwhile, so uploads started since then are its own; older ones are left
-   * alone. A minute of leeway allows for the S3 server's clock running behind Redis's.
+   * On a resume: aborts the uploads of this object that an earlier attempt created but died
+   * before recording (between CreateMultipartUpload and its record), where the server can list
+   * them. `creating` is when that attempt was about to create one: only uploads started around
+   * then are its own (a minute of leeway either side for the S3 server's clock against Redis's,
+   * and the create request's own time after).
    */
-  async abortStrays(since: Date): Promise<void> {
+  async abortStrays(creating: Date): Promise<void> {
     const { bucket, key, uploadId } = this.#state;
-    if (this.#state.completed) return;
-    const cutoff = since.getTime() - CLOCK_LEEWAY_MS;
+    const from = creating.getTime() - CLOCK_LEEWAY_MS;
+    const until = creating.getTime() + CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;
     const strays: string[] = [];
     try {
       for await (const upload of openUploads(this.#o.s3, bucket, key)) {
         if (upload.Key !== key || !upload.UploadId || upload.UploadId === uploadId) continue;
-        if (upload.Initiated && upload.Initiated.getTime() >= cutoff) strays.push(upload.UploadId);
+        const at = upload.Initiated?.getTime();
+        if (at !== undefined && at >= from && at <= until) strays.push(upload.UploadId);
       }
     } catch {
       return; // not supported here: `s3csv sweep` and a lifecycle rule are the backstop
@@ -257,7 +268,7 @@ export class ResumableUpload {
   /**
    * Cross-checks the checkpointed parts against the server, where it can list them. An upload
    * the server no longer has was either completed by an earlier attempt (the object is there,
-   * as this job uploaded it: the output is done) or is gone (UploadGoneError).
+   * as this job uploaded it: the output is done) or is gone (OutputLostError).
    */
   async verify(): Promise<void> {
     const { uploadId, parts } = this.#state;
@@ -273,13 +284,13 @@ export class ResumableUpload {
       // truth (an upload gone meanwhile shows at its next part).
       return;
     }
-    const differs = parts.find((part) => listed.get(part.PartNumber) !== part.ETag);
+    const differs = parts.find((part) => !sameEtag(listed.get(part.PartNumber), part.ETag));
     if (differs) {
       // Not the upload the checkpoint describes: nothing of it can be trusted. The job holds
       // the key, so the upload is its own to abort.
       await this.#o.assertOwner();
       await abortUpload(this.#o.s3, this.#state);
-      throw new UploadGoneError(
+      throw new OutputLostError(
         this.#state,
         `part ${differs.PartNumber} of upload ${uploadId} is not on the server as checkpointed (ListParts); the upload was aborted`,
       );
@@ -403,6 +414,9 @@ export class ResumableUpload {
     if (this.#state.uploadId) return;
     await this.#o.assertOwner();
     const { bucket, key } = this.#state;
+    // Marked first: an attempt that dies before recording the upload leaves a mark the next
+    // attempt looks for (abortStrays).
+    await this.#o.uploads.creating();
     const created = await toDestination(this.#state, () =>
       this.#o.s3.send(
         new CreateMultipartUploadCommand({
@@ -414,6 +428,7 @@ export class ResumableUpload {
       ),
     );
     if (!created.UploadId) throw new Error(`no UploadId for s3://${bucket}/${key}`);
+    await this.#o.uploads.created(created.UploadId);
     this.#state = { ...this.#state, uploadId: created.UploadId };
     // Checkpointed before any part, so a crash from here on never orphans the upload.
     await this.#o.persist(this.#state);
@@ -436,7 +451,7 @@ export class ResumableUpload {
       )
       .catch((error: unknown) => {
         if (!isS3Error(error, "NoSuchUpload")) throw error;
-        throw new UploadGoneError(
+        throw new OutputLostError(
           this.#state,
           `upload ${uploadId} no longer exists (aborted, or expired by a lifecycle rule)`,
         );
@@ -541,20 +556,26 @@ export class ResumableUpload {
       head = await this.#o.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     } catch (error) {
       if (isS3Error(error, "NotFound") || isS3Error(error, "NoSuchKey")) {
-        throw new UploadGoneError(this.#state, `${gone} and no object is there: it was aborted`);
+        throw new OutputLostError(this.#state, `${gone} and no object is there: it was aborted`);
       }
       throw error;
     }
     const expected = expectedMultipartEtag(parts.map((p) => p.ETag));
     const etagMatches = expected === undefined || head.ETag === expected;
     if (parts.length === 0 || head.ContentLength !== bytes || !etagMatches) {
-      throw new UploadGoneError(
+      throw new OutputLostError(
         this.#state,
         `${gone}, and the object there (${head.ContentLength} bytes, ETag ${head.ETag}) is not the one this job uploaded (${bytes} bytes, ETag ${expected ?? "unknown"})`,
       );
     }
     return head.ETag ?? "";
   }
+}
+
+/** ETags compared as S3 means them: quotes and letter case are the server's style. */
+function sameEtag(a: string | undefined, b: string): boolean {
+  const plain = (etag: string) => etag.replaceAll('"', "").toLowerCase();
+  return a !== undefined && plain(a) === plain(b);
 }
 
 /** Runs a request that creates the object, naming a missing bucket as a permanent error. */

@@ -70,7 +70,10 @@ export async function openSource(
       pinned: {
         etag: response.ETag ?? "",
         size: response.ContentLength ?? 0,
-        ...(response.VersionId ? { versionId: response.VersionId } : {}),
+        // A server that serves a version without naming it in the answer still served it.
+        ...((response.VersionId ?? source.versionId)
+          ? { versionId: response.VersionId ?? source.versionId }
+          : {}),
         ...(gzip ? { gzip: true } : {}),
       },
       body: response.Body as unknown as OpenedBody,

@@ -8,9 +8,11 @@ import type {
   JobProgress,
   JobResult,
   OutputCheckpoint,
+  OutputSide,
   ResumeMark,
   RowCounts,
 } from "../shared/job.ts";
+import { CheckpointCoordinator } from "./checkpointCoordinator.ts";
 import type { CheckpointStore } from "./checkpointStore.ts";
 import { selectColumns } from "./columnSelection.ts";
 import { CsvFramer, type FramedRow } from "./csvFramer.ts";
@@ -36,20 +38,30 @@ export interface PipelineInput {
   reportProgress(progress: JobProgress): Promise<void>;
   signal?: AbortSignal;
   /** Aborted when the worker shuts down: stop at a row boundary and hand the job back. */
-  drain?: AbortSignal;
+  shutdown?: AbortSignal;
   /** The first attempt's source read, already open (from offset 0). */
   firstRead?: OpenedBody | undefined;
-  /** Since when the job has held its outputs' keys: uploads on them since are its own. */
-  claimedAt: Date;
-  /** An earlier attempt started: it may have created an upload no checkpoint recorded. */
-  retried: boolean;
   onPartUploaded?(part: PartUploaded): void;
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
 const SMALL_SOURCE = 1024 * 1024;
-type Side = "output" | "rejects";
 const YIELD_INTERVAL_MS = 20;
+
+/**
+ * Aborts the upload an earlier attempt created for `side` and died before recording, if its
+ * creating mark says there may be one; then the mark is cleared.
+ */
+async function abortStrays(
+  store: CheckpointStore,
+  side: OutputSide,
+  upload: ResumableUpload,
+): Promise<void> {
+  const creating = await store.creatingSince(side);
+  if (!creating) return;
+  await upload.abortStrays(creating);
+  await store.clearCreating(side);
+}
 
 function cloneCounts(counts: RowCounts): RowCounts {
   return { ...counts, errors: { ...counts.errors } };
@@ -74,7 +86,8 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
     start.delimiter ?? (data.options.delimiter === "auto" ? "," : data.options.delimiter);
   const options = { ...data.options, delimiter };
   const attempt = randomUUID();
-  const uploader = (which: "output" | "rejects") =>
+  const coordinator = new CheckpointCoordinator(store, start);
+  const uploader = (which: OutputSide) =>
     new ResumableUpload({
       s3,
       state: start[which],
@@ -90,60 +103,28 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
               ? "application/x-ndjson; charset=utf-8"
               : "text/csv; charset=utf-8",
       gzip: which === "output" && options.outputCompression === "gzip",
-      persist: () => persist(which),
+      persist: () => coordinator.persist(which),
       assertOwner: () => store.assertOwner(),
       // Unique to this attempt: an attempt that dies before its first checkpoint leaves keys
       // that a retry, which may count the same resumes, must never append to.
       carryKey: (parts) => store.carryKey(`${which}:${attempt}:${parts}`),
       readCarry: (key, bytes) => store.readCarry(key, bytes),
+      uploads: {
+        creating: () => store.markCreating(which),
+        created: (uploadId) => store.recordUpload(which, uploadId),
+      },
       ...(input.onPartUploaded ? { onPartUploaded: input.onPartUploaded } : {}),
     });
   const output = uploader("output");
   const rejects = uploader("rejects");
-
-  // Set once reading starts: from then on, the live position is a row boundary whenever a
-  // persist runs (persists run only while the pipeline awaits, between rows).
-  let here: (() => ResumeMark) | undefined;
-  // Checkpoints are written one at a time, in order, so that none can overwrite a newer one.
-  let queue: Promise<unknown> = Promise.resolve();
-  const persist = (which: Side): Promise<void> => {
-    const run = queue.then(() => writeCheckpoint(which));
-    queue = run.catch(() => {});
-    return run;
-  };
-  /**
-   * Writes the checkpoint after a change to one output's durable state. The other output's text
-   * since its last part goes to Redis first (its carry), so that its resume mark can move up to
-   * the live position: both outputs then resume from one recent point.
-   */
-  const writeCheckpoint = async (which: Side): Promise<void> => {
-    // Until a multipart upload exists, a first attempt has made nothing a retry could resume:
-    // whole-object PUTs are simply repeated. A small job writes no checkpoint at all.
-    if (start.resumes === 0 && !output.state.uploadId && !rejects.state.uploadId) return;
-    const otherSide: Side = which === "output" ? "rejects" : "output";
-    const other = which === "output" ? rejects : output;
-    const live = here?.();
-    // Until reading passes an output's own start mark, its buffer runs ahead of the position.
-    if (live && live.offset >= start[otherSide].mark.offset) {
-      const snapshot = other.carrySnapshot();
-      if (snapshot !== "busy") {
-        if (snapshot.delta.length > 0) await store.appendCarry(snapshot.key, snapshot.delta);
-        other.adoptCarry(snapshot, live);
-      }
-    }
-    await store.save({ ...store.current, output: output.state, rejects: rejects.state });
-    // Keys of earlier parts (or attempts) are referenced by no checkpoint from here on.
-    const retired = [...output.retireCarryKeys(), ...rejects.retireCarryKeys()];
-    if (retired.length) await Promise.all(retired.map((key) => store.deleteCarry(key)));
-  };
+  coordinator.attach({ output, rejects });
 
   try {
     await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
-    if (input.retried)
-      await Promise.all([
-        output.abortStrays(input.claimedAt),
-        rejects.abortStrays(input.claimedAt),
-      ]);
+    await Promise.all([
+      abortStrays(store, "output", output),
+      abortStrays(store, "rejects", rejects),
+    ]);
     const from = resumePoint(start);
     // Rows before an output's own mark are already in its uploaded parts.
     const outputFrom = start.output.mark.offset;
@@ -340,7 +321,7 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
       for (const row of replay.end()) remember(row);
     }
 
-    here = snapshot;
+    coordinator.follow(snapshot);
     const framer = framerAt(from);
     // Report after the first chunk (then every PROGRESS_INTERVAL_MS), except for small sources,
     // where the final report is the only one worth a Redis write.
@@ -364,7 +345,7 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
         const sealing = handleRow(row);
         if (sealing) await sealing;
       }
-      if (input.drain?.aborted) throw new HandBackError();
+      if (input.shutdown?.aborted) throw new HandBackError();
       const now = Date.now();
       if (now - lastYield > YIELD_INTERVAL_MS) {
         // Lock renewal and other timers must run even when the source streams faster than we parse.
@@ -399,8 +380,7 @@ export async function runPipeline(input: PipelineInput): Promise<Omit<JobResult,
     // The output first: a job whose destination cannot be written leaves no report behind.
     const out = await output.finish(end);
     const rej = await rejects.finish(end);
-    const leftover = [...output.retireCarryKeys(true), ...rejects.retireCarryKeys(true)];
-    await Promise.all(leftover.map((key) => store.deleteCarry(key)));
+    await coordinator.retireAll();
     await input.reportProgress(progress(true));
     return {
       output: {

@@ -60,14 +60,16 @@ export class UniqueIndex {
     const p = this.#primary;
     if (p) {
       const parts = p.columns.map((c) => cells[c]);
+      // As Frictionless: a key with no value is an error; one with some is compared, nulls and
+      // all (an invalid cell counts as null).
       if (parts.every((v) => v === undefined || v === "")) errors.push(this.#nullKey(p.names));
-      else if (parts.every((v) => v !== undefined && v !== "")) {
-        const key = JSON.stringify(parts);
+      else {
+        const key = JSON.stringify(parts.map((v) => (v === undefined || v === "" ? null : v)));
         if (p.seen.has(key)) {
           errors.push({
             field: p.names.join(","),
             code: "primary-key",
-            message: `the primary key (${p.names.join(", ")}) ${parts.map((v) => `"${v}"`).join(", ")} is not unique`,
+            message: `the primary key (${p.names.join(", ")}) ${parts.map((v) => (v ? `"${v}"` : "null")).join(", ")} is not unique`,
           });
         } else this.#add(p.seen, key);
       }
@@ -87,7 +89,7 @@ export class UniqueIndex {
     return {
       field: names.join(","),
       code: "primary-key",
-      message: `the primary key (${names.join(", ")}) is null: none of its cells has a value`,
+      message: `the primary key (${names.join(", ")}) is null: none of its cells has a valid value`,
     };
   }
 

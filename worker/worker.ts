@@ -28,7 +28,7 @@ export async function startWorker(
   const redis = redisClient(connection);
   // ioredis reconnects by itself; without a listener it would print each error as unhandled.
   redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
-  const drain = new AbortController();
+  const shutdown = new AbortController();
   const metrics = config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics();
   const metricsServer = metrics
     ? await serveWorkerMetrics(config.WORKER_METRICS_PORT as number, metrics, redis)
@@ -40,7 +40,7 @@ export async function startWorker(
       redis,
       config,
       log,
-      drain: drain.signal,
+      shutdown: shutdown.signal,
       transforms,
       ...(metrics ? { metrics } : {}),
     }),
@@ -72,7 +72,7 @@ export async function startWorker(
   return {
     worker,
     async close(graceMs = 30_000) {
-      drain.abort();
+      shutdown.abort();
       const timer = new Promise<"timeout">((resolve) =>
         setTimeout(resolve, graceMs, "timeout").unref(),
       );

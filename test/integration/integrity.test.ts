@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { AbortMultipartUploadCommand } from "@aws-sdk/client-s3";
 import type { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -45,14 +46,19 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
   }
 
   /** Runs the job until `parts` output parts are checkpointed, then SIGKILLs its worker. */
-  async function killAfterParts(name: string, parts: number) {
+  async function killAfterParts(
+    name: string,
+    parts: number,
+    source = SOURCE,
+    schema: unknown = peopleSchema,
+  ) {
     const key = `${name}/out.csv`;
     const first = startWorker();
     stack.s3Server.beforeRequest = (r) =>
       isPartUpload(r, key, parts + 1)
         ? new Promise<void>((resolve) => held.push(resolve))
         : undefined;
-    const added = await queue.add(JOB_NAME, job(SOURCE, key, peopleSchema));
+    const added = await queue.add(JOB_NAME, job(source, key, schema));
     const jobId = added.id as string;
     const atKill = await eventually(async () => {
       const checkpoint = await checkpointOf(jobId);
@@ -131,6 +137,56 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
     ]);
   });
 
+  it("starts the output over while a multipart report keeps its point, unique ids replayed", async () => {
+    // Half the rows invalid (the report has parts of its own), and ids that must be unique:
+    // the duplicates at the end repeat ids from before the restart.
+    const base = peopleData({ rows: 120_000, invalidEvery: 2, pad: 120 });
+    const firstRows = base.csv.toString("utf8").split("\n").slice(1, 101).join("\n");
+    await stack.put("restart-big/in.csv", Buffer.concat([base.csv, Buffer.from(`${firstRows}\n`)]));
+    const uniqueSchema = {
+      ...peopleSchema,
+      fields: peopleSchema.fields.map((f) =>
+        f.name === "id" ? { ...f, constraints: { ...f.constraints, unique: true } } : f,
+      ),
+    };
+    // The same job, uninterrupted, is the reference.
+    startWorker();
+    const clean = await waitForResult(
+      queue,
+      (await queue.add(JOB_NAME, job("restart-big/in.csv", "restart-clean/out.csv", uniqueSchema)))
+        .id as string,
+      { timeoutMs: 90_000 },
+    );
+    for (const w of workers.splice(0)) await w.kill("SIGTERM");
+    const { jobId, atKill } = await killAfterParts(
+      "restart-big",
+      1,
+      "restart-big/in.csv",
+      uniqueSchema,
+    );
+    expect(atKill.rejects.parts.length, "the report has parts of its own").toBeGreaterThan(0);
+    await stack.s3.send(
+      new AbortMultipartUploadCommand({
+        Bucket: BUCKET,
+        Key: "restart-big/out.csv",
+        UploadId: atKill.output.uploadId,
+      }),
+    );
+    startWorker();
+    const result = await waitForResult(queue, jobId, { timeoutMs: 90_000 });
+    expect(result.restarted.map((r) => r.output)).toEqual(["output"]);
+    expect(result.rows).toEqual(clean.rows);
+    expect(result.rows.errors["unique-error"]).toBeGreaterThan(0);
+    for (const name of ["out.csv", "out.rejects.csv"]) {
+      const [got, want] = await Promise.all([
+        stack.get(`restart-big/${name}`),
+        stack.get(`restart-clean/${name}`),
+      ]);
+      expect(got.equals(want), name).toBe(true);
+    }
+    expect(await stack.openUploads()).toEqual([]);
+  });
+
   it("starts the reject report over when its carried text expired", async () => {
     const { jobId, atKill } = await killAfterParts("expired", 1);
     expect(atKill.rejects.carry).toBeDefined();
@@ -141,6 +197,43 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
     expect(result.restarted).toEqual([
       { output: "rejects", reason: expect.stringMatching(/expired or was removed/) },
     ]);
+  });
+
+  it("loses nothing when a part fails while the report's parts complete after it", async () => {
+    // Half the rows are invalid: the report is multipart too, and its parts are held.
+    const big = peopleData({ rows: 200_000, invalidEvery: 2, pad: 150 });
+    await stack.put("failed-part/in.csv", big.csv);
+    const key = "failed-part/out.csv";
+    const reportParts: Array<() => void> = [];
+    let failPart2: (() => void) | undefined;
+    stack.s3Server.beforeRequest = (r) => {
+      if (isPartUpload(r, "failed-part/out.rejects.csv"))
+        return new Promise<void>((resolve) => reportParts.push(resolve));
+      if (isPartUpload(r, key, 2) && r.query.partNumber === "2" && !failPart2)
+        return new Promise((resolve) => {
+          failPart2 = () => resolve({ status: 500, code: "InternalError" });
+        });
+      return undefined;
+    };
+    startWorker();
+    const added = await queue.add(JOB_NAME, job("failed-part/in.csv", key, peopleSchema));
+    const jobId = added.id as string;
+    await eventually(() => (failPart2 && reportParts.length >= 2 ? true : undefined));
+    failPart2?.();
+    // The attempt now fails; the report's parts complete while it settles, and checkpoint.
+    await sleep(500);
+    stack.s3Server.beforeRequest = undefined;
+    for (const release of reportParts.splice(0)) release();
+    const afterFailure = await eventually(async () => {
+      const checkpoint = await checkpointOf(jobId);
+      return checkpoint && checkpoint.rejects.parts.length > 0 ? checkpoint : undefined;
+    });
+    expect(afterFailure.output.parts.map((p) => p.PartNumber)).toEqual([1]);
+    expect(afterFailure.output.carry, "no text carried past the failed part").toBeUndefined();
+    const result = await waitForResult(queue, jobId, { timeoutMs: 90_000 });
+    expect(result.resumes).toBeGreaterThanOrEqual(1);
+    expect((await stack.get(key)).equals(big.expectedOutput), "output").toBe(true);
+    expect(rejectedRows(await stack.get("failed-part/out.rejects.csv"))).toEqual(big.rejected);
   });
 
   describe("refuses a checkpoint that is not the job's own, at once", () => {
@@ -170,7 +263,10 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
     it("a carry key outside the job's keys", async () => {
       const checkpoint = {
         ...real,
-        rejects: { ...real.rejects, carry: { key: "bull:csv-transform:7:carry:x", bytes: 10 } },
+        rejects: {
+          ...real.rejects,
+          carry: { key: "bull:csv-transform:other-job:carry:x", bytes: 10 },
+        },
       };
       expect(await failureOf({ ...job(SOURCE, key, peopleSchema), checkpoint })).toMatch(
         /checkpoint is not this job's own \(its rejects carry key .* is not one of this job's keys/,
@@ -181,6 +277,14 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
       const checkpoint = { ...real, output: { ...real.output, key: "someone-else/out.csv" } };
       expect(await failureOf({ ...job(SOURCE, key, peopleSchema), checkpoint })).toMatch(
         /checkpoint is not this job's own \(its output is s3:\/\/s3csv-test\/someone-else\/out.csv/,
+      );
+    });
+
+    it("an upload on the job's own key that this job did not create", async () => {
+      // The completed job's checkpoint, its output not yet completed: another job's upload.
+      const checkpoint = { ...real, output: { ...real.output, completed: undefined } };
+      expect(await failureOf({ ...job(SOURCE, key, peopleSchema), checkpoint })).toMatch(
+        /checkpoint is not this job's own \(it names upload .*, which this job did not create\)/,
       );
     });
 

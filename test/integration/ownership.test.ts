@@ -153,6 +153,19 @@ describe("one active job per destination", () => {
     expect(await queue.getJobState(failed)).toBe("failed");
   });
 
+  it("lets exactly one of two producers racing for a destination add its job", async () => {
+    const before = await jobCount();
+    const racing = await Promise.allSettled(
+      [1, 2].map(() => enqueueTransform(job(SOURCE, "race/out.csv", peopleSchema), { queue })),
+    );
+    const added = racing.filter((r) => r.status === "fulfilled");
+    const refused = racing.filter((r) => r.status === "rejected");
+    expect(added).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as PromiseRejectedResult).reason).toBeInstanceOf(DestinationBusyError);
+    expect(await jobCount(), "the loser's job was removed again").toBe(before + 1);
+  });
+
   it("frees a destination once its job completes", async () => {
     startWorker();
     const first = await enqueueTransform(job(SOURCE, "reuse/out.csv", peopleSchema), { queue });

@@ -90,8 +90,9 @@ describe("repeated crashes (SIGKILL, twice in a row)", () => {
     holdParts(key, 1);
     const jobId = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });
     await eventually(() => (held.size >= 3 ? true : undefined));
-    // Let reading reach the fourth part, which waits for a free upload slot.
-    await sleep(300);
+    // Let reading reach the fourth part, which waits for a free upload slot (the scenario is
+    // checked below, so too short a wait fails the test rather than passing it).
+    await sleep(1000);
     held.get(1)?.();
     held.delete(1);
     const atFirstKill = await outputParts(jobId, 1);

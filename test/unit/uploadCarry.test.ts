@@ -44,6 +44,7 @@ function uploader(state: Partial<OutputCheckpoint> = {}, carried = new Map<strin
     assertOwner: async () => {},
     carryKey: (parts) => `job:carry:attempt-b:${parts}`,
     readCarry: async (key, bytes) => (carried.get(key) as Buffer).subarray(0, bytes),
+    uploads: { creating: async () => {}, created: async () => {} },
   });
   return { upload, persisted };
 }

@@ -264,7 +264,7 @@ describe("unique and primaryKey", () => {
     const nullKey = {
       field: "a,b",
       code: "primary-key",
-      message: "the primary key (a, b) is null: none of its cells has a value",
+      message: "the primary key (a, b) is null: none of its cells has a valid value",
     };
     expect(j.judge(["", "", "x"])).toEqual({ ok: false, errors: [nullKey] });
     expect(j.judge(["", "", ""])).toEqual({
@@ -272,6 +272,11 @@ describe("unique and primaryKey", () => {
       errors: [{ field: "", code: "blank-row", message: "the row is blank" }, nullKey],
     });
     expect(j.judge(["1", "", "x"]).ok).toBe(true);
+    // A key with some null cells is compared, nulls included.
+    expect(j.judge(["1", "", "y"])).toMatchObject({
+      ok: false,
+      errors: [{ code: "primary-key", message: 'the primary key (a, b) "1", null is not unique' }],
+    });
     const plain = judge([{ name: "a", type: "string" }]);
     expect(plain.judge([""])).toMatchObject({ errors: [{ code: "blank-row" }] });
   });
@@ -307,6 +312,29 @@ describe("registered transforms", () => {
       errors: [{ field: "", code: "transform-error", message: 'cannot map "bad"' }],
     });
     expect(j.judge(["good"])).toEqual({ ok: true, cells: ["GOOD"] });
+  });
+
+  it("rejects a row whose map gives no row, or a promise (transform-error)", () => {
+    const t = defineTransform({
+      name: "sloppy",
+      description: "returns nothing for some rows, a promise for others",
+      input: z.object({ v: z.string() }),
+      columns: ["v"],
+      map: ({ v }) =>
+        (v === "nothing" ? undefined : v === "later" ? Promise.resolve({ v }) : { v }) as never,
+    });
+    const j = compileTransform(t).bind(["v"]);
+    expect(j.judge(["nothing"])).toMatchObject({
+      ok: false,
+      errors: [{ code: "transform-error", message: "map returned undefined, not a row" }],
+    });
+    expect(j.judge(["later"])).toMatchObject({
+      ok: false,
+      errors: [
+        { code: "transform-error", message: "map returned a promise: transforms are synchronous" },
+      ],
+    });
+    expect(j.judge(["now"])).toEqual({ ok: true, cells: ["now"] });
   });
 
   it("runs the example transform with zod verdicts", () => {

@@ -26,6 +26,7 @@ function definitionProblem(t: Transform): string | undefined {
   if (!Array.isArray(t.columns) || t.columns.length === 0 || !t.columns.every((c) => c !== ""))
     return "its columns must be a non-empty list of column names";
   if (typeof t.map !== "function") return "its map must be a function";
+  if (t.map.constructor.name === "AsyncFunction") return "its map must not be async";
   return undefined;
 }
 

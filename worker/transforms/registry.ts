@@ -33,6 +33,19 @@ function cellText(value: OutputValue | undefined): string {
   return value === null || value === undefined ? "" : String(value);
 }
 
+/** The output cells `map` gives for a row; throws when it gives no row (or a promise). */
+function mapped(transform: Transform, row: Record<string, unknown>): string[] {
+  const out: unknown = transform.map(row as never);
+  if (typeof out !== "object" || out === null || Array.isArray(out)) {
+    throw new Error(`map returned ${Array.isArray(out) ? "an array" : String(out)}, not a row`);
+  }
+  if (typeof (out as { then?: unknown }).then === "function") {
+    throw new Error("map returned a promise: transforms are synchronous");
+  }
+  const cells = out as Record<string, OutputValue | undefined>;
+  return transform.columns.map((column) => cellText(cells[column]));
+}
+
 export function compileTransform(transform: Transform): JudgeFactory {
   const names = Object.keys(transform.input.shape);
   return {
@@ -59,15 +72,13 @@ export function compileTransform(transform: Transform): JudgeFactory {
             }));
             return { ok: false, errors };
           }
-          let out: Record<string, OutputValue>;
+          // One row the transform cannot handle is that row's problem, not the job's.
           try {
-            out = transform.map(parsed.data);
+            return { ok: true, cells: mapped(transform, parsed.data) };
           } catch (error) {
-            // One row the transform cannot handle is that row's problem, not the job's.
             const message = error instanceof Error ? error.message : String(error);
             return { ok: false, errors: [{ field: "", code: "transform-error", message }] };
           }
-          return { ok: true, cells: transform.columns.map((c) => cellText(out[c])) };
         },
       };
     },
