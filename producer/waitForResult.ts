@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Job, Queue, QueueEvents } from "bullmq";
+import { Cluster, Redis } from "ioredis";
 import { JobProgress, type JobResult } from "../shared/job.ts";
 
 export interface WaitOptions {
@@ -179,6 +180,30 @@ async function release(reader: Reader, events: QueueEvents): Promise<void> {
 }
 
 /**
+ * Connections the wait may drop: options make BullMQ open ones of its own, and a client the
+ * caller shares (a Redis Cluster's) is duplicated rather than disconnected under the caller;
+ * BullMQ leaves a client it was given open, so `dispose` closes the duplicates.
+ */
+function ownConnections(queue: Queue<unknown, JobResult>) {
+  const connection = queue.opts.connection;
+  if (!(connection instanceof Cluster) && !(connection instanceof Redis)) {
+    return { reader: connection, events: connection, dispose: () => {} };
+  }
+  const duplicate = (): Redis | Cluster =>
+    connection instanceof Cluster ? connection.duplicate() : connection.duplicate();
+  const reader = duplicate();
+  const events = duplicate();
+  return {
+    reader,
+    events,
+    dispose: () => {
+      reader.disconnect();
+      events.disconnect();
+    },
+  };
+}
+
+/**
  * Resolves with the job's result when it completes. Rejects with JobFailedError if it fails,
  * WaitTimeoutError after `timeoutMs`, RedisUnavailableError once Redis has not answered for
  * `redisTimeoutMs`. The job itself is never changed.
@@ -190,9 +215,14 @@ export async function waitForResult(
 ): Promise<JobResult> {
   // Connections of the wait's own, which it can drop if Redis goes away: the caller's queue is
   // left with none of its commands waiting to be sent, so closing it does not wait for Redis.
-  const settings = { connection: queue.opts.connection, prefix: queue.opts.prefix };
-  const reader: Reader = new Queue(queue.name, { ...settings, skipMetasUpdate: true });
-  const events = new QueueEvents(queue.name, settings);
+  const prefix = queue.opts.prefix;
+  const own = ownConnections(queue);
+  const reader: Reader = new Queue(queue.name, {
+    connection: own.reader,
+    prefix,
+    skipMetasUpdate: true,
+  });
+  const events = new QueueEvents(queue.name, { connection: own.events, prefix });
   let lastError: Error | undefined;
   // The watchdog below judges the connection; unheard, BullMQ prints every reconnect error.
   const remember = (error: Error) => {
@@ -215,5 +245,6 @@ export async function waitForResult(
   } finally {
     stop.abort();
     await release(reader, events);
+    own.dispose();
   }
 }

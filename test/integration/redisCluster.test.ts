@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../dev/redisServer.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
-import { type Stack, startStack } from "../support/stack.ts";
+import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
 import { enqueueArgs, eventually, runCli, writeSchemaFile } from "./helpers.ts";
 
@@ -120,5 +120,27 @@ describe("Redis Cluster", () => {
       ),
     );
     expect(keys.reduce((a, b) => a + b, 0)).toBeGreaterThan(5);
+
+    // One CLI waits for several jobs on the cluster's shared client: each wait leaves it open.
+    const manifest = join(tmpdir(), `cluster-manifest-${process.pid}.ndjson`);
+    await writeFile(
+      manifest,
+      ["a", "b", "c"]
+        .map((n) =>
+          JSON.stringify({
+            source: { bucket: BUCKET, key: "cluster/small.csv" },
+            destination: { bucket: BUCKET, key: `cluster/bulk-${n}.csv` },
+            schema: peopleSchema,
+          }),
+        )
+        .join("\n"),
+    );
+    const bulk = await runCli(["enqueue", "--manifest", manifest, "--wait", "--json"], env);
+    expect(bulk.code, bulk.stderr).toBe(0);
+    const results = bulk.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as JobResult);
+    expect(results.map((r) => r.rows.read)).toEqual([50, 50, 50]);
   });
 });

@@ -34,7 +34,7 @@ import {
 const IDLE_QUEUE = "idle-transform";
 
 describe("waiting for a job, and retrying one", () => {
-  const t = useWorkerStack();
+  const t = useWorkerStack({ WORKER_CONCURRENCY: "4" });
   let idle: Queue<unknown, JobResult>;
   let idleEnv: NodeJS.ProcessEnv;
   let schemaFile: string;
@@ -139,7 +139,7 @@ describe("waiting for a job, and retrying one", () => {
   });
 
   it("a bulk wait has one deadline for all its jobs, and reports a job that finished meanwhile", async () => {
-    // The first job is held on its source read past the deadline; the second one completes.
+    // Two jobs are held on their source reads past the deadline; the third one completes.
     t.stack.s3Server.beforeRequest = (r) =>
       r.method === "GET" && r.url.includes("/wait/held.csv")
         ? new Promise<void>((resolve) => held.push(resolve))
@@ -150,6 +150,7 @@ describe("waiting for a job, and retrying one", () => {
       manifest,
       [
         job("wait/held.csv", "wait/held-out.csv", peopleSchema),
+        job("wait/held.csv", "wait/held-out-2.csv", peopleSchema),
         job("wait/small.csv", "wait/bulk-out.csv", peopleSchema),
       ]
         .map((j) => JSON.stringify(j))
@@ -157,16 +158,18 @@ describe("waiting for a job, and retrying one", () => {
     );
     const started = performance.now();
     const cli = await runCli(
-      ["enqueue", "--manifest", manifest, "--wait", "--timeout", "4", "--json"],
+      ["enqueue", "--manifest", manifest, "--wait", "--timeout", "5", "--json"],
       t.stack.env,
     );
     const elapsed = performance.now() - started;
     expect(cli.code, cli.stderr).toBe(3);
-    const [first, second] = jsonLines(cli.stdout);
+    const [first, second, third] = jsonLines(cli.stdout);
     expect(first).toMatchObject({ timedOut: true });
-    expect(second).toMatchObject({ rows: { read: 50 } });
-    // One deadline: the second job was not given 4 s of its own.
-    expect(elapsed).toBeLessThan(8000);
+    expect(second).toMatchObject({ timedOut: true });
+    expect(third).toMatchObject({ rows: { read: 50 } });
+    // One deadline for all: the second held job was not given 5 s of its own (that would be
+    // 10 s and more).
+    expect(elapsed).toBeLessThan(9500);
     expect(await t.queue.getJobState(first?.jobId as string)).toBe("active");
   });
 
