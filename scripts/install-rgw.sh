@@ -3,7 +3,8 @@
 # start (test/support/rgw.ts). Only the daemons a single-node cluster needs, no ceph-mgr.
 set -euo pipefail
 
-command -v radosgw >/dev/null 2>&1 && exit 0
+have() { command -v "$1" >/dev/null 2>&1; }
+have radosgw && have radosgw-admin && have ceph-mon && have ceph-osd && exit 0
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import type { JobResult } from "../../shared/job.ts";
 import { type LaidOutImage, layOutImage } from "../support/dockerLayout.ts";
-import { NODE24_PATH, PROJECT_ROOT, SYSTEM_PATH } from "../support/runtimePaths.ts";
+import { NODE24_PATH, PROJECT_ROOT } from "../support/runtimePaths.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { eventually } from "./helpers.ts";
 
@@ -56,8 +56,16 @@ describe("the Docker image, laid out from its Dockerfile", () => {
   const runImage = (args: string[], env: NodeJS.ProcessEnv = {}) => start(args, env).exited;
 
   beforeAll(async () => {
+    // RUN lines run on the image's Node 24 (and this machine's npm), with the machine's own
+    // way to the registry (its CA bundle and proxy, where it has them).
+    const network = Object.fromEntries(
+      Object.entries(process.env).filter(([name]) =>
+        /^(NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY)$/i.test(name),
+      ),
+    );
     image = await layOutImage(ROOT, "Dockerfile", {
-      PATH: SYSTEM_PATH,
+      ...network,
+      PATH: IMAGE_PATH,
       HOME: process.env.HOME,
     });
     stack = await startStack();
@@ -70,7 +78,7 @@ describe("the Docker image, laid out from its Dockerfile", () => {
   });
 
   it("holds every file the CLI imports, starting from its entrypoint", async () => {
-    const main = image.path("/app/node_modules/s3csv/dist/bin/main.js");
+    const main = image.path("/app/dist/bin/main.js");
     const seen = new Set<string>();
     const pending = [main];
     while (pending.length) {
@@ -85,7 +93,7 @@ describe("the Docker image, laid out from its Dockerfile", () => {
     }
     // The worker, producer, dashboard and dev commands with everything they import.
     expect(seen.size).toBeGreaterThan(40);
-    expect(existsSync(image.path("/app/node_modules/s3csv/examples/orders.csv"))).toBe(true);
+    expect(existsSync(image.path("/app/examples/orders.csv"))).toBe(true);
     expect(existsSync(image.path("/app/node_modules/zod/package.json")), "zod, its peer").toBe(
       true,
     );
@@ -105,7 +113,7 @@ describe("the Docker image, laid out from its Dockerfile", () => {
     }
   });
 
-  it("runs every service compose starts from it", async () => {
+  it("has, for every compose service built from it, the command that service runs", async () => {
     const compose = parse(await readFile(join(ROOT, "docker-compose.yml"), "utf8")) as {
       services: Record<string, { image?: string; build?: unknown; command?: string[] }>;
     };

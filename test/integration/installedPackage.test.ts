@@ -8,15 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JOB_NAME } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
+import { nodeBinary } from "../support/nodeVersions.ts";
 import { NODE24_PATH, PROJECT_ROOT, SYSTEM_PATH } from "../support/runtimePaths.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { eventually, queueFor } from "./helpers.ts";
 
 // The package as a user gets it: `npm pack`, then `npm install ./s3csv-*.tgz` in a new app
-// folder (dependencies from npm's cache or the registry). From that folder, on this machine's
-// Node for the app and Node 24 for the s3csv command: `s3csv dev --once`, an app script that
-// enqueues with the producer library and waits, and a worker that loads the app's own
-// transforms module.
+// folder (dependencies from npm's cache or the registry). From that folder: `s3csv dev --once`
+// on Node 24, an app script that enqueues with the producer library and waits, on Node 20 and
+// on Node 22 (binaries from the npm registry's `node` package), and a worker on Node 24 that
+// loads the app's own transforms module.
 
 const exec = promisify(execFile);
 
@@ -111,13 +112,13 @@ const queue = transformQueue(queueSettings(loadConfig()));
 const jobId = await enqueueTransform(
   {
     source: { bucket: process.env.BUCKET, key: "app/words.csv" },
-    destination: { bucket: process.env.BUCKET, key: "app/shouted.csv" },
+    destination: { bucket: process.env.BUCKET, key: process.env.DEST },
     transform: "shout",
   },
   { queue },
 );
 const result = await waitForResult(queue, jobId, { timeoutMs: 60000 });
-console.log(JSON.stringify({ node: process.version, jobId, result }));
+console.log(JSON.stringify({ version: process.version, jobId, result }));
 await queue.close();
 `;
 
@@ -168,7 +169,7 @@ describe("the packed package, installed into an app", () => {
     expect(ran.stdout).toMatch(/reject report/);
   });
 
-  it("enqueues from an app on this machine's Node, for a worker running the app's transforms", async () => {
+  it("enqueues from an app on Node 20 and 22, for a worker on Node 24 running the app's transforms", async () => {
     await stack.put("app/words.csv", "id,word\n1,hello\n2,boom\n3,world\nx,bad id\n");
     const worker = s3csv(
       ["worker", "--transforms", "./transforms.mjs", "--transforms", "./more.ts"],
@@ -180,20 +181,24 @@ describe("the packed package, installed into an app", () => {
     await eventually(() => (worker.ran.stdout.includes("worker started") ? true : undefined));
     expect(worker.ran.stdout).toMatch(/"transforms":\["contacts-normalize","shout","whisper"\]/);
 
-    const ran = await runIn(app, "node", ["app.mjs"], {
-      ...stack.env,
-      BUCKET,
-      PATH: SYSTEM_PATH,
-    }).exited;
-    expect(ran.code, ran.stderr).toBe(0);
-    const { node, result } = JSON.parse(ran.stdout) as { node: string; result: JobResult };
-    expect(node, "the app runs on the machine's own Node").toBe(
-      (await exec("node", ["--version"], { env: { PATH: SYSTEM_PATH } })).stdout.trim(),
-    );
-    expect(result.rows).toMatchObject({ read: 4, valid: 2, rejected: 2 });
-    expect((await stack.get("app/shouted.csv")).toString()).toBe(
-      "id,word\r\n1,HELLO\r\n3,WORLD\r\n",
-    );
+    // The app on Node 20 and on Node 22: what apps run, while the worker runs on Node 24.
+    const [node20, node22] = await Promise.all([nodeBinary(20), nodeBinary(22)]);
+    for (const [major, node, dest] of [
+      [20, node20, "app/shouted.csv"],
+      [22, node22, "app/shouted-22.csv"],
+    ] as const) {
+      const ran = await runIn(app, node, ["app.mjs"], {
+        ...stack.env,
+        BUCKET,
+        DEST: dest,
+        PATH: SYSTEM_PATH,
+      }).exited;
+      expect(ran.code, ran.stderr).toBe(0);
+      const { version, result } = JSON.parse(ran.stdout) as { version: string; result: JobResult };
+      expect(version, "the app's Node").toMatch(new RegExp(`^v${major}\\.`));
+      expect(result.rows).toMatchObject({ read: 4, valid: 2, rejected: 2 });
+      expect((await stack.get(dest)).toString()).toBe("id,word\r\n1,HELLO\r\n3,WORLD\r\n");
+    }
     const report = (await stack.get("app/shouted.rejects.csv")).toString();
     expect(report).toContain('2,3,,transform-error,cannot shout boom,"2,boom"');
     expect(report).toMatch(/4,5,id,type-error,/);

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { cp, mkdir, mkdtemp, readFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, matchesGlob, relative } from "node:path";
 import { promisify } from "node:util";
@@ -116,6 +116,8 @@ export async function layOutImage(
         state.env[key] = value;
       } else if (op === "ENTRYPOINT") state.entrypoint = JSON.parse(args) as string[];
       else if (op === "CMD") state.cmd = JSON.parse(args) as string[];
+      // The image's user only matters for what it may write, and nothing here writes.
+      else if (op !== "USER") throw new Error(`${dockerfile}: ${op} is not laid out here`);
     }
     if (stage.name) roots.set(stage.name, root);
     image = state;
@@ -138,7 +140,10 @@ async function copy(
     if (from) {
       const stageRoot = roots.get(from);
       if (!stageRoot) throw new Error(`COPY --from=${from}: no such stage`);
-      await cp(join(stageRoot, source), target, { recursive: true });
+      const origin = join(stageRoot, source);
+      // A file copied into a folder (a destination ending in "/" or ".") keeps its name.
+      const into = /\/$|^\.$/.test(dest) && (await stat(origin)).isFile();
+      await cp(origin, into ? join(target, basename(source)) : target, { recursive: true });
       continue;
     }
     for (const file of await contextFiles(context)) {

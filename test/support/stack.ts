@@ -77,7 +77,9 @@ async function startS3Side(
     };
   }
   if (S3_BACKEND === "rgw") {
-    const rgw = await startRgw({ dir });
+    // Its ports are picked free before the daemons bind them: another file's cluster may take
+    // one meanwhile, so a start that fails is tried again.
+    const rgw = await startRgw({ dir }).catch(() => startRgw({ dir }));
     const server = await startS3Proxy(rgw.endpoint);
     return {
       server,
@@ -95,6 +97,11 @@ async function startS3Side(
     if (!endpoint || !accessKeyId || !secretAccessKey) {
       throw new Error(
         "S3CSV_TEST_S3=endpoint needs S3CSV_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+      );
+    }
+    if (new URL(endpoint).protocol !== "http:") {
+      throw new Error(
+        "S3CSV_TEST_S3_ENDPOINT must be http:// (the tests' proxy forwards plain HTTP)",
       );
     }
     const server = await startS3Proxy(endpoint);

@@ -82,7 +82,7 @@ describe("Dockerfile", () => {
     for (const from of froms) expect(from).toMatch(/^node:24/);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm pack/);
-    expect(dockerfile).toMatch(/npm install --omit=dev/);
-    expect(dockerfile).toMatch(/ENTRYPOINT \["\/app\/node_modules\/\.bin\/s3csv"\]/);
+    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["\/app\/bin\/s3csv"\]/);
   });
 });
