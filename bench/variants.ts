@@ -11,10 +11,10 @@ import { z } from "zod";
 import { loadConfig } from "../shared/config.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { TableSchema } from "../shared/tableSchema.ts";
-import { CsvFramer } from "../worker/csvFramer.ts";
-import { formatRow } from "../worker/csvWriter.ts";
-import { RowParser } from "../worker/rowParser.ts";
-import { compileTableSchema } from "../worker/validatorCompiler.ts";
+import { CsvFramer } from "../worker/csv/csvFramer.ts";
+import { formatRow } from "../worker/csv/csvWriter.ts";
+import { RowParser } from "../worker/csv/rowParser.ts";
+import { compileTableSchema } from "../worker/judge/validatorCompiler.ts";
 import { benchCsv, benchSchema } from "./dataset.ts";
 import { cpuSeconds, peakRss } from "./procStats.ts";
 

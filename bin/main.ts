@@ -19,7 +19,7 @@ const commands: Record<
   () => Promise<{ run(argv: string[]): Promise<void>; usage: string }>
 > = {
   worker: async () => {
-    const m = await import("../worker/cli.ts");
+    const m = await import("../worker/runtime/cli.ts");
     return { run: m.workerCommand, usage: m.usage };
   },
   enqueue: async () => {
@@ -35,7 +35,7 @@ const commands: Record<
     return { run: m.dashboardCommand, usage: m.usage };
   },
   sweep: async () => {
-    const m = await import("../worker/sweepCli.ts");
+    const m = await import("../worker/operations/sweepCli.ts");
     return { run: m.sweepCommand, usage: m.usage };
   },
   dev: async () => {

@@ -11,7 +11,7 @@ import { type Config, loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { packageRoot } from "../shared/packageRoot.ts";
 import { createS3Client } from "../shared/s3Client.ts";
-import { startWorker } from "../worker/worker.ts";
+import { startWorker } from "../worker/runtime/worker.ts";
 import { startRedisServer } from "./redisServer.ts";
 
 export const usage = `s3csv dev [--dir DIR] [--once]

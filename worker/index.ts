@@ -5,4 +5,4 @@ export {
   defineTransform,
   type OutputValue,
   type Transform,
-} from "./transforms/registry.ts";
+} from "./judge/transforms/registry.ts";

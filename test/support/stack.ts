@@ -13,7 +13,7 @@ import {
 import { type RedisServer, startRedisServer } from "../../dev/redisServer.ts";
 import { type Config, loadConfig } from "../../shared/config.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
-import { openUploads } from "../../worker/multipartUploads.ts";
+import { openUploads } from "../../worker/upload/multipartUploads.ts";
 import { startRgw } from "./rgw.ts";
 import { type S3Proxy, startS3Proxy } from "./s3Proxy.ts";
 import { type FauxS3Store, startS3Server } from "./s3Server.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { selectColumns } from "../../worker/columnSelection.ts";
+import { selectColumns } from "../../worker/csv/columnSelection.ts";
 
 describe("selectColumns", () => {
   const names = ["id", "email", "score"];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CsvFramer, type FramedRow } from "../../worker/csvFramer.ts";
+import { CsvFramer, type FramedRow } from "../../worker/csv/csvFramer.ts";
 
 const decoder = new TextDecoder();
 

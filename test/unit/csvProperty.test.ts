@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CsvFramer, type FramedRow } from "../../worker/csvFramer.ts";
-import { RowParser } from "../../worker/rowParser.ts";
+import { CsvFramer, type FramedRow } from "../../worker/csv/csvFramer.ts";
+import { RowParser } from "../../worker/csv/rowParser.ts";
 
 // Property: any CSV document, serialized with any line ending and split into chunks anywhere,
 // frames into the same rows, with the same byte offsets and line numbers as one whole read, and

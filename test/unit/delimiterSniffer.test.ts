@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { sniffDelimiter } from "../../worker/delimiterSniffer.ts";
+import { sniffDelimiter } from "../../worker/source/delimiterSniffer.ts";
 
 describe("sniffDelimiter", () => {
   it("finds the delimiter that splits the lines consistently, ignoring quoted text", () => {

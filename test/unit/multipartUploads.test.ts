@@ -1,6 +1,6 @@
 import type { ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { NoUploadListingError, openUploads } from "../../worker/multipartUploads.ts";
+import { NoUploadListingError, openUploads } from "../../worker/upload/multipartUploads.ts";
 
 // The listing of open uploads that cleanup and `s3csv sweep` rely on, over a fake S3 that
 // answers in pages the way S3 does (at most 1,000 uploads each, with next markers).

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PartBuffer } from "../../worker/partBuffer.ts";
+import { PartBuffer } from "../../worker/upload/partBuffer.ts";
 
 describe("PartBuffer", () => {
   it("encodes appended text exactly, multi-byte characters and surrogate pairs included", () => {

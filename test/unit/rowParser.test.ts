@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RowParser } from "../../worker/rowParser.ts";
+import { RowParser } from "../../worker/csv/rowParser.ts";
 
 describe("RowParser", () => {
   it("splits RFC 4180 rows with doubled quotes", () => {

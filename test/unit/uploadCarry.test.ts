@@ -1,7 +1,7 @@
 import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import type { OutputCheckpoint, ResumeMark } from "../../shared/job.ts";
-import { ResumableUpload } from "../../worker/resumableUpload.ts";
+import { ResumableUpload } from "../../worker/upload/resumableUpload.ts";
 
 // The carry rules of one output, with an in-memory S3 that answers the two requests a part
 // needs: what the checkpoint coordinator relies on when it writes the other output's state.

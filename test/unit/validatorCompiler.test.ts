@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { TableSchema } from "../../shared/tableSchema.ts";
-import { HeaderError } from "../../worker/rowJudge.ts";
-import { builtInTransforms as transforms } from "../../worker/transforms/index.ts";
-import { compileTransform, defineTransform } from "../../worker/transforms/registry.ts";
-import { compileTableSchema } from "../../worker/validatorCompiler.ts";
+import { HeaderError } from "../../worker/judge/rowJudge.ts";
+import { builtInTransforms as transforms } from "../../worker/judge/transforms/builtIns.ts";
+import { compileTransform, defineTransform } from "../../worker/judge/transforms/registry.ts";
+import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 
 function judge(fields: unknown[], header: string[] | null = null) {
   return compileTableSchema(TableSchema.parse({ fields })).bind(header);

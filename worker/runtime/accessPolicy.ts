@@ -1,7 +1,7 @@
-import type { Config } from "../shared/config.ts";
-import { type JobData, rejectsLocation } from "../shared/job.ts";
-import { formatS3Url, type S3Location } from "../shared/s3Url.ts";
-import { PermanentJobError } from "./errors.ts";
+import type { Config } from "../../shared/config.ts";
+import { type JobData, rejectsLocation } from "../../shared/job.ts";
+import { formatS3Url, type S3Location } from "../../shared/s3Url.ts";
+import { PermanentJobError } from "../errors.ts";
 
 // Least privilege inside the worker: a job may read and write only where the worker's
 // configuration allows, checked before any S3 call, so a producer cannot use the worker's role

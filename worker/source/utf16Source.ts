@@ -1,4 +1,4 @@
-import { PermanentJobError } from "./errors.ts";
+import { PermanentJobError } from "../errors.ts";
 
 // UTF-16 sources are transcoded to UTF-8 before framing: the framer finds rows on ASCII bytes,
 // and in UTF-16 a 0x0A or 0x22 byte may be half of any character. Offsets in the checkpoint

@@ -1,10 +1,10 @@
 import { parseArgs } from "node:util";
-import { loadConfig } from "../shared/config.ts";
-import { createLogger } from "../shared/logger.ts";
-import { UsageError } from "../shared/usageError.ts";
-import { builtInTransforms } from "./transforms/index.ts";
-import { loadTransforms, TransformModuleError } from "./transforms/moduleLoader.ts";
-import type { TransformRegistry } from "./transforms/registry.ts";
+import { loadConfig } from "../../shared/config.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { UsageError } from "../../shared/usageError.ts";
+import { builtInTransforms } from "../judge/transforms/builtIns.ts";
+import { loadTransforms, TransformModuleError } from "../judge/transforms/moduleLoader.ts";
+import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { startWorker } from "./worker.ts";
 
 export const usage = `s3csv worker [--concurrency N] [--transforms MODULE]...

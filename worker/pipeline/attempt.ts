@@ -11,19 +11,19 @@ import type {
   OutputSide,
   ResumeMark,
   RowCounts,
-} from "../shared/job.ts";
-import { CheckpointCoordinator } from "./checkpointCoordinator.ts";
-import type { CheckpointStore } from "./checkpointStore.ts";
-import { selectColumns } from "./columnSelection.ts";
-import { CsvFramer, type FramedRow } from "./csvFramer.ts";
-import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "./csvWriter.ts";
-import { HandBackError, PermanentJobError } from "./errors.ts";
-import { type PartUploaded, ResumableUpload } from "./resumableUpload.ts";
-import { REJECT_REPORT_HEADER, type RowError } from "./rowErrors.ts";
-import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "./rowJudge.ts";
-import { RowParser } from "./rowParser.ts";
-import { type OpenedBody, readSource } from "./sourceReader.ts";
-import type { Utf16Order } from "./utf16Source.ts";
+} from "../../shared/job.ts";
+import { CheckpointCoordinator } from "../checkpoint/checkpointCoordinator.ts";
+import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
+import { selectColumns } from "../csv/columnSelection.ts";
+import { CsvFramer, type FramedRow } from "../csv/csvFramer.ts";
+import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "../csv/csvWriter.ts";
+import { RowParser } from "../csv/rowParser.ts";
+import { HandBackError, PermanentJobError } from "../errors.ts";
+import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
+import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
+import { type OpenedBody, readSource } from "../source/sourceReader.ts";
+import type { Utf16Order } from "../source/utf16Source.ts";
+import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
 
 // One job attempt, source to outputs: source reader -> framer -> parser -> judge -> CSV writer
 // -> resumable uploaders -> checkpoint. Everything here is created for this attempt and dropped

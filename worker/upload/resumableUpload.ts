@@ -10,8 +10,8 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../shared/job.ts";
-import { OutputLostError, PermanentJobError } from "./errors.ts";
+import type { OutputCheckpoint, ResumeMark, UploadedPart } from "../../shared/job.ts";
+import { OutputLostError, PermanentJobError } from "../errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
 import { openUploads } from "./multipartUploads.ts";
 import { PartBuffer } from "./partBuffer.ts";

@@ -1,12 +1,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { Config } from "../shared/config.ts";
+import type { Config } from "../../shared/config.ts";
 import {
   type Checkpoint,
   type JobData,
   MAX_PART_SIZE,
   type ResumeMark,
   rejectsLocation,
-} from "../shared/job.ts";
+} from "../../shared/job.ts";
 import { sniffDelimiter } from "./delimiterSniffer.ts";
 import { type OpenedBody, openSource, readSource } from "./sourceReader.ts";
 

@@ -1,4 +1,4 @@
-import type { TableSchema, TableSchemaField } from "../shared/tableSchema.ts";
+import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
 import {

@@ -1,5 +1,5 @@
-import type { TableSchema } from "../shared/tableSchema.ts";
-import { PermanentJobError } from "./errors.ts";
+import type { TableSchema } from "../../shared/tableSchema.ts";
+import { PermanentJobError } from "../errors.ts";
 import type { RowError } from "./rowErrors.ts";
 
 // The values seen so far for `unique` fields and the primary key, for one job. Memory grows

@@ -1,8 +1,8 @@
 import { parseArgs } from "node:util";
-import { queueSettings, transformQueue } from "../producer/enqueue.ts";
-import { loadConfig } from "../shared/config.ts";
-import { createS3Client } from "../shared/s3Client.ts";
-import { UsageError } from "../shared/usageError.ts";
+import { queueSettings, transformQueue } from "../../producer/enqueue.ts";
+import { loadConfig } from "../../shared/config.ts";
+import { createS3Client } from "../../shared/s3Client.ts";
+import { UsageError } from "../../shared/usageError.ts";
 import { parseDuration, sweepUploads } from "./uploadSweeper.ts";
 
 export const usage = `s3csv sweep --bucket BUCKET [--older-than DURATION] [--dry-run] [--json]

@@ -1,7 +1,7 @@
 import { AbortMultipartUploadCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Queue } from "bullmq";
-import { Checkpoint } from "../shared/job.ts";
-import { openUploads } from "./multipartUploads.ts";
+import { Checkpoint } from "../../shared/job.ts";
+import { openUploads } from "../upload/multipartUploads.ts";
 
 // The sweeper: aborts multipart uploads in a bucket that no live job owns, so that a job lost
 // in a way its worker could not clean up (a failed Redis, a job removed by hand) leaves nothing

@@ -1,8 +1,8 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Cluster, Redis } from "ioredis";
-import type { Config } from "../shared/config.ts";
-import { DestinationBusyError, DestinationClaims } from "../shared/destinationClaims.ts";
+import type { Config } from "../../shared/config.ts";
+import { DestinationBusyError, DestinationClaims } from "../../shared/destinationClaims.ts";
 import {
   type Checkpoint,
   describeZodError,
@@ -12,26 +12,26 @@ import {
   type OutputCheckpoint,
   type OutputSide,
   outputLocations,
-} from "../shared/job.ts";
-import type { Logger } from "../shared/logger.ts";
-import { ioredisScripts } from "../shared/redisScripts.ts";
-import { checkAccess } from "./accessPolicy.ts";
-import { firstCheckpoint, START } from "./checkpoint.ts";
+} from "../../shared/job.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { ioredisScripts } from "../../shared/redisScripts.ts";
 import {
   CheckpointStore,
   defineStoreScripts,
   deleteRecords,
   LockLostError,
   recordedUploads,
-} from "./checkpointStore.ts";
-import { checkpointProblem } from "./checkpointTrust.ts";
-import { HandBackError, OutputLostError, PermanentJobError } from "./errors.ts";
-import { judgesFor } from "./judges.ts";
-import { abortUpload, type PartUploaded } from "./resumableUpload.ts";
-import type { JudgeFactory } from "./rowJudge.ts";
-import type { OpenedBody } from "./sourceReader.ts";
-import { runPipeline } from "./transformPipeline.ts";
-import type { TransformRegistry } from "./transforms/registry.ts";
+} from "../checkpoint/checkpointStore.ts";
+import { checkpointProblem } from "../checkpoint/checkpointTrust.ts";
+import { HandBackError, OutputLostError, PermanentJobError } from "../errors.ts";
+import { judgeFactoryFor } from "../judge/judgeFactory.ts";
+import type { JudgeFactory } from "../judge/rowJudge.ts";
+import type { TransformRegistry } from "../judge/transforms/registry.ts";
+import { runPipeline } from "../pipeline/attempt.ts";
+import { firstCheckpoint, START } from "../source/firstAttempt.ts";
+import type { OpenedBody } from "../source/sourceReader.ts";
+import { abortUpload, type PartUploaded } from "../upload/resumableUpload.ts";
+import { checkAccess } from "./accessPolicy.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
 
 export interface ProcessorDeps {
@@ -149,7 +149,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const { checkpoint, ...rest } = data;
     if (checkpoint) await checkUploadsAreOwn(checkpoint, jobKey);
     checkAccess(data, config);
-    const judges = judgesFor(data, transforms);
+    const judges = judgeFactoryFor(data, transforms);
     await claimOutputs(jobId, data);
     let start: Checkpoint;
     let firstRead: OpenedBody | undefined;
@@ -204,7 +204,7 @@ export function createProcessor(deps: ProcessorDeps) {
         firstRead?.destroy();
         firstRead = undefined;
         // Verdicts of unique and primary keys remember rows: a new run judges them afresh.
-        judges = judgesFor(data, transforms);
+        judges = judgeFactoryFor(data, transforms);
         restarted.push({ output: side, reason: error.message });
         jobLog.warn({ output: side, reason: error.message }, "upload gone: output starts over");
         const lost = store.current[side];

@@ -1,12 +1,12 @@
 import { Worker } from "bullmq";
-import type { Config } from "../shared/config.ts";
-import type { JobResult } from "../shared/job.ts";
-import type { Logger } from "../shared/logger.ts";
-import { redisClient, redisConnection } from "../shared/redis.ts";
-import { createS3Client } from "../shared/s3Client.ts";
+import type { Config } from "../../shared/config.ts";
+import type { JobResult } from "../../shared/job.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { redisClient, redisConnection } from "../../shared/redis.ts";
+import { createS3Client } from "../../shared/s3Client.ts";
+import { builtInTransforms } from "../judge/transforms/builtIns.ts";
+import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { createProcessor } from "./processor.ts";
-import { builtInTransforms } from "./transforms/index.ts";
-import type { TransformRegistry } from "./transforms/registry.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
 
 export interface RunningWorker {

@@ -1,4 +1,4 @@
-import type { TableSchemaField } from "../shared/tableSchema.ts";
+import type { TableSchemaField } from "../../shared/tableSchema.ts";
 
 // Table Schema field types: each turns a cell's text into a typed value and the canonical text
 // written to the output, or says the text is not of the type.

@@ -1,4 +1,4 @@
-import { type Checkpoint, type JobData, rejectsLocation } from "../shared/job.ts";
+import { type Checkpoint, type JobData, rejectsLocation } from "../../shared/job.ts";
 
 // A job's data may come from any BullMQ client, checkpoint included: before a worker resumes
 // from one, the checkpoint must describe this job's own outputs, keys and source.

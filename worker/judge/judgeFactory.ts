@@ -1,11 +1,11 @@
-import type { JobData } from "../shared/job.ts";
-import { PermanentJobError } from "./errors.ts";
+import type { JobData } from "../../shared/job.ts";
+import { PermanentJobError } from "../errors.ts";
 import type { JudgeFactory } from "./rowJudge.ts";
 import { compileTransform, type TransformRegistry } from "./transforms/registry.ts";
 import { compileTableSchema } from "./validatorCompiler.ts";
 
 /** The job's way of judging rows, compiled once for the job. */
-export function judgesFor(
+export function judgeFactoryFor(
   data: Pick<JobData, "schema" | "transform" | "options">,
   transforms: TransformRegistry,
 ): JudgeFactory {

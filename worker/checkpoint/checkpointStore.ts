@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from "ioredis";
-import type { Checkpoint, JobData, OutputSide } from "../shared/job.ts";
-import type { ScriptClient } from "../shared/redisScripts.ts";
+import type { Checkpoint, JobData, OutputSide } from "../../shared/job.ts";
+import type { ScriptClient } from "../../shared/redisScripts.ts";
 
 // The checkpoint store: writes the job's data, checkpoint included, back to the job in Redis,
 // and keeps the job's other durable records next to it. BullMQ's `job.updateData` neither
