@@ -24,7 +24,8 @@ export function formatRow(cells: readonly string[], newline: string): string {
   return line + newline;
 }
 
-type JsonType = "string" | "integer" | "number" | "boolean" | "json";
+/** How an output cell is typed in NDJSON output. */
+export type JsonType = "string" | "integer" | "number" | "boolean" | "json";
 
 function jsonValue(text: string, type: JsonType | undefined): unknown {
   if (text === "") return null;

@@ -27,7 +27,7 @@ import { HandBackError, OutputLostError, PermanentJobError } from "../errors.ts"
 import { judgeFactoryFor } from "../judge/judgeFactory.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
-import { runPipeline } from "../pipeline/attempt.ts";
+import { runAttempt } from "../pipeline/attempt.ts";
 import { firstCheckpoint, START } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { abortUpload, type PartUploaded } from "../upload/resumableUpload.ts";
@@ -180,7 +180,7 @@ export function createProcessor(deps: ProcessorDeps) {
     let { judges, firstRead } = attempt;
     for (;;) {
       try {
-        const result = await runPipeline({
+        const result = await runAttempt({
           data,
           s3,
           store,

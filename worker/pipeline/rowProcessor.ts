@@ -1,0 +1,239 @@
+import type { JobOptions, OutputSide, ResumeMark, RowCounts } from "../../shared/job.ts";
+import type { FramedRow } from "../csv/csvFramer.ts";
+import { csvLineFormat, type OutputFormat, outputFormat } from "../csv/outputFormat.ts";
+import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
+import { RowParser } from "../csv/rowParser.ts";
+import { PermanentJobError } from "../errors.ts";
+import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
+import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
+import { enforcePolicy } from "./invalidRowPolicy.ts";
+
+// The row processor: each framed row of the source, in order, is decoded, parsed, judged and
+// routed, its valid form to the output and its errors to the reject report, and the position
+// (byte offset, line, counts) moves past it. The worker's job attempts and the benchmark's
+// CPU-only run both drive it; only where the text goes differs.
+
+/** Where one output's text goes: its uploader, or memory in the benchmark. */
+export interface RowSink {
+  /** Nothing written yet: the output still needs its header. */
+  readonly empty: boolean;
+  write(text: string): void;
+  /**
+   * Told after every row, with the position it ends at; a promise when a part was sealed (the
+   * row loop waits for it), undefined otherwise (most rows cost no promise).
+   */
+  endRow(mark: () => ResumeMark): Promise<void> | undefined;
+}
+
+export interface RowProcessorInput {
+  /** The job's options, its delimiter resolved. */
+  options: JobOptions & { delimiter: string };
+  judges: JudgeFactory;
+  /** Where reading starts: the earlier of the outputs' resume marks. */
+  from: ResumeMark;
+  /** Per output, the source offset from which its rows are still to be written. */
+  writeFrom: Record<OutputSide, number>;
+  sinks: Record<OutputSide, RowSink>;
+  /** A resumed attempt's header (read again from the source when reading starts at 0). */
+  header: readonly string[] | null;
+  /** Told of the header once read, for the checkpoint to keep. */
+  onHeader(header: string[]): void;
+}
+
+/** A judge's verdict, with the output line already made when the row passes through. */
+type JudgedRow = Verdict & { line?: string };
+
+function cloneCounts(counts: RowCounts): RowCounts {
+  return { ...counts, errors: { ...counts.errors } };
+}
+
+function rowError(code: RowError["code"], message: string): Verdict {
+  return { ok: false, errors: [{ field: "", code, message }] };
+}
+
+function sameCells(cells: readonly string[], fields: readonly string[]): boolean {
+  if (cells.length !== fields.length) return false;
+  for (let i = 0; i < cells.length; i++) if (cells[i] !== fields[i]) return false;
+  return true;
+}
+
+export class RowProcessor {
+  readonly #in: RowProcessorInput;
+  readonly #position: ResumeMark;
+  readonly #decode: RowDecoder;
+  readonly #parser: RowParser;
+  readonly #reportLine: (cells: readonly string[]) => string;
+  readonly #comment: number | undefined;
+  #judge: RowJudge | undefined;
+  #format: OutputFormat | undefined;
+  /** Replaying earlier rows: the header is still to be skipped. */
+  #replayHeader: boolean;
+
+  constructor(input: RowProcessorInput) {
+    this.#in = input;
+    const { options, from } = input;
+    this.#position = { ...from, counts: cloneCounts(from.counts) };
+    this.#decode = rowDecoder(options.encoding);
+    this.#parser = new RowParser(options);
+    this.#reportLine = csvLineFormat(options);
+    this.#comment = options.commentChar?.charCodeAt(0);
+    this.#replayHeader = options.header;
+    // Reading from the start means reading the header row again, even if a checkpoint has it.
+    if (!options.header) this.#bind(null);
+    else if (from.offset > 0) {
+      if (!input.header) throw new Error("checkpoint has a resume offset but no header");
+      this.#bind(input.header);
+    }
+  }
+
+  /** The position after the last row, as a mark of its own (for a part or a checkpoint). */
+  mark = (): ResumeMark => ({ ...this.#position, counts: cloneCounts(this.#position.counts) });
+
+  /** The live position (not a copy: read it, do not keep it). */
+  get position(): Readonly<ResumeMark> {
+    return this.#position;
+  }
+
+  /** Verdicts depend on earlier rows (unique, primary key): a resume replays them. */
+  get stateful(): boolean {
+    return this.#judge?.stateful === true;
+  }
+
+  /** Routes one row; a promise only when an output sealed a part on it. */
+  process(row: FramedRow): Promise<void> | undefined {
+    if (this.#isComment(row)) {
+      this.#pass(row);
+      return undefined;
+    }
+    if (!this.#judge) {
+      this.#readHeader(row);
+      return undefined;
+    }
+    const position = this.#position;
+    position.rowNumber++;
+    position.counts.read++;
+    const bytes = asBuffer(row.bytes);
+    const raw = this.#decode(bytes);
+    const judged = this.#judgeRow(row, raw);
+    if (judged.ok) this.#valid(row, judged);
+    else this.#invalid(row, judged.errors, raw ?? bytes.toString("utf8"));
+    this.#pass(row);
+    const { output, rejects } = this.#in.sinks;
+    const sealing = row.start >= this.#in.writeFrom.output ? output.endRow(this.mark) : undefined;
+    const writesReport = row.start >= this.#in.writeFrom.rejects;
+    if (sealing) return writesReport ? sealing.then(() => rejects.endRow(this.mark)) : sealing;
+    return writesReport ? rejects.endRow(this.mark) : undefined;
+  }
+
+  /** A row before the resume point, judged again only so that the judge remembers it. */
+  remember(row: FramedRow): void {
+    if (row.oversize || row.unterminated || this.#isComment(row)) return;
+    if (this.#replayHeader) {
+      this.#replayHeader = false;
+      return;
+    }
+    const text = this.#decode(asBuffer(row.bytes));
+    const parsed = text === undefined ? undefined : this.#parser.parse(text, row.quoted);
+    if (parsed?.ok) this.#judge?.judge(parsed.fields);
+  }
+
+  /** After the last row: a source without a header row cannot have been a CSV. */
+  checkEnd(): void {
+    if (!this.#judge) {
+      throw new PermanentJobError(
+        "the source is empty: expected a header row (set options.header to false for files without one)",
+      );
+    }
+  }
+
+  #isComment(row: FramedRow): boolean {
+    return this.#comment !== undefined && row.bytes[0] === this.#comment;
+  }
+
+  /** Moves the position past a row (judged, skipped or read as the header). */
+  #pass(row: FramedRow): void {
+    this.#position.offset = row.end;
+    this.#position.lineNumber = row.nextLine;
+  }
+
+  #valid(row: FramedRow, judged: JudgedRow & { ok: true }): void {
+    this.#position.counts.valid++;
+    if (row.start < this.#in.writeFrom.output) return;
+    this.#in.sinks.output.write(judged.line ?? (this.#format as OutputFormat).line(judged.cells));
+  }
+
+  #invalid(row: FramedRow, errors: readonly RowError[], text: string): void {
+    const { counts, rowNumber } = this.#position;
+    counts.rejected++;
+    for (const error of errors) counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
+    if (row.start >= this.#in.writeFrom.rejects) {
+      const number = String(rowNumber);
+      const line = String(row.line);
+      let report = "";
+      for (const e of errors) {
+        report += this.#reportLine([number, line, e.field, e.code, e.message, text]);
+      }
+      this.#in.sinks.rejects.write(report);
+    }
+    enforcePolicy(this.#in.options, rowNumber, row.line, errors, counts);
+  }
+
+  #judgeRow(row: FramedRow, raw: string | undefined): JudgedRow {
+    const { options } = this.#in;
+    if (row.oversize) {
+      return rowError(
+        "format-error",
+        `the row is longer than maxRowBytes (${options.maxRowBytes} bytes)`,
+      );
+    }
+    if (raw === undefined) return rowError("encoding-error", "the row is not valid UTF-8");
+    if (row.unterminated) {
+      return rowError("format-error", "a quoted field is not closed before the end of the file");
+    }
+    const parsed = this.#parser.parse(raw, row.quoted);
+    if (!parsed.ok) return rowError("format-error", parsed.message);
+    const verdict = (this.#judge as RowJudge).judge(parsed.fields);
+    const format = this.#format as OutputFormat;
+    if (verdict.ok && format.passThrough && !row.quoted && sameCells(verdict.cells, parsed.fields))
+      return { ...verdict, line: raw + options.newline };
+    return verdict;
+  }
+
+  #readHeader(row: FramedRow): void {
+    const { options } = this.#in;
+    const text = row.oversize ? undefined : this.#decode(asBuffer(row.bytes));
+    const problem = row.oversize
+      ? `it is longer than maxRowBytes (${options.maxRowBytes} bytes)`
+      : text === undefined
+        ? "it is not valid UTF-8"
+        : undefined;
+    const parsed = text === undefined ? undefined : this.#parser.parse(text, row.quoted);
+    if (!parsed?.ok) {
+      const why = problem ?? (parsed && !parsed.ok ? parsed.message : "");
+      throw new PermanentJobError(`the header row (line ${row.line}) cannot be read: ${why}`);
+    }
+    if (parsed.fields.length > options.maxColumns) {
+      throw new PermanentJobError(
+        `the header row has ${parsed.fields.length} columns, more than options.maxColumns (${options.maxColumns})`,
+      );
+    }
+    this.#pass(row);
+    this.#in.onHeader(parsed.fields);
+    this.#bind(parsed.fields);
+  }
+
+  #bind(header: readonly string[] | null): void {
+    try {
+      this.#judge = this.#in.judges.bind(header);
+    } catch (error) {
+      if (error instanceof HeaderError) throw new PermanentJobError(error.message);
+      throw error;
+    }
+    const { options, sinks } = this.#in;
+    this.#format = outputFormat(this.#judge, options);
+    if (this.#format.header !== undefined && sinks.output.empty) {
+      sinks.output.write(this.#format.header);
+    }
+    if (sinks.rejects.empty) sinks.rejects.write(this.#reportLine([...REJECT_REPORT_HEADER]));
+  }
+}
