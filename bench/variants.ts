@@ -9,13 +9,15 @@ import { Upload } from "@aws-sdk/lib-storage";
 import Papa from "papaparse";
 import { z } from "zod";
 import { loadConfig } from "../shared/config.ts";
+import { JobOptions } from "../shared/job.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { TableSchema } from "../shared/tableSchema.ts";
 import { CsvFramer } from "../worker/csv/csvFramer.ts";
-import { formatRow } from "../worker/csv/csvWriter.ts";
-import { RowParser } from "../worker/csv/rowParser.ts";
 import { compileTableSchema } from "../worker/judge/validatorCompiler.ts";
+import { RowProcessor } from "../worker/pipeline/rowProcessor.ts";
+import { START } from "../worker/source/firstAttempt.ts";
 import { benchCsv, benchSchema } from "./dataset.ts";
+import { MemorySink } from "./memorySink.ts";
 import { cpuSeconds, peakRss } from "./procStats.ts";
 
 // The comparison variants, each run as its own process by bench/run.ts:
@@ -23,7 +25,8 @@ import { cpuSeconds, peakRss } from "./procStats.ts";
 //                  Papa.unparse, sequential UploadPart of 6 MB buffers, no queue
 //   lib-storage (C) @aws-sdk/lib-storage Upload fed by the same parse/validate code
 //   raw-copy   (D) GetObject stream -> multipart upload, no parsing: the I/O limit
-//   cpu        (E) s3csv's framer, parser, validator and writer from memory, no I/O
+//   cpu        (E) the worker's own row processor (framer, parser, validator, writers and part
+//                  buffers for the output and the reject report) from memory into memory
 // Each prints one JSON line: { seconds, cpu, rows, peakRss } (cpu: CPU seconds while measured).
 
 const [variant, bucket, source, dest, sizeArg] = process.argv.slice(2) as [
@@ -36,6 +39,8 @@ const [variant, bucket, source, dest, sizeArg] = process.argv.slice(2) as [
 const config = loadConfig();
 const s3 = createS3Client(config);
 const MB6 = 6 * 1024 * 1024;
+/** The worker's default part size (PART_SIZE). */
+const PART_SIZE = 8 * 1024 * 1024;
 const BATCH_ROWS = 10_000;
 
 // The zod object schema a user would write by hand for the benchmark's Table Schema.
@@ -158,34 +163,26 @@ async function rawCopy(): Promise<void> {
   }).done();
 }
 
+/** The worker's own row processor and writers, from memory into memory: no I/O at all. */
 function cpu(counter: { rows: number }, csv: Buffer): number {
-  const framer = new CsvFramer({
-    delimiter: ",",
-    quote: '"',
-    maxRowBytes: 1 << 20,
-    startOffset: 0,
-    startLine: 1,
+  const options = { ...JobOptions.parse({}), delimiter: "," };
+  const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
+  const sinks = { output: new MemorySink(PART_SIZE), rejects: new MemorySink(PART_SIZE) };
+  const processor = new RowProcessor({
+    options,
+    judges: compileTableSchema(TableSchema.parse(benchSchema)),
+    from: START,
+    writeFrom: { output: 0, rejects: 0 },
+    sinks,
+    header: null,
+    onHeader: () => {},
   });
-  const parser = new RowParser({ delimiter: ",", quote: '"' });
-  const factory = compileTableSchema(TableSchema.parse(benchSchema));
-  let judge: ReturnType<typeof factory.bind> | undefined;
-  let out = 0;
-  const rows = [...framer.push(csv), ...framer.end()];
-  for (const row of rows) {
-    const text = Buffer.from(row.bytes.buffer, row.bytes.byteOffset, row.bytes.byteLength).toString(
-      "utf8",
-    );
-    const parsed = parser.parse(text, row.quoted);
-    if (!parsed.ok) continue;
-    if (!judge) {
-      judge = factory.bind(parsed.fields);
-      continue;
-    }
-    counter.rows++;
-    const verdict = judge.judge(parsed.fields);
-    if (verdict.ok) out += formatRow(verdict.cells, "\r\n").length;
-  }
-  return out;
+  for (const row of framer.push(csv)) processor.process(row);
+  for (const row of framer.end()) processor.process(row);
+  sinks.output.finish();
+  sinks.rejects.finish();
+  counter.rows = processor.position.counts.read;
+  return sinks.output.bytes + sinks.rejects.bytes;
 }
 
 const counter = { rows: 0 };
