@@ -1,5 +1,5 @@
 import type { Checkpoint, OutputCheckpoint, OutputSide, ResumeMark } from "../../shared/job.ts";
-import type { CarrySnapshot } from "../upload/resumableUpload.ts";
+import type { CarrySnapshot } from "../upload/carriedText.ts";
 
 // The checkpoint coordinator: one job attempt's checkpoint writes, for its two outputs. When one
 // output's durable state changes (an upload created, a part uploaded, the object completed), it
