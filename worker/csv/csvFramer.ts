@@ -54,8 +54,8 @@ export class CsvFramer {
   #line: number; // physical line at the scan position
   #rowStart: number;
   #rowLine: number;
-  #carry: Uint8Array[] = [];
-  #carryBytes = 0;
+  #partial: Uint8Array[] = [];
+  #partialBytes = 0;
   #rowBytes = 0;
   #quoted = false;
   #oversize = false;
@@ -102,7 +102,7 @@ export class CsvFramer {
     if (this.#crPending) {
       this.#crPending = false;
       this.#emit(rows, null, 0, this.#offset - 1, this.#offset, false);
-    } else if (this.#carryBytes > 0 || this.#rowBytes > 0 || this.#inQuotes) {
+    } else if (this.#partialBytes > 0 || this.#rowBytes > 0 || this.#inQuotes) {
       this.#emit(rows, null, 0, this.#offset, this.#offset, this.#inQuotes);
     }
     return rows;
@@ -157,29 +157,7 @@ export class CsvFramer {
         continue;
       }
       if (this.#inQuotes) {
-        const b = chunk[i] as number;
-        if (this.#quoteInQuotes) {
-          this.#quoteInQuotes = false;
-          if (b === quote) {
-            i++; // an escaped quote
-            continue;
-          }
-          this.#inQuotes = false; // the previous quote closed the field; b is read unquoted
-          continue;
-        }
-        if (this.#escaped) this.#escaped = false;
-        else if (b === this.#escape || b === quote) {
-          if (b === quote) this.#quoteInQuotes = true;
-          else this.#escaped = true;
-          this.#crInQuotes = false;
-          i++;
-          continue;
-        }
-        if (b === LF) {
-          if (!this.#crInQuotes) this.#line++;
-        } else if (b === CR) this.#line++;
-        this.#crInQuotes = b === CR;
-        i++;
+        if (this.#quotedByte(chunk[i] as number)) i++;
         continue;
       }
       // Unquoted: jump to the next byte that matters.
@@ -224,15 +202,41 @@ export class CsvFramer {
     this.#offset = base + n;
   }
 
+  /**
+   * One byte inside a quoted field: counts the lines it holds and finds where the field closes.
+   * False when the byte is to be read again, unquoted (the quote before it closed the field).
+   */
+  #quotedByte(b: number): boolean {
+    const quote = this.#quote;
+    if (this.#quoteInQuotes) {
+      this.#quoteInQuotes = false;
+      if (b === quote) return true; // an escaped quote
+      this.#inQuotes = false;
+      return false;
+    }
+    if (this.#escaped) this.#escaped = false;
+    else if (b === this.#escape || b === quote) {
+      if (b === quote) this.#quoteInQuotes = true;
+      else this.#escaped = true;
+      this.#crInQuotes = false;
+      return true;
+    }
+    if (b === LF) {
+      if (!this.#crInQuotes) this.#line++;
+    } else if (b === CR) this.#line++;
+    this.#crInQuotes = b === CR;
+    return true;
+  }
+
   #append(bytes: Uint8Array): void {
     this.#rowBytes += bytes.length;
     if (this.#rowBytes > this.#maxRowBytes) this.#oversize = true;
-    const room = (this.#oversize ? OVERSIZE_HEAD : this.#maxRowBytes) - this.#carryBytes;
+    const room = (this.#oversize ? OVERSIZE_HEAD : this.#maxRowBytes) - this.#partialBytes;
     if (room <= 0) return;
     const kept = bytes.length > room ? bytes.subarray(0, room) : bytes;
     // Copy: the chunk's memory belongs to the reader and may be reused.
-    this.#carry.push(Uint8Array.prototype.slice.call(kept));
-    this.#carryBytes += kept.length;
+    this.#partial.push(Uint8Array.prototype.slice.call(kept));
+    this.#partialBytes += kept.length;
   }
 
   #emit(
@@ -246,7 +250,7 @@ export class CsvFramer {
     const base = this.#offset;
     const segEnd = chunk ? Math.max(segStart, contentEnd - base) : segStart;
     let bytes: Uint8Array;
-    if (this.#carryBytes === 0 && !this.#oversize && chunk) {
+    if (this.#partialBytes === 0 && !this.#oversize && chunk) {
       bytes = chunk.subarray(segStart, segEnd);
       if (bytes.length > this.#maxRowBytes) {
         this.#oversize = true;
@@ -254,8 +258,8 @@ export class CsvFramer {
       }
     } else {
       if (chunk && segEnd > segStart) this.#append(chunk.subarray(segStart, segEnd));
-      // A CR that ended the previous chunk was kept out of the carry already.
-      bytes = concat(this.#carry, this.#carryBytes);
+      // A CR that ended the previous chunk was kept out of the partial row already.
+      bytes = concat(this.#partial, this.#partialBytes);
     }
     const hasTerminator = end > contentEnd;
     const nextLine = hasTerminator ? this.#line + 1 : this.#line;
@@ -272,8 +276,8 @@ export class CsvFramer {
     this.#line = nextLine;
     this.#rowStart = end;
     this.#rowLine = nextLine;
-    this.#carry = [];
-    this.#carryBytes = 0;
+    this.#partial = [];
+    this.#partialBytes = 0;
     this.#rowBytes = 0;
     this.#quoted = false;
     this.#oversize = false;

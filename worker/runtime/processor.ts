@@ -14,7 +14,8 @@ import {
   outputLocations,
 } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
-import { ioredisScripts } from "../../shared/redisScripts.ts";
+import { type QueueKeys, queueKeys } from "../../shared/queueKeys.ts";
+import { ioredisScripts, type ScriptClient } from "../../shared/redisScripts.ts";
 import {
   CheckpointStore,
   defineStoreScripts,
@@ -101,22 +102,58 @@ function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string 
   return location.bucket === bucket && location.key === key ? "output" : "rejects";
 }
 
+/** A job attempt's processor, for BullMQ: one per worker, its state only the worker's own. */
 export function createProcessor(deps: ProcessorDeps) {
-  const { s3, redis, config, log, shutdown, transforms, metrics } = deps;
-  const prefix = `${config.QUEUE_PREFIX}:${config.QUEUE_NAME}`;
-  const scripts = ioredisScripts(redis);
-  defineStoreScripts(scripts);
-  const claims = new DestinationClaims(scripts, prefix);
+  const processor = new JobProcessor(deps);
+  return (job: TransformJob, token?: string, signal?: AbortSignal) =>
+    processor.process(job, token, signal);
+}
+
+class JobProcessor {
+  readonly #deps: ProcessorDeps;
+  readonly #keys: QueueKeys;
+  readonly #scripts: ScriptClient;
+  readonly #claims: DestinationClaims;
   // Said once per worker: every job on that server would say it again.
-  let toldUnverifiedChecksums = false;
+  #toldUnverifiedChecksums = false;
+
+  constructor(deps: ProcessorDeps) {
+    this.#deps = deps;
+    this.#keys = queueKeys(deps.config.QUEUE_PREFIX, deps.config.QUEUE_NAME);
+    this.#scripts = ioredisScripts(deps.redis);
+    defineStoreScripts(this.#scripts);
+    this.#claims = new DestinationClaims(this.#scripts, this.#keys.base);
+  }
+
+  async process(job: TransformJob, token?: string, signal?: AbortSignal): Promise<JobResult> {
+    const { log, metrics } = this.#deps;
+    const jobLog = log.child({ jobId: job.id, attempt: job.attemptsStarted });
+    let attempt: Attempt | undefined;
+    let outcome: Outcome = "failed";
+    metrics?.jobStarted();
+    try {
+      attempt = await this.#begin(job, token, signal, jobLog);
+      const result = await this.#runToCompletion(attempt);
+      await this.#completed(attempt, result);
+      outcome = "completed";
+      return result;
+    } catch (error) {
+      outcome = await this.#failed(error, job, token, attempt, jobLog);
+      throw outcome === "handed-back" ? new WaitingError() : error;
+    } finally {
+      // A read the attempt did not finish (it failed first) must not hold its connection.
+      attempt?.firstRead?.destroy();
+      metrics?.jobEnded(outcome);
+    }
+  }
 
   /**
    * Claims the job's output keys before anything is written: a job a raw BullMQ client added
    * for a key another active job writes fails here, naming that job.
    */
-  async function claimOutputs(jobId: string, data: JobData): Promise<void> {
+  async #claimOutputs(jobId: string, data: JobData): Promise<void> {
     try {
-      await claims.claim(outputLocations(data).map((location) => ({ jobId, location })));
+      await this.#claims.claim(outputLocations(data).map((location) => ({ jobId, location })));
     } catch (error) {
       if (error instanceof DestinationBusyError) throw new PermanentJobError(error.message);
       throw error;
@@ -124,39 +161,41 @@ export function createProcessor(deps: ProcessorDeps) {
   }
 
   /** A checkpoint may name only uploads this job's workers recorded creating. */
-  async function checkUploadsAreOwn(checkpoint: Checkpoint, jobKey: string): Promise<void> {
+  async #checkUploadsAreOwn(checkpoint: Checkpoint, jobKey: string): Promise<void> {
     // A completed output's upload is done with: nothing is sent to it again.
     const named = SIDES.flatMap((side) =>
       checkpoint[side].completed ? [] : (checkpoint[side].uploadId ?? []),
     );
     if (named.length === 0) return;
-    const own = await recordedUploads(redis, jobKey);
+    const own = await recordedUploads(this.#deps.redis, jobKey);
     const foreign = named.find((uploadId) => !own.has(uploadId));
     if (foreign)
       throw notOwnCheckpoint(`it names upload ${foreign}, which this job did not create`);
   }
 
   /** Sets up an attempt: the job checked and claimed, its checkpoint stored or first written. */
-  async function begin(
+  async #begin(
     job: TransformJob,
     token: string | undefined,
     signal: AbortSignal | undefined,
     jobLog: Logger,
   ): Promise<Attempt> {
+    const { s3, redis, config, transforms } = this.#deps;
     const jobId = job.id ?? "";
-    const jobKey = `${prefix}:${jobId}`;
+    const jobKey = this.#keys.job(jobId);
     const data = parseJobData(job, jobKey, config);
     const { checkpoint, ...rest } = data;
-    if (checkpoint) await checkUploadsAreOwn(checkpoint, jobKey);
+    if (checkpoint) await this.#checkUploadsAreOwn(checkpoint, jobKey);
     checkAccess(data, config);
     const judges = judgeFactoryFor(data, transforms);
-    await claimOutputs(jobId, data);
+    await this.#claimOutputs(jobId, data);
     let start: Checkpoint;
     let firstRead: OpenedBody | undefined;
     if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
     else ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
-    const keys = { jobId, jobKey, lockKey: `${jobKey}:lock`, token: token ?? job.token ?? "" };
-    const store = new CheckpointStore(scripts, redis, keys, rest, start);
+    const lock = { key: this.#keys.lock(jobId), token: token ?? job.token ?? "" };
+    const keys = { jobId, jobKey, lockKey: lock.key, token: lock.token };
+    const store = new CheckpointStore(this.#scripts, redis, keys, rest, start);
     // A first attempt has nothing durable yet: the store holds its checkpoint (the pinned
     // source) for the first write that makes something durable (an UploadId, a part), so a
     // small job costs no checkpoint write. A crash before that write leaves nothing to resume.
@@ -165,17 +204,17 @@ export function createProcessor(deps: ProcessorDeps) {
       const offset = Math.min(start.output.mark.offset, start.rejects.mark.offset);
       jobLog.info({ offset, parts: start.output.parts.length }, "resuming from checkpoint");
     }
-    const lock = { key: keys.lockKey, token: keys.token };
     return { job, data, store, judges, firstRead, signal, jobLog, lock };
   }
 
   /**
-   * Runs the pipeline until it completes. An output whose upload (or carried text) is lost
+   * Runs the attempt until it completes. An output whose upload (or carried text) is lost
    * starts over, once per attempt: the checkpoint then names no upload for it, and reading
    * restarts at the source's beginning while the other output skips what it already holds.
    */
-  async function runToCompletion(attempt: Attempt): Promise<JobResult> {
+  async #runToCompletion(attempt: Attempt): Promise<JobResult> {
     const { job, data, store, signal, jobLog } = attempt;
+    const { s3, config, shutdown, transforms, metrics } = this.#deps;
     const restarted: JobResult["restarted"] = [];
     let { judges, firstRead } = attempt;
     for (;;) {
@@ -220,12 +259,14 @@ export function createProcessor(deps: ProcessorDeps) {
    * a retry (s3csv retry, retryJob, Bull Board) runs it whole. Only while this worker still
    * holds the job: one that lost it must leave the new owner's uploads alone.
    */
-  async function abandon(attempt: Attempt): Promise<void> {
+  async #abandon(attempt: Attempt): Promise<void> {
     const { store, data, jobLog } = attempt;
     const checkpoint = store.current;
     await store.assertOwner();
     const open = SIDES.filter((side) => checkpoint[side].uploadId && !checkpoint[side].completed);
-    const aborted = await Promise.allSettled(open.map((side) => abortUpload(s3, checkpoint[side])));
+    const aborted = await Promise.allSettled(
+      open.map((side) => abortUpload(this.#deps.s3, checkpoint[side])),
+    );
     for (const a of aborted) {
       if (a.status === "rejected") jobLog.warn({ err: a.reason }, "could not abort an upload");
     }
@@ -236,54 +277,30 @@ export function createProcessor(deps: ProcessorDeps) {
       .catch((err: unknown) => jobLog.warn({ err }, "could not reset the checkpoint"));
     const carries = SIDES.flatMap((side) => checkpoint[side].carry?.key ?? []);
     await Promise.all(carries.map((key) => store.deleteCarry(key))).catch(() => {});
-    await claims.release(attempt.job.id ?? "", outputLocations(data), attempt.lock).catch(() => {});
+    const jobId = attempt.job.id ?? "";
+    await this.#claims.release(jobId, outputLocations(data), attempt.lock).catch(() => {});
   }
 
   /** The result of a completed attempt: logged, its records dropped, its claims released. */
-  async function completed(attempt: Attempt, result: JobResult): Promise<void> {
+  async #completed(attempt: Attempt, result: JobResult): Promise<void> {
     const { job, data, jobLog } = attempt;
-    jobLog.info(
-      { rows: result.rows, parts: result.parts, resumes: result.resumes },
-      "job completed",
-    );
-    if (result.checksums === "not-verified" && !toldUnverifiedChecksums) {
-      toldUnverifiedChecksums = true;
+    const { config, log, redis } = this.#deps;
+    const { rows, parts, resumes } = result;
+    jobLog.info({ rows, parts, resumes }, "job completed");
+    if (result.checksums === "not-verified" && !this.#toldUnverifiedChecksums) {
+      this.#toldUnverifiedChecksums = true;
       log.warn(
         { endpoint: config.S3_ENDPOINT ?? "AWS" },
         "the S3 server returned no CRC32 for parts sent with one: it may not check them (S3_CHECKSUMS)",
       );
     }
-    await deleteRecords(redis, `${prefix}:${job.id}`).catch(() => {});
-    await claims.release(job.id ?? "", outputLocations(data), attempt.lock).catch(() => {});
+    const jobId = job.id ?? "";
+    await deleteRecords(redis, this.#keys.job(jobId)).catch(() => {});
+    await this.#claims.release(jobId, outputLocations(data), attempt.lock).catch(() => {});
   }
 
-  return async function processTransformJob(
-    job: TransformJob,
-    token?: string,
-    signal?: AbortSignal,
-  ): Promise<JobResult> {
-    const jobLog = log.child({ jobId: job.id, attempt: job.attemptsStarted });
-    let attempt: Attempt | undefined;
-    let outcome: Outcome = "failed";
-    metrics?.jobStarted();
-    try {
-      attempt = await begin(job, token, signal, jobLog);
-      const result = await runToCompletion(attempt);
-      await completed(attempt, result);
-      outcome = "completed";
-      return result;
-    } catch (error) {
-      outcome = await failed(error, job, token, attempt, jobLog);
-      throw outcome === "handed-back" ? new WaitingError() : error;
-    } finally {
-      // A read the attempt did not finish (it failed first) must not hold its connection.
-      attempt?.firstRead?.destroy();
-      metrics?.jobEnded(outcome);
-    }
-  };
-
   /** What a failed attempt leaves behind, by why it failed. */
-  async function failed(
+  async #failed(
     error: unknown,
     job: TransformJob,
     token: string | undefined,
@@ -304,7 +321,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const final =
       error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (final && attempt) {
-      await abandon(attempt).catch((err: unknown) => {
+      await this.#abandon(attempt).catch((err: unknown) => {
         jobLog.warn({ err: (err as Error).message }, "left the uploads: the job's lock was lost");
       });
     }
