@@ -13,7 +13,8 @@ export interface CoordinatedOutput {
   readonly state: OutputCheckpoint;
   carrySnapshot(): CarrySnapshot | "busy";
   adoptCarry(snapshot: CarrySnapshot, mark: ResumeMark): void;
-  retireCarryKeys(all?: boolean): string[];
+  /** Drops every carry key of this attempt but `kept` (the one a saved checkpoint names). */
+  retireCarryKeys(kept: string | undefined): string[];
 }
 
 /** What the coordinator needs of the checkpoint store. */
@@ -60,7 +61,7 @@ export class CheckpointCoordinator {
   /** At the end: every carry key of the attempt is dropped (the outputs are complete). */
   async retireAll(): Promise<void> {
     const { output, rejects } = this.#attached();
-    const keys = [...output.retireCarryKeys(true), ...rejects.retireCarryKeys(true)];
+    const keys = [...output.retireCarryKeys(undefined), ...rejects.retireCarryKeys(undefined)];
     await Promise.all(keys.map((key) => this.#store.deleteCarry(key)));
   }
 
@@ -77,13 +78,14 @@ export class CheckpointCoordinator {
     if (this.#start.resumes === 0 && !output.state.uploadId && !rejects.state.uploadId) return;
     const otherSide: OutputSide = changed === "output" ? "rejects" : "output";
     await this.#carry(outputs[otherSide], otherSide);
-    await this.#store.save({
-      ...this.#store.current,
-      output: output.state,
-      rejects: rejects.state,
-    });
-    // Keys of earlier parts (or attempts) are named by no checkpoint from here on.
-    const retired = [...output.retireCarryKeys(), ...rejects.retireCarryKeys()];
+    const saved = { ...this.#store.current, output: output.state, rejects: rejects.state };
+    await this.#store.save(saved);
+    // Keys of earlier parts (or attempts) are named by no saved checkpoint from here on. (The
+    // outputs' states may have moved on while it was written: what was saved decides.)
+    const retired = [
+      ...output.retireCarryKeys(saved.output.carry?.key),
+      ...rejects.retireCarryKeys(saved.rejects.carry?.key),
+    ];
     await Promise.all(retired.map((key) => this.#store.deleteCarry(key)));
   }
 

@@ -33,11 +33,12 @@ local now = redis.call('TIME')
 redis.call('SET', KEYS[1], now[1] * 1000 + math.floor(now[2] / 1000), 'PX', ARGV[2])
 return 1`;
 
-// KEYS: the job's upload set, lock, creating marker. ARGV: token, upload id, ttl.
+// KEYS: the job's upload record (upload id -> output side), lock, creating marker.
+// ARGV: token, upload id, side, ttl.
 const RECORD_UPLOAD = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-redis.call('SADD', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[3])
 return 1`;
 
@@ -84,7 +85,25 @@ export function defineStoreScripts(scripts: ScriptClient): void {
   scripts.define("s3csvClearCreating", CLEAR_CREATING, 2);
 }
 
-export class CheckpointStore {
+/** What a job attempt keeps through its store: the checkpoint and the records beside it. */
+export interface AttemptStore {
+  readonly current: Checkpoint;
+  stage(checkpoint: Checkpoint): void;
+  save(checkpoint: Checkpoint): Promise<void>;
+  carryKey(name: string): string;
+  writeCarry(key: string, offset: number, bytes: Buffer): Promise<void>;
+  readCarry(key: string, bytes: number): Promise<Buffer | undefined>;
+  deleteCarry(key: string): Promise<void>;
+  markCreating(side: OutputSide): Promise<void>;
+  recordUpload(side: OutputSide, uploadId: string): Promise<void>;
+  /** The uploads the job's workers recorded creating, and the output each is of. */
+  recordedUploads(): Promise<Map<string, OutputSide>>;
+  creatingSince(side: OutputSide): Promise<Date | undefined>;
+  clearCreating(side: OutputSide): Promise<void>;
+  assertOwner(): Promise<void>;
+}
+
+export class CheckpointStore implements AttemptStore {
   readonly #scripts: ScriptClient;
   readonly #redis: Redis | Cluster;
   readonly #keys: JobKeys;
@@ -164,9 +183,14 @@ export class CheckpointStore {
       ...keys,
       this.#keys.token,
       uploadId,
+      side,
       RECORD_TTL_MS,
     ]);
     if (done !== 1) throw new LockLostError(this.#keys.jobId);
+  }
+
+  recordedUploads(): Promise<Map<string, OutputSide>> {
+    return recordedUploads(this.#redis, this.#keys.jobKey);
   }
 
   /** When an earlier attempt was about to create an upload it may not have recorded. */
@@ -215,8 +239,9 @@ export class CheckpointStore {
 export async function recordedUploads(
   redis: Redis | Cluster,
   jobKey: string,
-): Promise<Set<string>> {
-  return new Set(await redis.smembers(recordKeys(jobKey).uploads));
+): Promise<Map<string, OutputSide>> {
+  const record = await redis.hgetall(recordKeys(jobKey).uploads);
+  return new Map(Object.entries(record) as Array<[string, OutputSide]>);
 }
 
 /** Drops a finished job's records (carried text is dropped by its own keys). */

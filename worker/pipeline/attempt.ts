@@ -11,7 +11,7 @@ import type {
   ResumeMark,
 } from "../../shared/job.ts";
 import { CheckpointCoordinator } from "../checkpoint/checkpointCoordinator.ts";
-import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
+import type { AttemptStore } from "../checkpoint/checkpointStore.ts";
 import { CsvFramer } from "../csv/csvFramer.ts";
 import { HandBackError, PermanentJobError } from "../errors.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
@@ -28,7 +28,7 @@ import { RowProcessor } from "./rowProcessor.ts";
 export interface AttemptInput {
   data: JobData;
   s3: S3Client;
-  store: CheckpointStore;
+  store: AttemptStore;
   judges: JudgeFactory;
   partsInFlight: number;
   reportProgress(progress: JobProgress): Promise<void>;
@@ -152,19 +152,20 @@ function outputContentType(options: JobData["options"]): string {
 }
 
 /**
- * Before reading: the uploads cross-checked, carried text put back, and any upload an earlier
- * attempt created and died before recording aborted (where its creating mark says there may be
- * one).
+ * Before reading: the uploads cross-checked, carried text put back, and the uploads an earlier
+ * attempt created that the checkpoint does not name aborted: those recorded, and those an
+ * attempt that died while creating one (its mark says so) may not have lived to record.
  */
-async function prepareOutputs(store: CheckpointStore, outputs: Outputs): Promise<void> {
+async function prepareOutputs(store: AttemptStore, outputs: Outputs): Promise<void> {
   const { output, rejects } = outputs;
   await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
+  const recorded = [...(await store.recordedUploads())];
   await Promise.all(
     (["output", "rejects"] as const).map(async (side) => {
+      const strays = recorded.filter(([, of]) => of === side).map(([uploadId]) => uploadId);
       const creating = await store.creatingSince(side);
-      if (!creating) return;
-      await outputs[side].abortStrays(creating);
-      await store.clearCreating(side);
+      await outputs[side].abortStrays(strays, creating);
+      if (creating) await store.clearCreating(side);
     }),
   );
 }

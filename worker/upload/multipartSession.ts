@@ -220,8 +220,9 @@ export class MultipartSession {
    * recording, where the server can list them. `creating` is when that attempt was about to
    * create one: only uploads started around then are its own (a minute of leeway either side
    * for the S3 server's clock against Redis's, and the create request's own time after).
+   * `recorded` is the upload the checkpoint names, which stays.
    */
-  async abortStrays(creating: Date, recorded: string | undefined): Promise<void> {
+  async abortUnrecorded(creating: Date, recorded: string | undefined): Promise<void> {
     const { s3, bucket, key } = this.#o;
     const from = creating.getTime() - CLOCK_LEEWAY_MS;
     const until = creating.getTime() + CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;

@@ -121,9 +121,16 @@ export class ResumableUpload {
     if (etag !== undefined) await this.#recordCompleted(etag);
   }
 
-  /** Aborts uploads an earlier attempt created around `creating` and did not record. */
-  async abortStrays(creating: Date): Promise<void> {
-    await this.#session.abortStrays(creating, this.#state.uploadId);
+  /**
+   * Aborts this object's uploads that the job created and its checkpoint does not name: those
+   * recorded (`strays`), and, when an attempt died while creating one (`creating`), any
+   * started then that it did not live to record.
+   */
+  async abortStrays(strays: readonly string[], creating: Date | undefined): Promise<void> {
+    for (const uploadId of strays) {
+      if (uploadId !== this.#state.uploadId) await this.#session.abort(uploadId);
+    }
+    if (creating) await this.#session.abortUnrecorded(creating, this.#state.uploadId);
   }
 
   /**
@@ -165,9 +172,9 @@ export class ResumableUpload {
         : { ...state, mark };
   }
 
-  /** Carry keys that no checkpoint can need any more: all but the durable state's (or all). */
-  retireCarryKeys(all = false): string[] {
-    return this.#carried.retire(all ? undefined : this.#state.carry?.key);
+  /** Carry keys that no checkpoint can need any more: all but `kept` (a saved state's). */
+  retireCarryKeys(kept: string | undefined): string[] {
+    return this.#carried.retire(kept);
   }
 
   /** Waits for every part upload started so far to end, however it ends. */
