@@ -52,8 +52,26 @@ function summary(jobId: string, r: JobResult): string {
     `job ${jobId} completed: ${r.rows.valid} valid, ${r.rows.rejected} rejected of ${r.rows.read} rows\n` +
     `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${r.parts} parts)\n` +
     `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n` +
+    fieldTable(r.rows.fields) +
     notes.join("")
   );
+}
+
+/** The errors by field, as a short table: field, errors by code, the first rows. */
+function fieldTable(fields: JobResult["rows"]["fields"]): string {
+  const lines = Object.entries(fields).map(([field, f]) => [
+    field,
+    Object.entries(f.errors)
+      .map(([code, n]) => `${code} ${n}`)
+      .join(", "),
+    f.rows.join(", "),
+  ]);
+  if (lines.length === 0) return "";
+  const rows = [["field", "errors", "first rows"], ...lines];
+  const width = (i: number) => Math.max(...rows.map((row) => (row[i] as string).length));
+  const [w0, w1] = [width(0), width(1)];
+  const table = rows.map(([a, b, c]) => `    ${a?.padEnd(w0)}  ${b?.padEnd(w1)}  ${c}`);
+  return `  errors by field:\n${table.join("\n")}\n`;
 }
 
 interface Unfinished {

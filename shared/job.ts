@@ -172,11 +172,28 @@ export type JobInput = z.input<typeof JobInput>;
 
 export const ErrorCounts = z.record(z.string(), z.number().int().nonnegative());
 
+/** At most this many fields have their own entry in a job's error summary. */
+export const SUMMARY_FIELDS = 50;
+/** The first rows named for each field in the error summary. */
+export const SUMMARY_ROWS = 5;
+
+/** One field's errors: how many of each code, and the first rows that had them. */
+export const FieldErrors = z.strictObject({
+  errors: ErrorCounts,
+  rows: z.array(z.number().int().positive()).max(SUMMARY_ROWS),
+});
+export type FieldErrors = z.infer<typeof FieldErrors>;
+
 export const RowCounts = z.strictObject({
   read: z.number().int().nonnegative(),
   valid: z.number().int().nonnegative(),
   rejected: z.number().int().nonnegative(),
   errors: ErrorCounts,
+  /**
+   * The errors by field ("(row)" for errors about a whole row): bounded however many rows fail,
+   * at most SUMMARY_FIELDS fields (the rest together as "(other fields)") and SUMMARY_ROWS rows.
+   */
+  fields: z.record(z.string(), FieldErrors).default({}),
 });
 export type RowCounts = z.infer<typeof RowCounts>;
 

@@ -32,6 +32,20 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
       "row_number,line_number,field,error,message,raw",
     );
     expect(rejectedRows(report)).toEqual(data.rejected);
+    // The errors by field: each field's first rejected rows, in the result and on the terminal.
+    const firstWith = (code: string) =>
+      data.rejected.filter((r) => r.code === code).map((r) => r.row);
+    expect(result.rows.fields.score?.rows).toEqual(firstWith("constraint-error").slice(0, 5));
+    expect(Object.keys(result.rows.fields).sort()).toEqual(
+      ["(row)", "email", "joined", "note", "score"].sort(),
+    );
+    const text = await runCli(
+      enqueueArgs("cli/in.csv", "cli/out-again.csv", schemaFile).concat("--wait"),
+      t.stack.env,
+    );
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/errors by field:\n\s+field\s+errors\s+first rows\n/);
+    expect(text.stdout).toMatch(/\n\s+score\s+constraint-error \d+\s+[\d, ]+\n/);
   });
 
   it("refuses a bad payload at enqueue, naming the field, before touching Redis", async () => {

@@ -38,7 +38,7 @@ describe("s3csv sweep", () => {
       offset: 0,
       rowNumber: 0,
       lineNumber: 1,
-      counts: { read: 0, valid: 0, rejected: 0, errors: {} },
+      counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
     };
     const checkpoint: Checkpoint = {
       version: 1,

@@ -13,7 +13,7 @@ function markAt(offset: number): ResumeMark {
     offset,
     rowNumber: offset,
     lineNumber: offset + 1,
-    counts: { read: 0, valid: 0, rejected: 0, errors: {} },
+    counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
   };
 }
 

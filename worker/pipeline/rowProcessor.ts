@@ -1,4 +1,11 @@
-import type { JobOptions, OutputSide, ResumeMark, RowCounts } from "../../shared/job.ts";
+import {
+  type JobOptions,
+  type OutputSide,
+  type ResumeMark,
+  type RowCounts,
+  SUMMARY_FIELDS,
+  SUMMARY_ROWS,
+} from "../../shared/job.ts";
 import type { FramedRow } from "../csv/csvFramer.ts";
 import { csvLineFormat, type OutputFormat, outputFormat } from "../csv/outputFormat.ts";
 import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
@@ -44,7 +51,23 @@ export interface RowProcessorInput {
 type JudgedRow = Verdict & { line?: string };
 
 function cloneCounts(counts: RowCounts): RowCounts {
-  return { ...counts, errors: { ...counts.errors } };
+  const fields: RowCounts["fields"] = {};
+  for (const [name, f] of Object.entries(counts.fields)) {
+    fields[name] = { errors: { ...f.errors }, rows: [...f.rows] };
+  }
+  return { ...counts, errors: { ...counts.errors }, fields };
+}
+
+/** Counts an error in the summary by field, which stays bounded (SUMMARY_FIELDS, _ROWS). */
+function summarize(fields: RowCounts["fields"], error: RowError, rowNumber: number): void {
+  let name = error.field || "(row)";
+  if (!fields[name] && Object.keys(fields).length >= SUMMARY_FIELDS) name = "(other fields)";
+  const entry = fields[name] ?? { errors: {}, rows: [] };
+  fields[name] = entry;
+  entry.errors[error.code] = (entry.errors[error.code] ?? 0) + 1;
+  if (entry.rows.length < SUMMARY_ROWS && entry.rows.at(-1) !== rowNumber) {
+    entry.rows.push(rowNumber);
+  }
 }
 
 function rowError(code: RowError["code"], message: string): Verdict {
@@ -165,7 +188,10 @@ export class RowProcessor {
   #invalid(row: FramedRow, errors: readonly RowError[], text: string): void {
     const { counts, rowNumber } = this.#position;
     counts.rejected++;
-    for (const error of errors) counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
+    for (const error of errors) {
+      counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
+      summarize(counts.fields, error, rowNumber);
+    }
     if (row.start >= this.#in.writeFrom.rejects) {
       const number = String(rowNumber);
       const line = String(row.line);

@@ -27,7 +27,7 @@ export const START: ResumeMark = {
   offset: 0,
   rowNumber: 0,
   lineNumber: 1,
-  counts: { read: 0, valid: 0, rejected: 0, errors: {} },
+  counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
 };
 
 /**
