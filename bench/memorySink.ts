@@ -9,13 +9,21 @@ import { PartBuffer } from "../worker/upload/partBuffer.ts";
 export class MemorySink implements RowSink {
   readonly #part: PartBuffer;
   readonly #partSize: number;
+  /** Copies of the parts, when kept (to compare the output with another's). */
+  readonly #kept: Buffer[] | undefined;
   #written = false;
   bytes = 0;
   parts = 0;
 
-  constructor(partSize: number) {
+  constructor(partSize: number, options: { keep?: boolean } = {}) {
     this.#partSize = partSize;
     this.#part = new PartBuffer(partSize, 2);
+    this.#kept = options.keep ? [] : undefined;
+  }
+
+  /** The whole output, if its parts were kept. */
+  get body(): Buffer {
+    return Buffer.concat(this.#kept ?? []);
   }
 
   get empty(): boolean {
@@ -41,6 +49,7 @@ export class MemorySink implements RowSink {
     const body = this.#part.take();
     this.bytes += body.length;
     this.parts++;
+    this.#kept?.push(Buffer.from(body));
     this.#part.release(body);
   }
 }

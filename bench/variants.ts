@@ -1,3 +1,4 @@
+import { readFile, writeFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import {
   CompleteMultipartUploadCommand,
@@ -16,7 +17,7 @@ import { CsvFramer } from "../worker/csv/csvFramer.ts";
 import { compileTableSchema } from "../worker/judge/validatorCompiler.ts";
 import { RowProcessor } from "../worker/pipeline/rowProcessor.ts";
 import { START } from "../worker/source/firstAttempt.ts";
-import { benchCsv, benchSchema } from "./dataset.ts";
+import { benchSchema } from "./dataset.ts";
 import { MemorySink } from "./memorySink.ts";
 import { cpuSeconds, peakRss } from "./procStats.ts";
 
@@ -26,18 +27,20 @@ import { cpuSeconds, peakRss } from "./procStats.ts";
 //   lib-storage (C) @aws-sdk/lib-storage Upload fed by the same parse/validate code
 //   raw-copy   (D) GetObject stream -> multipart upload, no parsing: the I/O limit
 //   cpu        (E) the worker's own row processor (framer, parser, validator, writers and part
-//                  buffers for the output and the reject report) from memory into memory
+//                  buffers for the output and the reject report) from memory into memory; its
+//                  source is a local file and its dest one to write the output to, or "-"
 // Each prints one JSON line: { seconds, cpu, rows, peakRss } (cpu: CPU seconds while measured).
 
-const [variant, bucket, source, dest, sizeArg] = process.argv.slice(2) as [
-  string,
-  string,
-  string,
-  string,
-  string,
-];
+const [variant, bucket, source, dest] = process.argv.slice(2) as [string, string, string, string];
 const config = loadConfig();
 const s3 = createS3Client(config);
+/** Rows each variant parsed (and, where it judges them, how many were valid and rejected). */
+interface Counter {
+  rows: number;
+  valid?: number;
+  rejected?: number;
+}
+
 const MB6 = 6 * 1024 * 1024;
 /** The worker's default part size (PART_SIZE). */
 const PART_SIZE = 8 * 1024 * 1024;
@@ -63,7 +66,7 @@ async function sourceStream(): Promise<Readable> {
 }
 
 /** Parses and validates with papaparse + zod, yielding CSV text batches of about 6 MB. */
-async function* naiveRows(counter: { rows: number }): AsyncGenerator<string> {
+async function* naiveRows(counter: Counter): AsyncGenerator<string> {
   const input = await sourceStream();
   let valid: Record<string, unknown>[] = [];
   let size = 0;
@@ -104,7 +107,7 @@ async function* naiveRows(counter: { rows: number }): AsyncGenerator<string> {
   }
 }
 
-async function naive(counter: { rows: number }): Promise<void> {
+async function naive(counter: Counter): Promise<void> {
   const { UploadId } = await s3.send(
     new CreateMultipartUploadCommand({ Bucket: bucket, Key: dest }),
   );
@@ -143,7 +146,7 @@ async function naive(counter: { rows: number }): Promise<void> {
   );
 }
 
-async function libStorage(counter: { rows: number }): Promise<void> {
+async function libStorage(counter: Counter): Promise<void> {
   const body = Readable.from(naiveRows(counter));
   await new Upload({
     client: s3,
@@ -163,11 +166,17 @@ async function rawCopy(): Promise<void> {
   }).done();
 }
 
-/** The worker's own row processor and writers, from memory into memory: no I/O at all. */
-function cpu(counter: { rows: number }, csv: Buffer): number {
+/**
+ * The worker's own row processor and writers, from memory into memory: no I/O at all. Keeps
+ * the output when it is to be written out afterwards (for a byte comparison with the peers').
+ */
+function cpu(counter: Counter, csv: Buffer, keep: boolean): MemorySink {
   const options = { ...JobOptions.parse({}), delimiter: "," };
   const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
-  const sinks = { output: new MemorySink(PART_SIZE), rejects: new MemorySink(PART_SIZE) };
+  const sinks = {
+    output: new MemorySink(PART_SIZE, { keep }),
+    rejects: new MemorySink(PART_SIZE),
+  };
   const processor = new RowProcessor({
     options,
     judges: compileTableSchema(TableSchema.parse(benchSchema)),
@@ -181,19 +190,22 @@ function cpu(counter: { rows: number }, csv: Buffer): number {
   for (const row of framer.end()) processor.process(row);
   sinks.output.finish();
   sinks.rejects.finish();
-  counter.rows = processor.position.counts.read;
-  return sinks.output.bytes + sinks.rejects.bytes;
+  const { read, valid, rejected } = processor.position.counts;
+  Object.assign(counter, { rows: read, valid, rejected });
+  return sinks.output;
 }
 
-const counter = { rows: 0 };
+const counter: Counter = { rows: 0 };
 let seconds: number;
 let cpuAtStart: number;
 if (variant === "cpu") {
-  const csv = benchCsv(Number(sizeArg));
+  // `source` is a local file here, and `dest` where the output goes ("-": nowhere).
+  const csv = await readFile(source);
   cpuAtStart = cpuSeconds();
   const start = performance.now();
-  cpu(counter, csv);
+  const output = cpu(counter, csv, dest !== "-");
   seconds = (performance.now() - start) / 1000;
+  if (dest !== "-") await writeFile(dest, output.body);
 } else {
   cpuAtStart = cpuSeconds();
   const start = performance.now();
@@ -204,5 +216,5 @@ if (variant === "cpu") {
   seconds = (performance.now() - start) / 1000;
 }
 s3.destroy();
-const used = { seconds, cpu: cpuSeconds() - cpuAtStart, rows: counter.rows, peakRss: peakRss() };
+const used = { seconds, cpu: cpuSeconds() - cpuAtStart, ...counter, peakRss: peakRss() };
 process.stdout.write(`${JSON.stringify(used)}\n`);

@@ -1,0 +1,181 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  ListObjectsV2Command,
+  type S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import type { Queue } from "bullmq";
+import { enqueueTransform } from "../producer/enqueue.ts";
+import { waitForResult } from "../producer/waitForResult.ts";
+import type { JobResult } from "../shared/job.ts";
+import { benchSchema } from "./dataset.ts";
+import { cpuSeconds, peakRss } from "./procStats.ts";
+
+// What the benchmark's suites share: the S3 and Redis they run against, worker processes
+// started by the s3csv command, s3csv jobs and the comparison variants, and the servers' counts.
+
+export const BUCKET = "bench";
+export const node = process.execPath;
+export const here = (path: string) => new URL(path, import.meta.url).pathname;
+
+/** One run of one variant. */
+export interface Measure {
+  seconds: number;
+  /** CPU seconds the measured process (the worker, or the variant) used while measured. */
+  cpu: number;
+  /** Rows the variant parsed (0: it parses none); valid and rejected where it judges them. */
+  rows: number;
+  valid?: number;
+  rejected?: number;
+  peakRss: number;
+}
+
+export interface Bench {
+  env: NodeJS.ProcessEnv;
+  s3: S3Client;
+  queue: Queue<unknown, JobResult>;
+  /** The S3 server's process, and what it counted (requests by kind, bytes in and out). */
+  s3Pid: number;
+  s3Counts(): Promise<Record<string, number>>;
+  dir: string;
+  out(line?: string): void;
+  say(line: string): void;
+}
+
+export function lines(child: ChildProcess): AsyncIterator<string> {
+  return createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+/** Uploads a test input in 8 MiB parts (the S3 emulator caps request bodies). */
+export async function upload(s3: S3Client, key: string, body: Buffer): Promise<void> {
+  const { UploadId } = await s3.send(
+    new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key }),
+  );
+  const parts = [];
+  const step = 8 * 1024 * 1024;
+  for (let at = 0, n = 1; at < body.length; at += step, n++) {
+    const { ETag } = await s3.send(
+      new UploadPartCommand({
+        Bucket: BUCKET,
+        Key: key,
+        UploadId,
+        PartNumber: n,
+        Body: body.subarray(at, at + step),
+      }),
+    );
+    parts.push({ PartNumber: n, ETag });
+  }
+  await s3.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: BUCKET,
+      Key: key,
+      UploadId,
+      MultipartUpload: { Parts: parts },
+    }),
+  );
+}
+
+/**
+ * Deletes every object but the inputs (`in-*`, `small/`). The S3 server keeps objects in its
+ * memory: a suite's outputs (gigabytes after the memory suite) would slow the suites after it.
+ */
+export async function deleteOutputs(s3: S3Client): Promise<void> {
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, ContinuationToken: token }),
+    );
+    for (const { Key } of page.Contents ?? []) {
+      if (Key && !Key.startsWith("in-") && !Key.startsWith("small/"))
+        await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key }));
+    }
+    token = page.NextContinuationToken;
+  } while (token);
+}
+
+export interface Worker {
+  child: ChildProcess;
+  peakRss(): number;
+  cpuSeconds(): number;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startWorker(env: NodeJS.ProcessEnv): Promise<Worker> {
+  // The command users run: its launcher adds the worker's V8 heap settings.
+  const child = spawn(here("../bin/s3csv"), ["worker"], {
+    env: { ...env, LOG_LEVEL: "info", NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? "" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const out = lines(child);
+  for (;;) {
+    const line = await out.next();
+    if (line.done) throw new Error("the worker exited before it started");
+    if (line.value.includes('"worker started"')) break;
+  }
+  // Its log is read to the end, so that it never blocks on a full pipe.
+  void (async () => {
+    while (!(await out.next()).done);
+  })();
+  const exited = new Promise((r) => child.once("exit", r));
+  return {
+    child,
+    peakRss: () => peakRss(child.pid as number),
+    cpuSeconds: () => cpuSeconds(child.pid as number),
+    async stop(signal = "SIGTERM") {
+      child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export function transformJob(source: string, dest: string) {
+  return {
+    source: { bucket: BUCKET, key: source },
+    destination: { bucket: BUCKET, key: dest },
+    schema: benchSchema,
+  };
+}
+
+/**
+ * One s3csv job on a worker of its own, timed as BullMQ times it (from the worker taking the
+ * job to the job finishing: processedOn to finishedOn), as the comparison variants time their
+ * own work; CPU is the worker process's over the whole job.
+ */
+export async function s3csvJob(bench: Bench, source: string, dest: string, env = bench.env) {
+  const worker = await startWorker(env);
+  const cpuAtStart = worker.cpuSeconds();
+  const id = await enqueueTransform(transformJob(source, dest), { queue: bench.queue });
+  const result = await waitForResult(bench.queue, id);
+  const cpu = worker.cpuSeconds() - cpuAtStart;
+  const rss = worker.peakRss();
+  await worker.stop();
+  const job = await bench.queue.getJob(id);
+  const seconds = ((job?.finishedOn ?? 0) - (job?.processedOn ?? 0)) / 1000;
+  const { read, valid, rejected } = result.rows;
+  return { seconds, cpu, rows: read, valid, rejected, peakRss: rss, result };
+}
+
+/** A comparison variant (bench/variants.ts) in a process of its own. */
+export async function variant(
+  bench: Bench,
+  name: string,
+  source: string,
+  dest: string,
+): Promise<Measure> {
+  const child = spawn(node, [here("./variants.ts"), name, BUCKET, source, dest], {
+    env: bench.env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const first = await lines(child).next();
+  await new Promise((r) => child.once("exit", r));
+  return JSON.parse(first.value as string) as Measure;
+}

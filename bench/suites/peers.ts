@@ -1,0 +1,104 @@
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { type Bench, here, lines, type Measure, median, node, variant } from "../harness.ts";
+import type { Dataset } from "./throughput.ts";
+
+// What a user might run instead: DuckDB and Polars, one thread each, strict (every cell read
+// as text, the benchmark schema's rules checked, valid rows written as they came, invalid rows
+// to a reject file), on the same local file as s3csv's row work (E), their CPU seconds and wall
+// time beside it. Their row counts must equal s3csv's; whether their valid output is byte for
+// byte s3csv's is printed (it is on the clean dataset; on the messy one s3csv writes numbers
+// and datetimes in canonical form, the peers as they came). The peers live in bench/peers/ with
+// their own package.json, installed on demand, never a dependency of s3csv.
+
+const exec = promisify(execFile);
+const PEERS = here("./peers/");
+
+export interface PeerRun extends Measure {
+  identical: boolean;
+}
+
+/** Installs the peers (native binaries inside their npm packages) if they are not yet. */
+async function installPeers(bench: Bench): Promise<boolean> {
+  if (existsSync(join(PEERS, "node_modules/@duckdb/node-api"))) return true;
+  bench.say("installing the peers (DuckDB, Polars) into bench/peers/");
+  try {
+    await exec("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: PEERS });
+    return true;
+  } catch (error) {
+    bench.out(
+      `\nPeers not run: could not install them (${(error as Error).message.split("\n")[0]})`,
+    );
+    return false;
+  }
+}
+
+async function peer(bench: Bench, script: string, dataset: Dataset, tag: string) {
+  const valid = join(bench.dir, `${tag}-valid.csv`);
+  const child = spawn(
+    node,
+    [join(PEERS, script), dataset.path, valid, join(bench.dir, `${tag}-rejected.csv`)],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env } },
+  );
+  const first = await lines(child).next();
+  await new Promise((r) => child.once("exit", r));
+  return { ...(JSON.parse(first.value as string) as Measure), validPath: valid };
+}
+
+export async function peers(bench: Bench, dataset: Dataset, runs: number) {
+  if (!(await installPeers(bench))) return undefined;
+  const s3csvOut = join(bench.dir, `s3csv-${dataset.name}-valid.csv`);
+  const results = new Map<string, PeerRun[]>();
+  for (let run = 0; run < runs; run++) {
+    const e = await variant(bench, "cpu", dataset.path, s3csvOut);
+    const mine = await readFile(s3csvOut);
+    results.set("s3csv", [...(results.get("s3csv") ?? []), { ...e, identical: true }]);
+    for (const [name, script] of [
+      ["DuckDB", "duckdb.mjs"],
+      ["Polars", "polars.mjs"],
+    ] as const) {
+      const m = await peer(bench, script, dataset, `${name}-${dataset.name}`);
+      const identical = (await readFile(m.validPath)).equals(mine);
+      const same = m.rows === e.rows && m.valid === e.valid && m.rejected === e.rejected;
+      if (!same) {
+        throw new Error(
+          `${name} judged ${dataset.name} otherwise than s3csv: rows ${m.rows}/${e.rows}, valid ${m.valid}/${e.valid}, rejected ${m.rejected}/${e.rejected}`,
+        );
+      }
+      results.set(name, [...(results.get(name) ?? []), { ...m, identical }]);
+      bench.say(`${dataset.name} run ${run + 1} ${name}: ${m.cpu.toFixed(2)} CPU s`);
+    }
+  }
+  print(bench, dataset, results, runs);
+  return results;
+}
+
+function print(bench: Bench, dataset: Dataset, results: Map<string, PeerRun[]>, runs: number) {
+  const { out } = bench;
+  const per100 = 100e6 / dataset.bytes;
+  const e = results.get("s3csv")?.[0];
+  out(
+    `\n### Peers, ${dataset.name} dataset: ${(dataset.bytes / 1e6).toFixed(1)} MB, ${e?.rows.toLocaleString("en")} rows (${e?.valid?.toLocaleString("en")} valid, ${e?.rejected?.toLocaleString("en")} rejected, the same for all)\n`,
+  );
+  out("Every run, CPU seconds:\n");
+  out(`| run | ${[...results.keys()].join(" | ")} |`);
+  out(`| ---: | ${[...results.keys()].map(() => "---:").join(" | ")} |`);
+  for (let run = 0; run < runs; run++) {
+    const cells = [...results.values()].map((ms) => ms[run]?.cpu.toFixed(2) ?? "");
+    out(`| ${run + 1} | ${cells.join(" | ")} |`);
+  }
+  out(`\nMedians of ${runs}:\n`);
+  out(
+    "| what | CPU s per 100 MB | wall s per 100 MB | peak RSS (MB) | valid output identical to s3csv's |",
+  );
+  out("| --- | ---: | ---: | ---: | --- |");
+  for (const [name, ms] of results) {
+    const what = name === "s3csv" ? "s3csv row work (E)" : `${name}, one thread, strict`;
+    out(
+      `| ${what} | ${(median(ms.map((m) => m.cpu)) * per100).toFixed(2)} | ${(median(ms.map((m) => m.seconds)) * per100).toFixed(2)} | ${(median(ms.map((m) => m.peakRss)) / 1e6).toFixed(0)} | ${name === "s3csv" ? "–" : ms.every((m) => m.identical) ? "yes" : "no"} |`,
+    );
+  }
+}
