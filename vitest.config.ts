@@ -11,6 +11,7 @@ const ON_REAL_S3 = [
   "test/integration/integrity.test.ts",
   "test/integration/sweep.test.ts",
   "test/integration/realS3.test.ts",
+  "test/integration/infer.test.ts",
 ];
 
 export default defineConfig({

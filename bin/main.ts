@@ -6,6 +6,7 @@ const HELP = `s3csv: resumable, validated CSV transforms on S3
 Usage:
   s3csv worker     run a worker that processes jobs from the queue
   s3csv enqueue    add a job (and optionally wait for its result)
+  s3csv infer      draft a Table Schema from the head of a CSV object on S3
   s3csv retry      retry a job that failed for good (and optionally wait for its result)
   s3csv dashboard  serve Bull Board, health checks and Prometheus metrics
   s3csv sweep      abort multipart uploads that no live job owns
@@ -25,6 +26,10 @@ const commands: Record<
   enqueue: async () => {
     const m = await import("../producer/cli.ts");
     return { run: m.enqueueCommand, usage: m.usage };
+  },
+  infer: async () => {
+    const m = await import("../worker/infer/inferCli.ts");
+    return { run: m.inferCommand, usage: m.usage };
   },
   retry: async () => {
     const m = await import("../producer/retryCli.ts");
