@@ -9,7 +9,7 @@ import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { isPartUpload } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor, run } from "./helpers.ts";
+import { eventually, job, jobRecordsLeft, queueFor, run } from "./helpers.ts";
 
 // Crash and resume with real processes: a worker is SIGKILLed at a chosen instant (the S3 server
 // holds or observes the request that marks it), another worker process finishes the job, and
@@ -216,6 +216,7 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
     expect(result.rows).toEqual(expected.result.rows);
     expect(result.resumes).toBeGreaterThanOrEqual(1);
     expect(await stack.openUploads(), "no multipart upload is left open").toEqual([]);
+    expect(await jobRecordsLeft(stack, jobId), "no carried text or record is left").toEqual([]);
     // Parts that were checkpointed when the worker died are never uploaded again.
     const requests = stack.s3Server.requests.slice(requestsBefore);
     for (const [which, target] of [
@@ -374,5 +375,6 @@ describe("crash and resume (SIGKILL of a worker process)", () => {
       /source s3:\/\/s3csv-test\/changed\/in.csv changed since the job started .* enqueue a new job/,
     );
     expect(await stack.openUploads()).toEqual([]);
+    expect(await jobRecordsLeft(stack, jobId), "a failed job leaves no record").toEqual([]);
   });
 });

@@ -4,10 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Queue } from "bullmq";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll } from "vitest";
 import { enqueueTransform, queueSettings, transformQueue } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
+import { queueKeys } from "../../shared/queueKeys.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
 
@@ -118,5 +120,18 @@ export async function eventually<T>(
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The keys s3csv keeps beside a job's hash (carried text, upload record, marks) still there. */
+export async function jobRecordsLeft(stack: Stack, jobId: string): Promise<string[]> {
+  const { QUEUE_PREFIX, QUEUE_NAME } = stack.config;
+  const redis = new Redis(stack.redis.url);
+  try {
+    const keys = await redis.keys(`${queueKeys(QUEUE_PREFIX, QUEUE_NAME).job(jobId)}:*`);
+    // BullMQ's own keys of a job, which it drops itself.
+    return keys.filter((key) => !/:(lock|logs|dependencies|processed)$/.test(key)).sort();
+  } finally {
+    redis.disconnect();
   }
 }

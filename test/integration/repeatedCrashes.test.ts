@@ -8,7 +8,7 @@ import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { isPartUpload, type SeenRequest } from "../support/s3Server.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor, run } from "./helpers.ts";
+import { eventually, job, jobRecordsLeft, queueFor, run } from "./helpers.ts";
 
 // A job killed more than once: each attempt resumes from what the previous one checkpointed,
 // which may itself be a resumed attempt's first checkpoint. The reject report's text that rides
@@ -125,5 +125,6 @@ describe("repeated crashes (SIGKILL, twice in a row)", () => {
       "reject report is byte-identical",
     ).toBe(true);
     expect(await stack.openUploads(), "no multipart upload is left open").toEqual([]);
+    expect(await jobRecordsLeft(stack, jobId), "no carried text or record is left").toEqual([]);
   });
 });

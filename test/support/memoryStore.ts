@@ -55,6 +55,11 @@ export function memoryStore(redis: MemoryRedis, steps: Steps, start: Checkpoint)
       });
     },
     recordedUploads: () => steps.run("recordedUploads", () => new Map(redis.uploads)),
+    async forgetUploads(uploadIds) {
+      await steps.run("forgetUploads", () => {
+        for (const uploadId of uploadIds) redis.uploads.delete(uploadId);
+      });
+    },
     creatingSince: (side) =>
       steps.run("creatingSince", () => {
         const at = redis.creating.get(side);

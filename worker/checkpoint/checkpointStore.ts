@@ -9,22 +9,48 @@ import type { ScriptClient } from "../../shared/redisScripts.ts";
 // overwrite the new owner's state. Each script is one atomic operation, sent once per client
 // and then run by EVALSHA.
 
-// Every script answers -1 when this worker no longer holds the job's lock.
+// Every script answers -1 when this worker no longer holds the job's lock. Scripts run through
+// #fenced take the lock as their last KEY.
 
-// KEYS: job hash, lock. ARGV: token, the job's data.
+// KEYS: job hash, lock, upload record, carry list, and the two carry keys the checkpoint names
+// (the carry list again where it names none). ARGV: token, the job's data, ttl. What the
+// checkpoint relies on lives a TTL past its write.
 const WRITE_CHECKPOINT = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], 'data', ARGV[2])
+for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 return 1`;
 
-// KEYS: carry key, lock. ARGV: token, offset, bytes, ttl. Writes the bytes at their offset (a
-// write that ioredis sends again after a reconnect lands on the same bytes); returns the length.
+// KEYS: carry key, carry list, lock. ARGV: token, offset, bytes, ttl. Writes the bytes at their
+// offset (a write that ioredis sends again after a reconnect lands on the same bytes) and lists
+// the key, so that one no checkpoint came to name is still found and dropped; returns the length.
 const WRITE_CARRY = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local length = redis.call('SETRANGE', KEYS[1], tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return length`;
+
+// KEYS: carry key, carry list, lock. ARGV: token.
+const DELETE_CARRY = `
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+redis.call('SREM', KEYS[2], KEYS[1])
+redis.call('DEL', KEYS[1])
+return 1`;
+
+// KEYS: upload record, lock. ARGV: token, the upload ids aborted.
+const FORGET_UPLOADS = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+return 1`;
+
+// KEYS: lock, upload record, carry list, creating marks. ARGV: token.
+const DROP_RECORDS = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1`;
 
 // KEYS: creating marker, lock. ARGV: token, ttl. Notes that an upload is about to be created.
 const MARK_CREATING = `
@@ -48,7 +74,10 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 redis.call('DEL', KEYS[1])
 return 1`;
 
-/** A job's records outlive a stalled job long enough for any retry, then expire by themselves. */
+/**
+ * A job's records (and the carried text its checkpoint names) live this long past its latest
+ * checkpoint, then expire by themselves: a job retried later starts those outputs over.
+ */
 const RECORD_TTL_MS = 7 * 24 * 3600 * 1000;
 
 export class LockLostError extends Error {
@@ -72,14 +101,19 @@ export interface JobKeys {
 export function recordKeys(jobKey: string) {
   return {
     carryPrefix: `${jobKey}:carry:`,
-    uploads: `${jobKey}:uploads`,
+    carries: `${jobKey}:carry-keys`,
+    // A hash of upload id -> output side (s3csv before 0.2 kept no record).
+    uploads: `${jobKey}:upload-record`,
     creating: (side: OutputSide) => `${jobKey}:creating:${side}`,
   };
 }
 
 export function defineStoreScripts(scripts: ScriptClient): void {
-  scripts.define("s3csvWriteCheckpoint", WRITE_CHECKPOINT, 2);
-  scripts.define("s3csvWriteCarry", WRITE_CARRY, 2);
+  scripts.define("s3csvWriteCheckpoint", WRITE_CHECKPOINT, 6);
+  scripts.define("s3csvDropRecords", DROP_RECORDS, 5);
+  scripts.define("s3csvWriteCarry", WRITE_CARRY, 3);
+  scripts.define("s3csvDeleteCarry", DELETE_CARRY, 3);
+  scripts.define("s3csvForgetUploads", FORGET_UPLOADS, 2);
   scripts.define("s3csvMarkCreating", MARK_CREATING, 2);
   scripts.define("s3csvRecordUpload", RECORD_UPLOAD, 3);
   scripts.define("s3csvClearCreating", CLEAR_CREATING, 2);
@@ -98,6 +132,8 @@ export interface AttemptStore {
   recordUpload(side: OutputSide, uploadId: string): Promise<void>;
   /** The uploads the job's workers recorded creating, and the output each is of. */
   recordedUploads(): Promise<Map<string, OutputSide>>;
+  /** Drops aborted uploads from the record. */
+  forgetUploads(uploadIds: readonly string[]): Promise<void>;
   creatingSince(side: OutputSide): Promise<Date | undefined>;
   clearCreating(side: OutputSide): Promise<void>;
   assertOwner(): Promise<void>;
@@ -155,7 +191,8 @@ export class CheckpointStore implements AttemptStore {
 
   /** Writes carried text at `offset` of its key while this worker holds the lock. */
   async writeCarry(key: string, offset: number, bytes: Buffer): Promise<void> {
-    const length = await this.#fenced("s3csvWriteCarry", [key], offset, bytes, RECORD_TTL_MS);
+    const keys = [key, this.#records.carries];
+    const length = await this.#fenced("s3csvWriteCarry", keys, offset, bytes, RECORD_TTL_MS);
     if (length !== offset + bytes.length) {
       throw new Error(`carry key ${key} holds ${length} bytes, not ${offset + bytes.length}`);
     }
@@ -168,7 +205,7 @@ export class CheckpointStore implements AttemptStore {
   }
 
   async deleteCarry(key: string): Promise<void> {
-    await this.#redis.del(key);
+    await this.#fenced("s3csvDeleteCarry", [key, this.#records.carries]);
   }
 
   /** Notes, before CreateMultipartUpload, that an upload of `side` may exist unrecorded. */
@@ -191,6 +228,30 @@ export class CheckpointStore implements AttemptStore {
 
   recordedUploads(): Promise<Map<string, OutputSide>> {
     return recordedUploads(this.#redis, this.#keys.jobKey);
+  }
+
+  async forgetUploads(uploadIds: readonly string[]): Promise<void> {
+    if (uploadIds.length > 0)
+      await this.#fenced("s3csvForgetUploads", [this.#records.uploads], ...uploadIds);
+  }
+
+  /**
+   * Drops every record of the job (its outputs are complete, or were aborted and start over):
+   * each carry key any attempt wrote, the upload record and the creating marks.
+   */
+  async dropRecords(): Promise<void> {
+    const carries = await this.#redis.smembers(this.#records.carries);
+    for (const key of carries) await this.deleteCarry(key);
+    const { uploads, creating } = this.#records;
+    const keys = [
+      this.#keys.lockKey,
+      uploads,
+      this.#records.carries,
+      creating("output"),
+      creating("rejects"),
+    ];
+    const done = await this.#scripts.run("s3csvDropRecords", [...keys, this.#keys.token]);
+    if (done !== 1) throw new LockLostError(this.#keys.jobId);
   }
 
   /** When an earlier attempt was about to create an upload it may not have recorded. */
@@ -223,12 +284,18 @@ export class CheckpointStore implements AttemptStore {
   async #writeLatest(): Promise<void> {
     while (this.#dirty) {
       this.#dirty = false;
-      const json = JSON.stringify({ ...this.#data, checkpoint: this.#checkpoint });
+      const checkpoint = this.#checkpoint;
+      const json = JSON.stringify({ ...this.#data, checkpoint });
+      const { uploads, carries } = this.#records;
+      const named = (side: OutputSide) => checkpoint[side].carry?.key ?? carries;
+      const keys = [this.#keys.jobKey, this.#keys.lockKey, uploads, carries];
       const written = await this.#scripts.run("s3csvWriteCheckpoint", [
-        this.#keys.jobKey,
-        this.#keys.lockKey,
+        ...keys,
+        named("output"),
+        named("rejects"),
         this.#keys.token,
         json,
+        RECORD_TTL_MS,
       ]);
       if (written !== 1) throw new LockLostError(this.#keys.jobId);
     }
@@ -242,10 +309,4 @@ export async function recordedUploads(
 ): Promise<Map<string, OutputSide>> {
   const record = await redis.hgetall(recordKeys(jobKey).uploads);
   return new Map(Object.entries(record) as Array<[string, OutputSide]>);
-}
-
-/** Drops a finished job's records (carried text is dropped by its own keys). */
-export async function deleteRecords(redis: Redis | Cluster, jobKey: string): Promise<void> {
-  const keys = recordKeys(jobKey);
-  await redis.del(keys.uploads, keys.creating("output"), keys.creating("rejects"));
 }

@@ -158,13 +158,19 @@ function outputContentType(options: JobData["options"]): string {
  */
 async function prepareOutputs(store: AttemptStore, outputs: Outputs): Promise<void> {
   const { output, rejects } = outputs;
-  await Promise.all([output.verify(), rejects.verify(), output.restore(), rejects.restore()]);
+  // All settle before any failure counts: a check still running must not save its output's
+  // state over the restart that the failure of another leads to.
+  const checks = [output.verify(), rejects.verify(), output.restore(), rejects.restore()];
+  const failed = (await Promise.allSettled(checks)).find((c) => c.status === "rejected");
+  if (failed) throw failed.reason;
   const recorded = [...(await store.recordedUploads())];
   await Promise.all(
     (["output", "rejects"] as const).map(async (side) => {
-      const strays = recorded.filter(([, of]) => of === side).map(([uploadId]) => uploadId);
+      const kept = outputs[side].state.uploadId;
+      const strays = recorded.filter(([id, of]) => of === side && id !== kept).map(([id]) => id);
       const creating = await store.creatingSince(side);
       await outputs[side].abortStrays(strays, creating);
+      await store.forgetUploads(strays);
       if (creating) await store.clearCreating(side);
     }),
   );

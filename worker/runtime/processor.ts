@@ -19,7 +19,6 @@ import { ioredisScripts, type ScriptClient } from "../../shared/redisScripts.ts"
 import {
   CheckpointStore,
   defineStoreScripts,
-  deleteRecords,
   LockLostError,
   recordedUploads,
 } from "../checkpoint/checkpointStore.ts";
@@ -31,7 +30,8 @@ import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { runAttempt } from "../pipeline/attempt.ts";
 import { firstCheckpoint, START } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
-import { abortUpload, type PartUploaded } from "../upload/resumableUpload.ts";
+import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
+import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
 
@@ -64,6 +64,8 @@ interface Attempt {
   jobLog: Logger;
   /** The job's lock, which this attempt holds while it runs. */
   lock: { key: string; token: string };
+  /** Outputs started over before the attempt began. */
+  restarted: JobResult["restarted"];
 }
 
 /** The job's data, checked: the contract, its size, and a checkpoint that is its own. */
@@ -160,17 +162,32 @@ class JobProcessor {
     }
   }
 
-  /** A checkpoint may name only uploads this job's workers recorded creating. */
-  async #checkUploadsAreOwn(checkpoint: Checkpoint, jobKey: string): Promise<void> {
+  /**
+   * A checkpoint may name only uploads this job's workers recorded creating, each for the output
+   * it names it for. With no record at all (the checkpoint is older than records, or its record
+   * expired a week after the job's last checkpoint), nothing says whose the uploads are: those
+   * outputs start over, and their uploads are left to the bucket's lifecycle rule.
+   */
+  async #ownCheckpoint(checkpoint: Checkpoint, jobKey: string, jobLog: Logger) {
     // A completed output's upload is done with: nothing is sent to it again.
-    const named = SIDES.flatMap((side) =>
-      checkpoint[side].completed ? [] : (checkpoint[side].uploadId ?? []),
-    );
-    if (named.length === 0) return;
-    const own = await recordedUploads(this.#deps.redis, jobKey);
-    const foreign = named.find((uploadId) => !own.has(uploadId));
-    if (foreign)
-      throw notOwnCheckpoint(`it names upload ${foreign}, which this job did not create`);
+    const named = SIDES.filter((side) => !checkpoint[side].completed && checkpoint[side].uploadId);
+    const own = named.length > 0 ? await recordedUploads(this.#deps.redis, jobKey) : new Map();
+    if (named.length === 0 || own.size > 0) {
+      const foreign = named.find((side) => own.get(checkpoint[side].uploadId ?? "") !== side);
+      if (foreign) {
+        const problem = `its ${foreign} names upload ${checkpoint[foreign].uploadId}, which this job did not create for it`;
+        throw notOwnCheckpoint(problem);
+      }
+      return { checkpoint, restarted: [] };
+    }
+    let started = checkpoint;
+    const restarted = named.map((side) => {
+      started = { ...started, [side]: restartedOutput(started[side]) };
+      const reason = `the job keeps no record of upload ${checkpoint[side].uploadId} (an older s3csv wrote the checkpoint, or the record expired): left to the bucket's lifecycle rule`;
+      jobLog.warn({ output: side, reason }, "output starts over");
+      return { output: side, reason };
+    });
+    return { checkpoint: started, restarted };
   }
 
   /** Sets up an attempt: the job checked and claimed, its checkpoint stored or first written. */
@@ -184,8 +201,10 @@ class JobProcessor {
     const jobId = job.id ?? "";
     const jobKey = this.#keys.job(jobId);
     const data = parseJobData(job, jobKey, config);
-    const { checkpoint, ...rest } = data;
-    if (checkpoint) await this.#checkUploadsAreOwn(checkpoint, jobKey);
+    const { checkpoint: saved, ...rest } = data;
+    const { checkpoint, restarted } = saved
+      ? await this.#ownCheckpoint(saved, jobKey, jobLog)
+      : { checkpoint: undefined, restarted: [] };
     checkAccess(data, config);
     const judges = judgeFactoryFor(data, transforms);
     await this.#claimOutputs(jobId, data);
@@ -204,7 +223,7 @@ class JobProcessor {
       const offset = Math.min(start.output.mark.offset, start.rejects.mark.offset);
       jobLog.info({ offset, parts: start.output.parts.length }, "resuming from checkpoint");
     }
-    return { job, data, store, judges, firstRead, signal, jobLog, lock };
+    return { job, data, store, judges, firstRead, signal, jobLog, lock, restarted };
   }
 
   /**
@@ -215,7 +234,7 @@ class JobProcessor {
   async #runToCompletion(attempt: Attempt): Promise<JobResult> {
     const { job, data, store, signal, jobLog } = attempt;
     const { s3, config, shutdown, transforms, metrics } = this.#deps;
-    const restarted: JobResult["restarted"] = [];
+    const restarted = [...attempt.restarted];
     let { judges, firstRead } = attempt;
     for (;;) {
       try {
@@ -254,37 +273,47 @@ class JobProcessor {
   }
 
   /**
-   * A job that failed for good leaves nothing to bill: its uploads are aborted, and its
-   * checkpoint starts every output over (a completed one too: its report may be missing), so
-   * a retry (s3csv retry, retryJob, Bull Board) runs it whole. Only while this worker still
-   * holds the job: one that lost it must leave the new owner's uploads alone.
+   * A job that failed for good leaves nothing to bill: every upload its workers created is
+   * aborted (recorded, or started around a creating mark), and its checkpoint starts every
+   * output over (a completed one too: its report may be missing), so a retry (s3csv retry,
+   * retryJob, Bull Board) runs it whole. Only while this worker still holds the job: one that
+   * lost it must leave the new owner's uploads alone.
    */
   async #abandon(attempt: Attempt): Promise<void> {
     const { store, data, jobLog } = attempt;
     const checkpoint = store.current;
     await store.assertOwner();
-    const open = SIDES.filter((side) => checkpoint[side].uploadId && !checkpoint[side].completed);
-    const aborted = await Promise.allSettled(
-      open.map((side) => abortUpload(this.#deps.s3, checkpoint[side])),
-    );
-    for (const a of aborted) {
-      if (a.status === "rejected") jobLog.warn({ err: a.reason }, "could not abort an upload");
-    }
+    const failures = await this.#abortUploads(store, checkpoint);
+    for (const err of failures) jobLog.warn({ err }, "could not abort an upload");
     const output = restartedOutput(checkpoint.output);
     const rejects = restartedOutput(checkpoint.rejects);
-    await store
-      .save({ ...checkpoint, output, rejects })
-      .catch((err: unknown) => jobLog.warn({ err }, "could not reset the checkpoint"));
-    const carries = SIDES.flatMap((side) => checkpoint[side].carry?.key ?? []);
-    await Promise.all(carries.map((key) => store.deleteCarry(key))).catch(() => {});
-    const jobId = attempt.job.id ?? "";
-    await this.#claims.release(jobId, outputLocations(data), attempt.lock).catch(() => {});
+    await store.save({ ...checkpoint, output, rejects });
+    // A record of an upload that could not be aborted stays, for the retry to abort it.
+    if (failures.length === 0) await store.dropRecords();
+    await this.#claims.release(attempt.job.id ?? "", outputLocations(data), attempt.lock);
+  }
+
+  /** Aborts the job's open uploads; resolves to the errors of those that could not be. */
+  async #abortUploads(store: CheckpointStore, checkpoint: Checkpoint): Promise<unknown[]> {
+    const { s3 } = this.#deps;
+    const done = SIDES.filter((side) => checkpoint[side].completed);
+    const finished = new Set(done.map((side) => checkpoint[side].uploadId));
+    const recorded = [...(await store.recordedUploads())].filter(([id]) => !finished.has(id));
+    const aborts = recorded.map(([uploadId, side]) =>
+      abortUpload(s3, { ...checkpoint[side], completed: undefined, uploadId }),
+    );
+    for (const side of SIDES) {
+      const creating = await store.creatingSince(side);
+      if (creating) aborts.push(abortUploadsStartedNear(s3, checkpoint[side], creating));
+    }
+    const settled = await Promise.allSettled(aborts);
+    return settled.flatMap((a) => (a.status === "rejected" ? [a.reason] : []));
   }
 
   /** The result of a completed attempt: logged, its records dropped, its claims released. */
   async #completed(attempt: Attempt, result: JobResult): Promise<void> {
     const { job, data, jobLog } = attempt;
-    const { config, log, redis } = this.#deps;
+    const { config, log } = this.#deps;
     const { rows, parts, resumes } = result;
     jobLog.info({ rows, parts, resumes }, "job completed");
     if (result.checksums === "not-verified" && !this.#toldUnverifiedChecksums) {
@@ -295,7 +324,7 @@ class JobProcessor {
       );
     }
     const jobId = job.id ?? "";
-    await deleteRecords(redis, this.#keys.job(jobId)).catch(() => {});
+    await attempt.store.dropRecords().catch(() => {});
     await this.#claims.release(jobId, outputLocations(data), attempt.lock).catch(() => {});
   }
 

@@ -1,5 +1,4 @@
 import {
-  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
@@ -11,16 +10,12 @@ import {
 import type { UploadedPart } from "../../shared/job.ts";
 import { OutputLostError, PermanentJobError } from "../errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
-import { openUploads } from "./multipartUploads.ts";
+import { abortUpload, abortUploadsStartedNear, openUploads } from "./multipartUploads.ts";
 import { isS3Error } from "./s3Errors.ts";
 
 // The multipart session: every S3 request about one output object, each behind the check that
 // this worker still owns the job, and each S3 server's way of answering turned into what the
 // uploader needs to know (a missing bucket, an upload gone, an object already completed).
-
-const CLOCK_LEEWAY_MS = 60_000;
-/** How long a CreateMultipartUpload may take, its SDK retries included. */
-const CREATE_WINDOW_MS = 5 * 60_000;
 
 export interface SessionOptions {
   s3: S3Client;
@@ -217,26 +212,12 @@ export class MultipartSession {
 
   /**
    * Aborts the uploads of this object that an earlier attempt created but died before
-   * recording, where the server can list them. `creating` is when that attempt was about to
-   * create one: only uploads started around then are its own (a minute of leeway either side
-   * for the S3 server's clock against Redis's, and the create request's own time after).
-   * `recorded` is the upload the checkpoint names, which stays.
+   * recording (see abortUploadsStartedNear). `recorded` is the upload the checkpoint names,
+   * which stays.
    */
   async abortUnrecorded(creating: Date, recorded: string | undefined): Promise<void> {
-    const { s3, bucket, key } = this.#o;
-    const from = creating.getTime() - CLOCK_LEEWAY_MS;
-    const until = creating.getTime() + CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;
-    const strays: string[] = [];
-    try {
-      for await (const upload of openUploads(s3, bucket, key)) {
-        if (upload.Key !== key || !upload.UploadId || upload.UploadId === recorded) continue;
-        const at = upload.Initiated?.getTime();
-        if (at !== undefined && at >= from && at <= until) strays.push(upload.UploadId);
-      }
-    } catch {
-      return; // not supported here: `s3csv sweep` and a lifecycle rule are the backstop
-    }
-    for (const stray of strays) await this.abort(stray);
+    await this.#o.assertOwner();
+    await abortUploadsStartedNear(this.#o.s3, this.#o, creating, recorded);
   }
 
   /** Aborts an upload of this object (one already gone is fine). */
@@ -309,20 +290,4 @@ export class MultipartSession {
 function sameEtag(a: string | undefined, b: string): boolean {
   const plain = (etag: string) => etag.replaceAll('"', "").toLowerCase();
   return a !== undefined && plain(a) === plain(b);
-}
-
-/** Aborts an output's multipart upload, if it has one that is not complete. */
-export async function abortUpload(
-  s3: S3Client,
-  output: { bucket: string; key: string; uploadId?: string | undefined; completed?: unknown },
-): Promise<void> {
-  const { uploadId, bucket, key } = output;
-  if (!uploadId || output.completed) return;
-  try {
-    await s3.send(
-      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
-    );
-  } catch (error) {
-    if (!isS3Error(error, "NoSuchUpload")) throw error;
-  }
 }

@@ -1,8 +1,16 @@
 import {
+  AbortMultipartUploadCommand,
   ListMultipartUploadsCommand,
   type MultipartUpload,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import { isS3Error } from "./s3Errors.ts";
+
+// An object's multipart uploads as the S3 server lists them, and aborting them.
+
+const CLOCK_LEEWAY_MS = 60_000;
+/** How long a CreateMultipartUpload may take, its SDK retries included. */
+const CREATE_WINDOW_MS = 5 * 60_000;
 
 export class NoUploadListingError extends Error {
   override name = "NoUploadListingError";
@@ -36,4 +44,51 @@ export async function* openUploads(
     keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
     uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
   } while (keyMarker);
+}
+
+/**
+ * Aborts an upload (one already gone is fine: S3 says NoSuchUpload, Ceph RGW may say
+ * NoSuchKey). A completed output's upload is done with and is left alone.
+ */
+export async function abortUpload(
+  s3: S3Client,
+  output: { bucket: string; key: string; uploadId?: string | undefined; completed?: unknown },
+): Promise<void> {
+  const { uploadId, bucket, key } = output;
+  if (!uploadId || output.completed) return;
+  try {
+    await s3.send(
+      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+    );
+  } catch (error) {
+    if (!isS3Error(error, "NoSuchUpload") && !isS3Error(error, "NoSuchKey")) throw error;
+  }
+}
+
+/**
+ * Aborts the open uploads of an object that started around `creating`, when an attempt was
+ * about to create one and may have died before recording it, where the server can list them:
+ * only uploads started then are that attempt's (a minute of leeway either side for the S3
+ * server's clock against Redis's, and the create request's own time after). `kept` stays.
+ */
+export async function abortUploadsStartedNear(
+  s3: S3Client,
+  object: { bucket: string; key: string },
+  creating: Date,
+  kept?: string | undefined,
+): Promise<void> {
+  const { bucket, key } = object;
+  const from = creating.getTime() - CLOCK_LEEWAY_MS;
+  const until = creating.getTime() + CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;
+  const strays: string[] = [];
+  try {
+    for await (const upload of openUploads(s3, bucket, key)) {
+      if (upload.Key !== key || !upload.UploadId || upload.UploadId === kept) continue;
+      const at = upload.Initiated?.getTime();
+      if (at !== undefined && at >= from && at <= until) strays.push(upload.UploadId);
+    }
+  } catch {
+    return; // not supported here: `s3csv sweep` and a lifecycle rule are the backstop
+  }
+  for (const uploadId of strays) await abortUpload(s3, { bucket, key, uploadId });
 }

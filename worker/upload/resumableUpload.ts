@@ -13,8 +13,6 @@ import { type FinishedPart, PartWindow } from "./partWindow.ts";
 // written since the last one can ride in the checkpoint (CarriedText). A new attempt starts
 // from that state and continues with the next part number.
 
-export { abortUpload } from "./multipartSession.ts";
-
 const MAX_PARTS = 10_000;
 
 export interface UploaderOptions {

@@ -1,0 +1,136 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type RedisServer, startRedisServer } from "../../dev/redisServer.ts";
+import type { Checkpoint, JobData } from "../../shared/job.ts";
+import { ioredisScripts } from "../../shared/redisScripts.ts";
+import {
+  CheckpointStore,
+  defineStoreScripts,
+  LockLostError,
+  recordKeys,
+} from "../../worker/checkpoint/checkpointStore.ts";
+
+// The checkpoint store's records against a real Redis: what lives as long as the checkpoint
+// relies on it, what is dropped with the job, and that nothing is written without the lock.
+
+const JOB_KEY = "bull:csv-transform:7";
+const LOCK_KEY = `${JOB_KEY}:lock`;
+const TOKEN = "token-of-this-worker";
+const WEEK_MS = 7 * 24 * 3600 * 1000;
+const records = recordKeys(JOB_KEY);
+
+const mark = {
+  offset: 0,
+  rowNumber: 0,
+  lineNumber: 1,
+  counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
+};
+const checkpoint: Checkpoint = {
+  version: 1,
+  source: { etag: '"x"', size: 10 },
+  partSize: 5 * 1024 * 1024,
+  checksums: false,
+  header: null,
+  output: { bucket: "b", key: "out.csv", uploadId: "U1", parts: [], bytes: 0, mark },
+  rejects: { bucket: "b", key: "out.rejects.csv", parts: [], bytes: 0, mark },
+  resumes: 0,
+};
+
+describe("checkpoint store records (real Redis)", () => {
+  let server: RedisServer;
+  let dir: string;
+  let redis: Redis;
+  let store: CheckpointStore;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "s3csv-store-"));
+    server = await startRedisServer({ dir });
+    redis = new Redis(server.url);
+  });
+  afterAll(async () => {
+    redis?.disconnect();
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    await redis.flushall();
+    await redis.hset(JOB_KEY, "data", "{}");
+    await redis.set(LOCK_KEY, TOKEN);
+    const scripts = ioredisScripts(redis);
+    defineStoreScripts(scripts);
+    const keys = { jobId: "7", jobKey: JOB_KEY, lockKey: LOCK_KEY, token: TOKEN };
+    store = new CheckpointStore(
+      scripts,
+      redis,
+      keys,
+      {} as Omit<JobData, "checkpoint">,
+      checkpoint,
+    );
+  });
+
+  it("a checkpoint write keeps its upload record and named carried text a week from then", async () => {
+    await store.recordUpload("output", "U1");
+    const named = store.carryKey("rejects:a:0");
+    const orphan = store.carryKey("rejects:b:0");
+    await store.writeCarry(named, 0, Buffer.from("row\n"));
+    await store.writeCarry(orphan, 0, Buffer.from("old\n"));
+    for (const key of [records.uploads, records.carries, named, orphan]) {
+      await redis.pexpire(key, 1000);
+    }
+    const rejects = { ...checkpoint.rejects, carry: { key: named, bytes: 4 } };
+    await store.save({ ...checkpoint, rejects });
+    for (const key of [records.uploads, records.carries, named]) {
+      expect(await redis.pttl(key), key).toBeGreaterThan(WEEK_MS - 60_000);
+    }
+    expect(await redis.pttl(orphan), "a key no checkpoint names ages").toBeLessThanOrEqual(1000);
+    expect(
+      JSON.parse((await redis.hget(JOB_KEY, "data")) ?? "{}").checkpoint.rejects.carry,
+    ).toEqual({ key: named, bytes: 4 });
+  });
+
+  it("dropping the records deletes every carry key any attempt wrote, named or not", async () => {
+    await store.recordUpload("output", "U1");
+    await store.markCreating("rejects");
+    for (const name of ["output:a:0", "rejects:a:1", "rejects:b:0"]) {
+      await store.writeCarry(store.carryKey(name), 0, Buffer.from("text"));
+    }
+    await store.deleteCarry(store.carryKey("output:a:0"));
+    expect(await redis.smembers(records.carries)).toHaveLength(2);
+    await store.dropRecords();
+    expect((await redis.keys(`${JOB_KEY}:*`)).sort()).toEqual([LOCK_KEY]);
+  });
+
+  it("forgets aborted uploads and keeps the rest", async () => {
+    await store.recordUpload("output", "U1");
+    await store.recordUpload("output", "U2");
+    await store.recordUpload("rejects", "U3");
+    await store.forgetUploads(["U1", "U3"]);
+    expect(await store.recordedUploads()).toEqual(new Map([["U2", "output"]]));
+  });
+
+  it("writes nothing once another worker holds the lock", async () => {
+    const carry = store.carryKey("output:a:0");
+    await store.writeCarry(carry, 0, Buffer.from("text"));
+    await store.recordUpload("output", "U1");
+    await redis.set(LOCK_KEY, "another-worker");
+    const writes: Array<[string, () => Promise<unknown>]> = [
+      ["save", () => store.save({ ...checkpoint, resumes: 5 })],
+      ["writeCarry", () => store.writeCarry(carry, 4, Buffer.from("more"))],
+      ["deleteCarry", () => store.deleteCarry(carry)],
+      ["recordUpload", () => store.recordUpload("rejects", "U9")],
+      ["forgetUploads", () => store.forgetUploads(["U1"])],
+      ["markCreating", () => store.markCreating("output")],
+      ["dropRecords", () => store.dropRecords()],
+    ];
+    for (const [name, write] of writes) {
+      await expect(write(), name).rejects.toBeInstanceOf(LockLostError);
+    }
+    expect(await redis.get(carry)).toBe("text");
+    expect(await redis.hget(JOB_KEY, "data")).toBe("{}");
+    expect(await store.recordedUploads()).toEqual(new Map([["U1", "output"]]));
+    expect(await redis.exists(records.creating("output"))).toBe(0);
+  });
+});
