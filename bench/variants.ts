@@ -16,7 +16,7 @@ import { TableSchema } from "../shared/tableSchema.ts";
 import { CsvFramer } from "../worker/csv/csvFramer.ts";
 import { compileTableSchema } from "../worker/judge/validatorCompiler.ts";
 import { RowProcessor } from "../worker/pipeline/rowProcessor.ts";
-import { START } from "../worker/source/firstAttempt.ts";
+import { startMark } from "../worker/source/firstAttempt.ts";
 import { benchSchema } from "./dataset.ts";
 import { MemorySink } from "./memorySink.ts";
 import { cpuSeconds, peakRss } from "./procStats.ts";
@@ -42,8 +42,6 @@ interface Counter {
 }
 
 const MB6 = 6 * 1024 * 1024;
-/** The worker's default part size (PART_SIZE). */
-const PART_SIZE = 8 * 1024 * 1024;
 const BATCH_ROWS = 10_000;
 
 // The zod object schema a user would write by hand for the benchmark's Table Schema.
@@ -161,7 +159,7 @@ async function rawCopy(): Promise<void> {
   await new Upload({
     client: s3,
     params: { Bucket: bucket, Key: dest, Body: body },
-    partSize: 8 * 1024 * 1024,
+    partSize: config.PART_SIZE,
     queueSize: 4,
   }).done();
 }
@@ -174,13 +172,13 @@ function cpu(counter: Counter, csv: Buffer, keep: boolean): MemorySink {
   const options = { ...JobOptions.parse({}), delimiter: "," };
   const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
   const sinks = {
-    output: new MemorySink(PART_SIZE, { keep }),
-    rejects: new MemorySink(PART_SIZE),
+    output: new MemorySink(config.PART_SIZE, { keep }),
+    rejects: new MemorySink(config.PART_SIZE),
   };
   const processor = new RowProcessor({
     options,
     judges: compileTableSchema(TableSchema.parse(benchSchema)),
-    from: START,
+    from: startMark(),
     writeFrom: { output: 0, rejects: 0 },
     sinks,
     header: null,

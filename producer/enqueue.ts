@@ -4,6 +4,7 @@ import { Cluster } from "ioredis";
 import type { Config } from "../shared/config.ts";
 import { DestinationBusyError, DestinationClaims } from "../shared/destinationClaims.ts";
 import { describeZodError, JobInput, type JobResult, outputLocations } from "../shared/job.ts";
+import { queueKeys } from "../shared/queueKeys.ts";
 import { closeRedisConnection, type RedisConnection, redisConnection } from "../shared/redis.ts";
 import { bullmqScripts } from "../shared/redisScripts.ts";
 
@@ -94,7 +95,8 @@ export interface EnqueueOptions {
 }
 
 export async function claimsFor(queue: Queue<unknown, JobResult>): Promise<DestinationClaims> {
-  return new DestinationClaims(bullmqScripts(await queue.getBackend().client), queue.qualifiedName);
+  const keys = queueKeys(queue.opts.prefix ?? "bull", queue.name);
+  return new DestinationClaims(bullmqScripts(await queue.getBackend().client), keys);
 }
 
 /**

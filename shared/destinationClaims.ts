@@ -1,3 +1,4 @@
+import type { QueueKeys } from "./queueKeys.ts";
 import type { ScriptClient } from "./redisScripts.ts";
 import type { S3Location } from "./s3Url.ts";
 
@@ -16,26 +17,26 @@ import type { S3Location } from "./s3Url.ts";
 /** A claim that outlives every job (a removed one, say) expires: it guards nothing then. */
 const CLAIM_TTL_MS = 30 * 24 * 3600 * 1000;
 
-// ARGV: the queue's key prefix ("bull:csv-transform:"), 1 to only check, then pairs of owner
-// hash and job id. When every key is free or the job's own, claims them (unless checking) and
-// returns {0}; else {index of the refused pair (1-based), its holder}.
+// ARGV: what a job's hash key starts with ("bull:csv-transform:"), the completed and failed
+// sets, 1 to only check, then pairs of owner hash and job id. When every key is free or the
+// job's own, claims them (unless checking) and returns {0}; else {index of the refused pair
+// (1-based), its holder}.
 const CLAIM = `
-local prefix = ARGV[1]
 local function active(id)
-  if redis.call('EXISTS', prefix .. id) == 0 then return false end
-  if redis.call('ZSCORE', prefix .. 'completed', id) then return false end
-  if redis.call('ZSCORE', prefix .. 'failed', id) then return false end
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then return false end
+  if redis.call('ZSCORE', ARGV[2], id) then return false end
+  if redis.call('ZSCORE', ARGV[3], id) then return false end
   return true
 end
-local count = (#ARGV - 2) / 2
+local count = (#ARGV - 4) / 2
 for i = 1, count do
-  local key, id = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  local key, id = ARGV[2 * i + 3], ARGV[2 * i + 4]
   local holder = redis.call('HGET', key, 'job')
   if holder and holder ~= id and active(holder) then return {i, holder} end
 end
-if ARGV[2] == '1' then return {0} end
+if ARGV[4] == '1' then return {0} end
 for i = 1, count do
-  local key, id = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  local key, id = ARGV[2 * i + 3], ARGV[2 * i + 4]
   redis.call('HSET', key, 'job', id)
   redis.call('PEXPIRE', key, ${CLAIM_TTL_MS})
 end
@@ -69,19 +70,14 @@ export interface Claim {
 
 export class DestinationClaims {
   readonly #scripts: ScriptClient;
-  readonly #queueKey: string;
+  readonly #keys: QueueKeys;
 
-  /** `queueKey` is the queue's key prefix, like `bull:csv-transform`. */
-  constructor(scripts: ScriptClient, queueKey: string) {
+  constructor(scripts: ScriptClient, keys: QueueKeys) {
     // Defined once per client; calls then go by EVALSHA.
     scripts.define("s3csvClaim", CLAIM, 1);
     scripts.define("s3csvRelease", RELEASE, 1);
     this.#scripts = scripts;
-    this.#queueKey = queueKey;
-  }
-
-  ownerKey(location: S3Location): string {
-    return `${this.#queueKey}:owner:${location.bucket}/${location.key}`;
+    this.#keys = keys;
   }
 
   /** Throws DestinationBusyError when another active job holds one of the keys. */
@@ -100,7 +96,7 @@ export class DestinationClaims {
     locations: readonly S3Location[],
     lock?: { key: string; token: string },
   ): Promise<void> {
-    const keys = locations.map((l) => this.ownerKey(l));
+    const keys = locations.map((l) => this.#keys.owner(l));
     await this.#scripts.run("s3csvRelease", [
       this.#slotKey(),
       jobId,
@@ -111,15 +107,17 @@ export class DestinationClaims {
   }
 
   #slotKey(): string {
-    return `${this.#queueKey}:owner`;
+    return `${this.#keys.base}:owner`;
   }
 
   async #run(claims: readonly Claim[], checkOnly: boolean): Promise<void> {
     if (claims.length === 0) return;
-    const pairs = claims.flatMap((c) => [this.ownerKey(c.location), c.jobId]);
+    const pairs = claims.flatMap((c) => [this.#keys.owner(c.location), c.jobId]);
     const [status, holder] = (await this.#scripts.run("s3csvClaim", [
       this.#slotKey(),
-      `${this.#queueKey}:`,
+      this.#keys.job(""),
+      this.#keys.completed,
+      this.#keys.failed,
       checkOnly ? "1" : "0",
       ...pairs,
     ])) as [number, string?];

@@ -1,3 +1,5 @@
+import type { S3Location } from "./s3Url.ts";
+
 // BullMQ's Redis key names for one queue, in one place: the job hash, its lock and the sets of
 // finished jobs, as BullMQ writes them (`${prefix}:${queue}:…`), and s3csv's own keys beside
 // them. On a Redis Cluster the prefix carries a hash tag, so every one of them shares a slot.
@@ -7,6 +9,11 @@ export interface QueueKeys {
   base: string;
   job(jobId: string): string;
   lock(jobId: string): string;
+  /** BullMQ's sorted sets of completed and failed job ids. */
+  completed: string;
+  failed: string;
+  /** The hash that says which job holds an output object (see destinationClaims.ts). */
+  owner(location: S3Location): string;
 }
 
 export function queueKeys(prefix: string, queueName: string): QueueKeys {
@@ -15,5 +22,8 @@ export function queueKeys(prefix: string, queueName: string): QueueKeys {
     base,
     job: (jobId) => `${base}:${jobId}`,
     lock: (jobId) => `${base}:${jobId}:lock`,
+    completed: `${base}:completed`,
+    failed: `${base}:failed`,
+    owner: (location) => `${base}:owner:${location.bucket}/${location.key}`,
   };
 }

@@ -5,7 +5,7 @@ import { TableSchema } from "../../shared/tableSchema.ts";
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 import { RowProcessor } from "../../worker/pipeline/rowProcessor.ts";
-import { START } from "../../worker/source/firstAttempt.ts";
+import { startMark } from "../../worker/source/firstAttempt.ts";
 
 // The row processor on its own: rows from memory, outputs into memory.
 
@@ -15,7 +15,7 @@ function process(csv: string, schema: unknown) {
   const processor = new RowProcessor({
     options,
     judges: compileTableSchema(TableSchema.parse(schema)),
-    from: START,
+    from: startMark(),
     writeFrom: { output: 0, rejects: 0 },
     sinks,
     header: null,

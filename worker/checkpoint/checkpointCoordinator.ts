@@ -13,7 +13,7 @@ export interface CoordinatedOutput {
   readonly state: OutputCheckpoint;
   carrySnapshot(): CarrySnapshot | "busy";
   adoptCarry(snapshot: CarrySnapshot, mark: ResumeMark): void;
-  /** Drops every carry key of this attempt but `kept` (the one a saved checkpoint names). */
+  /** Forgets every carry key of this attempt but `kept` (a saved checkpoint's), returning them. */
   retireCarryKeys(kept: string | undefined): string[];
 }
 
@@ -77,7 +77,7 @@ export class CheckpointCoordinator {
     // whole-object PUTs are simply repeated. A small job writes no checkpoint at all.
     if (this.#start.resumes === 0 && !output.state.uploadId && !rejects.state.uploadId) return;
     const otherSide: OutputSide = changed === "output" ? "rejects" : "output";
-    await this.#carry(outputs[otherSide], otherSide);
+    await this.#carry(otherSide);
     const saved = { ...this.#store.current, output: output.state, rejects: rejects.state };
     await this.#store.save(saved);
     // Keys of earlier parts (or attempts) are named by no saved checkpoint from here on. (The
@@ -90,16 +90,17 @@ export class CheckpointCoordinator {
   }
 
   /** Moves `side`'s resume mark up to the live position, its text since its last part carried. */
-  async #carry(other: CoordinatedOutput, side: OutputSide): Promise<void> {
+  async #carry(side: OutputSide): Promise<void> {
     const live = this.#live?.();
     // Until reading passes an output's own start mark, its buffer runs ahead of the position.
     if (!live || live.offset < this.#start[side].mark.offset) return;
-    const snapshot = other.carrySnapshot();
+    const output = this.#attached()[side];
+    const snapshot = output.carrySnapshot();
     if (snapshot === "busy") return;
     if (snapshot.delta.length > 0) {
       const offset = snapshot.bytes - snapshot.delta.length;
       await this.#store.writeCarry(snapshot.key, offset, snapshot.delta);
     }
-    other.adoptCarry(snapshot, live);
+    output.adoptCarry(snapshot, live);
   }
 }

@@ -1,6 +1,6 @@
 import type { JobOptions } from "../../shared/job.ts";
 import { PermanentJobError } from "../errors.ts";
-import type { JsonType } from "./csvWriter.ts";
+import type { JsonType } from "../judge/rowJudge.ts";
 
 // The output's columns: the judge's, optionally selected and reordered (options.select) and
 // relabelled (options.rename). A Table Schema's names are checked at enqueue; a transform's

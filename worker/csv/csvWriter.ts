@@ -1,3 +1,5 @@
+import type { JsonType } from "../judge/rowJudge.ts";
+
 // Output rows. CSV is RFC 4180: comma-separated, fields quoted only when they must be (a comma,
 // a quote or a line break inside), quotes doubled. NDJSON is one JSON object per line.
 
@@ -23,9 +25,6 @@ export function formatRow(cells: readonly string[], newline: string): string {
   }
   return line + newline;
 }
-
-/** How an output cell is typed in NDJSON output. */
-export type JsonType = "string" | "integer" | "number" | "boolean" | "json";
 
 function jsonValue(text: string, type: JsonType | undefined): unknown {
   if (text === "") return null;

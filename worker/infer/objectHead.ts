@@ -2,9 +2,9 @@ import { pipeline, Readable } from "node:stream";
 import { constants, createGunzip } from "node:zlib";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { JobOptions } from "../../shared/job.ts";
+import { httpStatus, isS3Error } from "../../shared/s3Errors.ts";
 import { formatS3Url, type S3Location } from "../../shared/s3Url.ts";
 import { UsageError } from "../../shared/usageError.ts";
-import { httpStatus, isS3Error } from "../upload/s3Errors.ts";
 import { NotCsvError } from "./headSample.ts";
 
 // The head of an object, read with one ranged GET of at most HEAD_BYTES: never the whole

@@ -1,7 +1,9 @@
-import type { JsonType } from "../csv/csvWriter.ts";
 import type { RowError } from "./rowErrors.ts";
 
 // What both ways of judging rows (a Table Schema, a registered transform) give the pipeline.
+
+/** How an output cell is typed in NDJSON output. */
+export type JsonType = "string" | "integer" | "number" | "boolean" | "json";
 
 export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: readonly RowError[] };
 

@@ -1,7 +1,7 @@
 import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts";
-import type { JsonType } from "../csv/csvWriter.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
+import type { JsonType } from "./rowJudge.ts";
 import {
   type JudgeFactory,
   matchHeader,

@@ -19,7 +19,7 @@ import { type OpenedBody, readSource } from "../source/sourceReader.ts";
 import type { Utf16Order } from "../source/utf16Source.ts";
 import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
 import { ratioExceeded } from "./invalidRowPolicy.ts";
-import { RowProcessor } from "./rowProcessor.ts";
+import { cloneCounts, RowProcessor } from "./rowProcessor.ts";
 
 // One job attempt, source to outputs: source reader -> framer -> row processor (parser, judge,
 // writers) -> resumable uploaders -> checkpoint. Everything here is created for this attempt
@@ -287,7 +287,7 @@ function progressOf(
   return {
     bytesRead: position.offset,
     bytesTotal: total,
-    rows: { ...position.counts, errors: { ...position.counts.errors } },
+    rows: cloneCounts(position.counts),
     parts: output.state.parts.length,
     // Reading all of the input is not the end: the last parts and completion still follow.
     progress: done

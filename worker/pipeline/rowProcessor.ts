@@ -7,13 +7,13 @@ import {
   SUMMARY_ROWS,
 } from "../../shared/job.ts";
 import type { FramedRow } from "../csv/csvFramer.ts";
-import { csvLineFormat, type OutputFormat, outputFormat } from "../csv/outputFormat.ts";
 import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
 import { PermanentJobError } from "../errors.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
 import { enforcePolicy } from "./invalidRowPolicy.ts";
+import { csvLineFormat, type OutputFormat, outputFormat } from "./outputFormat.ts";
 
 // The row processor: each framed row of the source, in order, is decoded, parsed, judged and
 // routed, its valid form to the output and its errors to the reject report, and the position
@@ -26,8 +26,9 @@ export interface RowSink {
   readonly empty: boolean;
   write(text: string): void;
   /**
-   * Told after every row, with the position it ends at; a promise when a part was sealed (the
-   * row loop waits for it), undefined otherwise (most rows cost no promise).
+   * Told after every row at or past the sink's write-from offset (earlier rows are already in
+   * its parts), with the position it ends at; a promise when a part was sealed (the row loop
+   * waits for it), undefined otherwise (most rows cost no promise).
    */
   endRow(mark: () => ResumeMark): Promise<void> | undefined;
 }
@@ -50,7 +51,7 @@ export interface RowProcessorInput {
 /** A judge's verdict, with the output line already made when the row passes through. */
 type JudgedRow = Verdict & { line?: string };
 
-function cloneCounts(counts: RowCounts): RowCounts {
+export function cloneCounts(counts: RowCounts): RowCounts {
   const fields: RowCounts["fields"] = {};
   for (const [name, f] of Object.entries(counts.fields)) {
     fields[name] = { errors: { ...f.errors }, rows: [...f.rows] };

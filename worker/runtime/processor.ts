@@ -28,7 +28,7 @@ import { judgeFactoryFor } from "../judge/judgeFactory.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { runAttempt } from "../pipeline/attempt.ts";
-import { firstCheckpoint, START } from "../source/firstAttempt.ts";
+import { firstCheckpoint, startMark } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
@@ -96,7 +96,7 @@ function notOwnCheckpoint(problem: string): PermanentJobError {
 
 /** An output started over: no upload, no parts, nothing carried, from the source's start. */
 function restartedOutput(state: OutputCheckpoint): OutputCheckpoint {
-  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: START };
+  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: startMark() };
 }
 
 function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string }): OutputSide {
@@ -124,7 +124,7 @@ class JobProcessor {
     this.#keys = queueKeys(deps.config.QUEUE_PREFIX, deps.config.QUEUE_NAME);
     this.#scripts = ioredisScripts(deps.redis);
     defineStoreScripts(this.#scripts);
-    this.#claims = new DestinationClaims(this.#scripts, this.#keys.base);
+    this.#claims = new DestinationClaims(this.#scripts, this.#keys);
   }
 
   async process(job: TransformJob, token?: string, signal?: AbortSignal): Promise<JobResult> {

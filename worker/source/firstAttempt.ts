@@ -22,13 +22,15 @@ export function choosePartSize(configured: number, sourceBytes: number): number 
   return Math.min(MAX_PART_SIZE, Math.max(configured, needed));
 }
 
-/** The beginning of the source: nothing read, line 1. */
-export const START: ResumeMark = {
-  offset: 0,
-  rowNumber: 0,
-  lineNumber: 1,
-  counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
-};
+/** The beginning of the source: nothing read, line 1 (a new mark each time: marks are moved). */
+export function startMark(): ResumeMark {
+  return {
+    offset: 0,
+    rowNumber: 0,
+    lineNumber: 1,
+    counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
+  };
+}
 
 /**
  * The first attempt's checkpoint: the pinned source and two outputs with nothing uploaded, and
@@ -65,8 +67,8 @@ export async function firstCheckpoint(
     checksums: config.S3_CHECKSUMS === "when_supported",
     delimiter,
     header: null,
-    output: { ...data.destination, parts: [], bytes: 0, mark: START },
-    rejects: { ...rejectsLocation(data), parts: [], bytes: 0, mark: START },
+    output: { ...data.destination, parts: [], bytes: 0, mark: startMark() },
+    rejects: { ...rejectsLocation(data), parts: [], bytes: 0, mark: startMark() },
     resumes: 0,
   };
   return { checkpoint, body };

@@ -2,9 +2,9 @@ import { pipeline, Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { Checkpoint, JobData } from "../../shared/job.ts";
+import { httpStatus, isS3Error } from "../../shared/s3Errors.ts";
 import { formatS3Url } from "../../shared/s3Url.ts";
 import { PermanentJobError } from "../errors.ts";
-import { httpStatus, isS3Error } from "../upload/s3Errors.ts";
 import { detectUtf16, type Utf16Order, utf16ToUtf8 } from "./utf16Source.ts";
 
 // The source reader: pins the source object on the first attempt (ETag, size, version) and

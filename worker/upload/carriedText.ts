@@ -23,8 +23,11 @@ export class CarriedText {
     this.#keyFor = keyFor;
   }
 
-  /** A key restored from a checkpoint: this attempt answers for deleting it too. */
-  restored(key: string): boolean {
+  /**
+   * Takes on a key restored from a checkpoint (this attempt answers for deleting it too);
+   * false when it already holds it.
+   */
+  takeRestored(key: string): boolean {
     if (this.#keys.has(key)) return false;
     this.#keys.add(key);
     return true;

@@ -8,10 +8,10 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import type { UploadedPart } from "../../shared/job.ts";
+import { isS3Error } from "../../shared/s3Errors.ts";
 import { OutputLostError, PermanentJobError } from "../errors.ts";
 import { expectedMultipartEtag } from "./multipartEtag.ts";
 import { abortUpload, abortUploadsStartedNear, openUploads } from "./multipartUploads.ts";
-import { isS3Error } from "./s3Errors.ts";
 
 // The multipart session: every S3 request about one output object, each behind the check that
 // this worker still owns the job, and each S3 server's way of answering turned into what the
@@ -154,7 +154,7 @@ export class MultipartSession {
       return response.ETag || (await this.#objectEtag(record));
     } catch (error) {
       if (!isS3Error(error, "NoSuchUpload")) throw error;
-      return this.recognizeCompleted(record);
+      return this.#recognizeCompleted(record);
     }
   }
 
@@ -169,7 +169,7 @@ export class MultipartSession {
     try {
       listed = await this.#listParts(record.uploadId);
     } catch (error) {
-      if (await this.#uploadGone(error, record.uploadId)) return this.recognizeCompleted(record);
+      if (await this.#uploadGone(error, record.uploadId)) return this.#recognizeCompleted(record);
       // The server has no ListParts: the checkpoint is the source of truth (an upload gone
       // meanwhile shows at its next part).
       return undefined;
@@ -187,7 +187,7 @@ export class MultipartSession {
    * The upload is gone: the object there is the one this job completed (same size, and the
    * multipart ETag where the server's ETags allow computing it), or the upload was lost.
    */
-  async recognizeCompleted(record: UploadRecord): Promise<string> {
+  async #recognizeCompleted(record: UploadRecord): Promise<string> {
     const { s3, bucket, key } = this.#o;
     const gone = `upload ${record.uploadId} no longer exists`;
     let head: { ETag?: string; ContentLength?: number };

@@ -4,7 +4,7 @@ import {
   type MultipartUpload,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { isS3Error } from "./s3Errors.ts";
+import { isS3Error } from "../../shared/s3Errors.ts";
 
 // An object's multipart uploads as the S3 server lists them, and aborting them.
 

@@ -53,7 +53,7 @@ export class PartWindow {
     this.#inFlight.set(partNumber, tracked);
   }
 
-  /** Records a finished part; resolves to the parts now durable after `durable` of them. */
+  /** Records a finished part; returns the parts now durable after `durable` of them. */
   finished(partNumber: number, part: FinishedPart, durable: number): FinishedPart[] {
     this.#finished.set(partNumber, part);
     const advanced: FinishedPart[] = [];

@@ -42,6 +42,7 @@ export interface PartUploaded {
   key: string;
   partNumber: number;
   bytes: number;
+  /** From the check that this worker still owns the job to S3's answer. */
   seconds: number;
 }
 
@@ -97,7 +98,7 @@ export class ResumableUpload {
   /** Puts back the output a previous attempt carried in its checkpoint. */
   async restore(): Promise<void> {
     const carry = this.#state.carry;
-    if (!carry || this.#state.completed || !this.#carried.restored(carry.key)) return;
+    if (!carry || this.#state.completed || !this.#carried.takeRestored(carry.key)) return;
     const text = await this.#o.readCarry(carry.key, carry.bytes);
     if (!text) {
       throw new OutputLostError(
@@ -170,7 +171,10 @@ export class ResumableUpload {
         : { ...state, mark };
   }
 
-  /** Carry keys that no checkpoint can need any more: all but `kept` (a saved state's). */
+  /**
+   * Forgets the carry keys no checkpoint can need any more (all but `kept`, a saved state's)
+   * and returns them, for the caller to delete.
+   */
   retireCarryKeys(kept: string | undefined): string[] {
     return this.#carried.retire(kept);
   }

@@ -1,7 +1,7 @@
 import type { JobOptions } from "../../shared/job.ts";
+import { selectColumns } from "../csv/columnSelection.ts";
+import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "../csv/csvWriter.ts";
 import type { RowJudge } from "../judge/rowJudge.ts";
-import { selectColumns } from "./columnSelection.ts";
-import { formatRow, ndjsonRowFormatter, neutralizeFormula } from "./csvWriter.ts";
 
 // How judged rows are written: the output's columns (options.select/rename), its format (CSV or
 // NDJSON), formula neutralizing, and whether an unchanged row may be written as it came.
