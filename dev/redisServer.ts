@@ -10,6 +10,8 @@ import { Redis } from "ioredis";
 export interface RedisServer {
   url: string;
   port: number;
+  /** The data directory (AOF), so a test can restart the server on the same data. */
+  dir: string;
   process: ChildProcess;
   stop(): Promise<void>;
 }
@@ -94,6 +96,7 @@ export async function startRedisServer(options: {
   return {
     url,
     port,
+    dir: options.dir,
     process: child,
     async stop() {
       if (child.exitCode !== null) return;

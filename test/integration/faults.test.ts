@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Queue } from "bullmq";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startRedisServer } from "../../dev/redisServer.ts";
@@ -122,11 +123,7 @@ describe("faults and chaos", () => {
         ?.checkpoint;
       return cp?.output.uploadId ? true : undefined;
     });
-    const { port } = stack.redis;
-    const dir =
-      (stack.redis.process.spawnargs[
-        stack.redis.process.spawnargs.indexOf("--dir") + 1
-      ] as string) ?? "";
+    const { port, dir } = stack.redis;
     await stack.redis.stop();
     await new Promise((r) => setTimeout(r, 1000));
     stack.redis = await startRedisServer({ dir, port });
@@ -135,10 +132,7 @@ describe("faults and chaos", () => {
   });
 
   it("starts while Redis is down and works once it is up", async () => {
-    const { port } = stack.redis;
-    const dir = stack.redis.process.spawnargs[
-      stack.redis.process.spawnargs.indexOf("--dir") + 1
-    ] as string;
+    const { port, dir } = stack.redis;
     await stack.redis.stop();
     const w = start();
     await new Promise((r) => setTimeout(r, 2000));
@@ -152,6 +146,24 @@ describe("faults and chaos", () => {
       await waitForResult(queue, id, { timeoutMs: 60_000 }),
     );
     expect(alive(w)).toBe(true);
+  });
+
+  it("a worker told to stop while Redis is down exits once its grace has passed", async () => {
+    const w = spawnWorker(stack.env, { SHUTDOWN_GRACE_MS: "1000", LOG_LEVEL: "info" });
+    workers.push(w);
+    await eventually(() => (w.output().includes("worker started") ? true : undefined));
+    const { port, dir } = stack.redis;
+    await stack.redis.stop();
+    try {
+      w.child.kill("SIGTERM");
+      const code = await Promise.race([
+        new Promise<number | null>((resolve) => w.child.once("exit", resolve)),
+        sleep(30_000).then(() => "still running"),
+      ]);
+      expect(code, w.output()).not.toBe("still running");
+    } finally {
+      stack.redis = await startRedisServer({ dir, port });
+    }
   });
 
   it("aborts, on resume, the upload an attempt created and died before checkpointing", async () => {

@@ -190,10 +190,7 @@ describe("waiting for a job, and retrying one", () => {
     const waited = waitForResult(idle, id, { redisTimeoutMs: 2000 }).catch((e) => e);
     // Both waits are under way before Redis goes.
     await new Promise((r) => setTimeout(r, 1000));
-    const { port } = t.stack.redis;
-    const dir = t.stack.redis.process.spawnargs[
-      t.stack.redis.process.spawnargs.indexOf("--dir") + 1
-    ] as string;
+    const { port, dir } = t.stack.redis;
     await t.stack.redis.stop();
 
     const started = performance.now();

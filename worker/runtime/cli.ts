@@ -7,6 +7,9 @@ import { loadTransforms, TransformModuleError } from "../judge/transforms/module
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { startWorker } from "./worker.ts";
 
+/** How long past its grace a stopping worker may take to close its connections. */
+const CLOSE_LEEWAY_MS = 5_000;
+
 export const usage = `s3csv worker [--concurrency N] [--transforms MODULE]...
 
 Runs a long-lived worker that takes CSV-transform jobs from the queue. Configuration comes from
@@ -46,6 +49,14 @@ export async function workerCommand(argv: string[]): Promise<void> {
     }
     stopping = true;
     log.info({ signal, graceMs: grace }, "stopping: no new jobs, waiting for active ones");
+    // Closing waits on Redis; a worker whose Redis is away must still exit when its grace ends.
+    setTimeout(() => {
+      log.warn(
+        { signal },
+        "could not close in time: exiting; active jobs resume on another worker",
+      );
+      process.exit(1);
+    }, grace + CLOSE_LEEWAY_MS).unref();
     running.close(grace).then(
       () => process.exit(0),
       (err: unknown) => {
