@@ -17,7 +17,8 @@ import type { Steps } from "./steps.ts";
 // An S3 in memory for unit tests of the uploader and the checkpoint protocol: the requests they
 // make, with S3's rules (ascending part numbers and ETags at completion, NoSuchUpload, If-Match,
 // ranged reads). A client's every request is a step of its process (which may crash there), and
-// its answer comes a few ticks later, so that parts in flight finish in varied orders.
+// its answer comes a few ticks later, so that parts in flight finish in varied orders. A client
+// can be made to see one request fail as S3 fails one (a 500), its process living on.
 
 class S3Error extends Error {
   readonly $metadata: { httpStatusCode: number };
@@ -46,6 +47,15 @@ interface Input {
   MultipartUpload: { Parts: Array<{ PartNumber: number; ETag: string }> };
 }
 
+/** The `nth` request named `command` (e.g. "UploadPartCommand") fails: S3's 500, no effect. */
+export interface Failure {
+  command: string;
+  nth: number;
+}
+
+/** Told of every request that reaches the server, before it takes effect. */
+export type Observer = (command: string, input: Readonly<Record<string, unknown>>) => void;
+
 const md5 = (body: Buffer) => `"${createHash("md5").update(body).digest("hex")}"`;
 const CHUNK = 64 * 1024;
 
@@ -53,22 +63,31 @@ export class MemoryS3 {
   readonly objects = new Map<string, { body: Buffer; etag: string }>();
   readonly uploads = new Map<string, Upload>();
   readonly #listParts: boolean;
+  readonly #observe: Observer | undefined;
   #ids = 0;
 
   /** `listParts`: whether the server has ListParts (AWS does, the fauxqs emulator not). */
-  constructor(options: { listParts: boolean }) {
+  constructor(options: { listParts: boolean; observe?: Observer }) {
     this.#listParts = options.listParts;
+    this.#observe = options.observe;
   }
 
-  /** A client whose requests run as steps of a process. */
-  client(steps: Steps): S3Client {
+  /** A client whose requests run as steps of a process; `failure` names one that fails. */
+  client(steps: Steps, failure?: Failure): S3Client {
+    let seen = 0;
     return {
-      send: (command: { input: Record<string, unknown> }) =>
-        steps.run(command.constructor.name, () => this.#handle(command)),
+      send: async (command: { input: Record<string, unknown> }) => {
+        const name = command.constructor.name;
+        const fails = name === failure?.command && ++seen === failure.nth;
+        const answer = await steps.run(name, () => (fails ? undefined : this.#handle(command)));
+        if (fails) throw new S3Error("InternalError", 500);
+        return answer;
+      },
     } as unknown as S3Client;
   }
 
   #handle(command: { input: Record<string, unknown> }): unknown {
+    this.#observe?.(command.constructor.name, command.input);
     const i = command.input as unknown as Input;
     if (command instanceof GetObjectCommand) return this.#get(i);
     if (command instanceof HeadObjectCommand) {

@@ -1,73 +1,171 @@
-import type { Checkpoint, OutputSide } from "../../shared/job.ts";
-import type { AttemptStore } from "../../worker/checkpoint/checkpointStore.ts";
+import type { Redis } from "ioredis";
+import type { Checkpoint, JobData } from "../../shared/job.ts";
 import type { Steps } from "./steps.ts";
 
-// A job's Redis records in memory (its saved checkpoint, carried text, recorded uploads and
-// creating marks), and one attempt's store over them, each write a step of that attempt.
+// A Redis in memory with a job's records as workers keep them: the job's hash (its data, the
+// checkpoint included), its lock, and what the checkpoint store writes beside them (carried
+// text, the list of carry keys, the upload record, creating marks). A client answers the
+// commands the real CheckpointStore sends, so the store itself runs in the interleaving tests;
+// its scripts are modelled here after their Lua, key for key (the Lua itself runs against a
+// real Redis in test/integration/checkpointStore.test.ts). Each command is one step of the
+// client's process. Nothing expires: no test lives as long as the records' TTL.
 
-export class MemoryRedis {
-  checkpoint: Checkpoint | undefined;
-  readonly carries = new Map<string, Buffer>();
-  readonly uploads = new Map<string, OutputSide>();
-  readonly creating = new Map<OutputSide, number>();
+type Arg = string | number | Buffer;
+type Value = Buffer | Map<string, string> | Set<string>;
+/** A script's effect: KEYS and ARGV as the store passes them, the answer as Redis gives it. */
+type Script = (redis: MemoryRedis, keys: string[], argv: Arg[]) => unknown;
+
+const FENCED = -1;
+
+function wrongType(key: string): Error {
+  return new Error(`WRONGTYPE Operation against a key holding the wrong kind of value: ${key}`);
 }
 
-export function memoryStore(redis: MemoryRedis, steps: Steps, start: Checkpoint): AttemptStore {
-  let current = start;
-  return {
-    get current() {
-      return current;
-    },
-    stage(checkpoint) {
-      current = checkpoint;
-    },
-    async save(checkpoint) {
-      current = checkpoint;
-      await steps.run("save", () => {
-        redis.checkpoint = structuredClone(checkpoint);
-      });
-    },
-    carryKey: (name) => `job:carry:${name}`,
-    async writeCarry(key, offset, bytes) {
-      await steps.run("writeCarry", () => {
-        const held = redis.carries.get(key) ?? Buffer.alloc(0);
-        const grown = Buffer.alloc(Math.max(held.length, offset + bytes.length));
-        held.copy(grown);
-        bytes.copy(grown, offset);
-        redis.carries.set(key, grown);
-      });
-    },
-    readCarry: (key, bytes) =>
-      steps.run("readCarry", () => {
-        const held = redis.carries.get(key);
-        return held && held.length >= bytes ? Buffer.from(held.subarray(0, bytes)) : undefined;
-      }),
-    async deleteCarry(key) {
-      await steps.run("deleteCarry", () => redis.carries.delete(key));
-    },
-    async markCreating(side) {
-      await steps.run("markCreating", () => redis.creating.set(side, Date.now()));
-    },
-    async recordUpload(side, uploadId) {
-      await steps.run("recordUpload", () => {
-        redis.uploads.set(uploadId, side);
-        redis.creating.delete(side);
-      });
-    },
-    recordedUploads: () => steps.run("recordedUploads", () => new Map(redis.uploads)),
-    async forgetUploads(uploadIds) {
-      await steps.run("forgetUploads", () => {
-        for (const uploadId of uploadIds) redis.uploads.delete(uploadId);
-      });
-    },
-    creatingSince: (side) =>
-      steps.run("creatingSince", () => {
-        const at = redis.creating.get(side);
-        return at === undefined ? undefined : new Date(at);
-      }),
-    async clearCreating(side) {
-      await steps.run("clearCreating", () => redis.creating.delete(side));
-    },
-    assertOwner: () => steps.run("assertOwner", () => undefined),
-  };
+// The store's scripts (worker/checkpoint/checkpointStore.ts), each refused (-1) without the lock.
+const SCRIPTS: Record<string, Script> = {
+  s3csvWriteCheckpoint: (r, [job = "", lock = ""], [token, data]) => {
+    if (!r.holds(lock, token) || !r.values.has(job)) return FENCED;
+    r.hash(job).set("data", String(data));
+    r.saved.push(structuredClone(r.checkpoint(job) as Checkpoint));
+    return 1;
+  },
+  s3csvWriteCarry: (r, [key = "", list = "", lock = ""], [token, offset, bytes]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    const length = r.setRange(key, Number(offset), Buffer.from(bytes as Buffer));
+    r.set(list).add(key);
+    return length;
+  },
+  s3csvDeleteCarry: (r, [key = "", list = "", lock = ""], [token]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    r.remove(list, key);
+    r.values.delete(key);
+    return 1;
+  },
+  s3csvForgetUploads: (r, [uploads = "", lock = ""], [token, ...uploadIds]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    for (const uploadId of uploadIds) r.remove(uploads, String(uploadId));
+    return 1;
+  },
+  s3csvDropRecords: (r, [lock = "", ...keys], [token]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    for (const key of keys) r.values.delete(key);
+    return 1;
+  },
+  s3csvMarkCreating: (r, [key = "", lock = ""], [token]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    r.values.set(key, Buffer.from(String(Date.now())));
+    return 1;
+  },
+  s3csvRecordUpload: (r, [uploads = "", lock = "", creating = ""], [token, uploadId, side]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    r.hash(uploads).set(String(uploadId), String(side));
+    r.values.delete(creating);
+    return 1;
+  },
+  s3csvClearCreating: (r, [key = "", lock = ""], [token]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    r.values.delete(key);
+    return 1;
+  },
+};
+
+export class MemoryRedis {
+  readonly values = new Map<string, Value>();
+  /** Every checkpoint written to a job's hash, in order. */
+  readonly saved: Checkpoint[] = [];
+
+  /** A job as a producer adds it: its hash, with its data. */
+  addJob(jobKey: string, data: JobData): void {
+    this.hash(jobKey).set("data", JSON.stringify(data));
+  }
+
+  /** The job's data as a worker is handed it. */
+  jobData(jobKey: string): JobData {
+    return JSON.parse(this.hash(jobKey).get("data") ?? "null") as JobData;
+  }
+
+  checkpoint(jobKey: string): Checkpoint | undefined {
+    return this.jobData(jobKey).checkpoint;
+  }
+
+  /** The job's lock, as BullMQ sets it for the worker it hands the job to. */
+  lock(lockKey: string, token: string): void {
+    this.values.set(lockKey, Buffer.from(token));
+  }
+
+  holds(lockKey: string, token: Arg | undefined): boolean {
+    return this.string(lockKey)?.toString() === String(token);
+  }
+
+  string(key: string): Buffer | undefined {
+    const value = this.values.get(key);
+    if (value === undefined || Buffer.isBuffer(value)) return value;
+    throw wrongType(key);
+  }
+
+  /** A hash, created when missing (as HSET creates it). */
+  hash(key: string): Map<string, string> {
+    const value = this.values.get(key) ?? new Map<string, string>();
+    if (!(value instanceof Map)) throw wrongType(key);
+    this.values.set(key, value);
+    return value;
+  }
+
+  /** A set, created when missing (as SADD creates it). */
+  set(key: string): Set<string> {
+    const value = this.values.get(key) ?? new Set<string>();
+    if (!(value instanceof Set)) throw wrongType(key);
+    this.values.set(key, value);
+    return value;
+  }
+
+  /** A set's members, without creating it. */
+  members(key: string): ReadonlySet<string> {
+    return this.values.has(key) ? this.set(key) : new Set();
+  }
+
+  /** A hash's fields, without creating it. */
+  fields(key: string): ReadonlyMap<string, string> {
+    return this.values.has(key) ? this.hash(key) : new Map();
+  }
+
+  /** SETRANGE: `bytes` written at `offset`, zeros before them where the value was shorter. */
+  setRange(key: string, offset: number, bytes: Buffer): number {
+    const held = this.string(key) ?? Buffer.alloc(0);
+    const grown = Buffer.alloc(Math.max(held.length, offset + bytes.length));
+    held.copy(grown);
+    bytes.copy(grown, offset);
+    this.values.set(key, grown);
+    return grown.length;
+  }
+
+  /** SREM or HDEL; like Redis, a set or hash left empty is no key at all. */
+  remove(key: string, member: string): void {
+    const value = this.values.get(key);
+    if (value === undefined) return;
+    if (Buffer.isBuffer(value)) throw wrongType(key);
+    value.delete(member);
+    if (value.size === 0) this.values.delete(key);
+  }
+
+  /** A client of one process: every command is a step of `steps`. */
+  client(steps: Steps): Redis {
+    const commands: Record<string, unknown> = {
+      defineCommand: (name: string, definition: { numberOfKeys: number }) => {
+        const script = SCRIPTS[name];
+        if (!script) throw new Error(`MemoryRedis has no model of the script ${name}`);
+        const keys = definition.numberOfKeys;
+        commands[name] = (...args: Arg[]) =>
+          steps.run(name, () => script(this, args.slice(0, keys).map(String), args.slice(keys)));
+      },
+      get: (key: string) => steps.run("GET", () => this.string(key)?.toString() ?? null),
+      getrangeBuffer: (key: string, start: number, end: number) =>
+        steps.run("GETRANGE", () =>
+          Buffer.from((this.string(key) ?? Buffer.alloc(0)).subarray(start, end + 1)),
+        ),
+      hgetall: (key: string) => steps.run("HGETALL", () => Object.fromEntries(this.fields(key))),
+      smembers: (key: string) => steps.run("SMEMBERS", () => [...this.members(key)]),
+    };
+    return commands as unknown as Redis;
+  }
 }
