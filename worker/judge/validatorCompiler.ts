@@ -40,51 +40,44 @@ function bound(
   return typed ? typed.value : value;
 }
 
-type Constraint = (cell: TypedCell) => string | undefined;
+/** A constraint's message for a cell's typed value and text, or undefined when it holds. */
+type Constraint = (value: TypedCell["value"], text: string) => string | undefined;
 
 function constraintsOf(field: TableSchemaField): Constraint[] {
   const c = field.constraints ?? {};
   const checks: Constraint[] = [];
-  const length = (cell: TypedCell) => {
-    const text = String(cell.value);
+  const length = (value: TypedCell["value"]) => {
+    const text = String(value);
     // Code points, not UTF-16 units; only text outside the BMP needs the slow count.
     return /[\uD800-\uDFFF]/.test(text) ? [...text].length : text.length;
   };
   const { minLength, maxLength, pattern } = c;
   if (minLength !== undefined) {
-    checks.push((cell) =>
-      length(cell) < minLength
-        ? `"${cell.text}" is shorter than minLength ${minLength}`
-        : undefined,
+    checks.push((value, text) =>
+      length(value) < minLength ? `"${text}" is shorter than minLength ${minLength}` : undefined,
     );
   }
   if (maxLength !== undefined) {
-    checks.push((cell) =>
-      length(cell) > maxLength ? `"${cell.text}" is longer than maxLength ${maxLength}` : undefined,
+    checks.push((value, text) =>
+      length(value) > maxLength ? `"${text}" is longer than maxLength ${maxLength}` : undefined,
     );
   }
   const minimum = bound(field, c.minimum);
   if (minimum !== undefined) {
-    checks.push((cell) =>
-      compare(cell.value, minimum) < 0
-        ? `${cell.text} is below the minimum ${String(c.minimum)}`
-        : undefined,
+    checks.push((value, text) =>
+      compare(value, minimum) < 0 ? `${text} is below the minimum ${String(c.minimum)}` : undefined,
     );
   }
   const maximum = bound(field, c.maximum);
   if (maximum !== undefined) {
-    checks.push((cell) =>
-      compare(cell.value, maximum) > 0
-        ? `${cell.text} is above the maximum ${String(c.maximum)}`
-        : undefined,
+    checks.push((value, text) =>
+      compare(value, maximum) > 0 ? `${text} is above the maximum ${String(c.maximum)}` : undefined,
     );
   }
   if (pattern !== undefined) {
     const re = new RegExp(`^(?:${pattern})$`, "u");
-    checks.push((cell) =>
-      re.test(String(cell.value))
-        ? undefined
-        : `"${cell.text}" does not match the pattern ${pattern}`,
+    checks.push((value, text) =>
+      re.test(String(value)) ? undefined : `"${text}" does not match the pattern ${pattern}`,
     );
   }
   if (c.enum) {
@@ -92,11 +85,11 @@ function constraintsOf(field: TableSchemaField): Constraint[] {
     const listed = JSON.stringify(c.enum);
     const strings = new Set(allowed.filter((v) => typeof v === "string"));
     const others = allowed.filter((v) => v !== undefined && typeof v !== "string");
-    checks.push((cell) =>
-      (typeof cell.value === "string" && strings.has(cell.value)) ||
-      others.some((v) => compare(cell.value, v) === 0)
+    checks.push((value, text) =>
+      (typeof value === "string" && strings.has(value)) ||
+      others.some((v) => compare(value, v) === 0)
         ? undefined
-        : `"${cell.text}" is not one of ${listed}`,
+        : `"${text}" is not one of ${listed}`,
     );
   }
   return checks;
@@ -111,19 +104,26 @@ function compileField(field: TableSchemaField, missingValues: ReadonlySet<string
     code,
     message,
   });
+  const plainString = field.type === "string" && (field.format ?? "default") === "default";
   // The usual missingValues, [""], without hashing every cell.
   const onlyEmpty = missingValues.size === 1 && missingValues.has("");
   return (raw) => {
     if (onlyEmpty ? raw.length === 0 : missingValues.has(raw)) {
       return required ? fail("constraint-error", "a value is required") : "";
     }
-    const cell = type.parse(raw);
-    if (!cell) return fail("type-error", `"${raw}" is not of type ${type.label}`);
-    for (const check of checks) {
-      const message = check(cell);
+    let value: TypedCell["value"] = raw;
+    let text = raw;
+    // A plain string is its own value and text: no typed cell to build for it.
+    if (!plainString) {
+      const cell = type.parse(raw);
+      if (!cell) return fail("type-error", `"${raw}" is not of type ${type.label}`);
+      ({ value, text } = cell);
+    }
+    for (let i = 0; i < checks.length; i++) {
+      const message = (checks[i] as Constraint)(value, text);
       if (message !== undefined) return fail("constraint-error", message);
     }
-    return cell.text;
+    return text;
   };
 }
 

@@ -48,9 +48,6 @@ export interface RowProcessorInput {
   onHeader(header: string[]): void;
 }
 
-/** A judge's verdict, with the output line already made when the row passes through. */
-type JudgedRow = Verdict & { line?: string };
-
 export function cloneCounts(counts: RowCounts): RowCounts {
   const fields: RowCounts["fields"] = {};
   for (const [name, f] of Object.entries(counts.fields)) {
@@ -86,6 +83,8 @@ export class RowProcessor {
   readonly #position: ResumeMark;
   readonly #decode: RowDecoder;
   readonly #parser: RowParser;
+  /** The fields of the row being judged, for writing it as it came when nothing changed. */
+  #fields: readonly string[] = [];
   readonly #reportLine: (cells: readonly string[]) => string;
   readonly #comment: number | undefined;
   #judge: RowJudge | undefined;
@@ -139,7 +138,7 @@ export class RowProcessor {
     const bytes = asBuffer(row.bytes);
     const raw = this.#decode(bytes);
     const judged = this.#judgeRow(row, raw);
-    if (judged.ok) this.#valid(row, judged);
+    if (judged.ok) this.#valid(row, judged.cells, raw as string);
     else this.#invalid(row, judged.errors, raw ?? bytes.toString("utf8"));
     this.#pass(row);
     const { output, rejects } = this.#in.sinks;
@@ -180,10 +179,13 @@ export class RowProcessor {
     this.#position.lineNumber = row.nextLine;
   }
 
-  #valid(row: FramedRow, judged: JudgedRow & { ok: true }): void {
+  #valid(row: FramedRow, cells: readonly string[], raw: string): void {
     this.#position.counts.valid++;
     if (row.start < this.#in.writeFrom.output) return;
-    this.#in.sinks.output.write(judged.line ?? (this.#format as OutputFormat).line(judged.cells));
+    const format = this.#format as OutputFormat;
+    // An unquoted row whose cells all came out as they went in is written as its source text.
+    const passes = format.passThrough && !row.quoted && sameCells(cells, this.#fields);
+    this.#in.sinks.output.write(passes ? raw + this.#in.options.newline : format.line(cells));
   }
 
   #invalid(row: FramedRow, errors: readonly RowError[], text: string): void {
@@ -205,7 +207,7 @@ export class RowProcessor {
     enforcePolicy(this.#in.options, rowNumber, row.line, errors, counts);
   }
 
-  #judgeRow(row: FramedRow, raw: string | undefined): JudgedRow {
+  #judgeRow(row: FramedRow, raw: string | undefined): Verdict {
     const { options } = this.#in;
     if (row.oversize) {
       return rowError(
@@ -219,11 +221,8 @@ export class RowProcessor {
     }
     const parsed = this.#parser.parse(raw, row.quoted);
     if (!parsed.ok) return rowError("format-error", parsed.message);
-    const verdict = (this.#judge as RowJudge).judge(parsed.fields);
-    const format = this.#format as OutputFormat;
-    if (verdict.ok && format.passThrough && !row.quoted && sameCells(verdict.cells, parsed.fields))
-      return { ...verdict, line: raw + options.newline };
-    return verdict;
+    this.#fields = parsed.fields;
+    return (this.#judge as RowJudge).judge(parsed.fields);
   }
 
   #readHeader(row: FramedRow): void {
