@@ -14,7 +14,7 @@ import { JobOptions } from "../shared/job.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { TableSchema } from "../shared/tableSchema.ts";
 import { CsvFramer } from "../worker/csv/csvFramer.ts";
-import { compileTableSchema } from "../worker/judge/validatorCompiler.ts";
+import { judgeFactoryFor } from "../worker/judge/judgeFactory.ts";
 import { RowProcessor } from "../worker/pipeline/rowProcessor.ts";
 import { startMark } from "../worker/source/firstAttempt.ts";
 import { benchSchema } from "./dataset.ts";
@@ -29,6 +29,8 @@ import { cpuSeconds, peakRss } from "./procStats.ts";
 //   cpu        (E) the worker's own row processor (framer, parser, validator, writers and part
 //                  buffers for the output and the reject report) from memory into memory; its
 //                  source is a local file and its dest one to write the output to, or "-"
+//   cpu-as-read    E with options.values "as-read": valid rows written as the source had them,
+//                  the peers' work (their output is compared with it byte for byte)
 // Each prints one JSON line: { seconds, cpu, rows, peakRss } (cpu: CPU seconds while measured).
 
 const [variant, bucket, source, dest] = process.argv.slice(2) as [string, string, string, string];
@@ -168,8 +170,13 @@ async function rawCopy(): Promise<void> {
  * The worker's own row processor and writers, from memory into memory: no I/O at all. Keeps
  * the output when it is to be written out afterwards (for a byte comparison with the peers').
  */
-function cpu(counter: Counter, csv: Buffer, keep: boolean): MemorySink {
-  const options = { ...JobOptions.parse({}), delimiter: "," };
+function cpu(
+  counter: Counter,
+  csv: Buffer,
+  keep: boolean,
+  values: JobOptions["values"],
+): MemorySink {
+  const options = { ...JobOptions.parse({ values }), delimiter: "," };
   const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
   const sinks = {
     output: new MemorySink(config.PART_SIZE, { keep }),
@@ -177,7 +184,7 @@ function cpu(counter: Counter, csv: Buffer, keep: boolean): MemorySink {
   };
   const processor = new RowProcessor({
     options,
-    judges: compileTableSchema(TableSchema.parse(benchSchema)),
+    judges: judgeFactoryFor({ schema: TableSchema.parse(benchSchema), options }, new Map()),
     from: startMark(),
     writeFrom: { output: 0, rejects: 0 },
     sinks,
@@ -196,12 +203,13 @@ function cpu(counter: Counter, csv: Buffer, keep: boolean): MemorySink {
 const counter: Counter = { rows: 0 };
 let seconds: number;
 let cpuAtStart: number;
-if (variant === "cpu") {
+if (variant === "cpu" || variant === "cpu-as-read") {
   // `source` is a local file here, and `dest` where the output goes ("-": nowhere).
   const csv = await readFile(source);
   cpuAtStart = cpuSeconds();
   const start = performance.now();
-  const output = cpu(counter, csv, dest !== "-");
+  const values = variant === "cpu" ? "canonical" : "as-read";
+  const output = cpu(counter, csv, dest !== "-", values);
   seconds = (performance.now() - start) / 1000;
   if (dest !== "-") await writeFile(dest, output.body);
 } else {

@@ -62,6 +62,13 @@ export const JobOptions = z
     outputCompression: z.enum(["none", "gzip"]).default("none"),
     /** The output's format: CSV (RFC 4180) or NDJSON, one JSON object per valid row. */
     format: z.enum(["csv", "ndjson"]).default("csv"),
+    /**
+     * How a Table Schema job writes a valid row's values: `canonical` in each type's canonical
+     * form (`+05` → `5`, `.5` → `0.5`, `False` → `false`, datetimes with an offset in UTC),
+     * `as-read` exactly as the source had them (CSV output only). A transform writes the cells
+     * it makes.
+     */
+    values: z.enum(["canonical", "as-read"]).default("canonical"),
     /** The most distinct unique/primaryKey values a job may hold in memory. */
     maxUniqueValues: z.number().int().min(1).default(5_000_000),
     /** A header with more columns fails the job (the header rides in every checkpoint). */
@@ -80,6 +87,10 @@ export const JobOptions = z
   .refine((o) => o.escape === undefined || o.escape !== o.delimiter, {
     message: "escape and delimiter must differ",
     path: ["escape"],
+  })
+  .refine((o) => o.values === "canonical" || o.format === "csv", {
+    message: 'values "as-read" needs CSV output: NDJSON writes each type\'s JSON value',
+    path: ["values"],
   });
 export type JobOptions = z.infer<typeof JobOptions>;
 
@@ -269,6 +280,11 @@ export const JobData = z
   .superRefine(checkColumns);
 export type JobData = z.infer<typeof JobData>;
 
+/** A job's two outputs: the valid rows and the reject report. */
+export const OutputSide = z.enum(["output", "rejects"]);
+export type OutputSide = z.infer<typeof OutputSide>;
+export const OUTPUT_SIDES: readonly OutputSide[] = OutputSide.options;
+
 export const JobResult = z.strictObject({
   output: z.strictObject({
     bucket: z.string(),
@@ -290,7 +306,7 @@ export const JobResult = z.strictObject({
    * Outputs started over from the beginning of the source because their upload (or carried
    * text) was gone: aborted when the job failed for good, by a lifecycle rule, or expired.
    */
-  restarted: z.array(z.strictObject({ output: z.enum(["output", "rejects"]), reason: z.string() })),
+  restarted: z.array(z.strictObject({ output: OutputSide, reason: z.string() })),
   /**
    * `verified`: the server returned every part's CRC32, so it checked what it received;
    * `not-verified`: checksums were sent but the server returned none (it may ignore them);
@@ -299,7 +315,6 @@ export const JobResult = z.strictObject({
   checksums: z.enum(["verified", "not-verified", "off"]),
 });
 export type JobResult = z.infer<typeof JobResult>;
-export type OutputSide = "output" | "rejects";
 
 export const JobProgress = z.strictObject({
   bytesRead: z.number().int().nonnegative(),

@@ -124,6 +124,29 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect(JSON.parse(lines[4] as string)).toMatchObject({ id: 5, note: null, active: true });
   });
 
+  it("writes values as the source had them with options.values as-read", async () => {
+    // Non-canonical values, a quoted cell holding a newline, CRLF, one invalid row.
+    const rows = [
+      "id,email,score,active,joined,note",
+      '+07,a@example.com,.5,False,2024-02-02,"two\nlines"',
+      "8,b@example.com,1e1,TRUE,2024-02-03,",
+      "x,c@example.com,1,true,2024-02-04,bad id",
+    ];
+    await t.stack.put("as-read/in.csv", Buffer.from(`${rows.join("\r\n")}\r\n`));
+    const asRead = await run(
+      t.queue,
+      job("as-read/in.csv", "as-read/out.csv", peopleSchema, { values: "as-read" }),
+    );
+    expect(asRead.rows).toMatchObject({ valid: 2, rejected: 1 });
+    expect((await t.stack.get("as-read/out.csv")).toString()).toBe(
+      `${rows.slice(0, 3).join("\r\n")}\r\n`,
+    );
+    await run(t.queue, job("as-read/in.csv", "as-read/canonical.csv", peopleSchema));
+    expect((await t.stack.get("as-read/canonical.csv")).toString()).toBe(
+      `${rows[0]}\r\n7,a@example.com,0.5,false,2024-02-02,"two\nlines"\r\n8,b@example.com,1e1,true,2024-02-03,\r\n`,
+    );
+  });
+
   it("selects, reorders and renames output columns (options.select, options.rename)", async () => {
     await t.stack.put(
       "select/in.csv",

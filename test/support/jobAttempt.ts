@@ -1,36 +1,32 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Redis } from "ioredis";
 import type { Config } from "../../shared/config.ts";
-import type {
-  Checkpoint,
-  JobData,
-  JobResult,
-  OutputCheckpoint,
-  OutputSide,
-} from "../../shared/job.ts";
+import type { Checkpoint, JobData, JobResult } from "../../shared/job.ts";
 import { ioredisScripts } from "../../shared/redisScripts.ts";
 import {
   CheckpointStore,
   defineStoreScripts,
   type JobKeys,
-  recordedUploads,
 } from "../../worker/checkpoint/checkpointStore.ts";
 import { checkpointProblem } from "../../worker/checkpoint/checkpointTrust.ts";
+import {
+  checkpointOwnership,
+  restartLostOutput,
+  sideOf,
+} from "../../worker/checkpoint/outputRestart.ts";
 import { OutputLostError } from "../../worker/errors.ts";
 import { judgeFactoryFor } from "../../worker/judge/judgeFactory.ts";
 import { builtInTransforms } from "../../worker/judge/transforms/builtIns.ts";
 import { runAttempt } from "../../worker/pipeline/attempt.ts";
-import { firstCheckpoint, startMark } from "../../worker/source/firstAttempt.ts";
+import { firstCheckpoint } from "../../worker/source/firstAttempt.ts";
 import type { OpenedBody } from "../../worker/source/sourceReader.ts";
 
 // One attempt at a job as worker/runtime/processor.ts runs it, for tests that cut parts below
 // S3's 5 MiB: the processor cannot run those jobs, since the job contract it checks first asks
 // for 5 MiB parts. What it does around runAttempt is mirrored here, each step after its
-// namesake in JobProcessor (#begin, #ownCheckpoint, #runToCompletion, #completed), with the
-// real checkpoint store, trust check and record; BullMQ's side (claims, progress, hand-back,
+// namesake in JobProcessor (#begin, #runToCompletion, #completed), with the real checkpoint
+// store, trust check, ownership rule and restart of a lost output; BullMQ's side (claims, progress, hand-back,
 // final failure) is left out. A change to those steps of the processor belongs here too.
-
-const SIDES: readonly OutputSide[] = ["output", "rejects"];
 
 export interface AttemptDeps {
   s3: S3Client;
@@ -43,20 +39,18 @@ export interface AttemptDeps {
 
 type Restarted = JobResult["restarted"];
 
-/** An output started over: no upload, no parts, nothing carried, from the source's start. */
-function restartedOutput(state: OutputCheckpoint): OutputCheckpoint {
-  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: startMark() };
-}
-
 /** The processor's #begin and #completed around #runToCompletion. */
 export async function runJobAttempt(deps: AttemptDeps): Promise<JobResult> {
   const { s3, redis, config, keys, data } = deps;
   const { checkpoint: saved, ...rest } = data;
   const problem = saved && checkpointProblem(data, saved, keys.jobKey);
   if (problem) throw new Error(`the job's checkpoint is not this job's own (${problem})`);
-  const { checkpoint, restarted } = saved
-    ? await ownCheckpoint(redis, saved, keys.jobKey)
+  const owned = saved
+    ? await checkpointOwnership(redis, saved, keys.jobKey)
     : { checkpoint: undefined, restarted: [] };
+  if ("foreign" in owned)
+    throw new Error(`the job's checkpoint is not this job's own (${owned.foreign})`);
+  const { checkpoint, restarted } = owned;
   let start: Checkpoint;
   let firstRead: OpenedBody | undefined;
   if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
@@ -72,29 +66,6 @@ export async function runJobAttempt(deps: AttemptDeps): Promise<JobResult> {
   } finally {
     firstRead?.destroy();
   }
-}
-
-/**
- * The processor's #ownCheckpoint: a checkpoint may name only uploads the job recorded creating,
- * each for its output; with no record at all, the outputs that name one start over.
- */
-async function ownCheckpoint(redis: Redis, checkpoint: Checkpoint, jobKey: string) {
-  const named = SIDES.filter((side) => !checkpoint[side].completed && checkpoint[side].uploadId);
-  const own = named.length > 0 ? await recordedUploads(redis, jobKey) : new Map();
-  if (named.length === 0 || own.size > 0) {
-    const foreign = named.find((side) => own.get(checkpoint[side].uploadId ?? "") !== side);
-    if (foreign) {
-      const upload = checkpoint[foreign].uploadId;
-      throw new Error(`its ${foreign} names upload ${upload}, which this job did not create`);
-    }
-    return { checkpoint, restarted: [] };
-  }
-  let started = checkpoint;
-  const restarted = named.map((side) => {
-    started = { ...started, [side]: restartedOutput(started[side]) };
-    return { output: side, reason: `no record of upload ${checkpoint[side].uploadId}` };
-  });
-  return { checkpoint: started, restarted };
 }
 
 /** The processor's #runToCompletion: an output whose upload is lost starts over, once. */
@@ -122,17 +93,13 @@ async function runToCompletion(
       return { ...result, restarted };
     } catch (error) {
       if (!(error instanceof OutputLostError)) throw error;
-      const { bucket, key } = store.current.output;
-      const lostOutput = error.location.bucket === bucket && error.location.key === key;
-      const side: OutputSide = lostOutput ? "output" : "rejects";
+      const side = sideOf(store.current, error.location);
       if (restarted.some((r) => r.output === side)) throw error;
       read?.destroy();
       read = undefined;
       judges = judgeFactoryFor(data, builtInTransforms);
       restarted.push({ output: side, reason: error.message });
-      const lost = store.current[side];
-      await store.save({ ...store.current, [side]: restartedOutput(lost) });
-      if (lost.carry) await store.deleteCarry(lost.carry.key);
+      await restartLostOutput(store, side);
     }
   }
 }

@@ -70,6 +70,9 @@ describe("job contract", () => {
     );
     expect(refusal({ ...good, options: { delimiter: ";;" } })).toContain("options.delimiter");
     expect(refusal({ ...good, options: { partSize: 1024 } })).toContain("options.partSize");
+    expect(refusal({ ...good, options: { values: "as-read", format: "ndjson" } })).toMatch(
+      /options\.values.*needs CSV output/,
+    );
     expect(refusal({ ...good, checkpoint: {} })).toMatch(/checkpoint/);
     expect(refusal({ ...good, destination: good.source })).toContain("three different objects");
   });

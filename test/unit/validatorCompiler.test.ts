@@ -286,7 +286,7 @@ describe("unique and primaryKey", () => {
       TableSchema.parse({
         fields: [{ name: "id", type: "string", constraints: { unique: true } }],
       }),
-      { maxUniqueValues: 2 },
+      { maxUniqueValues: 2, values: "canonical" },
     ).bind(null);
     j.judge(["a"]);
     j.judge(["b"]);
@@ -353,6 +353,37 @@ describe("registered transforms", () => {
         { field: "country", code: "type-error" },
         { field: "signup_date", code: "type-error" },
       ],
+    });
+  });
+
+  it("writes values as the source had them with values as-read, judging them as usual", () => {
+    const schema = TableSchema.parse({
+      fields: [
+        { name: "n", type: "integer", constraints: { unique: true } },
+        { name: "ok", type: "boolean" },
+        { name: "at", type: "datetime" },
+        { name: "note", type: "string" },
+      ],
+      missingValues: ["", "NA"],
+    });
+    const row = ["+05", "False", "2026-01-02T03:04:05+02:00", "NA"];
+    const canonical = compileTableSchema(schema).bind(null);
+    expect(canonical.judge(row)).toEqual({
+      ok: true,
+      cells: ["5", "false", "2026-01-02T01:04:05Z", ""],
+    });
+    const asRead = compileTableSchema(schema, { maxUniqueValues: 10, values: "as-read" }).bind(
+      null,
+    );
+    expect(asRead.judge(row)).toEqual({ ok: true, cells: row });
+    // Uniqueness is of values, not of their text: 5 is taken.
+    expect(asRead.judge(["5", "true", "2026-01-02T00:00:00Z", "x"])).toMatchObject({
+      ok: false,
+      errors: [{ field: "n", code: "unique-error" }],
+    });
+    expect(asRead.judge(["x5", "true", "2026-01-02T00:00:00Z", "x"])).toMatchObject({
+      ok: false,
+      errors: [{ field: "n", code: "type-error" }],
     });
   });
 });

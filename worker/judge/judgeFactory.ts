@@ -9,8 +9,10 @@ export function judgeFactoryFor(
   data: Pick<JobData, "schema" | "transform" | "options">,
   transforms: TransformRegistry,
 ): JudgeFactory {
-  if (data.schema)
-    return compileTableSchema(data.schema, { maxUniqueValues: data.options.maxUniqueValues });
+  if (data.schema) {
+    const { maxUniqueValues, values } = data.options;
+    return compileTableSchema(data.schema, { maxUniqueValues, values });
+  }
   const transform = transforms.get(data.transform ?? "");
   if (!transform) {
     throw new PermanentJobError(

@@ -1,3 +1,4 @@
+import type { JobOptions } from "../../shared/job.ts";
 import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
@@ -137,8 +138,12 @@ function jsonType(field: TableSchemaField): JsonType {
 
 export function compileTableSchema(
   schema: TableSchema,
-  limits = { maxUniqueValues: 5_000_000 },
+  options: { maxUniqueValues: number; values: JobOptions["values"] } = {
+    maxUniqueValues: 5_000_000,
+    values: "canonical",
+  },
 ): JudgeFactory {
+  const asRead = options.values === "as-read";
   const schemaMissing = new Set(schema.missingValues ?? [""]);
   const names = schema.fields.map((f) => f.name);
   const validators = schema.fields.map((field) =>
@@ -151,7 +156,7 @@ export function compileTableSchema(
       const columnOf = header
         ? matchHeader(header, names, schema.fieldsMatch)
         : names.map((_, i) => i);
-      const unique = UniqueIndex.for(schema, limits.maxUniqueValues);
+      const unique = UniqueIndex.for(schema, options.maxUniqueValues);
       const labels = header ?? names;
       const width = labels.length;
       return {
@@ -165,25 +170,27 @@ export function compileTableSchema(
             return { ok: false, errors: blank ? [...shape, ...unique.blankRowErrors()] : shape };
           }
           const cells: string[] = new Array(validators.length);
+          const read: string[] | undefined = asRead ? new Array(validators.length) : undefined;
           let errors: RowError[] | undefined;
           for (let i = 0; i < validators.length; i++) {
             const column = columnOf[i] as number;
             // A field the file lacks (fieldsMatch superset/partial) reads as an empty cell.
-            const result = (validators[i] as FieldValidator)(
-              column === -1 ? "" : (fields[column] as string),
-            );
+            const raw = column === -1 ? "" : (fields[column] as string);
+            const result = (validators[i] as FieldValidator)(raw);
+            if (read) read[i] = raw;
             if (typeof result === "string") cells[i] = result;
             else {
               errors ??= [];
               errors.push(result);
             }
           }
+          // Uniqueness is of values: "05" and "5" are one integer, whichever form is written.
           const duplicates = unique?.check(cells);
           if (duplicates) {
             errors ??= [];
             errors.push(...duplicates);
           }
-          return errors ? { ok: false, errors } : { ok: true, cells };
+          return errors ? { ok: false, errors } : { ok: true, cells: read ?? cells };
         },
       };
     },

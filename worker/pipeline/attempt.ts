@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type {
-  Checkpoint,
-  JobData,
-  JobProgress,
-  JobResult,
-  OutputCheckpoint,
-  OutputSide,
-  ResumeMark,
+import {
+  type Checkpoint,
+  type JobData,
+  type JobProgress,
+  type JobResult,
+  OUTPUT_SIDES,
+  type OutputCheckpoint,
+  type OutputSide,
+  type ResumeMark,
 } from "../../shared/job.ts";
 import { CheckpointCoordinator } from "../checkpoint/checkpointCoordinator.ts";
 import type { AttemptStore } from "../checkpoint/checkpointStore.ts";
@@ -165,7 +166,7 @@ async function prepareOutputs(store: AttemptStore, outputs: Outputs): Promise<vo
   if (failed) throw failed.reason;
   const recorded = [...(await store.recordedUploads())];
   await Promise.all(
-    (["output", "rejects"] as const).map(async (side) => {
+    OUTPUT_SIDES.map(async (side) => {
       const kept = outputs[side].state.uploadId;
       const strays = recorded.filter(([id, of]) => of === side && id !== kept).map(([id]) => id);
       const creating = await store.creatingSince(side);

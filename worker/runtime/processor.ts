@@ -9,8 +9,7 @@ import {
   JobData,
   type JobProgress,
   type JobResult,
-  type OutputCheckpoint,
-  type OutputSide,
+  OUTPUT_SIDES,
   outputLocations,
 } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -20,15 +19,20 @@ import {
   CheckpointStore,
   defineStoreScripts,
   LockLostError,
-  recordedUploads,
 } from "../checkpoint/checkpointStore.ts";
 import { checkpointProblem } from "../checkpoint/checkpointTrust.ts";
+import {
+  checkpointOwnership,
+  restartedOutput,
+  restartLostOutput,
+  sideOf,
+} from "../checkpoint/outputRestart.ts";
 import { HandBackError, OutputLostError, PermanentJobError } from "../errors.ts";
 import { judgeFactoryFor } from "../judge/judgeFactory.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { runAttempt } from "../pipeline/attempt.ts";
-import { firstCheckpoint, startMark } from "../source/firstAttempt.ts";
+import { firstCheckpoint } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
@@ -50,8 +54,6 @@ export interface ProcessorDeps {
 
 export type TransformJob = Job<unknown, JobResult>;
 type Outcome = Parameters<WorkerMetrics["jobEnded"]>[0];
-const SIDES: readonly OutputSide[] = ["output", "rejects"];
-
 /** One attempt at a job, as the processor runs it. */
 interface Attempt {
   job: TransformJob;
@@ -92,16 +94,6 @@ function notOwnCheckpoint(problem: string): PermanentJobError {
   return new PermanentJobError(
     `the job's checkpoint is not this job's own (${problem}); workers write checkpoints, a producer never sets one`,
   );
-}
-
-/** An output started over: no upload, no parts, nothing carried, from the source's start. */
-function restartedOutput(state: OutputCheckpoint): OutputCheckpoint {
-  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: startMark() };
-}
-
-function sideOf(checkpoint: Checkpoint, location: { bucket: string; key: string }): OutputSide {
-  const { bucket, key } = checkpoint.output;
-  return location.bucket === bucket && location.key === key ? "output" : "rejects";
 }
 
 /** A job attempt's processor, for BullMQ: one per worker, its state only the worker's own. */
@@ -162,32 +154,14 @@ class JobProcessor {
     }
   }
 
-  /**
-   * A checkpoint may name only uploads this job's workers recorded creating, each for the output
-   * it names it for. With no record at all (the checkpoint is older than records, or its record
-   * expired a week after the job's last checkpoint), nothing says whose the uploads are: those
-   * outputs start over, and their uploads are left to the bucket's lifecycle rule.
-   */
+  /** The checkpoint as this attempt may go on from it; outputs that must start over say so. */
   async #ownCheckpoint(checkpoint: Checkpoint, jobKey: string, jobLog: Logger) {
-    // A completed output's upload is done with: nothing is sent to it again.
-    const named = SIDES.filter((side) => !checkpoint[side].completed && checkpoint[side].uploadId);
-    const own = named.length > 0 ? await recordedUploads(this.#deps.redis, jobKey) : new Map();
-    if (named.length === 0 || own.size > 0) {
-      const foreign = named.find((side) => own.get(checkpoint[side].uploadId ?? "") !== side);
-      if (foreign) {
-        const problem = `its ${foreign} names upload ${checkpoint[foreign].uploadId}, which this job did not create for it`;
-        throw notOwnCheckpoint(problem);
-      }
-      return { checkpoint, restarted: [] };
+    const owned = await checkpointOwnership(this.#deps.redis, checkpoint, jobKey);
+    if ("foreign" in owned) throw notOwnCheckpoint(owned.foreign);
+    for (const { output, reason } of owned.restarted) {
+      jobLog.warn({ output, reason }, "output starts over");
     }
-    let started = checkpoint;
-    const restarted = named.map((side) => {
-      started = { ...started, [side]: restartedOutput(started[side]) };
-      const reason = `the job keeps no record of upload ${checkpoint[side].uploadId} (an older s3csv wrote the checkpoint, or the record expired): left to the bucket's lifecycle rule`;
-      jobLog.warn({ output: side, reason }, "output starts over");
-      return { output: side, reason };
-    });
-    return { checkpoint: started, restarted };
+    return owned;
   }
 
   /** Sets up an attempt: the job checked and claimed, its checkpoint stored or first written. */
@@ -265,9 +239,7 @@ class JobProcessor {
         judges = judgeFactoryFor(data, transforms);
         restarted.push({ output: side, reason: error.message });
         jobLog.warn({ output: side, reason: error.message }, "upload gone: output starts over");
-        const lost = store.current[side];
-        await store.save({ ...store.current, [side]: restartedOutput(lost) });
-        if (lost.carry) await store.deleteCarry(lost.carry.key);
+        await restartLostOutput(store, side);
       }
     }
   }
@@ -296,13 +268,13 @@ class JobProcessor {
   /** Aborts the job's open uploads; resolves to the errors of those that could not be. */
   async #abortUploads(store: CheckpointStore, checkpoint: Checkpoint): Promise<unknown[]> {
     const { s3 } = this.#deps;
-    const done = SIDES.filter((side) => checkpoint[side].completed);
+    const done = OUTPUT_SIDES.filter((side) => checkpoint[side].completed);
     const finished = new Set(done.map((side) => checkpoint[side].uploadId));
     const recorded = [...(await store.recordedUploads())].filter(([id]) => !finished.has(id));
     const aborts = recorded.map(([uploadId, side]) =>
       abortUpload(s3, { ...checkpoint[side], completed: undefined, uploadId }),
     );
-    for (const side of SIDES) {
+    for (const side of OUTPUT_SIDES) {
       const creating = await store.creatingSince(side);
       if (creating) aborts.push(abortUploadsStartedNear(s3, checkpoint[side], creating));
     }
