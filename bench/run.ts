@@ -94,7 +94,11 @@ function targets(
       const row = (what: string, value: number, target: string) =>
         bench.out(`| ${name} | ${what} | ${value.toFixed(2)} | ${target} |`);
       row("worker CPU s per job / DuckDB's", cpu(m.throughput.get("A")) / duck, "≤ 1.5");
-      row("row work CPU s (E) / DuckDB's", cpu(m.throughput.get("E")) / duck, "≤ 1.0");
+      row(
+        'row work CPU s (E, values "as-read") / DuckDB\'s',
+        cpu(m.peers.get("s3csv")) / duck,
+        "≤ 1.0",
+      );
     }
     if (m.throughput) {
       bench.out(
