@@ -178,9 +178,7 @@ export class CheckpointStore implements AttemptStore {
   save(checkpoint: Checkpoint): Promise<void> {
     this.#checkpoint = checkpoint;
     this.#dirty = true;
-    this.#writing ??= this.#writeLatest().finally(() => {
-      this.#writing = null;
-    });
+    this.#writing ??= this.#writeLatest();
     return this.#writing;
   }
 
@@ -282,22 +280,27 @@ export class CheckpointStore implements AttemptStore {
   }
 
   async #writeLatest(): Promise<void> {
-    while (this.#dirty) {
-      this.#dirty = false;
-      const checkpoint = this.#checkpoint;
-      const json = JSON.stringify({ ...this.#data, checkpoint });
-      const { uploads, carries } = this.#records;
-      const named = (side: OutputSide) => checkpoint[side].carry?.key ?? carries;
-      const keys = [this.#keys.jobKey, this.#keys.lockKey, uploads, carries];
-      const written = await this.#scripts.run("s3csvWriteCheckpoint", [
-        ...keys,
-        named("output"),
-        named("rejects"),
-        this.#keys.token,
-        json,
-        RECORD_TTL_MS,
-      ]);
-      if (written !== 1) throw new LockLostError(this.#keys.jobId);
+    try {
+      while (this.#dirty) {
+        this.#dirty = false;
+        const checkpoint = this.#checkpoint;
+        const json = JSON.stringify({ ...this.#data, checkpoint });
+        const { uploads, carries } = this.#records;
+        const named = (side: OutputSide) => checkpoint[side].carry?.key ?? carries;
+        const keys = [this.#keys.jobKey, this.#keys.lockKey, uploads, carries];
+        const written = await this.#scripts.run("s3csvWriteCheckpoint", [
+          ...keys,
+          named("output"),
+          named("rejects"),
+          this.#keys.token,
+          json,
+          RECORD_TTL_MS,
+        ]);
+        if (written !== 1) throw new LockLostError(this.#keys.jobId);
+      }
+    } finally {
+      // In the tick of the last dirty check: a save after it starts a new write.
+      this.#writing = null;
     }
   }
 }

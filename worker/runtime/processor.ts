@@ -275,6 +275,8 @@ class JobProcessor {
       abortUpload(s3, { ...checkpoint[side], completed: undefined, uploadId }),
     );
     for (const side of OUTPUT_SIDES) {
+      // A mark read after the lock was lost may be the new owner's, made for its own upload.
+      await store.assertOwner();
       const creating = await store.creatingSince(side);
       if (creating) aborts.push(abortUploadsStartedNear(s3, checkpoint[side], creating));
     }

@@ -1,0 +1,50 @@
+import type { Redis } from "ioredis";
+import { expect, it } from "vitest";
+import type { Checkpoint, JobData } from "../../shared/job.ts";
+import type { ScriptClient } from "../../shared/redisScripts.ts";
+import { CheckpointStore } from "../../worker/checkpoint/checkpointStore.ts";
+
+// Saves coalesce: a save made at any moment of an earlier write is written, by that write's
+// loop or by a new one. The moment that matters is the one right after the last write's answer.
+
+const mark = {
+  offset: 0,
+  rowNumber: 0,
+  lineNumber: 1,
+  counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
+};
+const checkpoint = (resumes: number): Checkpoint => ({
+  version: 1,
+  source: { etag: '"x"', size: 10 },
+  partSize: 5 * 1024 * 1024,
+  checksums: false,
+  header: null,
+  output: { bucket: "b", key: "out.csv", parts: [], bytes: 0, mark },
+  rejects: { bucket: "b", key: "out.rejects.csv", parts: [], bytes: 0, mark },
+  resumes,
+});
+
+it("writes a save made just as the previous write is answered", async () => {
+  const written: number[] = [];
+  let answered: Promise<unknown> = Promise.resolve();
+  const scripts: ScriptClient = {
+    define() {},
+    run(_name, args) {
+      const data = JSON.parse(String(args[7])) as { checkpoint: Checkpoint };
+      written.push(data.checkpoint.resumes);
+      answered = Promise.resolve(1);
+      return answered;
+    },
+  };
+  const keys = { jobId: "1", jobKey: "bull:q:1", lockKey: "bull:q:1:lock", token: "t" };
+  const data = {} as Omit<JobData, "checkpoint">;
+  const store = new CheckpointStore(scripts, {} as Redis, keys, data, checkpoint(0));
+  const first = store.save(checkpoint(1));
+  let second: Promise<void> | undefined;
+  void answered.then(() => {
+    second = store.save(checkpoint(2));
+  });
+  await first;
+  await second;
+  expect(written).toEqual([1, 2]);
+});
