@@ -1,29 +1,26 @@
+import { writeSync } from "node:fs";
 import type { ResumeMark } from "../shared/job.ts";
 import type { RowSink } from "../worker/pipeline/rowProcessor.ts";
 import { PartBuffer } from "../worker/upload/partBuffer.ts";
 
 // An output kept in memory the way an uploader keeps it: text encoded into part buffers, a part
 // cut once a part's worth is written, its bytes counted and the buffer reused instead of
-// uploaded. What the CPU-only benchmark writes to.
+// uploaded, or written to a file (the peers' work writes files). What the CPU-only benchmark
+// writes to.
 
 export class MemorySink implements RowSink {
   readonly #part: PartBuffer;
   readonly #partSize: number;
-  /** Copies of the parts, when kept (to compare the output with another's). */
-  readonly #kept: Buffer[] | undefined;
+  /** A file descriptor each part is written to as it is cut, if any. */
+  readonly #file: number | undefined;
   #written = false;
   bytes = 0;
   parts = 0;
 
-  constructor(partSize: number, options: { keep?: boolean } = {}) {
+  constructor(partSize: number, options: { file?: number } = {}) {
     this.#partSize = partSize;
     this.#part = new PartBuffer(partSize, 2);
-    this.#kept = options.keep ? [] : undefined;
-  }
-
-  /** The whole output, if its parts were kept. */
-  get body(): Buffer {
-    return Buffer.concat(this.#kept ?? []);
+    this.#file = options.file;
   }
 
   get empty(): boolean {
@@ -49,7 +46,7 @@ export class MemorySink implements RowSink {
     const body = this.#part.take();
     this.bytes += body.length;
     this.parts++;
-    this.#kept?.push(Buffer.from(body));
+    if (this.#file !== undefined) writeSync(this.#file, body);
     this.#part.release(body);
   }
 }

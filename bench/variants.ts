@@ -1,4 +1,5 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { closeSync, openSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import {
   CompleteMultipartUploadCommand,
@@ -29,8 +30,9 @@ import { cpuSeconds, peakRss } from "./procStats.ts";
 //   cpu        (E) the worker's own row processor (framer, parser, validator, writers and part
 //                  buffers for the output and the reject report) from memory into memory; its
 //                  source is a local file and its dest one to write the output to, or "-"
-//   cpu-as-read    E with options.values "as-read": valid rows written as the source had them,
-//                  the peers' work (their output is compared with it byte for byte)
+//   cpu-as-read    E with options.values "as-read" (valid rows written as the source had them),
+//                  file to file and timed like the peers: the source read and both outputs
+//                  written to files on the clock (the peers' output is compared with its own)
 // Each prints one JSON line: { seconds, cpu, rows, peakRss } (cpu: CPU seconds while measured).
 
 const [variant, bucket, source, dest] = process.argv.slice(2) as [string, string, string, string];
@@ -167,20 +169,20 @@ async function rawCopy(): Promise<void> {
 }
 
 /**
- * The worker's own row processor and writers, from memory into memory: no I/O at all. Keeps
- * the output when it is to be written out afterwards (for a byte comparison with the peers').
+ * The worker's own row processor and writers, from memory into memory, or into files when
+ * `files` names them (output and reject report, each written part by part).
  */
 function cpu(
   counter: Counter,
   csv: Buffer,
-  keep: boolean,
   values: JobOptions["values"],
-): MemorySink {
+  files: { output?: number; rejects?: number } = {},
+): void {
   const options = { ...JobOptions.parse({ values }), delimiter: "," };
   const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
   const sinks = {
-    output: new MemorySink(config.PART_SIZE, { keep }),
-    rejects: new MemorySink(config.PART_SIZE),
+    output: new MemorySink(config.PART_SIZE, { file: files.output }),
+    rejects: new MemorySink(config.PART_SIZE, { file: files.rejects }),
   };
   const processor = new RowProcessor({
     options,
@@ -197,21 +199,29 @@ function cpu(
   sinks.rejects.finish();
   const { read, valid, rejected } = processor.position.counts;
   Object.assign(counter, { rows: read, valid, rejected });
-  return sinks.output;
 }
 
 const counter: Counter = { rows: 0 };
 let seconds: number;
 let cpuAtStart: number;
-if (variant === "cpu" || variant === "cpu-as-read") {
-  // `source` is a local file here, and `dest` where the output goes ("-": nowhere).
+if (variant === "cpu") {
+  // `source` is a local file here, read before the clock starts.
   const csv = await readFile(source);
   cpuAtStart = cpuSeconds();
   const start = performance.now();
-  const values = variant === "cpu" ? "canonical" : "as-read";
-  const output = cpu(counter, csv, dest !== "-", values);
+  cpu(counter, csv, "canonical");
   seconds = (performance.now() - start) / 1000;
-  if (dest !== "-") await writeFile(dest, output.body);
+} else if (variant === "cpu-as-read") {
+  // Timed like the peers: the source file read, the output (`dest`) and the reject report
+  // (`dest`.rejects.csv) written, all on the clock.
+  cpuAtStart = cpuSeconds();
+  const start = performance.now();
+  const csv = await readFile(source);
+  const files = { output: openSync(dest, "w"), rejects: openSync(`${dest}.rejects.csv`, "w") };
+  cpu(counter, csv, "as-read", files);
+  closeSync(files.output);
+  closeSync(files.rejects);
+  seconds = (performance.now() - start) / 1000;
 } else {
   cpuAtStart = cpuSeconds();
   const start = performance.now();
