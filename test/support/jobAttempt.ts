@@ -9,24 +9,19 @@ import {
   type JobKeys,
 } from "../../worker/checkpoint/checkpointStore.ts";
 import { checkpointProblem } from "../../worker/checkpoint/checkpointTrust.ts";
-import {
-  checkpointOwnership,
-  restartLostOutput,
-  sideOf,
-} from "../../worker/checkpoint/outputRestart.ts";
-import { OutputLostError } from "../../worker/errors.ts";
+import { checkpointOwnership } from "../../worker/checkpoint/outputRestart.ts";
 import { judgeFactoryFor } from "../../worker/judge/judgeFactory.ts";
 import { builtInTransforms } from "../../worker/judge/transforms/builtIns.ts";
-import { runAttempt } from "../../worker/pipeline/attempt.ts";
+import { runRestartingLostOutputs } from "../../worker/pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../../worker/source/firstAttempt.ts";
 import type { OpenedBody } from "../../worker/source/sourceReader.ts";
 
 // One attempt at a job as worker/runtime/processor.ts runs it, for tests that cut parts below
 // S3's 5 MiB: the processor cannot run those jobs, since the job contract it checks first asks
-// for 5 MiB parts. What it does around runAttempt is mirrored here, each step after its
-// namesake in JobProcessor (#begin, #runToCompletion, #completed), with the real checkpoint
-// store, trust check, ownership rule and restart of a lost output; BullMQ's side (claims, progress, hand-back,
-// final failure) is left out. A change to those steps of the processor belongs here too.
+// for 5 MiB parts. Its #begin and #completed are mirrored here around the run the processor
+// itself uses (runRestartingLostOutputs), with the real checkpoint store, trust check and
+// ownership rule; BullMQ's side (claims, progress, hand-back, final failure) is left out. A
+// change to those steps of the processor belongs here too.
 
 export interface AttemptDeps {
   s3: S3Client;
@@ -37,9 +32,7 @@ export interface AttemptDeps {
   data: JobData;
 }
 
-type Restarted = JobResult["restarted"];
-
-/** The processor's #begin and #completed around #runToCompletion. */
+/** The processor's #begin and #completed around its run to completion. */
 export async function runJobAttempt(deps: AttemptDeps): Promise<JobResult> {
   const { s3, redis, config, keys, data } = deps;
   const { checkpoint: saved, ...rest } = data;
@@ -60,46 +53,20 @@ export async function runJobAttempt(deps: AttemptDeps): Promise<JobResult> {
     defineStoreScripts(scripts);
     const store = new CheckpointStore(scripts, redis, keys, rest, start);
     if (checkpoint) await store.save(start);
-    const result = await runToCompletion(deps, store, firstRead, restarted);
+    const result = await runRestartingLostOutputs({
+      data,
+      s3,
+      store,
+      judges: judgeFactoryFor(data, builtInTransforms),
+      firstRead,
+      restarted,
+      partsInFlight: config.PARTS_IN_FLIGHT,
+      reportProgress: async () => {},
+      newJudges: () => judgeFactoryFor(data, builtInTransforms),
+    });
     await store.dropRecords().catch(() => {});
     return result;
   } finally {
     firstRead?.destroy();
-  }
-}
-
-/** The processor's #runToCompletion: an output whose upload is lost starts over, once. */
-async function runToCompletion(
-  deps: AttemptDeps,
-  store: CheckpointStore,
-  firstRead: OpenedBody | undefined,
-  before: Restarted,
-): Promise<JobResult> {
-  const { s3, config, data } = deps;
-  const restarted = [...before];
-  let judges = judgeFactoryFor(data, builtInTransforms);
-  let read = firstRead;
-  for (;;) {
-    try {
-      const result = await runAttempt({
-        data,
-        s3,
-        store,
-        judges,
-        partsInFlight: config.PARTS_IN_FLIGHT,
-        reportProgress: async () => {},
-        firstRead: read,
-      });
-      return { ...result, restarted };
-    } catch (error) {
-      if (!(error instanceof OutputLostError)) throw error;
-      const side = sideOf(store.current, error.location);
-      if (restarted.some((r) => r.output === side)) throw error;
-      read?.destroy();
-      read = undefined;
-      judges = judgeFactoryFor(data, builtInTransforms);
-      restarted.push({ output: side, reason: error.message });
-      await restartLostOutput(store, side);
-    }
   }
 }

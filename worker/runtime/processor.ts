@@ -21,17 +21,12 @@ import {
   LockLostError,
 } from "../checkpoint/checkpointStore.ts";
 import { checkpointProblem } from "../checkpoint/checkpointTrust.ts";
-import {
-  checkpointOwnership,
-  restartedOutput,
-  restartLostOutput,
-  sideOf,
-} from "../checkpoint/outputRestart.ts";
-import { HandBackError, OutputLostError, PermanentJobError } from "../errors.ts";
+import { checkpointOwnership, restartedOutput } from "../checkpoint/outputRestart.ts";
+import { HandBackError, PermanentJobError } from "../errors.ts";
 import { judgeFactoryFor } from "../judge/judgeFactory.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
-import { runAttempt } from "../pipeline/attempt.ts";
+import { runRestartingLostOutputs } from "../pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
@@ -200,48 +195,30 @@ class JobProcessor {
     return { job, data, store, judges, firstRead, signal, jobLog, lock, restarted };
   }
 
-  /**
-   * Runs the attempt until it completes. An output whose upload (or carried text) is lost
-   * starts over, once per attempt: the checkpoint then names no upload for it, and reading
-   * restarts at the source's beginning while the other output skips what it already holds.
-   */
-  async #runToCompletion(attempt: Attempt): Promise<JobResult> {
-    const { job, data, store, signal, jobLog } = attempt;
+  /** Runs the attempt until it completes, starting over an output whose upload was lost. */
+  #runToCompletion(attempt: Attempt): Promise<JobResult> {
+    const { job, data, store, signal, jobLog, judges, firstRead, restarted } = attempt;
     const { s3, config, shutdown, transforms, metrics } = this.#deps;
-    const restarted = [...attempt.restarted];
-    let { judges, firstRead } = attempt;
-    for (;;) {
-      try {
-        const result = await runAttempt({
-          data,
-          s3,
-          store,
-          judges,
-          partsInFlight: config.PARTS_IN_FLIGHT,
-          reportProgress: (progress: JobProgress) => job.updateProgress(progress),
-          signal,
-          shutdown,
-          firstRead,
-          onPartUploaded: (part: PartUploaded) => {
-            metrics?.partUploaded(part.seconds, part.bytes);
-            const { partNumber, key, bytes, seconds } = part;
-            jobLog.info({ part: partNumber, key, bytes, seconds }, "part uploaded");
-          },
-        });
-        return { ...result, restarted };
-      } catch (error) {
-        if (!(error instanceof OutputLostError)) throw error;
-        const side = sideOf(store.current, error.location);
-        if (restarted.some((r) => r.output === side)) throw error;
-        firstRead?.destroy();
-        firstRead = undefined;
-        // Verdicts of unique and primary keys remember rows: a new run judges them afresh.
-        judges = judgeFactoryFor(data, transforms);
-        restarted.push({ output: side, reason: error.message });
-        jobLog.warn({ output: side, reason: error.message }, "upload gone: output starts over");
-        await restartLostOutput(store, side);
-      }
-    }
+    return runRestartingLostOutputs({
+      data,
+      s3,
+      store,
+      judges,
+      firstRead,
+      restarted,
+      partsInFlight: config.PARTS_IN_FLIGHT,
+      reportProgress: (progress: JobProgress) => job.updateProgress(progress),
+      signal,
+      shutdown,
+      newJudges: () => judgeFactoryFor(data, transforms),
+      onRestart: ({ output, reason }) =>
+        jobLog.warn({ output, reason }, "upload gone: output starts over"),
+      onPartUploaded: (part: PartUploaded) => {
+        metrics?.partUploaded(part.seconds, part.bytes);
+        const { partNumber, key, bytes, seconds } = part;
+        jobLog.info({ part: partNumber, key, bytes, seconds }, "part uploaded");
+      },
+    });
   }
 
   /**
