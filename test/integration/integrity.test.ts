@@ -333,6 +333,15 @@ describe("integrity: retries, vanished uploads, untrusted job data", () => {
       );
     });
 
+    it("a resume point past the source's end", async () => {
+      const offset = real.source.size + 1000;
+      const mark = { ...real.output.mark, offset };
+      const checkpoint = { ...real, output: { ...real.output, mark } };
+      expect(await failureOf({ ...job(SOURCE, key, peopleSchema), checkpoint })).toMatch(
+        new RegExp(`its output resumes at byte ${offset} of a ${real.source.size}-byte source`),
+      );
+    });
+
     it("a checkpoint for another version of the source", async () => {
       const checkpoint = { ...real, source: { ...real.source, versionId: "v1" } };
       const payload = {

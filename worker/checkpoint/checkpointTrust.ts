@@ -46,6 +46,11 @@ export function checkpointProblem(
     if (state.parts.length > 0 && !state.uploadId) {
       return `its ${name} has parts but no upload`;
     }
+    // Offsets count the object's own bytes unless it is read through gunzip or transcoded.
+    const { gzip, utf16, size: sourceSize } = checkpoint.source;
+    if (!gzip && !utf16 && state.mark.offset > sourceSize) {
+      return `its ${name} resumes at byte ${state.mark.offset} of a ${sourceSize}-byte source`;
+    }
   }
   return undefined;
 }
