@@ -140,9 +140,12 @@ export class CsvFramer {
     const quote = this.#quote;
     let i = 0; // scan position in chunk
     let segStart = 0; // where the current row's bytes begin in this chunk
-    let nextQuote = indexOf(chunk, quote, 0);
-    let nextLf = indexOf(chunk, LF, 0);
-    let nextCr = indexOf(chunk, CR, 0);
+    const next: NextBytes = {
+      quote: new NextByte(chunk, quote),
+      escape: new NextByte(chunk, this.#escape),
+      lf: new NextByte(chunk, LF),
+      cr: new NextByte(chunk, CR),
+    };
 
     while (i < n) {
       if (this.#crPending) {
@@ -157,18 +160,15 @@ export class CsvFramer {
         continue;
       }
       if (this.#inQuotes) {
+        if (!this.#quoteInQuotes && !this.#escaped) {
+          i = this.#skipQuotedText(chunk, i, next);
+          if (i === n) break;
+        }
         if (this.#quotedByte(chunk[i] as number)) i++;
         continue;
       }
       // Unquoted: jump to the next byte that matters.
-      if (nextQuote !== -1 && nextQuote < i) nextQuote = indexOf(chunk, quote, i);
-      if (nextLf !== -1 && nextLf < i) nextLf = indexOf(chunk, LF, i);
-      if (nextCr !== -1 && nextCr < i) nextCr = indexOf(chunk, CR, i);
-      const stop = Math.min(
-        nextQuote === -1 ? n : nextQuote,
-        nextLf === -1 ? n : nextLf,
-        nextCr === -1 ? n : nextCr,
-      );
+      const stop = Math.min(next.quote.from(i), next.lf.from(i), next.cr.from(i));
       if (stop === n) {
         i = n;
         break;
@@ -200,6 +200,22 @@ export class CsvFramer {
     }
     this.#lastByte = chunk[n - 1] as number;
     this.#offset = base + n;
+  }
+
+  /**
+   * Quoted text from `i` up to the next quote or escape (or the chunk's end), which is returned:
+   * its line breaks counted as #quotedByte would count them (CR, LF and CRLF each end one line).
+   */
+  #skipQuotedText(chunk: Uint8Array, i: number, next: NextBytes): number {
+    const stop = Math.min(next.quote.from(i), next.escape.from(i));
+    if (stop === i) return i;
+    for (let cr = next.cr.from(i); cr < stop; cr = next.cr.from(cr + 1)) this.#line++;
+    for (let lf = next.lf.from(i); lf < stop; lf = next.lf.from(lf + 1)) {
+      const afterCr = lf > i ? chunk[lf - 1] === CR : this.#crInQuotes;
+      if (!afterCr) this.#line++;
+    }
+    this.#crInQuotes = chunk[stop - 1] === CR;
+    return stop;
   }
 
   /**
@@ -284,8 +300,38 @@ export class CsvFramer {
   }
 }
 
-function indexOf(chunk: Uint8Array, byte: number, from: number): number {
-  return chunk.indexOf(byte, from);
+/**
+ * Where a byte next occurs in a chunk, from a position that only moves forward: one native
+ * search per occurrence, never a rescan. The chunk's length when there is none (or the byte is
+ * -1, no byte at all).
+ */
+class NextByte {
+  readonly #chunk: Uint8Array;
+  readonly #byte: number;
+  #at: number;
+
+  constructor(chunk: Uint8Array, byte: number) {
+    this.#chunk = chunk;
+    this.#byte = byte;
+    this.#at = byte === -1 ? chunk.length : this.#search(0);
+  }
+
+  from(position: number): number {
+    if (this.#at < position) this.#at = this.#search(position);
+    return this.#at;
+  }
+
+  #search(position: number): number {
+    const at = this.#chunk.indexOf(this.#byte, position);
+    return at === -1 ? this.#chunk.length : at;
+  }
+}
+
+interface NextBytes {
+  quote: NextByte;
+  escape: NextByte;
+  lf: NextByte;
+  cr: NextByte;
 }
 
 function concat(parts: Uint8Array[], length: number): Uint8Array {
