@@ -1,6 +1,8 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { TableSchema } from "../../shared/tableSchema.ts";
+import { fieldType } from "../../worker/judge/fieldTypes.ts";
 import { HeaderError } from "../../worker/judge/rowJudge.ts";
 import { builtInTransforms as transforms } from "../../worker/judge/transforms/builtIns.ts";
 import { compileTransform, defineTransform } from "../../worker/judge/transforms/registry.ts";
@@ -386,4 +388,58 @@ describe("registered transforms", () => {
       errors: [{ field: "n", code: "type-error" }],
     });
   });
+});
+
+describe("datetimes with an offset", () => {
+  const pad = (n: number, width: number) => String(n).padStart(width, "0");
+
+  /** What Date's own parser makes of the text, in the validator's form: the reference. */
+  function byDateParser(raw: string): string | null {
+    const m = /^(.{10})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?([+-]\d{2}):?(\d{2})$/.exec(raw);
+    if (!m) return null;
+    const [, date, time, frac, hours, minutes] = m;
+    const instant = new Date(`${date}T${time}${frac ?? ""}${hours}:${minutes}`);
+    if (Number.isNaN(instant.getTime())) return null;
+    const iso = instant.toISOString();
+    return frac ? iso : `${iso.slice(0, 19)}Z`;
+  }
+
+  it("are the instant Date's parser reads, in UTC, for any date, time, fraction and offset", () => {
+    const parse = fieldType({ name: "t", type: "datetime" }).parse;
+    const datetime = fc
+      .record({
+        year: fc.oneof(fc.integer({ min: 0, max: 9999 }), fc.constantFrom(0, 1, 9999, 2000, 1900)),
+        month: fc.integer({ min: 1, max: 12 }),
+        day: fc.oneof(fc.integer({ min: 1, max: 31 }), fc.constantFrom(1, 28, 29, 30, 31)),
+        hour: fc.oneof(fc.integer({ min: 0, max: 23 }), fc.constantFrom(0, 23)),
+        minute: fc.integer({ min: 0, max: 59 }),
+        second: fc.integer({ min: 0, max: 59 }),
+        frac: fc.option(fc.stringMatching(/^\.\d{1,7}$/), { nil: "" }),
+        sign: fc.constantFrom("+", "-"),
+        zoneHours: fc.oneof(fc.integer({ min: 0, max: 30 }), fc.constantFrom(0, 14, 23, 24)),
+        zoneMinutes: fc.oneof(fc.integer({ min: 0, max: 70 }), fc.constantFrom(0, 30, 59, 60)),
+        colon: fc.boolean(),
+        separator: fc.constantFrom("T", " "),
+      })
+      .map(
+        (t) =>
+          `${pad(t.year, 4)}-${pad(t.month, 2)}-${pad(t.day, 2)}${t.separator}${pad(t.hour, 2)}:${pad(t.minute, 2)}:${pad(t.second, 2)}${t.frac}${t.sign}${pad(t.zoneHours, 2)}${t.colon ? ":" : ""}${pad(t.zoneMinutes, 2)}`,
+      );
+    fc.assert(
+      fc.property(datetime, (raw) => {
+        const cell = parse(raw);
+        // A day the month does not have (February 30) is refused before any offset counts.
+        if (!realDate(raw)) return cell === null;
+        return (cell?.text ?? null) === byDateParser(raw);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  function realDate(raw: string): boolean {
+    const [y, m, d] = raw.slice(0, 10).split("-").map(Number) as [number, number, number];
+    const date = new Date(0);
+    date.setUTCFullYear(y, m - 1, d);
+    return date.getUTCMonth() === m - 1 && date.getUTCDate() === d;
+  }
 });

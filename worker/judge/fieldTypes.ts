@@ -195,9 +195,7 @@ function numberParser(
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function validDate(y: number, m: number, d: number): boolean {
-  if (m < 1 || m > 12 || d < 1) return false;
-  const leap = m === 2 && y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
-  return d <= (DAYS_IN_MONTH[m - 1] as number) + (leap ? 1 : 0);
+  return m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m);
 }
 
 function validTime(h: number, mi: number, s: number): boolean {
@@ -267,6 +265,8 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
     if (!zone) return { value: local, text: local };
     if (zone === "Z") return { value: `${local}Z`, text: `${local}Z` };
     // Offsets are normalized to UTC so that equal instants compare and print equal.
+    const utc = utcText(m);
+    if (utc !== undefined) return utc === null ? null : { value: utc, text: utc };
     const instant = new Date(
       `${local}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`,
     );
@@ -274,6 +274,49 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
     const iso = isoUtc(instant, frac);
     return { value: iso, text: iso };
   };
+}
+
+const pad = (n: number, width: number) => String(n).padStart(width, "0");
+
+/**
+ * A valid datetime with an offset in UTC, as Date's toISOString writes it (`…:ssZ`, or
+ * `…:ss.sssZ` with a fraction, cut to milliseconds), computed on its numbers: Date's string
+ * parser costs several times more per cell. null when the offset is no offset (hours over 23,
+ * minutes over 59: Date refuses them too); undefined when the UTC year leaves 0000-9999, which
+ * Date writes in another form.
+ */
+function utcText(m: RegExpExecArray): string | null | undefined {
+  const [, y, mo, d, h, mi, s, frac, zone = ""] = m;
+  const [zoneHours, zoneMinutes] = [Number(zone.slice(1, 3)), Number(zone.slice(-2))];
+  if (zoneHours > 23 || zoneMinutes > 59) return null;
+  const east = zone.charCodeAt(0) === 43; /* + */
+  let minutes = Number(h) * 60 + Number(mi) + (east ? -1 : 1) * (zoneHours * 60 + zoneMinutes);
+  let [year, month, day] = [Number(y), Number(mo), Number(d)];
+  if (minutes < 0) {
+    minutes += 1440;
+    day--;
+    if (day < 1) {
+      month--;
+      if (month < 1) [month, year] = [12, year - 1];
+      day = daysIn(year, month);
+    }
+  } else if (minutes >= 1440) {
+    minutes -= 1440;
+    day++;
+    if (day > daysIn(year, month)) {
+      [day, month] = [1, month + 1];
+      if (month > 12) [month, year] = [1, year + 1];
+    }
+  }
+  if (year < 0 || year > 9999) return undefined;
+  const ms = frac ? `.${`${frac.slice(1)}00`.slice(0, 3)}` : "";
+  const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${s}${ms}Z`;
+  return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${time}`;
+}
+
+function daysIn(year: number, month: number): number {
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return (DAYS_IN_MONTH[month - 1] as number) + (leap ? 1 : 0);
 }
 
 function isoUtc(instant: Date, frac: string | undefined): string {
