@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../dev/redisServer.ts";
-import type { Checkpoint, JobData } from "../../shared/job.ts";
+import type { JobData } from "../../shared/job.ts";
 import { ioredisScripts } from "../../shared/redisScripts.ts";
 import {
   CheckpointStore,
@@ -12,6 +12,7 @@ import {
   LockLostError,
   recordKeys,
 } from "../../worker/checkpoint/checkpointStore.ts";
+import { checkpointFixture } from "../support/checkpointFixture.ts";
 
 // The checkpoint store's records against a real Redis: what lives as long as the checkpoint
 // relies on it, what is dropped with the job, and that nothing is written without the lock.
@@ -22,22 +23,7 @@ const TOKEN = "token-of-this-worker";
 const WEEK_MS = 7 * 24 * 3600 * 1000;
 const records = recordKeys(JOB_KEY);
 
-const mark = {
-  offset: 0,
-  rowNumber: 0,
-  lineNumber: 1,
-  counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
-};
-const checkpoint: Checkpoint = {
-  version: 1,
-  source: { etag: '"x"', size: 10 },
-  partSize: 5 * 1024 * 1024,
-  checksums: false,
-  header: null,
-  output: { bucket: "b", key: "out.csv", uploadId: "U1", parts: [], bytes: 0, mark },
-  rejects: { bucket: "b", key: "out.rejects.csv", parts: [], bytes: 0, mark },
-  resumes: 0,
-};
+const checkpoint = checkpointFixture({ bucket: "b", key: "out.csv" }, "U1");
 
 describe("checkpoint store records (real Redis)", () => {
   let server: RedisServer;

@@ -2,7 +2,8 @@ import { CreateMultipartUploadCommand, UploadPartCommand } from "@aws-sdk/client
 import type { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JOB_NAME } from "../../producer/enqueue.ts";
-import type { Checkpoint, JobResult } from "../../shared/job.ts";
+import type { JobResult } from "../../shared/job.ts";
+import { checkpointFixture } from "../support/checkpointFixture.ts";
 import { peopleSchema } from "../support/peopleData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { job, queueFor, runCli } from "./helpers.ts";
@@ -34,29 +35,10 @@ describe("s3csv sweep", () => {
       uploads[key] = UploadId as string;
     }
     // A waiting job (no worker runs in this file) whose checkpoint owns live/out.csv's upload.
-    const mark = {
-      offset: 0,
-      rowNumber: 0,
-      lineNumber: 1,
-      counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
-    };
-    const checkpoint: Checkpoint = {
-      version: 1,
-      source: { etag: '"x"', size: 10 },
-      partSize: 5 * 1024 * 1024,
-      checksums: false,
-      header: null,
-      output: {
-        bucket: BUCKET,
-        key: "live/out.csv",
-        uploadId: uploads["live/out.csv"],
-        parts: [],
-        bytes: 0,
-        mark,
-      },
-      rejects: { bucket: BUCKET, key: "live/out.rejects.csv", parts: [], bytes: 0, mark },
-      resumes: 0,
-    };
+    const checkpoint = checkpointFixture(
+      { bucket: BUCKET, key: "live/out.csv" },
+      uploads["live/out.csv"],
+    );
     await queue.add(JOB_NAME, { ...job("live/in.csv", "live/out.csv", peopleSchema), checkpoint });
   });
   afterAll(async () => {

@@ -3,24 +3,13 @@ import { expect, it } from "vitest";
 import type { Checkpoint, JobData } from "../../shared/job.ts";
 import type { ScriptClient } from "../../shared/redisScripts.ts";
 import { CheckpointStore } from "../../worker/checkpoint/checkpointStore.ts";
+import { checkpointFixture } from "../support/checkpointFixture.ts";
 
 // Saves coalesce: a save made at any moment of an earlier write is written, by that write's
 // loop or by a new one. The moment that matters is the one right after the last write's answer.
 
-const mark = {
-  offset: 0,
-  rowNumber: 0,
-  lineNumber: 1,
-  counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
-};
 const checkpoint = (resumes: number): Checkpoint => ({
-  version: 1,
-  source: { etag: '"x"', size: 10 },
-  partSize: 5 * 1024 * 1024,
-  checksums: false,
-  header: null,
-  output: { bucket: "b", key: "out.csv", parts: [], bytes: 0, mark },
-  rejects: { bucket: "b", key: "out.rejects.csv", parts: [], bytes: 0, mark },
+  ...checkpointFixture({ bucket: "b", key: "out.csv" }),
   resumes,
 });
 
