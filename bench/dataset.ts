@@ -61,29 +61,38 @@ function cell(text: string): string {
 
 /** A CSV of about `bytes` bytes; every `invalidEvery`-th row breaks one constraint. */
 export function benchCsv(bytes: number, invalidEvery = 1000): Buffer {
+  return csvOfRows(bytes, (i) => benchRow(i, invalidEvery));
+}
+
+function benchRow(i: number, invalidEvery: number): string[] {
+  const first = FIRST[i % FIRST.length] as string;
+  const last = LAST[(i * 7) % LAST.length] as string;
+  const day = String((i % 28) + 1).padStart(2, "0");
+  const row = [
+    String(i),
+    `${first.toLowerCase()}.${i}@example.com`,
+    `${first} ${last}`,
+    String(i % 97),
+    STATUS[i % STATUS.length] as string,
+    `${(i * 37) % 100000}.${String(i % 100).padStart(2, "0")}`,
+    `2026-${String((i % 12) + 1).padStart(2, "0")}-${day}T${String(i % 24).padStart(2, "0")}:15:00Z`,
+    i % 3 ? "true" : "false",
+    NOTES[i % NOTES.length] as string,
+    COUNTRIES[i % COUNTRIES.length] as string,
+  ];
+  if (i % invalidEvery === 0) row[3] = "150";
+  return row;
+}
+
+/** The schema's header and rows `rowAt(1)`, `rowAt(2)`, ... until about `bytes` are written. */
+function csvOfRows(bytes: number, rowAt: (i: number) => string[]): Buffer {
   const header = benchSchema.fields.map((f) => f.name).join(",");
   // Built in batches: a 1 GB file is more than one JavaScript string can hold.
   const buffers: Buffer[] = [];
   let chunks: string[] = [`${header}\n`];
   let size = chunks[0]?.length ?? 0;
   for (let i = 1; size < bytes; i++) {
-    const first = FIRST[i % FIRST.length] as string;
-    const last = LAST[(i * 7) % LAST.length] as string;
-    const day = String((i % 28) + 1).padStart(2, "0");
-    const row = [
-      String(i),
-      `${first.toLowerCase()}.${i}@example.com`,
-      `${first} ${last}`,
-      String(i % 97),
-      STATUS[i % STATUS.length] as string,
-      `${(i * 37) % 100000}.${String(i % 100).padStart(2, "0")}`,
-      `2026-${String((i % 12) + 1).padStart(2, "0")}-${day}T${String(i % 24).padStart(2, "0")}:15:00Z`,
-      i % 3 ? "true" : "false",
-      NOTES[i % NOTES.length] as string,
-      COUNTRIES[i % COUNTRIES.length] as string,
-    ];
-    if (i % invalidEvery === 0) row[3] = "150";
-    const line = `${row.map(cell).join(",")}\n`;
+    const line = `${rowAt(i).map(cell).join(",")}\n`;
     chunks.push(line);
     size += Buffer.byteLength(line);
     if (chunks.length === 10_000) {
@@ -162,20 +171,5 @@ function messyRow(i: number, breaks: number | undefined): string[] {
 
 /** The second dataset, about `bytes` long; one row in 20 is invalid. */
 export function messyCsv(bytes: number): Buffer {
-  const header = benchSchema.fields.map((f) => f.name).join(",");
-  const buffers: Buffer[] = [];
-  let chunks: string[] = [`${header}\n`];
-  let size = chunks[0]?.length ?? 0;
-  for (let i = 1; size < bytes; i++) {
-    const row = messyRow(i, i % 20 === 0 ? i / 20 : undefined);
-    const line = `${row.map(cell).join(",")}\n`;
-    chunks.push(line);
-    size += Buffer.byteLength(line);
-    if (chunks.length === 10_000) {
-      buffers.push(Buffer.from(chunks.join("")));
-      chunks = [];
-    }
-  }
-  buffers.push(Buffer.from(chunks.join("")));
-  return Buffer.concat(buffers);
+  return csvOfRows(bytes, (i) => messyRow(i, i % 20 === 0 ? i / 20 : undefined));
 }
