@@ -1,13 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  ListObjectsV2Command,
-  type S3Client,
-  UploadPartCommand,
-} from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
 import type { Queue } from "bullmq";
 import { enqueueTransform } from "../producer/enqueue.ts";
 import { waitForResult } from "../producer/waitForResult.ts";
@@ -57,31 +51,8 @@ export function median(xs: readonly number[]): number {
 
 /** Uploads a test input in 8 MiB parts (the S3 emulator caps request bodies). */
 export async function upload(s3: S3Client, key: string, body: Buffer): Promise<void> {
-  const { UploadId } = await s3.send(
-    new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key }),
-  );
-  const parts = [];
-  const step = 8 * 1024 * 1024;
-  for (let at = 0, n = 1; at < body.length; at += step, n++) {
-    const { ETag } = await s3.send(
-      new UploadPartCommand({
-        Bucket: BUCKET,
-        Key: key,
-        UploadId,
-        PartNumber: n,
-        Body: body.subarray(at, at + step),
-      }),
-    );
-    parts.push({ PartNumber: n, ETag });
-  }
-  await s3.send(
-    new CompleteMultipartUploadCommand({
-      Bucket: BUCKET,
-      Key: key,
-      UploadId,
-      MultipartUpload: { Parts: parts },
-    }),
-  );
+  const params = { Bucket: BUCKET, Key: key, Body: body };
+  await new Upload({ client: s3, params, partSize: 8 * 1024 * 1024, queueSize: 1 }).done();
 }
 
 /**
