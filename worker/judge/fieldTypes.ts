@@ -320,8 +320,9 @@ function daysIn(year: number, month: number): number {
 }
 
 function isoUtc(instant: Date, frac: string | undefined): string {
-  const iso = instant.toISOString(); // always .sssZ
-  return frac ? iso : `${iso.slice(0, 19)}Z`;
+  // Always ….sssZ; a year outside 0000-9999 is written with a sign and six digits.
+  const iso = instant.toISOString();
+  return frac ? iso : `${iso.slice(0, -5)}Z`;
 }
 
 function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
