@@ -280,6 +280,8 @@ export class CheckpointStore implements AttemptStore {
   }
 
   async #writeLatest(): Promise<void> {
+    // Not one step before save() has kept this write: a throw here must not clear it first.
+    await undefined;
     try {
       while (this.#dirty) {
         this.#dirty = false;

@@ -302,7 +302,8 @@ class JobProcessor {
       error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (final && attempt) {
       await this.#abandon(attempt).catch((err: unknown) => {
-        jobLog.warn({ err: (err as Error).message }, "left the uploads: the job's lock was lost");
+        const why = err instanceof LockLostError ? "the job's lock was lost" : "cleanup failed";
+        jobLog.warn({ err: (err as Error).message }, `left the uploads: ${why}`);
       });
     }
     jobLog.warn({ err: error, final }, "job attempt failed");
