@@ -86,6 +86,9 @@ class World {
   reportUploads = 0;
   /** Outputs whose upload was lost between attempts: they must start over. */
   lost: OutputSide[] = [];
+  /** The output's upload is aborted as its part with this number is sent (in any attempt). */
+  abortOutputAtPart: number | undefined;
+  #outputParts = 0;
 
   constructor(c: Case, csv: Buffer, data: JobData) {
     this.sourceSize = csv.length;
@@ -98,6 +101,13 @@ class World {
 
   #observe(command: string, input: Readonly<Record<string, unknown>>): void {
     if (command === "UploadPartCommand") this.partsSent++;
+    if (command === "UploadPartCommand" && input.Key === "out.csv") {
+      // Aborted under the running attempt (a lifecycle rule, by hand): this part finds it gone.
+      if (++this.#outputParts === this.abortOutputAtPart) {
+        this.s3.uploads.delete(String(input.UploadId));
+        this.lost = ["output"];
+      }
+    }
     if (command === "CreateMultipartUploadCommand" && input.Key === "out.rejects.csv")
       this.reportUploads++;
     if (command !== "GetObjectCommand") return;
@@ -147,6 +157,8 @@ interface Scenario {
   seed: number;
   /** After the first attempt, before the next. */
   between?(world: World): void;
+  /** The output's upload is aborted as its part with this number is sent. */
+  abortOutputAtPart?: number;
 }
 
 /** A job the attempts finished, and how many attempts before the last were cut short. */
@@ -158,6 +170,7 @@ interface Done {
 
 async function run(c: Case, csv: Buffer, data: JobData, scenario: Scenario): Promise<Done> {
   const world = new World(c, csv, data);
+  world.abortOutputAtPart = scenario.abortOutputAtPart;
   for (let n = 0; n < 5; n++) {
     if (n === 1) scenario.between?.(world);
     const fault = scenario.faults[n];
@@ -283,6 +296,20 @@ function lostUploads(steps: number): Scenario[] {
   }));
 }
 
+/**
+ * The output's upload is aborted while an attempt runs, as its part `part` goes up: the attempt
+ * starts the output over from the source's start within itself, with judges afresh (a unique
+ * index kept from the first run would take every row read again for a duplicate).
+ */
+function uploadsLostMidRun(parts: number): Scenario[] {
+  return Array.from({ length: parts }, (_, i) => ({
+    where: `the output's upload aborted at its part ${i + 1}`,
+    faults: [],
+    seed: (i + 1) * 19,
+    abortOutputAtPart: i + 1,
+  }));
+}
+
 async function cleanRun(c: Case, csv: Buffer, data: JobData): Promise<Clean> {
   const world = new World(c, csv, data);
   const steps = new Steps(undefined, 1);
@@ -342,6 +369,7 @@ describe("a job's attempts under crashes at every step", () => {
         ...crashes(clean.steps),
         ...partFailures(clean.partsSent),
         ...lostUploads(clean.steps),
+        ...uploadsLostMidRun(3),
       ];
       let [interrupted, restarts] = [0, 0];
       for (const scenario of scenarios) {
