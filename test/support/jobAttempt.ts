@@ -62,7 +62,6 @@ export async function runJobAttempt(deps: AttemptDeps): Promise<JobResult> {
       restarted,
       partsInFlight: config.PARTS_IN_FLIGHT,
       reportProgress: async () => {},
-      newJudges: () => judgeFactoryFor(data, builtInTransforms),
     });
     await store.dropRecords().catch(() => {});
     return result;

@@ -20,7 +20,9 @@ export interface RowJudge {
 export interface JudgeFactory {
   /**
    * Binds the judge to the file's header (null when the file has none). Throws HeaderError when
-   * the header cannot be matched: the job fails before anything is uploaded.
+   * the header cannot be matched: the job fails before anything is uploaded. Each judge starts
+   * with nothing seen (a unique index of its own), so a run that reads the source again binds
+   * a new one.
    */
   bind(header: readonly string[] | null): RowJudge;
 }

@@ -2,13 +2,10 @@ import type { JobResult } from "../../shared/job.ts";
 import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
 import { type Restart, restartLostOutput, sideOf } from "../checkpoint/outputRestart.ts";
 import { OutputLostError } from "../errors.ts";
-import type { JudgeFactory } from "../judge/rowJudge.ts";
 import { type AttemptInput, runAttempt } from "./attempt.ts";
 
 export interface RestartingAttemptInput extends AttemptInput {
   store: CheckpointStore;
-  /** Judges for a new run from the source's start: unique and primary keys remember rows. */
-  newJudges(): JudgeFactory;
   /** Outputs this attempt already started over before it ran. */
   restarted: readonly Restart[];
   onRestart?(restart: Restart): void;
@@ -22,10 +19,11 @@ export interface RestartingAttemptInput extends AttemptInput {
 export async function runRestartingLostOutputs(input: RestartingAttemptInput): Promise<JobResult> {
   const { store } = input;
   const restarted = [...input.restarted];
-  let { judges, firstRead } = input;
+  let { firstRead } = input;
   for (;;) {
     try {
-      const result = await runAttempt({ ...input, judges, firstRead });
+      // Each run binds its judge afresh: rows read again are not taken for duplicates.
+      const result = await runAttempt({ ...input, firstRead });
       return { ...result, restarted };
     } catch (error) {
       if (!(error instanceof OutputLostError)) throw error;
@@ -33,7 +31,6 @@ export async function runRestartingLostOutputs(input: RestartingAttemptInput): P
       if (restarted.some((r) => r.output === side)) throw error;
       firstRead?.destroy();
       firstRead = undefined;
-      judges = input.newJudges();
       const restart = { output: side, reason: error.message };
       restarted.push(restart);
       input.onRestart?.(restart);

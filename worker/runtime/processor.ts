@@ -198,7 +198,7 @@ class JobProcessor {
   /** Runs the attempt until it completes, starting over an output whose upload was lost. */
   #runToCompletion(attempt: Attempt): Promise<JobResult> {
     const { job, data, store, signal, jobLog, judges, firstRead, restarted } = attempt;
-    const { s3, config, shutdown, transforms, metrics } = this.#deps;
+    const { s3, config, shutdown, metrics } = this.#deps;
     return runRestartingLostOutputs({
       data,
       s3,
@@ -210,7 +210,6 @@ class JobProcessor {
       reportProgress: (progress: JobProgress) => job.updateProgress(progress),
       signal,
       shutdown,
-      newJudges: () => judgeFactoryFor(data, transforms),
       onRestart: ({ output, reason }) =>
         jobLog.warn({ output, reason }, "upload gone: output starts over"),
       onPartUploaded: (part: PartUploaded) => {
