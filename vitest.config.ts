@@ -12,6 +12,7 @@ const ON_REAL_S3 = [
   "test/integration/sweep.test.ts",
   "test/integration/realS3.test.ts",
   "test/integration/infer.test.ts",
+  "test/integration/split.test.ts",
 ];
 
 export default defineConfig({

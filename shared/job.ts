@@ -8,6 +8,12 @@ import { TableSchema } from "./tableSchema.ts";
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
 export const MAX_PART_SIZE = 5 * 1024 * MiB;
+/** options.split "auto" splits a source of at least this many bytes... */
+export const SPLIT_AUTO_BYTES = 256 * MiB;
+/** ...into shards of this many bytes. */
+export const SPLIT_AUTO_SHARD_BYTES = 64 * MiB;
+/** The most shards one job splits into (shards grow to fit): its output stays in 10,000 parts. */
+export const SPLIT_MAX_SHARDS = 2000;
 
 const SingleChar = z
   .string()
@@ -79,6 +85,13 @@ export const JobOptions = z
       .min(1024)
       .max(64 * MiB)
       .default(MiB),
+    /**
+     * One large source across many workers: `auto` splits a source of at least SPLIT_AUTO_BYTES
+     * into shards of SPLIT_AUTO_SHARD_BYTES, `off` never splits, a number is the shard size in
+     * bytes. A source that cannot be split (gzip, UTF-16, unique or primaryKey, gzip output)
+     * runs whole, and its result says why.
+     */
+    split: z.union([z.enum(["auto", "off"]), z.number().int().min(MIN_PART_SIZE)]).default("auto"),
   })
   .refine((o) => o.delimiter !== o.quote, {
     message: "delimiter and quote must differ",
@@ -250,17 +263,41 @@ export const OutputCheckpoint = z.strictObject({
 });
 export type OutputCheckpoint = z.infer<typeof OutputCheckpoint>;
 
+const PinnedSourceState = z.strictObject({
+  etag: z.string(),
+  size: z.number().int().nonnegative(),
+  versionId: z.string().optional(),
+  /** The object is gzip: offsets in the checkpoint are in its decompressed bytes. */
+  gzip: z.boolean().optional(),
+  /** The text is UTF-16 in this byte order: offsets are in its UTF-8 transcoding. */
+  utf16: z.enum(["le", "be"]).optional(),
+});
+
+/** One shard of a split job as its parent keeps it: the child job, its byte range. */
+export const ShardChild = z.strictObject({
+  jobId: z.string().min(1),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().positive(),
+  pinned: z.boolean(),
+});
+export type ShardChild = z.infer<typeof ShardChild>;
+
+/** A split job's parent state: its shards (the current child of each) and the header. */
+export const SplitState = z.strictObject({
+  shards: z.array(ShardChild).min(2).max(SPLIT_MAX_SHARDS),
+  /** Children replaced by a redo: their temporary outputs are deleted with the others. */
+  retired: z.array(z.string()),
+  /** The source's first row, as the shards are given it. */
+  header: z.array(z.string()).nullable(),
+  columns: z.number().int().positive(),
+  /** The rounds of shards redone because their first row boundary was guessed wrong. */
+  redone: z.number().int().nonnegative(),
+});
+export type SplitState = z.infer<typeof SplitState>;
+
 export const Checkpoint = z.strictObject({
   version: z.literal(1),
-  source: z.strictObject({
-    etag: z.string(),
-    size: z.number().int().nonnegative(),
-    versionId: z.string().optional(),
-    /** The object is gzip: offsets in the checkpoint are in its decompressed bytes. */
-    gzip: z.boolean().optional(),
-    /** The text is UTF-16 in this byte order: offsets are in its UTF-8 transcoding. */
-    utf16: z.enum(["le", "be"]).optional(),
-  }),
+  source: PinnedSourceState,
   partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE),
   checksums: z.boolean(),
   /** The delimiter in use: the job's, or the one guessed on the first attempt. */
@@ -269,12 +306,36 @@ export const Checkpoint = z.strictObject({
   output: OutputCheckpoint,
   rejects: OutputCheckpoint,
   resumes: z.number().int().nonnegative(),
+  /** A shard's first row boundary, chosen on its first attempt. */
+  shardStart: z.number().int().nonnegative().optional(),
+  /** A split job's parent: its shards; its outputs are then composed from theirs. */
+  split: SplitState.optional(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;
 
+/**
+ * A shard of a split job: a child job that a parent job adds (never a producer). It reads the
+ * parent's pinned source from the first row boundary at or after `start` (or exactly from
+ * `start` when `pinned`) up to the first row boundary at or after `end`.
+ */
+export const ShardSpec = z.strictObject({
+  parent: z.string().min(1),
+  index: z.number().int().nonnegative(),
+  start: z.number().int().nonnegative(),
+  end: z.number().int().positive(),
+  pinned: z.boolean(),
+  source: PinnedSourceState,
+  delimiter: SingleChar,
+  header: z.array(z.string()).nullable(),
+  /** The fields a row has: what a guessed first row boundary is checked against. */
+  columns: z.number().int().positive(),
+  partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE),
+});
+export type ShardSpec = z.infer<typeof ShardSpec>;
+
 /** What a worker reads: the producer's input plus the checkpoint only workers write. */
 export const JobData = z
-  .strictObject({ ...jobFields, checkpoint: Checkpoint.optional() })
+  .strictObject({ ...jobFields, checkpoint: Checkpoint.optional(), shard: ShardSpec.optional() })
   .refine(exactlyOneRule, exactlyOne)
   .refine(distinctOutputsRule, distinctOutputs)
   .superRefine(checkColumns);
@@ -313,6 +374,18 @@ export const JobResult = z.strictObject({
    * `off`: S3_CHECKSUMS=when_required.
    */
   checksums: z.enum(["verified", "not-verified", "off"]),
+  /** How many shards ran the job (1: it ran whole). */
+  shards: z.number().int().positive(),
+  /** Why a job that options.split allowed to split ran whole. */
+  unsplit: z.string().optional(),
+  /** A shard's range as read: its first row boundary, where it stopped, the line there. */
+  shard: z
+    .strictObject({
+      start: z.number().int().nonnegative(),
+      end: z.number().int().nonnegative(),
+      lineNumber: z.number().int().positive(),
+    })
+    .optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 

@@ -79,6 +79,7 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
       // Needed only once a part is checkpointed (a resume from offset 0 reads the header
       // again), so it rides with that write instead of costing one of its own.
       onHeader: (header) => store.stage({ ...store.current, header }),
+      headers: (data.shard?.index ?? 0) === 0,
     });
     if (processor.stateful && from.offset > 0) {
       await replayEarlierRows(input, options, processor, from);
@@ -91,6 +92,7 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
     const rej = await rejects.finish(end);
     await coordinator.retireAll();
     await input.reportProgress(progressOf(start, end, output, true));
+    const shardStart = start.shardStart ?? 0;
     return {
       output: { ...data.destination, etag: out.etag, bytes: out.bytes },
       rejects: {
@@ -104,6 +106,10 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
       parts: out.parts,
       resumes: start.resumes,
       checksums: checksumsOutcome(start.checksums, [output.state, rejects.state]),
+      shards: 1,
+      ...(data.shard
+        ? { shard: { start: shardStart, end: end.offset, lineNumber: end.lineNumber } }
+        : {}),
     };
   } finally {
     // Never leave a part upload running past the attempt: an abort must see every part.
@@ -146,7 +152,7 @@ function createOutputs(
   };
 }
 
-function outputContentType(options: JobData["options"]): string {
+export function outputContentType(options: JobData["options"]): string {
   if (options.outputCompression === "gzip") return "application/gzip";
   if (options.format === "ndjson") return "application/x-ndjson; charset=utf-8";
   return "text/csv; charset=utf-8";
@@ -225,11 +231,19 @@ async function readRows(
     opened: input.firstRead,
     ...utf16Detection(input),
   });
+  // A shard stops before the first row that starts at or past its end: the next shard's.
+  const stopAt = data.shard && data.shard.end < start.source.size ? data.shard.end : Infinity;
+  let stopped = false;
   for await (const chunk of chunks) {
     for (const row of framer.push(chunk)) {
+      if (row.start >= stopAt) {
+        stopped = true;
+        break;
+      }
       const sealing = processor.process(row);
       if (sealing) await sealing;
     }
+    if (stopped) break;
     if (input.shutdown?.aborted) throw new HandBackError();
     const now = Date.now();
     if (now - lastYield > YIELD_INTERVAL_MS) {
@@ -242,7 +256,12 @@ async function readRows(
       await input.reportProgress(progressOf(start, processor.position, outputs.output, false));
     }
   }
+  if (stopped) {
+    processor.checkEnd();
+    return;
+  }
   for (const row of framer.end()) {
+    if (row.start >= stopAt) break;
     const sealing = processor.process(row);
     if (sealing) await sealing;
   }
@@ -274,6 +293,8 @@ function checkEnd(input: AttemptInput, processor: RowProcessor): void {
     throw new Error(`source stream ended at byte ${offset} of ${source.size}; retrying`);
   }
   processor.checkEnd();
+  // A shard's share of the rows says nothing of the whole file's ratio: its parent judges that.
+  if (data.shard) return;
   const ratio = ratioExceeded(data.options, processor.position.counts, true);
   if (ratio) throw new PermanentJobError(ratio);
 }

@@ -46,6 +46,11 @@ export interface RowProcessorInput {
   header: readonly string[] | null;
   /** Told of the header once read, for the checkpoint to keep. */
   onHeader(header: string[]): void;
+  /**
+   * Whether empty outputs get their header rows (default true). A split job's shards after the
+   * first write none: their outputs are joined after the first shard's.
+   */
+  headers?: boolean;
 }
 
 export function cloneCounts(counts: RowCounts): RowCounts {
@@ -257,6 +262,7 @@ export class RowProcessor {
     }
     const { options, sinks } = this.#in;
     this.#format = outputFormat(this.#judge, options);
+    if (this.#in.headers === false) return;
     if (this.#format.header !== undefined && sinks.output.empty) {
       sinks.output.write(this.#format.header);
     }

@@ -1,5 +1,11 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { type Job, UnrecoverableError, WaitingError } from "bullmq";
+import {
+  type Job,
+  type Queue,
+  UnrecoverableError,
+  WaitingChildrenError,
+  WaitingError,
+} from "bullmq";
 import type { Cluster, Redis } from "ioredis";
 import type { Config } from "../../shared/config.ts";
 import { DestinationBusyError, DestinationClaims } from "../../shared/destinationClaims.ts";
@@ -29,6 +35,16 @@ import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { runRestartingLostOutputs } from "../pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
+import { childJobId, deleteShardObjects } from "../split/shardObjects.ts";
+import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
+import { SplitParent } from "../split/splitParent.ts";
+import {
+  nominalRanges,
+  readHead,
+  shardSizeFor,
+  statefulJudge,
+  unsplittable,
+} from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
@@ -45,6 +61,8 @@ export interface ProcessorDeps {
   /** The transforms jobs may name: built in, and loaded from the worker's modules. */
   transforms: TransformRegistry;
   metrics?: WorkerMetrics;
+  /** The worker's queue, for a split job's parent to add its shards to. */
+  queue: Queue;
 }
 
 export type TransformJob = Job<unknown, JobResult>;
@@ -122,11 +140,15 @@ class JobProcessor {
     metrics?.jobStarted();
     try {
       attempt = await this.#begin(job, token, signal, jobLog);
-      const result = await this.#runToCompletion(attempt);
+      const result = await this.#run(attempt);
       await this.#completed(attempt, result);
       outcome = "completed";
       return result;
     } catch (error) {
+      if (error instanceof WaitingChildrenError) {
+        outcome = "handed-back";
+        throw error;
+      }
       outcome = await this.#failed(error, job, token, attempt, jobLog);
       throw outcome === "handed-back" ? new WaitingError() : error;
     } finally {
@@ -179,7 +201,10 @@ class JobProcessor {
     await this.#claimOutputs(jobId, data);
     let start: Checkpoint;
     let firstRead: OpenedBody | undefined;
-    if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
+    // A split job's parent runs again each time its shards are done: that is not a resume.
+    if (checkpoint?.split) start = checkpoint;
+    else if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
+    else if (data.shard) start = await shardCheckpoint(s3, data as ShardData, config, signal);
     else ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
     const lock = { key: this.#keys.lock(jobId), token: token ?? job.token ?? "" };
     const keys = { jobId, jobKey, lockKey: lock.key, token: lock.token };
@@ -193,6 +218,62 @@ class JobProcessor {
       jobLog.info({ offset, parts: start.output.parts.length }, "resuming from checkpoint");
     }
     return { job, data, store, judges, firstRead, signal, jobLog, lock, restarted };
+  }
+
+  /** Runs the job whole, or as the parent of its shards. */
+  async #run(attempt: Attempt): Promise<JobResult> {
+    const decision = attempt.store.current.split ? {} : await this.#planSplit(attempt);
+    if (attempt.store.current.split) {
+      const { s3, queue, log } = this.#deps;
+      const { job, data, store, lock, jobLog } = attempt;
+      const parent = new SplitParent({
+        job,
+        token: lock.token,
+        data,
+        store,
+        s3,
+        queue,
+        keys: this.#keys,
+        log: jobLog ?? log,
+      });
+      return parent.run();
+    }
+    const result = await this.#runToCompletion(attempt);
+    return decision.unsplit ? { ...result, unsplit: decision.unsplit } : result;
+  }
+
+  /**
+   * On a job's first attempt: whether it splits (options.split, the source's size and kind, its
+   * first row). A job that splits saves its shards in its checkpoint before adding them.
+   */
+  async #planSplit(attempt: Attempt): Promise<{ unsplit?: string }> {
+    const { data, store, firstRead, judges, job } = attempt;
+    const checkpoint = store.current;
+    if (!firstRead || data.shard) return {};
+    const shardSize = shardSizeFor(data.options.split, checkpoint.source.size);
+    if (shardSize === undefined) return {};
+    const reason = unsplittable(data, checkpoint);
+    if (reason) return { unsplit: reason };
+    // The first read is spent on the head: the whole run, if it comes to that, reads again.
+    attempt.firstRead = undefined;
+    const head = await readHead(firstRead, data, checkpoint.delimiter ?? ",").finally(() =>
+      firstRead.destroy(),
+    );
+    if (!head) return { unsplit: "its first row could not be read ahead of splitting" };
+    if ("unsplit" in head) return head;
+    const stateful = statefulJudge(judges, head.header);
+    if (stateful) return { unsplit: stateful };
+    const ranges = nominalRanges(checkpoint.source.size, shardSize);
+    const shards = ranges.map(([start, end], index) => ({
+      jobId: childJobId(job.id ?? "", index),
+      start,
+      end,
+      pinned: index === 0,
+    }));
+    const split = { shards, retired: [], redone: 0, header: head.header, columns: head.columns };
+    await store.save({ ...checkpoint, header: head.header, split });
+    attempt.jobLog.info({ shards: shards.length, shardSize }, "split into shards");
+    return {};
   }
 
   /** Runs the attempt until it completes, starting over an output whose upload was lost. */
@@ -235,7 +316,10 @@ class JobProcessor {
     for (const err of failures) jobLog.warn({ err }, "could not abort an upload");
     const output = restartedOutput(checkpoint.output);
     const rejects = restartedOutput(checkpoint.rejects);
-    await store.save({ ...checkpoint, output, rejects });
+    // A split job's retry splits afresh: its shards' objects go, and so does the plan.
+    if (checkpoint.split) await deleteShardObjects(this.#deps.s3, data, checkpoint.split);
+    const { split: _split, ...whole } = checkpoint;
+    await store.save({ ...whole, output, rejects });
     // A record of an upload that could not be aborted stays, for the retry to abort it.
     if (failures.length === 0) await store.dropRecords();
     await this.#claims.release(attempt.job.id ?? "", outputLocations(data), attempt.lock);

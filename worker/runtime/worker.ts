@@ -1,4 +1,4 @@
-import { Worker } from "bullmq";
+import { Queue, Worker } from "bullmq";
 import type { Config } from "../../shared/config.ts";
 import type { JobResult } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -29,6 +29,8 @@ export async function startWorker(
   // ioredis reconnects by itself; without a listener it would print each error as unhandled.
   redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
   const shutdown = new AbortController();
+  // A split job's parent adds its shards to the queue it is in.
+  const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
   const metrics = config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics();
   const metricsServer = metrics
     ? await serveWorkerMetrics(config.WORKER_METRICS_PORT as number, metrics, redis)
@@ -42,6 +44,7 @@ export async function startWorker(
       log,
       shutdown: shutdown.signal,
       transforms,
+      queue,
       ...(metrics ? { metrics } : {}),
     }),
     {
@@ -79,6 +82,7 @@ export async function startWorker(
       // worker.close() waits for active jobs without a limit; a job cut off here resumes elsewhere.
       if ((await Promise.race([worker.close(), timer])) === "timeout") await worker.close(true);
       s3.destroy();
+      await queue.close().catch(() => {});
       redis.disconnect();
       metricsServer?.close();
     },

@@ -6,6 +6,7 @@ import {
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import type { UploadedPart } from "../../shared/job.ts";
 import { isS3Error } from "../../shared/s3Errors.ts";
@@ -102,6 +103,41 @@ export class MultipartSession {
       ...(this.#o.checksums && response.ChecksumCRC32
         ? { ChecksumCRC32: response.ChecksumCRC32 }
         : {}),
+    };
+  }
+
+  /**
+   * Makes a part of bytes [start, end) of another object, copied by the server; the whole
+   * object when the range is all of it (S3 copies a range only from an object over 5 MiB).
+   */
+  async copyPart(
+    uploadId: string,
+    partNumber: number,
+    from: { bucket: string; key: string; etag: string; size: number; start: number; end: number },
+  ): Promise<UploadedPart> {
+    const { s3, bucket, key } = this.#o;
+    await this.#o.assertOwner();
+    const whole = from.start === 0 && from.end === from.size;
+    const response = await s3
+      .send(
+        new UploadPartCopyCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          CopySource: `${from.bucket}/${encodeURIComponent(from.key)}`,
+          CopySourceIfMatch: from.etag,
+          ...(whole ? {} : { CopySourceRange: `bytes=${from.start}-${from.end - 1}` }),
+        }),
+      )
+      .catch((error: unknown) => {
+        if (!isS3Error(error, "NoSuchUpload")) throw error;
+        throw new OutputLostError({ bucket, key }, `upload ${uploadId} no longer exists`);
+      });
+    return {
+      PartNumber: partNumber,
+      ETag: response.CopyPartResult?.ETag ?? "",
+      size: from.end - from.start,
     };
   }
 

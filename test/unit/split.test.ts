@@ -1,0 +1,170 @@
+import { describe, expect, it } from "vitest";
+import { compositionPlan, partBytes } from "../../worker/split/compositionPlan.ts";
+import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
+import { guessRowStart } from "../../worker/split/seamGuess.ts";
+import { mergedCounts } from "../../worker/split/shardTotals.ts";
+import { nominalRanges, shardSizeFor } from "../../worker/split/splitPlan.ts";
+
+const dialect = { delimiter: ",", quote: '"', maxRowBytes: 1024, columns: 3 };
+
+function guess(text: string, nominal: number, atEnd = true) {
+  const bytes = Buffer.from(text);
+  return guessRowStart(bytes.subarray(nominal - 1), nominal - 1, nominal, dialect, atEnd);
+}
+
+function rows(n: number, from = 1): string {
+  return Array.from({ length: n }, (_, i) => `${from + i},b${i},c${i}\n`).join("");
+}
+
+describe("seam guess", () => {
+  it("takes the next row start after an offset in the middle of a row", () => {
+    const text = rows(40);
+    const nominal = text.indexOf("5,b4") + 2;
+    expect(guess(text, nominal)).toEqual({ found: true, start: text.indexOf("6,b5") });
+  });
+
+  it("takes the offset itself when a row starts exactly there", () => {
+    const text = rows(40);
+    const nominal = text.indexOf("7,b6");
+    expect(guess(text, nominal)).toEqual({ found: true, start: nominal });
+  });
+
+  it("does not start a row between the CR and LF of one line break", () => {
+    const text = rows(40).replaceAll("\n", "\r\n");
+    const nominal = text.indexOf("\n", text.indexOf("3,b2"));
+    expect(guess(text, nominal)).toEqual({ found: true, start: nominal + 1 });
+  });
+
+  it("skips line starts inside a quoted field whose lines do not read as rows", () => {
+    const note = Array.from({ length: 30 }, (_, i) => `line ${i} of a note`).join("\n");
+    const text = `${rows(5)}6,"${note}",x\n${rows(40, 7)}`;
+    const nominal = text.indexOf("line 3");
+    expect(guess(text, nominal)).toEqual({ found: true, start: text.indexOf("7,b0") });
+  });
+
+  it("can be fooled by quoted lines that read as rows (the parent finds that out)", () => {
+    const note = rows(30, 500);
+    const text = `${rows(5)}6,"${note}end",x\n${rows(40, 7)}`;
+    const nominal = text.indexOf("503,b3");
+    const result = guess(text, nominal);
+    expect(result).toEqual({ found: true, start: nominal });
+    expect(result.found && result.start).not.toBe(text.indexOf("7,b0"));
+  });
+
+  it("asks for more bytes when too few rows follow, and decides at the source's end", () => {
+    const text = `${rows(3)}4,b,`;
+    const nominal = text.indexOf("2,b1") + 1;
+    expect(guess(text, nominal, false)).toEqual({ found: false });
+    expect(guess(`${rows(3)}`, nominal, true)).toEqual({
+      found: true,
+      start: rows(3).indexOf("3,b2"),
+    });
+  });
+});
+
+describe("composition plan", () => {
+  it("covers every byte in order, parts at least the minimum but the last, copies at most the maximum", () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 500; round++) {
+      const sizes = Array.from({ length: 1 + random(8) }, () => random(40));
+      const plan = compositionPlan(sizes, 5, 12);
+      const pieces = plan.flatMap((p) => ("copy" in p ? [p.copy] : p.merge));
+      let segment = 0;
+      let at = 0;
+      for (const piece of pieces) {
+        while (piece.segment !== segment) {
+          expect(at).toBe(sizes[segment]);
+          segment++;
+          at = 0;
+        }
+        expect(piece.start).toBe(at);
+        at = piece.end;
+      }
+      const total = sizes.reduce((a, b) => a + b, 0);
+      expect(plan.reduce((sum, p) => sum + partBytes(p), 0)).toBe(total);
+      plan.slice(0, -1).forEach((p) => {
+        expect(partBytes(p)).toBeGreaterThanOrEqual(5);
+      });
+      for (const p of plan) if ("copy" in p) expect(partBytes(p)).toBeLessThanOrEqual(12);
+    }
+  });
+
+  it("copies large outputs whole and merges a small one with its neighbour's head", () => {
+    expect(compositionPlan([10, 3, 10], 5, 100)).toEqual([
+      { copy: { segment: 0, start: 0, end: 10 } },
+      {
+        merge: [
+          { segment: 1, start: 0, end: 3 },
+          { segment: 2, start: 0, end: 2 },
+        ],
+      },
+      { copy: { segment: 2, start: 2, end: 10 } },
+    ]);
+  });
+});
+
+describe("reject report renumbering", () => {
+  it("shifts each row's two numbers and leaves every other byte, quoted newlines too", async () => {
+    const report = [
+      '1,1,amount,type-error,"not a number","1,x,""a\r\nb"",abc"\r\n',
+      "7,9,,extra-cell,too many,7\r\n",
+    ].join("");
+    const chunks = async function* () {
+      const bytes = Buffer.from(report);
+      for (let i = 0; i < bytes.length; i += 5) yield bytes.subarray(i, i + 5);
+    };
+    const out: Buffer[] = [];
+    for await (const b of renumberedReport(chunks(), { rows: 100, lines: 250 }, "\r\n", 1024)) {
+      out.push(b);
+    }
+    expect(Buffer.concat(out).toString()).toBe(
+      [
+        '101,251,amount,type-error,"not a number","1,x,""a\r\nb"",abc"\r\n',
+        "107,259,,extra-cell,too many,7\r\n",
+      ].join(""),
+    );
+  });
+});
+
+describe("split decision and totals", () => {
+  it("splits by options.split: auto above its threshold, off never, a size at twice it", () => {
+    const MiB = 1024 * 1024;
+    expect(shardSizeFor("off", 10_000 * MiB)).toBeUndefined();
+    expect(shardSizeFor("auto", 100 * MiB)).toBeUndefined();
+    expect(shardSizeFor("auto", 1024 * MiB)).toBe(64 * MiB);
+    expect(shardSizeFor(5 * MiB, 9 * MiB)).toBeUndefined();
+    expect(shardSizeFor(5 * MiB, 10 * MiB)).toBe(5 * MiB);
+    expect(nominalRanges(23, 10)).toEqual([
+      [0, 10],
+      [10, 20],
+      [20, 23],
+    ]);
+    expect(nominalRanges(100_000, 1)).toHaveLength(2000);
+  });
+
+  it("adds shards' counts and makes their summaries' row numbers the file's", () => {
+    const counts = (rows: number[]) => ({
+      read: 10,
+      valid: 10 - rows.length,
+      rejected: rows.length,
+      errors: { "type-error": rows.length },
+      fields: { amount: { errors: { "type-error": rows.length }, rows } },
+    });
+    expect(
+      mergedCounts([
+        { counts: counts([2, 5]), rowShift: 0 },
+        { counts: counts([1, 3, 4, 9]), rowShift: 10 },
+      ]),
+    ).toEqual({
+      read: 20,
+      valid: 14,
+      rejected: 6,
+      errors: { "type-error": 6 },
+      fields: { amount: { errors: { "type-error": 6 }, rows: [2, 5, 11, 13, 14] } },
+    });
+  });
+});

@@ -1,0 +1,97 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { OutputCheckpoint, OutputSide, UploadedPart } from "../../shared/job.ts";
+import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
+import { restartedOutput } from "../checkpoint/outputRestart.ts";
+import { OutputLostError } from "../errors.ts";
+import { MultipartSession } from "../upload/multipartSession.ts";
+
+// The composed upload: one output of a split job made of parts that are copies of, or bytes
+// read from, its shards' temporary outputs. Checkpointed like any upload (UploadId before any
+// part, each part as it is made) in the parent's checkpoint, so a parent that crashes while
+// composing goes on at the next part, and completion is recognized if it already happened.
+
+/** A copy of bytes [start, end) of a temporary object, or bytes to send. */
+export type ComposedPart =
+  | {
+      copy: { bucket: string; key: string; etag: string; size: number; start: number; end: number };
+    }
+  | { body: Buffer };
+
+export interface ComposedSource {
+  /** The object's size, when known before its parts are made (0: an empty object). */
+  bytes?: number;
+  /** The parts after the first `done`, in order (the same parts on every call). */
+  parts(done: number): AsyncIterable<ComposedPart>;
+}
+
+export interface ComposeInput {
+  s3: S3Client;
+  store: CheckpointStore;
+  side: OutputSide;
+  contentType: string;
+}
+
+/** Composes one output; an upload lost meanwhile (aborted, expired) is started over once. */
+export async function compose(input: ComposeInput, source: ComposedSource) {
+  try {
+    return await composeOnce(input, source);
+  } catch (error) {
+    if (!(error instanceof OutputLostError)) throw error;
+    const { store, side } = input;
+    await store.save({ ...store.current, [side]: restartedOutput(store.current[side]) });
+    return composeOnce(input, source);
+  }
+}
+
+async function composeOnce(
+  input: ComposeInput,
+  source: ComposedSource,
+): Promise<{ etag: string; bytes: number; parts: number }> {
+  const { s3, store, side, contentType } = input;
+  let state = store.current[side];
+  const saved = (next: OutputCheckpoint) => {
+    state = next;
+    return store.save({ ...store.current, [side]: next });
+  };
+  const finished = (s: OutputCheckpoint) => ({
+    etag: s.completed?.etag ?? "",
+    bytes: s.bytes,
+    parts: s.parts.length,
+  });
+  if (state.completed) return finished(state);
+  const session = new MultipartSession({
+    s3,
+    bucket: state.bucket,
+    key: state.key,
+    contentType,
+    // Copies are made and checked by the server itself; a CRC32 per part would bind a copy
+    // to how each server reports checksums for copied parts.
+    checksums: false,
+    assertOwner: () => store.assertOwner(),
+    uploads: {
+      creating: () => store.markCreating(side),
+      created: (uploadId) => store.recordUpload(side, uploadId),
+    },
+  });
+  if (source.bytes === 0) {
+    const { etag } = await session.putWhole(Buffer.alloc(0));
+    await saved({ ...state, completed: { etag, bytes: 0 } });
+    return finished(state);
+  }
+  const uploadId = state.uploadId ?? (await session.create());
+  if (!state.uploadId) await saved({ ...state, uploadId });
+  for await (const part of source.parts(state.parts.length)) {
+    const number = state.parts.length + 1;
+    const made: UploadedPart =
+      "copy" in part
+        ? await session.copyPart(uploadId, number, part.copy)
+        : await session.uploadPart(uploadId, number, part.body);
+    await saved({ ...state, parts: [...state.parts, made], bytes: state.bytes + made.size });
+  }
+  if (source.bytes !== undefined && state.bytes !== source.bytes) {
+    throw new Error(`composed ${state.bytes} bytes of ${source.bytes} for ${side}; retrying`);
+  }
+  const etag = await session.complete({ uploadId, parts: state.parts, bytes: state.bytes });
+  await saved({ ...state, completed: { etag, bytes: state.bytes } });
+  return finished(state);
+}

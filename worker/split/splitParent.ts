@@ -1,0 +1,312 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import { type Job, type Queue, WaitingChildrenError } from "bullmq";
+import {
+  type JobData,
+  JobResult,
+  rejectsLocation,
+  type ShardChild,
+  type ShardSpec,
+  type SplitState,
+} from "../../shared/job.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { QueueKeys } from "../../shared/queueKeys.ts";
+import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
+import { PermanentJobError } from "../errors.ts";
+import { outputContentType } from "../pipeline/attempt.ts";
+import { ratioExceeded } from "../pipeline/invalidRowPolicy.ts";
+import { type ComposedPart, type ComposedSource, compose } from "./composedUpload.ts";
+import { compositionPlan, partBytes } from "./compositionPlan.ts";
+import { renumberedReport } from "./rejectRenumber.ts";
+import { childJobId, deleteShardObjects, readObject, shardObjects } from "./shardObjects.ts";
+import { mergedCounts, type ShardRows } from "./shardTotals.ts";
+
+// The parent of a split job. Its first run adds one child job per shard and waits for them
+// (BullMQ parent/child: the parent sleeps in waiting-children). When they are done it checks
+// every seam: a shard must start exactly where the one before it ended. A shard that guessed
+// its first row boundary wrong is redone from the right offset, and the parent waits again.
+// Then it composes the destination from the shards' outputs (server-side copies), writes one
+// reject report with the whole file's row and line numbers, and deletes the shards' objects.
+
+export interface SplitParentInput {
+  job: Job<unknown, unknown>;
+  token: string;
+  data: JobData;
+  store: CheckpointStore;
+  s3: S3Client;
+  /** The queue the parent is in: its children go there too. */
+  queue: Queue;
+  keys: QueueKeys;
+  log: Logger;
+}
+
+/** A shard's result as the parent reads it, with the child it came from. */
+interface ShardDone {
+  index: number;
+  child: ShardChild;
+  result: JobResult & { shard: NonNullable<JobResult["shard"]> };
+}
+
+export class SplitParent {
+  readonly #in: SplitParentInput;
+
+  constructor(input: SplitParentInput) {
+    this.#in = input;
+  }
+
+  get #split(): SplitState {
+    return this.#in.store.current.split as SplitState;
+  }
+
+  /** Adds the shards not yet added and waits for them, or goes on when all are done. */
+  async run(): Promise<JobResult> {
+    await this.#addChildren(this.#split.shards.map((child, index) => ({ child, index })));
+    await this.#waitForChildren();
+    const done = await this.#verifiedShards();
+    if (!done) {
+      await this.#waitForChildren();
+      throw new Error("a redone shard finished before the parent could wait for it; retrying");
+    }
+    return this.#compose(done);
+  }
+
+  async #addChildren(children: Array<{ child: ShardChild; index: number }>): Promise<void> {
+    const { queue, job } = this.#in;
+    // Adding a job id that exists is a no-op: a parent that crashed after adding some adds
+    // the same ones again.
+    await queue.addBulk(
+      children.map(({ child, index }) => ({
+        name: "shard",
+        data: this.#childData(child, index),
+        opts: {
+          jobId: child.jobId,
+          parent: { id: job.id ?? "", queue: job.queueQualifiedName },
+          // A failed shard does not leave the parent waiting: the parent fails the job.
+          ignoreDependencyOnFailure: true,
+          ...(job.opts.attempts !== undefined ? { attempts: job.opts.attempts } : {}),
+          ...(job.opts.backoff !== undefined ? { backoff: job.opts.backoff } : {}),
+        },
+      })),
+    );
+  }
+
+  #childData(child: ShardChild, index: number) {
+    const { data, store } = this.#in;
+    const checkpoint = store.current;
+    const split = this.#split;
+    const { maxInvalidRatio: _ratio, ...options } = data.options;
+    const objects = shardObjects(data, child.jobId);
+    const shard: ShardSpec = {
+      parent: this.#in.job.id ?? "",
+      index,
+      start: child.start,
+      end: child.end,
+      pinned: child.pinned,
+      source: checkpoint.source,
+      delimiter: checkpoint.delimiter ?? ",",
+      header: split.header,
+      columns: split.columns,
+      partSize: checkpoint.partSize,
+    };
+    return {
+      source: data.source,
+      destination: objects.output,
+      ...(data.schema ? { schema: data.schema } : { transform: data.transform }),
+      options: { ...options, delimiter: shard.delimiter, rejects: objects.rejects, split: "off" },
+      shard,
+    };
+  }
+
+  async #waitForChildren(): Promise<void> {
+    const { job, token } = this.#in;
+    if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+  }
+
+  /**
+   * The shards that cover the file, seam by seam, or undefined when one had to be redone (it
+   * has been added, and the parent must wait for it). A failed shard fails the job.
+   */
+  async #verifiedShards(): Promise<ShardDone[] | undefined> {
+    const { job, keys, store } = this.#in;
+    const values = (await job.getChildrenValues()) as Record<string, unknown>;
+    const failures = await job.getIgnoredChildrenFailures();
+    const split = this.#split;
+    const size = store.current.source.size;
+    const used: ShardDone[] = [];
+    let expected = 0;
+    for (const [index, child] of split.shards.entries()) {
+      if (expected >= size) break;
+      // A row longer than a shard: the shard before already read past this one.
+      if (child.end <= expected) continue;
+      const key = keys.job(child.jobId);
+      const failure = failures[key];
+      if (failure !== undefined) throw this.#shardFailed(index, child, failure);
+      const parsed = JobResult.safeParse(values[key]);
+      if (!parsed.success || !parsed.data.shard) {
+        throw new Error(`shard ${index + 1} (job ${child.jobId}) has no result yet; retrying`);
+      }
+      const result = parsed.data as ShardDone["result"];
+      if (result.shard.start !== expected) {
+        await this.#redo(index, child, expected);
+        return undefined;
+      }
+      used.push({ index, child, result });
+      expected = result.shard.end;
+    }
+    if (expected < size) throw new Error(`the shards end at byte ${expected} of ${size}; retrying`);
+    return used;
+  }
+
+  #shardFailed(index: number, child: ShardChild, reason: string): PermanentJobError {
+    const of = this.#split.shards.length;
+    return new PermanentJobError(
+      `shard ${index + 1} of ${of} (source bytes from ${child.start}) failed: ${reason} (row and line numbers there count from the shard's first row)`,
+    );
+  }
+
+  /** The shard guessed its first row boundary wrong: it is read again from `start`. */
+  async #redo(index: number, wrong: ShardChild, start: number): Promise<void> {
+    const { store, log, job } = this.#in;
+    const split = this.#split;
+    const child: ShardChild = {
+      jobId: childJobId(job.id ?? "", index),
+      start,
+      end: wrong.end,
+      pinned: true,
+    };
+    log.info(
+      { shard: index + 1, guessed: wrong.start, start },
+      "a shard's first row boundary was guessed wrong: redoing it",
+    );
+    const shards = split.shards.map((s, i) => (i === index ? child : s));
+    await store.save({
+      ...store.current,
+      split: {
+        ...split,
+        shards,
+        retired: [...split.retired, wrong.jobId],
+        redone: split.redone + 1,
+      },
+    });
+    await this.#addChildren([{ child, index }]);
+  }
+
+  async #compose(done: ShardDone[]): Promise<JobResult> {
+    const { data, store, s3 } = this.#in;
+    const shifts = numberShifts(done);
+    const counts = mergedCounts(
+      done.map((d, i): ShardRows => ({ counts: d.result.rows, rowShift: shifts[i]?.rows ?? 0 })),
+    );
+    if (
+      data.options.maxInvalidRows !== undefined &&
+      counts.rejected > data.options.maxInvalidRows
+    ) {
+      throw new PermanentJobError(
+        `${counts.rejected} invalid rows in ${counts.read} rows, more than options.maxInvalidRows (${data.options.maxInvalidRows})`,
+      );
+    }
+    const ratio = ratioExceeded(data.options, counts, true);
+    if (ratio) throw new PermanentJobError(ratio);
+    const outputs = done.map((d) => d.result.output);
+    const output = await compose(
+      { s3, store, side: "output", contentType: outputContentType(data.options) },
+      copiedSource(s3, outputs),
+    );
+    const rejects = await compose(
+      { s3, store, side: "rejects", contentType: "text/csv; charset=utf-8" },
+      this.#renumberedReports(done, shifts),
+    );
+    await deleteShardObjects(s3, data, this.#split);
+    const location = rejectsLocation(data);
+    const checksums = done.every((d) => d.result.checksums === "verified")
+      ? "verified"
+      : done.some((d) => d.result.checksums === "off")
+        ? "off"
+        : "not-verified";
+    return {
+      output: { ...data.destination, etag: output.etag, bytes: output.bytes },
+      rejects: { ...location, etag: rejects.etag, bytes: rejects.bytes, rows: counts.rejected },
+      rows: counts,
+      parts: output.parts,
+      resumes: done.reduce((sum, d) => sum + d.result.resumes, 0),
+      restarted: done.flatMap((d) => d.result.restarted),
+      checksums,
+      shards: done.length,
+    };
+  }
+
+  /** The whole report: the first shard's as it is, the others' renumbered, cut into parts. */
+  #renumberedReports(done: ShardDone[], shifts: NumberShifts): ComposedSource {
+    const { s3, data, store } = this.#in;
+    const { partSize } = store.current;
+    const reports = done.map((d) => d.result.rejects);
+    const text = async function* () {
+      for (const [i, report] of reports.entries()) {
+        const body = readObject(s3, report);
+        const shift = shifts[i] ?? { rows: 0, lines: 0 };
+        if (i === 0) yield* body;
+        else
+          yield* renumberedReport(body, shift, data.options.newline, 4 * data.options.maxRowBytes);
+      }
+    };
+    return {
+      async *parts(skip: number): AsyncIterable<ComposedPart> {
+        let held: Buffer[] = [];
+        let heldBytes = 0;
+        let number = 0;
+        for await (const chunk of text()) {
+          held.push(Buffer.from(chunk));
+          heldBytes += chunk.length;
+          while (heldBytes >= partSize) {
+            const all = Buffer.concat(held);
+            const body = all.subarray(0, partSize);
+            held = [all.subarray(partSize)];
+            heldBytes -= partSize;
+            if (++number > skip) yield { body };
+          }
+        }
+        if (heldBytes > 0 && ++number > skip) yield { body: Buffer.concat(held) };
+      },
+    };
+  }
+}
+
+type NumberShifts = Array<{ rows: number; lines: number }>;
+
+/** Rows and lines before each shard: what its own numbers are shifted by. */
+function numberShifts(done: ShardDone[]): NumberShifts {
+  const shifts: NumberShifts = [];
+  let rows = 0;
+  let lines = 0;
+  for (const d of done) {
+    shifts.push({ rows, lines });
+    rows += d.result.rows.read;
+    // A shard's lines are counted from 1 at its start: its end line, shifted, is the next start.
+    lines += d.result.shard.lineNumber - 1;
+  }
+  return shifts;
+}
+
+function copiedSource(s3: S3Client, outputs: ReadonlyArray<JobResult["output"]>): ComposedSource {
+  const plan = compositionPlan(outputs.map((o) => o.bytes));
+  return {
+    bytes: outputs.reduce((sum, o) => sum + o.bytes, 0),
+    async *parts(skip: number): AsyncIterable<ComposedPart> {
+      for (const part of plan.slice(skip)) {
+        if ("copy" in part) {
+          const o = outputs[part.copy.segment] as JobResult["output"];
+          yield { copy: { ...o, size: o.bytes, start: part.copy.start, end: part.copy.end } };
+          continue;
+        }
+        const bytes: Buffer[] = [];
+        for (const piece of part.merge) {
+          const o = outputs[piece.segment] as JobResult["output"];
+          for await (const chunk of readObject(s3, o, piece.start, piece.end))
+            bytes.push(Buffer.from(chunk));
+        }
+        const body = Buffer.concat(bytes);
+        if (body.length !== partBytes(part)) throw new Error("a shard's output was cut short");
+        yield { body };
+      }
+    },
+  };
+}

@@ -1,0 +1,96 @@
+import {
+  type Checkpoint,
+  type JobData,
+  SPLIT_AUTO_BYTES,
+  SPLIT_AUTO_SHARD_BYTES,
+  SPLIT_MAX_SHARDS,
+} from "../../shared/job.ts";
+import { CsvFramer } from "../csv/csvFramer.ts";
+import { asBuffer, rowDecoder } from "../csv/rowDecoder.ts";
+import { RowParser } from "../csv/rowParser.ts";
+import type { JudgeFactory } from "../judge/rowJudge.ts";
+import type { OpenedBody } from "../source/sourceReader.ts";
+import { utf16Order } from "../source/utf16Source.ts";
+
+// Whether a job splits, and into which byte ranges. Decided once, on the parent's first
+// attempt, from the pinned source and its first row; the checkpoint keeps the decision.
+
+/** The shard size options.split asks for on a source of `size` bytes, or undefined: whole. */
+export function shardSizeFor(split: JobData["options"]["split"], size: number): number | undefined {
+  if (split === "off") return undefined;
+  if (split === "auto") return size >= SPLIT_AUTO_BYTES ? SPLIT_AUTO_SHARD_BYTES : undefined;
+  return size >= 2 * split ? split : undefined;
+}
+
+/** Nominal byte ranges of `shardSize` (grown so that there are at most SPLIT_MAX_SHARDS). */
+export function nominalRanges(size: number, shardSize: number): Array<[number, number]> {
+  const step = Math.max(shardSize, Math.ceil(size / SPLIT_MAX_SHARDS));
+  const ranges: Array<[number, number]> = [];
+  for (let start = 0; start < size; start += step)
+    ranges.push([start, Math.min(start + step, size)]);
+  return ranges;
+}
+
+/** Why a job whose source is large enough still runs whole, or undefined when it can split. */
+export function unsplittable(data: JobData, checkpoint: Checkpoint): string | undefined {
+  if (checkpoint.source.gzip) {
+    return "the source is gzip: a shard cannot start reading in the middle of it";
+  }
+  if (data.options.encoding === "utf-16") {
+    return "the source is UTF-16: its offsets are in its UTF-8 transcoding, read from the start";
+  }
+  if (data.options.outputCompression === "gzip") {
+    return "gzip output is compressed part by part: a split job's parts would differ from a whole run's";
+  }
+  return undefined;
+}
+
+export interface SourceHead {
+  header: string[] | null;
+  /** The number of fields of the first row (the header's, when there is one). */
+  columns: number;
+}
+
+/**
+ * The first row of the source, read from the first attempt's open body. Undefined when it
+ * cannot be read here (UTF-16, no row, a row the framer or parser refuses): the job then runs
+ * whole, and the whole run says what is wrong.
+ */
+export async function readHead(
+  body: OpenedBody,
+  data: JobData,
+  delimiter: string,
+): Promise<SourceHead | { unsplit: string } | undefined> {
+  const { options } = data;
+  const framer = new CsvFramer({ ...options, delimiter, startOffset: 0, startLine: 1 });
+  const parser = new RowParser({ ...options, delimiter });
+  const decode = rowDecoder(options.encoding);
+  const comment = options.commentChar?.charCodeAt(0);
+  let first = true;
+  for await (const chunk of body) {
+    if (first && utf16Order(chunk)) {
+      return { unsplit: "the source is UTF-16 (it starts with a byte order mark)" };
+    }
+    first = false;
+    for (const row of framer.push(chunk)) {
+      if (comment !== undefined && row.bytes[0] === comment) continue;
+      if (row.oversize || row.unterminated) return undefined;
+      const text = decode(asBuffer(row.bytes));
+      const parsed = text === undefined ? undefined : parser.parse(text, row.quoted);
+      if (!parsed?.ok) return undefined;
+      return { header: options.header ? parsed.fields : null, columns: parsed.fields.length };
+    }
+  }
+  return undefined;
+}
+
+/** Why the job's judge needs the whole file in one pass, or undefined. */
+export function statefulJudge(judges: JudgeFactory, header: string[] | null): string | undefined {
+  // Binding checks the header against the schema too: a mismatch fails the whole run clearly.
+  try {
+    if (!judges.bind(header).stateful) return undefined;
+  } catch {
+    return undefined;
+  }
+  return "the schema has unique or primaryKey constraints: they are checked across the whole file in one pass";
+}
