@@ -14,6 +14,7 @@ import { memory } from "./suites/memory.ts";
 import { type PeerRun, peers } from "./suites/peers.ts";
 import { resume } from "./suites/resume.ts";
 import { smallJobs } from "./suites/smallJobs.ts";
+import { split } from "./suites/split.ts";
 import { type Dataset, type Throughput, throughput } from "./suites/throughput.ts";
 
 // npm run bench: on one S3-compatible server (its own process) and one Redis, on two datasets
@@ -23,7 +24,9 @@ import { type Dataset, type Throughput, throughput } from "./suites/throughput.t
 //   peers:      DuckDB and Polars, one thread, strict, beside s3csv's row work;
 //   memory:     a worker's peak RSS for a --size input and a --large messy input;
 //   resume:     a job killed at about 50% and resumed: what it read and uploaded again;
-//   small jobs: --small 1 KB jobs on one and two worker processes: jobs/s, S3 requests per job.
+//   small jobs: --small 1 KB jobs on one and two worker processes: jobs/s, S3 requests per job;
+//   split:      one --split MB file, whole on one worker against split on two (not in the
+//               default set: --only split, or --only ...,split).
 // Prints Markdown, then the figures against the targets. --quick is the short run CI does
 // (figures printed, nothing asserted).
 
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     large: { type: "string", default: "1000" },
     runs: { type: "string", default: "3" },
     small: { type: "string", default: "1000" },
+    split: { type: "string", default: "1000" },
     only: { type: "string" },
     quick: { type: "boolean", default: false },
   },
@@ -132,6 +136,7 @@ try {
   }
   if (suites.has("resume")) await resume(bench, datasets[0] as Dataset);
   if (suites.has("small")) await smallJobs(bench, small);
+  if (suites.has("split")) await split(bench, benchCsv(Number(values.split) * 1e6), runs);
   targets(measured);
 } finally {
   await bench.queue.close();

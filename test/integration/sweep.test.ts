@@ -35,10 +35,20 @@ describe("s3csv sweep", () => {
       uploads[key] = UploadId as string;
     }
     // A waiting job (no worker runs in this file) whose checkpoint owns live/out.csv's upload.
-    const checkpoint = checkpointFixture(
-      { bucket: BUCKET, key: "live/out.csv" },
-      uploads["live/out.csv"],
-    );
+    const checkpoint = {
+      ...checkpointFixture({ bucket: BUCKET, key: "live/out.csv" }, uploads["live/out.csv"]),
+      // It is a split job's parent, whose shards' temporary objects are its own.
+      split: {
+        shards: [
+          { jobId: "live-shard-0-aaaa", start: 0, end: 5, pinned: true },
+          { jobId: "live-shard-1-bbbb", start: 5, end: 10, pinned: false },
+        ],
+        retired: ["live-shard-1-cccc"],
+        redone: 1,
+        header: null,
+        columns: 1,
+      },
+    };
     await queue.add(JOB_NAME, { ...job("live/in.csv", "live/out.csv", peopleSchema), checkpoint });
   });
   afterAll(async () => {
@@ -74,6 +84,34 @@ describe("s3csv sweep", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("3 open uploads; 2 aborted");
     expect(await open()).toEqual(["live/out.csv"]);
+  });
+
+  it("deletes the shard objects of split jobs that are gone, keeping a live one's", async () => {
+    const keys = [
+      "live/out.csv.s3csv-shards/live-shard-0-aaaa.csv",
+      "live/out.csv.s3csv-shards/live-shard-1-cccc.rejects.csv",
+      "gone/out.csv.s3csv-shards/gone-shard-0-dddd.csv",
+      "gone/out.csv.s3csv-shards/gone-shard-0-dddd.rejects.csv",
+    ];
+    for (const key of keys) await stack.put(key, "x\n");
+    const dry = await runCli(
+      ["sweep", "--bucket", BUCKET, "--older-than", "0s", "--dry-run", "--json"],
+      stack.env,
+    );
+    const listed = JSON.parse(dry.stdout) as Array<{ key: string; action: string }>;
+    expect(
+      listed.filter((o) => o.key.includes(".s3csv-shards/")).map((o) => [o.key, o.action]),
+    ).toEqual([
+      [keys[2], "would-delete"],
+      [keys[3], "would-delete"],
+      [keys[0], "kept: owned by a live job"],
+      [keys[1], "kept: owned by a live job"],
+    ]);
+    const run = await runCli(["sweep", "--bucket", BUCKET, "--older-than", "0s"], stack.env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain("4 shard objects; 2 deleted");
+    await expect(stack.get(keys[2] as string)).rejects.toThrow();
+    expect((await stack.get(keys[0] as string)).toString()).toBe("x\n");
   });
 
   it("refuses a bad duration with a clear message", async () => {

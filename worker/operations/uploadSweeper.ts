@@ -7,7 +7,13 @@ import { openUploads } from "../upload/multipartUploads.ts";
 // in a way its worker could not clean up (a failed Redis, a job removed by hand) leaves nothing
 // to bill. An upload is owned when a job that can still run has it in its checkpoint.
 
-const LIVE_STATES = ["active", "waiting", "delayed", "prioritized", "waiting-children"] as const;
+export const LIVE_STATES = [
+  "active",
+  "waiting",
+  "delayed",
+  "prioritized",
+  "waiting-children",
+] as const;
 const PAGE = 500;
 
 export interface SweptUpload {

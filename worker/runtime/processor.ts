@@ -36,6 +36,7 @@ import { runRestartingLostOutputs } from "../pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { childJobId, deleteShardObjects } from "../split/shardObjects.ts";
+import { reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
 import {
@@ -224,17 +225,19 @@ class JobProcessor {
   async #run(attempt: Attempt): Promise<JobResult> {
     const decision = attempt.store.current.split ? {} : await this.#planSplit(attempt);
     if (attempt.store.current.split) {
-      const { s3, queue, log } = this.#deps;
-      const { job, data, store, lock, jobLog } = attempt;
+      const { s3, queue, redis } = this.#deps;
+      const { job, data, store, lock, jobLog: log } = attempt;
+      const token = lock.token;
       const parent = new SplitParent({
         job,
-        token: lock.token,
+        token,
         data,
         store,
         s3,
         queue,
         keys: this.#keys,
-        log: jobLog ?? log,
+        log,
+        redis,
       });
       return parent.run();
     }
@@ -276,6 +279,20 @@ class JobProcessor {
     return {};
   }
 
+  /** The job's progress; a shard's goes into its parent's too (the shards' sum). */
+  async #reportProgress(attempt: Attempt, progress: JobProgress): Promise<void> {
+    await attempt.job.updateProgress(progress);
+    const { shard } = attempt.data;
+    if (!shard) return;
+    const { redis, queue } = this.#deps;
+    const start = attempt.store.current.shardStart ?? 0;
+    const parentKey = this.#keys.job(shard.parent);
+    // The parent's progress is for people watching: a shard does not fail for it.
+    await reportShardProgress(redis, queue, parentKey, shard, start, progress).catch(
+      (err: unknown) => attempt.jobLog.debug({ err }, "could not update the parent's progress"),
+    );
+  }
+
   /** Runs the attempt until it completes, starting over an output whose upload was lost. */
   #runToCompletion(attempt: Attempt): Promise<JobResult> {
     const { job, data, store, signal, jobLog, judges, firstRead, restarted } = attempt;
@@ -288,7 +305,7 @@ class JobProcessor {
       firstRead,
       restarted,
       partsInFlight: config.PARTS_IN_FLIGHT,
-      reportProgress: (progress: JobProgress) => job.updateProgress(progress),
+      reportProgress: (progress: JobProgress) => this.#reportProgress(attempt, progress),
       signal,
       shutdown,
       onRestart: ({ output, reason }) =>

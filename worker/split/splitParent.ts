@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { type Job, type Queue, WaitingChildrenError } from "bullmq";
+import type { Cluster, Redis } from "ioredis";
 import {
   type JobData,
   JobResult,
@@ -18,6 +19,7 @@ import { type ComposedPart, type ComposedSource, compose } from "./composedUploa
 import { compositionPlan, partBytes } from "./compositionPlan.ts";
 import { renumberedReport } from "./rejectRenumber.ts";
 import { childJobId, deleteShardObjects, readObject, shardObjects } from "./shardObjects.ts";
+import { shardProgressKey } from "./shardProgress.ts";
 import { mergedCounts, type ShardRows } from "./shardTotals.ts";
 
 // The parent of a split job. Its first run adds one child job per shard and waits for them
@@ -37,6 +39,8 @@ export interface SplitParentInput {
   queue: Queue;
   keys: QueueKeys;
   log: Logger;
+  /** Where the shards' progress is summed (see shardProgress.ts). */
+  redis: Redis | Cluster;
 }
 
 /** A shard's result as the parent reads it, with the child it came from. */
@@ -59,7 +63,7 @@ export class SplitParent {
 
   /** Adds the shards not yet added and waits for them, or goes on when all are done. */
   async run(): Promise<JobResult> {
-    await this.#addChildren(this.#split.shards.map((child, index) => ({ child, index })));
+    await this.#addChildren(await this.#missingChildren());
     await this.#waitForChildren();
     const done = await this.#verifiedShards();
     if (!done) {
@@ -69,10 +73,21 @@ export class SplitParent {
     return this.#compose(done);
   }
 
+  /**
+   * The shards whose child job does not exist yet: all of them on the first run, some after a
+   * crash while adding them. (Adding a child that exists again would make a failed one a
+   * pending dependency once more.)
+   */
+  async #missingChildren(): Promise<Array<{ child: ShardChild; index: number }>> {
+    const { redis, keys } = this.#in;
+    const all = this.#split.shards.map((child, index) => ({ child, index }));
+    const exists = await Promise.all(all.map(({ child }) => redis.exists(keys.job(child.jobId))));
+    return all.filter((_, i) => exists[i] === 0);
+  }
+
   async #addChildren(children: Array<{ child: ShardChild; index: number }>): Promise<void> {
+    if (children.length === 0) return;
     const { queue, job } = this.#in;
-    // Adding a job id that exists is a no-op: a parent that crashed after adding some adds
-    // the same ones again.
     await queue.addBulk(
       children.map(({ child, index }) => ({
         name: "shard",
@@ -216,6 +231,16 @@ export class SplitParent {
       this.#renumberedReports(done, shifts),
     );
     await deleteShardObjects(s3, data, this.#split);
+    const { job, redis, keys } = this.#in;
+    const size = store.current.source.size;
+    await job.updateProgress({
+      bytesRead: size,
+      bytesTotal: size,
+      rows: counts,
+      parts: output.parts,
+      progress: 100,
+    });
+    await redis.del(shardProgressKey(keys.job(job.id ?? "")));
     const location = rejectsLocation(data);
     const checksums = done.every((d) => d.result.checksums === "verified")
       ? "verified"

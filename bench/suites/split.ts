@@ -1,0 +1,91 @@
+import { createHash } from "node:crypto";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { enqueueTransform } from "../../producer/enqueue.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
+import type { JobResult } from "../../shared/job.ts";
+import {
+  type Bench,
+  BUCKET,
+  deleteOutputs,
+  startWorker,
+  transformJob,
+  upload,
+} from "../harness.ts";
+import { cpuSeconds } from "../procStats.ts";
+
+// One large file on one worker (split "off") against the same job split across two workers
+// (split "auto": 64 MiB shards), both timed the same way, from enqueue to result. This machine
+// has 2 cores and the S3 server shares them: the table gives each process's CPU beside the wall
+// time. The two outputs and reject reports are checked byte-identical (SHA-256).
+
+interface SplitRun {
+  workers: number;
+  seconds: number;
+  cpu: number[];
+  s3Cpu: number;
+  result: JobResult;
+  digests: string[];
+}
+
+async function sha256(bench: Bench, key: string): Promise<string> {
+  const got = await bench.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  const hash = createHash("sha256");
+  for await (const chunk of got.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+async function once(bench: Bench, key: string, workers: number, run: number): Promise<SplitRun> {
+  const started = await Promise.all(Array.from({ length: workers }, () => startWorker(bench.env)));
+  const cpuBefore = started.map((w) => w.cpuSeconds());
+  const s3Before = cpuSeconds(bench.s3Pid);
+  const dest = `split-out/${workers}-${run}.csv`;
+  const t0 = performance.now();
+  const id = await enqueueTransform(
+    { ...transformJob(key, dest), options: { split: workers === 1 ? "off" : "auto" } },
+    { queue: bench.queue },
+  );
+  const result = await waitForResult(bench.queue, id, { timeoutMs: 3_600_000 });
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = started.map((w, i) => w.cpuSeconds() - (cpuBefore[i] ?? 0));
+  const s3Cpu = cpuSeconds(bench.s3Pid) - s3Before;
+  await Promise.all(started.map((w) => w.stop()));
+  const digests = [await sha256(bench, dest), await sha256(bench, result.rejects.key)];
+  await deleteOutputs(bench.s3);
+  return { workers, seconds, cpu, s3Cpu, result, digests };
+}
+
+export async function split(bench: Bench, body: Buffer, runs: number) {
+  const key = "in-split.csv";
+  await upload(bench.s3, key, body);
+  const { out } = bench;
+  const mb = body.length / 1e6;
+  out(`\n### One ${mb.toFixed(0)} MB file: one worker, whole, against two workers, split\n`);
+  out(
+    "| run | workers | shards | seconds (enqueue to result) | MB/s | worker CPU s (each) | S3 server CPU s | rows | rejected |",
+  );
+  out("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |");
+  const all: SplitRun[] = [];
+  for (let run = 1; run <= runs; run++) {
+    for (const workers of [1, 2]) {
+      const r = await once(bench, key, workers, run);
+      all.push(r);
+      out(
+        `| ${run} | ${workers} | ${r.result.shards} | ${r.seconds.toFixed(1)} | ${(mb / r.seconds).toFixed(1)} | ${r.cpu.map((c) => c.toFixed(1)).join(", ")} | ${r.s3Cpu.toFixed(1)} | ${r.result.rows.read.toLocaleString("en")} | ${r.result.rows.rejected.toLocaleString("en")} |`,
+      );
+    }
+  }
+  const reference = all[0] as SplitRun;
+  const same = all.every(
+    (r) =>
+      r.digests.join() === reference.digests.join() &&
+      r.result.rows.read === reference.result.rows.read,
+  );
+  if (!same) throw new Error("a split run's output differs from the whole run's");
+  out("\nEvery run's output and reject report had the same SHA-256 as the first whole run's.");
+  for (let run = 1; run <= runs; run++) {
+    const [whole, parted] = all.slice((run - 1) * 2, run * 2) as [SplitRun, SplitRun];
+    out(
+      `- run ${run}: two workers, split / one worker, whole: ${(parted.seconds / whole.seconds).toFixed(2)}× the wall time`,
+    );
+  }
+}
