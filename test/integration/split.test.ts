@@ -26,7 +26,12 @@ describe("split: one file, several shards, several workers", () => {
   const source = seamCsv(SHARD, 6);
 
   beforeAll(async () => {
-    stack = await startStack({ PART_SIZE: String(5 * MiB), WORKER_CONCURRENCY: "2" });
+    // At info level each worker logs the jobs it completes: which shards ran where.
+    stack = await startStack({
+      PART_SIZE: String(5 * MiB),
+      WORKER_CONCURRENCY: "2",
+      LOG_LEVEL: "info",
+    });
     for (let i = 0; i < 3; i++) workers.push(spawnWorker(stack.env));
     queue = queueFor(stack);
     await stack.put("split/in.csv", source);
@@ -55,11 +60,15 @@ describe("split: one file, several shards, several workers", () => {
   for (const shardSize of [SHARD, 8 * MiB]) {
     it(`splits into shards of ${shardSize / MiB} MiB with byte-identical outputs`, async () => {
       const dest = `split/out-${shardSize}.csv`;
-      const result = await run(queue, {
-        ...job("split/in.csv", dest, seamSchema),
-        options: { split: shardSize },
-      });
+      const id = await enqueueTransform(
+        { ...job("split/in.csv", dest, seamSchema), options: { split: shardSize } },
+        { queue },
+      );
+      const result = await waitForResult(queue, id, { timeoutMs: 110_000 });
       expect(result.shards).toBeGreaterThanOrEqual(2);
+      // The three workers shared the shards.
+      const ranShards = workers.filter((w) => w.output().includes(`"jobId":"${id}-shard-`));
+      expect(ranShards.length).toBeGreaterThanOrEqual(2);
       expect(result.shards).toBeLessThanOrEqual(Math.ceil(source.length / shardSize));
       expect((await stack.get(dest)).equals(whole.output)).toBe(true);
       expect((await stack.get(rejectsKeyOf(dest))).equals(whole.report)).toBe(true);

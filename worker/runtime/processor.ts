@@ -295,7 +295,7 @@ class JobProcessor {
 
   /** Runs the attempt until it completes, starting over an output whose upload was lost. */
   #runToCompletion(attempt: Attempt): Promise<JobResult> {
-    const { job, data, store, signal, jobLog, judges, firstRead, restarted } = attempt;
+    const { data, store, signal, jobLog, judges, firstRead, restarted } = attempt;
     const { s3, config, shutdown, metrics } = this.#deps;
     return runRestartingLostOutputs({
       data,

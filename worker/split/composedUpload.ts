@@ -24,6 +24,9 @@ export interface ComposedSource {
   parts(done: number): AsyncIterable<ComposedPart>;
 }
 
+/** Parts made at once: copies take the server's time, not the worker's. */
+const IN_FLIGHT = 8;
+
 export interface ComposeInput {
   s3: S3Client;
   store: CheckpointStore;
@@ -80,18 +83,57 @@ async function composeOnce(
   }
   const uploadId = state.uploadId ?? (await session.create());
   if (!state.uploadId) await saved({ ...state, uploadId });
-  for await (const part of source.parts(state.parts.length)) {
-    const number = state.parts.length + 1;
-    const made: UploadedPart =
-      "copy" in part
-        ? await session.copyPart(uploadId, number, part.copy)
-        : await session.uploadPart(uploadId, number, part.body);
-    await saved({ ...state, parts: [...state.parts, made], bytes: state.bytes + made.size });
-  }
+  await makeParts(session, uploadId, source, () => state, saved);
   if (source.bytes !== undefined && state.bytes !== source.bytes) {
     throw new Error(`composed ${state.bytes} bytes of ${source.bytes} for ${side}; retrying`);
   }
   const etag = await session.complete({ uploadId, parts: state.parts, bytes: state.bytes });
   await saved({ ...state, completed: { etag, bytes: state.bytes } });
   return finished(state);
+}
+
+/**
+ * Makes the parts after those in the checkpoint, IN_FLIGHT at a time, checkpointing the
+ * contiguous prefix of finished ones (a crash then redoes at most the parts in flight).
+ */
+async function makeParts(
+  session: MultipartSession,
+  uploadId: string,
+  source: ComposedSource,
+  current: () => OutputCheckpoint,
+  saved: (next: OutputCheckpoint) => Promise<void>,
+): Promise<void> {
+  const made = new Map<number, UploadedPart>();
+  const running = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  const recordPrefix = async () => {
+    const state = current();
+    let { parts, bytes } = state;
+    for (let part = made.get(parts.length + 1); part; part = made.get(parts.length + 1)) {
+      made.delete(part.PartNumber);
+      parts = [...parts, part];
+      bytes += part.size;
+    }
+    if (parts !== state.parts) await saved({ ...state, parts, bytes });
+  };
+  let number = current().parts.length;
+  for await (const part of source.parts(number)) {
+    if (failure) break;
+    const partNumber = ++number;
+    const task = (async () => {
+      const uploaded =
+        "copy" in part
+          ? await session.copyPart(uploadId, partNumber, part.copy)
+          : await session.uploadPart(uploadId, partNumber, part.body);
+      made.set(partNumber, uploaded);
+      await recordPrefix();
+    })().catch((error: unknown) => {
+      failure ??= { error };
+    });
+    running.add(task);
+    void task.finally(() => running.delete(task));
+    while (running.size >= IN_FLIGHT) await Promise.race(running);
+  }
+  await Promise.all(running);
+  if (failure) throw failure.error;
 }

@@ -64,13 +64,11 @@ export class SplitParent {
   /** Adds the shards not yet added and waits for them, or goes on when all are done. */
   async run(): Promise<JobResult> {
     await this.#addChildren(await this.#missingChildren());
-    await this.#waitForChildren();
-    const done = await this.#verifiedShards();
-    if (!done) {
+    for (;;) {
       await this.#waitForChildren();
-      throw new Error("a redone shard finished before the parent could wait for it; retrying");
+      const done = await this.#verifiedShards();
+      if (done) return this.#compose(done);
     }
-    return this.#compose(done);
   }
 
   /**
