@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { JobData, JobInput, JobOptions } from "../../shared/job.ts";
 import { compositionPlan, partBytes } from "../../worker/split/compositionPlan.ts";
 import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
 import { guessRowStart } from "../../worker/split/seamGuess.ts";
 import { mergedCounts } from "../../worker/split/shardTotals.ts";
-import { nominalRanges, shardSizeFor } from "../../worker/split/splitPlan.ts";
+import { nominalRanges, shardSizeFor, unsplittable } from "../../worker/split/splitPlan.ts";
+import { checkpointFixture } from "../support/checkpointFixture.ts";
 
 const dialect = { delimiter: ",", quote: '"', maxRowBytes: 1024, columns: 3 };
 
@@ -166,5 +168,34 @@ describe("split decision and totals", () => {
       errors: { "type-error": 6 },
       fields: { amount: { errors: { "type-error": 6 }, rows: [2, 5, 11, 13, 14] } },
     });
+  });
+});
+
+describe("options.split in the job contract", () => {
+  const MiB = 1024 * 1024;
+  const input = (split: unknown) => ({
+    source: { bucket: "bucket-in", key: "a.csv" },
+    destination: { bucket: "bucket-out", key: "a.csv" },
+    transform: "contacts-normalize",
+    options: { split },
+  });
+
+  it("takes auto (the default), off, or a shard size of at least 5 MiB", () => {
+    expect(JobOptions.parse({}).split).toBe("auto");
+    expect(JobInput.safeParse(input("off")).success).toBe(true);
+    expect(JobInput.safeParse(input(64 * MiB)).success).toBe(true);
+    expect(JobInput.safeParse(input(4 * MiB)).success).toBe(false);
+    expect(JobInput.safeParse(input("half")).success).toBe(false);
+  });
+
+  it("says why a gzip source, UTF-16 text or gzip output runs whole", () => {
+    const data = (options: Record<string, unknown>) =>
+      JobData.parse({ ...input(8 * MiB), options: { split: 8 * MiB, ...options } });
+    const checkpoint = checkpointFixture({ bucket: "bucket-out", key: "a.csv" });
+    const gzip = { ...checkpoint, source: { ...checkpoint.source, gzip: true } };
+    expect(unsplittable(data({}), checkpoint)).toBeUndefined();
+    expect(unsplittable(data({}), gzip)).toMatch(/gzip/);
+    expect(unsplittable(data({ encoding: "utf-16" }), checkpoint)).toMatch(/UTF-16/);
+    expect(unsplittable(data({ outputCompression: "gzip" }), checkpoint)).toMatch(/gzip output/);
   });
 });
