@@ -1,15 +1,12 @@
-import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { Queue } from "bullmq";
-import { Checkpoint } from "../../shared/job.ts";
 import { SHARD_DIR } from "../split/shardObjects.ts";
-import { LIVE_STATES } from "./uploadSweeper.ts";
+import { liveCheckpoints, type SweepOptions, sweepCutoff } from "./uploadSweeper.ts";
 
 // The sweeper's second half: a split job's shards write temporary objects beside its
 // destination, which the job deletes when it completes or fails for good. A job lost in a way
 // its worker could not clean up (removed by hand, a lost Redis) leaves them: those that no
 // live job's shards own and that are old enough are deleted here.
-
-const PAGE = 500;
 
 export interface SweptObject {
   key: string;
@@ -20,18 +17,11 @@ export interface SweptObject {
 /** The child job ids of every split job that may still run. */
 async function liveShardIds(queue: Queue): Promise<Set<string>> {
   const owned = new Set<string>();
-  for (let start = 0; ; start += PAGE) {
-    const jobs = await queue.getJobs([...LIVE_STATES], start, start + PAGE - 1, true);
-    for (const job of jobs) {
-      const parsed = Checkpoint.safeParse(
-        (job?.data as { checkpoint?: unknown } | undefined)?.checkpoint,
-      );
-      const split = parsed.success ? parsed.data.split : undefined;
-      if (!split) continue;
-      for (const id of [...split.shards.map((s) => s.jobId), ...split.retired]) owned.add(id);
-    }
-    if (jobs.length < PAGE) return owned;
+  for await (const { split } of liveCheckpoints(queue)) {
+    for (const id of [...(split?.shards.map((s) => s.jobId) ?? []), ...(split?.retired ?? [])])
+      owned.add(id);
   }
+  return owned;
 }
 
 /** The child job id a temporary object's key names. */
@@ -40,16 +30,9 @@ function childOf(key: string): string {
   return name.replace(/(\.rejects)?\.csv$/, "");
 }
 
-export async function sweepShardObjects(options: {
-  s3: S3Client;
-  queue: Queue;
-  bucket: string;
-  olderThanMs: number;
-  dryRun: boolean;
-  now?: Date;
-}): Promise<SweptObject[]> {
-  const { s3, bucket, olderThanMs, dryRun } = options;
-  const cutoff = (options.now ?? new Date()).getTime() - olderThanMs;
+export async function sweepShardObjects(options: SweepOptions): Promise<SweptObject[]> {
+  const { s3, bucket, dryRun } = options;
+  const cutoff = sweepCutoff(options);
   // Owners first: an object a live job writes after this is too recent to sweep.
   const owned = await liveShardIds(options.queue);
   const swept: SweptObject[] = [];

@@ -7,13 +7,7 @@ import { openUploads } from "../upload/multipartUploads.ts";
 // in a way its worker could not clean up (a failed Redis, a job removed by hand) leaves nothing
 // to bill. An upload is owned when a job that can still run has it in its checkpoint.
 
-export const LIVE_STATES = [
-  "active",
-  "waiting",
-  "delayed",
-  "prioritized",
-  "waiting-children",
-] as const;
+const LIVE_STATES = ["active", "waiting", "delayed", "prioritized", "waiting-children"] as const;
 const PAGE = 500;
 
 export interface SweptUpload {
@@ -23,34 +17,48 @@ export interface SweptUpload {
   action: "aborted" | "would-abort" | "kept: owned by a live job" | "kept: too recent";
 }
 
-/** Upload ids in the checkpoints of every job that may still run. */
-export async function liveUploadIds(queue: Queue): Promise<Set<string>> {
-  const owned = new Set<string>();
+/** The checkpoints of every job that may still run (what owns uploads and shard objects). */
+export async function* liveCheckpoints(queue: Queue): AsyncGenerator<Checkpoint> {
   for (let start = 0; ; start += PAGE) {
     const jobs = await queue.getJobs([...LIVE_STATES], start, start + PAGE - 1, true);
     for (const job of jobs) {
       const parsed = Checkpoint.safeParse(
         (job?.data as { checkpoint?: unknown } | undefined)?.checkpoint,
       );
-      if (!parsed.success) continue;
-      for (const output of [parsed.data.output, parsed.data.rejects]) {
-        if (output.uploadId) owned.add(output.uploadId);
-      }
+      if (parsed.success) yield parsed.data;
     }
-    if (jobs.length < PAGE) return owned;
+    if (jobs.length < PAGE) return;
   }
 }
 
-export async function sweepUploads(options: {
+/** Upload ids in the checkpoints of every job that may still run. */
+export async function liveUploadIds(queue: Queue): Promise<Set<string>> {
+  const owned = new Set<string>();
+  for await (const checkpoint of liveCheckpoints(queue)) {
+    for (const output of [checkpoint.output, checkpoint.rejects]) {
+      if (output.uploadId) owned.add(output.uploadId);
+    }
+  }
+  return owned;
+}
+
+export interface SweepOptions {
   s3: S3Client;
   queue: Queue;
   bucket: string;
   olderThanMs: number;
   dryRun: boolean;
   now?: Date;
-}): Promise<SweptUpload[]> {
-  const { s3, bucket, olderThanMs, dryRun } = options;
-  const cutoff = (options.now ?? new Date()).getTime() - olderThanMs;
+}
+
+/** What is older than `olderThanMs` before now (or `now`) may be swept. */
+export function sweepCutoff(options: SweepOptions): number {
+  return (options.now ?? new Date()).getTime() - options.olderThanMs;
+}
+
+export async function sweepUploads(options: SweepOptions): Promise<SweptUpload[]> {
+  const { s3, bucket, dryRun } = options;
+  const cutoff = sweepCutoff(options);
   // Read the owners first: an upload created after this by a live job is too recent to sweep.
   const owned = await liveUploadIds(options.queue);
   const swept: SweptUpload[] = [];
