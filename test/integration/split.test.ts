@@ -1,7 +1,7 @@
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { QueueEvents } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { enqueueTransform } from "../../producer/enqueue.ts";
+import { enqueueTransform, JOB_NAME } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import { JobData, type JobProgress, type JobResult } from "../../shared/job.ts";
 import type { SeenRequest } from "../support/s3Server.ts";
@@ -135,6 +135,28 @@ describe("split: one file, several shards, several workers", () => {
     });
     expect(result.shards).toBe(1);
     expect(result.unsplit).toMatch(/unique or primaryKey/);
+  });
+
+  it("composes from shards already removed (removeOnComplete) without running them again", async () => {
+    const dest = "split/removed.csv";
+    // Kept: the last completed job only. Each shard is removed as the next one completes.
+    const added = await queue.add(
+      JOB_NAME,
+      { ...job("split/in.csv", dest, seamSchema), options: { split: SHARD } },
+      { removeOnComplete: 1 },
+    );
+    const id = added.id as string;
+    const result = await waitForResult(queue, id, { timeoutMs: 110_000 });
+    expect((await stack.get(dest)).equals(whole.output)).toBe(true);
+    const parent = JobData.parse((await queue.getJob(id))?.data);
+    const completions = workers
+      .flatMap((w) => w.output().split("\n"))
+      .filter((l) => l.includes(`"jobId":"${id}-shard-`) && l.includes('"msg":"job completed"'));
+    // Every shard ran once, and the one guessed wrong once more: none was added again.
+    expect(completions).toHaveLength(
+      Math.ceil(source.length / SHARD) + (parent.checkpoint?.split?.redone ?? 0),
+    );
+    expect(result.shards).toBeGreaterThanOrEqual(2);
   });
 
   it("redoes a shard whose first row boundary was guessed wrong", async () => {

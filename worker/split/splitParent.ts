@@ -72,15 +72,21 @@ export class SplitParent {
   }
 
   /**
-   * The shards whose child job does not exist yet: all of them on the first run, some after a
+   * The shards whose child job was never added: all of them on the first run, some after a
    * crash while adding them. (Adding a child that exists again would make a failed one a
-   * pending dependency once more.)
+   * pending dependency once more; a finished child may be gone from Redis already, removed by
+   * removeOnComplete, but its parent keeps its result or failure.)
    */
   async #missingChildren(): Promise<Array<{ child: ShardChild; index: number }>> {
-    const { redis, keys } = this.#in;
+    const { redis, keys, job } = this.#in;
+    const values = (await job.getChildrenValues()) as Record<string, unknown>;
+    const failures = await job.getIgnoredChildrenFailures();
     const all = this.#split.shards.map((child, index) => ({ child, index }));
     const exists = await Promise.all(all.map(({ child }) => redis.exists(keys.job(child.jobId))));
-    return all.filter((_, i) => exists[i] === 0);
+    return all.filter(({ child }, i) => {
+      const key = keys.job(child.jobId);
+      return exists[i] === 0 && !(key in values) && !(key in failures);
+    });
   }
 
   async #addChildren(children: Array<{ child: ShardChild; index: number }>): Promise<void> {
@@ -95,8 +101,8 @@ export class SplitParent {
           parent: { id: job.id ?? "", queue: job.queueQualifiedName },
           // A failed shard does not leave the parent waiting: the parent fails the job.
           ignoreDependencyOnFailure: true,
-          ...(job.opts.attempts !== undefined ? { attempts: job.opts.attempts } : {}),
-          ...(job.opts.backoff !== undefined ? { backoff: job.opts.backoff } : {}),
+          // Retried and kept as their parent is.
+          ...pick(job.opts, ["attempts", "backoff", "removeOnComplete", "removeOnFail"]),
         },
       })),
     );
@@ -332,4 +338,11 @@ function copiedSource(s3: S3Client, outputs: ReadonlyArray<JobResult["output"]>)
       }
     },
   };
+}
+
+/** The options among `names` that are set. */
+function pick<T extends object, K extends keyof T>(from: T, names: readonly K[]): Partial<T> {
+  const picked: Partial<T> = {};
+  for (const name of names) if (from[name] !== undefined) picked[name] = from[name];
+  return picked;
 }
