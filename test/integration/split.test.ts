@@ -159,6 +159,30 @@ describe("split: one file, several shards, several workers", () => {
     expect(result.shards).toBeGreaterThanOrEqual(2);
   });
 
+  it("starts a shard's output over at the shard's first row when its upload is lost", async () => {
+    const dest = "split/lost.csv";
+    let lost = 0;
+    // The first part of a shard after the first: its upload is gone (aborted, expired).
+    stack.s3Server.beforeRequest = (r: SeenRequest) => {
+      const shardPart = /\.s3csv-shards\/\d+-shard-[1-9]\d*-\w+\.csv\?/.test(r.url);
+      if (lost > 0 || r.method !== "PUT" || r.query.partNumber !== "1" || !shardPart)
+        return undefined;
+      lost++;
+      return { status: 404, code: "NoSuchUpload" };
+    };
+    const result = await run(queue, {
+      ...job("split/in.csv", dest, seamSchema),
+      options: { split: 8 * MiB },
+    }).finally(() => {
+      stack.s3Server.beforeRequest = undefined;
+    });
+    expect(lost).toBe(1);
+    expect(result.restarted).toHaveLength(1);
+    expect((await stack.get(dest)).equals(whole.output)).toBe(true);
+    expect((await stack.get(rejectsKeyOf(dest))).equals(whole.report)).toBe(true);
+    expect(result.rows).toEqual(whole.result.rows);
+  });
+
   it("redoes a shard whose first row boundary was guessed wrong", async () => {
     const dest = "split/redo.csv";
     const id = await enqueueTransform(

@@ -20,9 +20,14 @@ export type CheckpointOwnership =
   | { checkpoint: Checkpoint; restarted: Restart[] }
   | { foreign: string };
 
-/** An output started over: no upload, no parts, nothing carried, from the source's start. */
-export function restartedOutput(state: OutputCheckpoint): OutputCheckpoint {
-  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark: startMark() };
+/**
+ * An output started over: no upload, no parts, nothing carried, from where the job's reading
+ * starts: the source's first byte, or a split job's shard's first row (its rows and lines are
+ * counted from there).
+ */
+export function restartedOutput(state: OutputCheckpoint, checkpoint: Checkpoint): OutputCheckpoint {
+  const mark = { ...startMark(), offset: checkpoint.shardStart ?? 0 };
+  return { bucket: state.bucket, key: state.key, parts: [], bytes: 0, mark };
 }
 
 /**
@@ -53,7 +58,7 @@ export async function checkpointOwnership(
   }
   let started = checkpoint;
   const restarted = named.map((side) => {
-    started = { ...started, [side]: restartedOutput(started[side]) };
+    started = { ...started, [side]: restartedOutput(started[side], checkpoint) };
     const reason = `the job keeps no record of upload ${checkpoint[side].uploadId} (an older s3csv wrote the checkpoint, or the record expired): left to the bucket's lifecycle rule`;
     return { output: side, reason };
   });
@@ -72,6 +77,6 @@ export function sideOf(
 /** Saves the output whose upload S3 lost as started over, and deletes the text it carried. */
 export async function restartLostOutput(store: CheckpointStore, side: OutputSide): Promise<void> {
   const lost = store.current[side];
-  await store.save({ ...store.current, [side]: restartedOutput(lost) });
+  await store.save({ ...store.current, [side]: restartedOutput(lost, store.current) });
   if (lost.carry) await store.deleteCarry(lost.carry.key);
 }

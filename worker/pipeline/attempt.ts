@@ -68,6 +68,10 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
   try {
     await prepareOutputs(store, outputs);
     const from = resumePoint(start);
+    // A shard reads from its own first row: earlier rows are other shards' (or its parent's).
+    if (from.offset < (start.shardStart ?? 0)) {
+      throw new Error(`a shard's resume point ${from.offset} is before its first row`);
+    }
     const processor = new RowProcessor({
       options,
       judges: input.judges,

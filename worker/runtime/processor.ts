@@ -331,8 +331,8 @@ class JobProcessor {
     await store.assertOwner();
     const failures = await this.#abortUploads(store, checkpoint);
     for (const err of failures) jobLog.warn({ err }, "could not abort an upload");
-    const output = restartedOutput(checkpoint.output);
-    const rejects = restartedOutput(checkpoint.rejects);
+    const output = restartedOutput(checkpoint.output, checkpoint);
+    const rejects = restartedOutput(checkpoint.rejects, checkpoint);
     // A split job's retry splits afresh: its shards' objects go, and so does the plan.
     if (checkpoint.split) await deleteShardObjects(this.#deps.s3, data, checkpoint.split);
     const { split: _split, ...whole } = checkpoint;

@@ -41,7 +41,10 @@ export async function compose(input: ComposeInput, source: ComposedSource) {
   } catch (error) {
     if (!(error instanceof OutputLostError)) throw error;
     const { store, side } = input;
-    await store.save({ ...store.current, [side]: restartedOutput(store.current[side]) });
+    await store.save({
+      ...store.current,
+      [side]: restartedOutput(store.current[side], store.current),
+    });
     return composeOnce(input, source);
   }
 }
