@@ -183,6 +183,46 @@ describe("split: one file, several shards, several workers", () => {
     expect(result.rows).toEqual(whole.result.rows);
   });
 
+  it("does not fail a job for rows a shard read from a wrong first row boundary", async () => {
+    // Every row valid; the seam inside the quoted note of row-like lines fools a shard, whose
+    // rows from there are not the file's (the note's tail is a malformed row).
+    await stack.put("split/clean.csv", seamCsv(SHARD, 3, false));
+    const strict = (dest: string, split: unknown) => ({
+      ...job("split/clean.csv", dest, seamSchema),
+      options: { split, onInvalid: "fail", maxInvalidRows: 0 },
+    });
+    const whole = await run(queue, strict("split/clean-whole.csv", "off"));
+    const id = await enqueueTransform(strict("split/clean-split.csv", SHARD), { queue });
+    const parted = await waitForResult(queue, id, { timeoutMs: 110_000 });
+    expect(JobData.parse((await queue.getJob(id))?.data).checkpoint?.split?.redone).toBe(1);
+    expect(whole.rows.rejected).toBe(0);
+    expect(parted.rows).toEqual(whole.rows);
+    expect(parted.shards).toBeGreaterThanOrEqual(2);
+    const [a, b] = [
+      await stack.get("split/clean-whole.csv"),
+      await stack.get("split/clean-split.csv"),
+    ];
+    expect(b.equals(a)).toBe(true);
+  });
+
+  it("fails a split job with onInvalid fail at the file's first invalid row", async () => {
+    const options = { onInvalid: "fail" };
+    const whole = run(queue, {
+      ...job("split/in.csv", "split/fail-whole.csv", seamSchema),
+      options: { ...options, split: "off" },
+    });
+    await expect(whole).rejects.toThrow(/row (\d+) .*is invalid and options\.onInvalid is "fail"/);
+    const wholeRow = /row (\d+)/.exec(String(await whole.catch((e: Error) => e.message)))?.[1];
+    const parted = run(queue, {
+      ...job("split/in.csv", "split/fail-split.csv", seamSchema),
+      options: { ...options, split: SHARD },
+    });
+    await expect(parted).rejects.toThrow(
+      new RegExp(`row ${wholeRow} .*is invalid and options\\.onInvalid is "fail"`),
+    );
+    expect(await leftovers("split/fail-split.csv")).toEqual([]);
+  });
+
   it("redoes a shard whose first row boundary was guessed wrong", async () => {
     const dest = "split/redo.csv";
     const id = await enqueueTransform(

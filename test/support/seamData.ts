@@ -47,7 +47,9 @@ function construct(id: number, kind: number): Construct {
   }
 }
 
-function ordinaryRow(id: number): string {
+function ordinaryRow(id: number, invalid: boolean): string {
+  if (!invalid)
+    return `${id},name-${id},"a ""quoted"" note ${"y".repeat(id % 30)}",${id % 500}.5\r\n`;
   if (id % 97 === 0) return `${id},bad,amount,abc\r\n`;
   if (id % 89 === 0) return `${id},too,many,1,2\r\n`;
   if (id % 83 === 0) return `,missing,id,1\r\n`;
@@ -62,8 +64,11 @@ function paddingRow(id: number, bytes: number): string {
   return `${head}${"p".repeat(bytes - Buffer.byteLength(head) - tail.length)}${tail}`;
 }
 
-/** The file, with the seams of `shardSize` landing on each kind of construct in turn. */
-export function seamCsv(shardSize: number, shards: number): Buffer {
+/**
+ * The file, with the seams of `shardSize` landing on each kind of construct in turn; without
+ * `invalid`, every row is valid.
+ */
+export function seamCsv(shardSize: number, shards: number, invalid = true): Buffer {
   const parts: string[] = ["\uFEFF", HEADER];
   let bytes = 3 + HEADER.length;
   let id = 1;
@@ -71,7 +76,7 @@ export function seamCsv(shardSize: number, shards: number): Buffer {
     const c = construct(id++, seam - 1);
     const target = seam * shardSize - c.at;
     while (bytes + 200 < target) {
-      const row = ordinaryRow(id++);
+      const row = ordinaryRow(id++, invalid);
       parts.push(row);
       bytes += Buffer.byteLength(row);
     }
@@ -79,6 +84,6 @@ export function seamCsv(shardSize: number, shards: number): Buffer {
     parts.push(pad, c.text);
     bytes += Buffer.byteLength(pad) + Buffer.byteLength(c.text);
   }
-  for (let i = 0; i < 500; i++) parts.push(ordinaryRow(id++));
+  for (let i = 0; i < 500; i++) parts.push(ordinaryRow(id++, invalid));
   return Buffer.from(parts.join(""));
 }

@@ -197,5 +197,6 @@ describe("options.split in the job contract", () => {
     expect(unsplittable(data({}), gzip)).toMatch(/gzip/);
     expect(unsplittable(data({ encoding: "utf-16" }), checkpoint)).toMatch(/UTF-16/);
     expect(unsplittable(data({ outputCompression: "gzip" }), checkpoint)).toMatch(/gzip output/);
+    expect(unsplittable(data({ maxInvalidRatio: 0.1 }), checkpoint)).toMatch(/maxInvalidRatio/);
   });
 });

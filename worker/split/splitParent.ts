@@ -14,7 +14,6 @@ import type { QueueKeys } from "../../shared/queueKeys.ts";
 import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
 import { PermanentJobError } from "../errors.ts";
 import { outputContentType } from "../pipeline/attempt.ts";
-import { ratioExceeded } from "../pipeline/invalidRowPolicy.ts";
 import { type ComposedPart, type ComposedSource, compose } from "./composedUpload.ts";
 import { compositionPlan, partBytes } from "./compositionPlan.ts";
 import { renumberedReport } from "./rejectRenumber.ts";
@@ -112,7 +111,13 @@ export class SplitParent {
     const { data, store } = this.#in;
     const checkpoint = store.current;
     const split = this.#split;
-    const { maxInvalidRatio: _ratio, ...options } = data.options;
+    // A shard whose first row is a guess may read rows that are not the file's (the inside of
+    // a quoted field): only a shard whose start is known fails the job for its invalid rows;
+    // the parent judges the others' once their seams are checked.
+    const { maxInvalidRatio: _ratio, maxInvalidRows, onInvalid, ...rest } = data.options;
+    const options = child.pinned
+      ? { ...rest, onInvalid, ...(maxInvalidRows !== undefined ? { maxInvalidRows } : {}) }
+      : { ...rest, onInvalid: "reject" as const };
     const objects = shardObjects(data, child.jobId);
     const shard: ShardSpec = {
       parent: this.#in.job.id ?? "",
@@ -223,8 +228,12 @@ export class SplitParent {
         `${counts.rejected} invalid rows in ${counts.read} rows, more than options.maxInvalidRows (${data.options.maxInvalidRows})`,
       );
     }
-    const ratio = ratioExceeded(data.options, counts, true);
-    if (ratio) throw new PermanentJobError(ratio);
+    if (data.options.onInvalid === "fail" && counts.rejected > 0) {
+      const first = Math.min(...Object.values(counts.fields).flatMap((f) => f.rows.slice(0, 1)));
+      throw new PermanentJobError(
+        `row ${first} is invalid and options.onInvalid is "fail" (${counts.rejected} invalid rows in all)`,
+      );
+    }
     const outputs = done.map((d) => d.result.output);
     const output = await compose(
       { s3, store, side: "output", contentType: outputContentType(data.options) },

@@ -39,6 +39,9 @@ export function unsplittable(data: JobData, checkpoint: Checkpoint): string | un
   if (data.options.encoding === "utf-16") {
     return "the source is UTF-16: its offsets are in its UTF-8 transcoding, read from the start";
   }
+  if (data.options.maxInvalidRatio !== undefined) {
+    return "options.maxInvalidRatio is judged as rows are read (from row 1,000 on), in the file's order";
+  }
   if (data.options.outputCompression === "gzip") {
     return "gzip output is compressed part by part: a split job's parts would differ from a whole run's";
   }
