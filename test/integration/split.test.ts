@@ -223,6 +223,28 @@ describe("split: one file, several shards, several workers", () => {
     expect(await leftovers("split/fail-split.csv")).toEqual([]);
   });
 
+  it("refuses a job that names a shard but was not added by that shard's parent", async () => {
+    const shard = {
+      parent: "999",
+      index: 1,
+      start: 10,
+      end: 20,
+      pinned: true,
+      source: { etag: '"x"', size: 30 },
+      delimiter: ",",
+      header: ["id", "name", "note", "amount"],
+      columns: 4,
+      partSize: 5 * MiB,
+    };
+    const raw = await queue.add(JOB_NAME, {
+      ...job("split/in.csv", "split/raw.csv", seamSchema),
+      shard,
+    });
+    await expect(waitForResult(queue, raw.id as string, { timeoutMs: 30_000 })).rejects.toThrow(
+      /names a shard of job 999 but is not that job's child/,
+    );
+  });
+
   it("redoes a shard whose first row boundary was guessed wrong", async () => {
     const dest = "split/redo.csv";
     const id = await enqueueTransform(

@@ -86,8 +86,13 @@ interface Attempt {
 
 /** The job's data, checked: the contract, its size, and a checkpoint that is its own. */
 function parseJobData(job: TransformJob, jobKey: string, config: Config): JobData {
-  const { checkpoint: _checkpoint, ...payload } = (job.data ?? {}) as Record<string, unknown>;
-  // What a producer sends is held to the limit whatever checkpoint rides along with it.
+  const {
+    checkpoint: _checkpoint,
+    shard: _shard,
+    ...payload
+  } = (job.data ?? {}) as Record<string, unknown>;
+  // What a producer sends is held to the limit whatever a worker adds (a checkpoint, a
+  // shard's range and header).
   const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > config.MAX_JOB_BYTES) {
     throw new PermanentJobError(
@@ -193,6 +198,12 @@ class JobProcessor {
     const jobId = job.id ?? "";
     const jobKey = this.#keys.job(jobId);
     const data = parseJobData(job, jobKey, config);
+    // Only a split job's parent adds a shard, as its child: any other job naming one is refused.
+    if (data.shard && job.parentKey !== this.#keys.job(data.shard.parent)) {
+      throw new PermanentJobError(
+        `the job names a shard of job ${data.shard.parent} but is not that job's child; shards are added by their parent job only`,
+      );
+    }
     const { checkpoint: saved, ...rest } = data;
     const { checkpoint, restarted } = saved
       ? await this.#ownCheckpoint(saved, jobKey, jobLog)

@@ -84,6 +84,7 @@ async function composeOnce(
     await saved({ ...state, completed: { etag, bytes: 0 } });
     return finished(state);
   }
+  if (!state.uploadId) await abortStrays(store, side, session);
   const uploadId = state.uploadId ?? (await session.create());
   if (!state.uploadId) await saved({ ...state, uploadId });
   await makeParts(session, uploadId, source, () => state, saved);
@@ -139,4 +140,26 @@ async function makeParts(
   }
   await Promise.all(running);
   if (failure) throw failure.error;
+}
+
+/**
+ * Before a new upload: those this output's earlier runs created and the checkpoint does not
+ * name (a parent that died between CreateMultipartUpload and its checkpoint) are aborted, the
+ * recorded ones and those its creating mark finds.
+ */
+async function abortStrays(
+  store: CheckpointStore,
+  side: OutputSide,
+  session: MultipartSession,
+): Promise<void> {
+  const strays = [...(await store.recordedUploads())]
+    .filter(([, of]) => of === side)
+    .map(([id]) => id);
+  for (const uploadId of strays) await session.abort(uploadId);
+  await store.forgetUploads(strays);
+  const creating = await store.creatingSince(side);
+  if (creating) {
+    await session.abortUnrecorded(creating, undefined);
+    await store.clearCreating(side);
+  }
 }
