@@ -310,6 +310,8 @@ export const Checkpoint = z.strictObject({
   shardStart: z.number().int().nonnegative().optional(),
   /** A split job's parent: its shards; its outputs are then composed from theirs. */
   split: SplitState.optional(),
+  /** Why a job that options.split would have split runs whole (the result says it). */
+  unsplit: z.string().optional(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;
 

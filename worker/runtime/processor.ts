@@ -40,10 +40,10 @@ import { reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
 import {
+  judgeProblem,
   nominalRanges,
   readHead,
   shardSizeFor,
-  statefulJudge,
   unsplittable,
 } from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
@@ -234,8 +234,13 @@ class JobProcessor {
 
   /** Runs the job whole, or as the parent of its shards. */
   async #run(attempt: Attempt): Promise<JobResult> {
-    const decision = attempt.store.current.split ? {} : await this.#planSplit(attempt);
-    if (attempt.store.current.split) {
+    const { store } = attempt;
+    if (!store.current.split) {
+      const { unsplit } = await this.#planSplit(attempt);
+      // Rides with the next checkpoint: a resumed attempt's result says it too.
+      if (unsplit) store.stage({ ...store.current, unsplit });
+    }
+    if (store.current.split) {
       const { s3, queue, redis } = this.#deps;
       const { job, data, store, lock, jobLog: log } = attempt;
       const token = lock.token;
@@ -253,7 +258,8 @@ class JobProcessor {
       return parent.run();
     }
     const result = await this.#runToCompletion(attempt);
-    return decision.unsplit ? { ...result, unsplit: decision.unsplit } : result;
+    const { unsplit } = store.current;
+    return unsplit ? { ...result, unsplit } : result;
   }
 
   /**
@@ -275,8 +281,8 @@ class JobProcessor {
     );
     if (!head) return { unsplit: "its first row could not be read ahead of splitting" };
     if ("unsplit" in head) return head;
-    const stateful = statefulJudge(judges, head.header);
-    if (stateful) return { unsplit: stateful };
+    const problem = judgeProblem(judges, head.header);
+    if (problem) return { unsplit: problem };
     const ranges = nominalRanges(checkpoint.source.size, shardSize);
     const shards = ranges.map(([start, end], index) => ({
       jobId: childJobId(job.id ?? "", index),
@@ -344,9 +350,12 @@ class JobProcessor {
     for (const err of failures) jobLog.warn({ err }, "could not abort an upload");
     const output = restartedOutput(checkpoint.output, checkpoint);
     const rejects = restartedOutput(checkpoint.rejects, checkpoint);
-    // A split job's retry splits afresh: its shards' objects go, and so does the plan.
+    // A split job's shards' objects go, and so does its plan: a retry runs it whole.
     if (checkpoint.split) await deleteShardObjects(this.#deps.s3, data, checkpoint.split);
-    const { split: _split, ...whole } = checkpoint;
+    const { split, ...rest } = checkpoint;
+    const whole = split
+      ? { ...rest, unsplit: "it is a retry of a split job that failed for good" }
+      : rest;
     await store.save({ ...whole, output, rejects });
     // A record of an upload that could not be aborted stays, for the retry to abort it.
     if (failures.length === 0) await store.dropRecords();

@@ -80,20 +80,22 @@ export async function readHead(
       if (row.oversize || row.unterminated) return undefined;
       const text = decode(asBuffer(row.bytes));
       const parsed = text === undefined ? undefined : parser.parse(text, row.quoted);
-      if (!parsed?.ok) return undefined;
+      if (!parsed?.ok || parsed.fields.length > options.maxColumns) return undefined;
       return { header: options.header ? parsed.fields : null, columns: parsed.fields.length };
     }
   }
   return undefined;
 }
 
-/** Why the job's judge needs the whole file in one pass, or undefined. */
-export function statefulJudge(judges: JudgeFactory, header: string[] | null): string | undefined {
-  // Binding checks the header against the schema too: a mismatch fails the whole run clearly.
+/** Why the job's judge keeps the job whole (it needs the file in one pass, or the header does not fit), or undefined. */
+export function judgeProblem(judges: JudgeFactory, header: string[] | null): string | undefined {
+  let stateful: boolean | undefined;
   try {
-    if (!judges.bind(header).stateful) return undefined;
-  } catch {
-    return undefined;
+    stateful = judges.bind(header).stateful;
+  } catch (error) {
+    // The whole run fails on it with the full message, before anything is uploaded.
+    return `its header does not fit the job (${(error as Error).message})`;
   }
+  if (!stateful) return undefined;
   return "the schema has unique or primaryKey constraints: they are checked across the whole file in one pass";
 }
