@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { JobData, JobInput, JobOptions } from "../../shared/job.ts";
 import { compositionPlan, partBytes } from "../../worker/split/compositionPlan.ts";
 import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
+import { checkSeams, type ShardRange } from "../../worker/split/seamCheck.ts";
 import { guessRowStart } from "../../worker/split/seamGuess.ts";
 import { mergedCounts } from "../../worker/split/shardTotals.ts";
 import { nominalRanges, shardSizeFor, unsplittable } from "../../worker/split/splitPlan.ts";
@@ -53,13 +54,83 @@ describe("seam guess", () => {
     expect(result.found && result.start).not.toBe(text.indexOf("7,b0"));
   });
 
+  it("offers the first line start when no line start reads as a row boundary (ragged rows)", () => {
+    // 1, 2, 3, 4 fields in turn: no run of rows is three quarters 3-field rows.
+    const ragged = Array.from({ length: 60 }, (_, i) => `${"x,".repeat(i % 4)}y\n`).join("");
+    const nominal = ragged.indexOf("\n", 20) - 2;
+    const first = ragged.indexOf("\n", nominal - 1) + 1;
+    expect(guess(ragged, nominal, false)).toEqual({ found: false, fallback: first });
+  });
+
   it("asks for more bytes when too few rows follow, and decides at the source's end", () => {
     const text = `${rows(3)}4,b,`;
     const nominal = text.indexOf("2,b1") + 1;
-    expect(guess(text, nominal, false)).toEqual({ found: false });
+    expect(guess(text, nominal, false)).toEqual({
+      found: false,
+      fallback: text.indexOf("3,b2"),
+    });
     expect(guess(`${rows(3)}`, nominal, true)).toEqual({
       found: true,
       start: rows(3).indexOf("3,b2"),
+    });
+  });
+});
+
+describe("seam check", () => {
+  const nominal = [{ end: 10 }, { end: 20 }, { end: 30 }, { end: 40 }];
+  const from = (ranges: Array<ShardRange | "failed" | undefined>) => (i: number) => ranges[i];
+
+  it("takes every shard when each starts where the one before ended", () => {
+    const ranges = [
+      { start: 0, end: 12 },
+      { start: 12, end: 21 },
+      { start: 21, end: 30 },
+      { start: 30, end: 40 },
+    ];
+    expect(checkSeams(nominal, from(ranges), 40)).toEqual({
+      kind: "checked",
+      used: [0, 1, 2, 3],
+      end: 40,
+    });
+  });
+
+  it("redoes the first shard that starts elsewhere, from the checked end before it", () => {
+    const ranges = [
+      { start: 0, end: 12 },
+      { start: 11, end: 21 },
+      { start: 25, end: 30 },
+      { start: 30, end: 40 },
+    ];
+    expect(checkSeams(nominal, from(ranges), 40)).toEqual({ kind: "redo", index: 1, start: 12 });
+  });
+
+  it("skips shards a row longer than a shard covered, whatever they guessed", () => {
+    const ranges = [
+      { start: 0, end: 33 },
+      { start: 14, end: 25 },
+      "failed" as const,
+      { start: 33, end: 40 },
+    ];
+    expect(checkSeams(nominal, from(ranges), 40)).toEqual({
+      kind: "checked",
+      used: [0, 3],
+      end: 40,
+    });
+  });
+
+  it("stops at the source's end: later shards are not needed", () => {
+    const ranges = [{ start: 0, end: 40 }, undefined, undefined, undefined];
+    expect(checkSeams(nominal, from(ranges), 40)).toEqual({ kind: "checked", used: [0], end: 40 });
+  });
+
+  it("names a needed shard that failed or has no result", () => {
+    expect(checkSeams(nominal, from([{ start: 0, end: 12 }, "failed"]), 40)).toEqual({
+      kind: "failed",
+      index: 1,
+    });
+    expect(checkSeams(nominal, from([{ start: 0, end: 12 }]), 40)).toEqual({
+      kind: "missing",
+      index: 1,
     });
   });
 });

@@ -25,8 +25,12 @@ export interface SeamDialect {
 
 export type SeamGuess =
   | { found: true; start: number }
-  /** No candidate in the bytes given could be decided: read more (or there is no boundary). */
-  | { found: false };
+  /**
+   * Not decided in the bytes given: read more. `fallback` is the first line start, for when
+   * there is no more to read: rows that never read as the file's (ragged rows, long ones) make
+   * it the best guess there is, right unless it is inside a quoted field.
+   */
+  | { found: false; fallback?: number };
 
 /**
  * The first row boundary at or after `nominal` that the rows after it confirm. `bytes` are the
@@ -41,11 +45,15 @@ export function guessRowStart(
   atEnd: boolean,
 ): SeamGuess {
   const parser = new RowParser(dialect);
+  let fallback: number | undefined;
+  const undecided = (): SeamGuess =>
+    fallback === undefined ? { found: false } : { found: false, fallback };
   for (let at = Math.max(nominal - base, 0); at <= bytes.length; at++) {
     if (!startsRow(bytes, at, base)) continue;
-    if (at === bytes.length) return atEnd ? { found: true, start: base + at } : { found: false };
+    fallback ??= base + at;
+    if (at === bytes.length) return atEnd ? { found: true, start: base + at } : undecided();
     const outside = tally(bytes.subarray(at), base + at, dialect, parser, atEnd, 0);
-    if (outside === "undecided") return { found: false };
+    if (outside === "undecided") return undecided();
     // The other reading: the line start is inside a quoted field, which the next lone quote
     // closes; the row it is in then ends at the first boundary after that quote.
     const close = closingQuote(bytes, at, dialect);
@@ -61,7 +69,7 @@ export function guessRowStart(
     if (insideWins) return { found: true, start: inside.start };
     if (accepted(outside)) return { found: true, start: base + at };
   }
-  return { found: false };
+  return undecided();
 }
 
 interface Tally {

@@ -44,9 +44,10 @@ export async function shardCheckpoint(
 
 /**
  * Reads a window from just before the shard's start, growing it while the guess cannot be
- * decided (long rows). Memory stays bounded by the row size limit. When no boundary can be
- * told, the shard starts at its end and covers nothing: its parent then redoes it from where
- * the shard before it really ended, if that is inside this one.
+ * decided (long rows). Memory stays bounded by the row size limit. When no line start reads
+ * as a row boundary, the first line start is taken; with no line start at all, the shard
+ * starts at its end and covers nothing. Its parent redoes it from where the shard before it
+ * really ended if either was wrong.
  */
 async function guessStart(s3: S3Client, data: ShardData, signal?: AbortSignal): Promise<number> {
   const spec = data.shard;
@@ -69,6 +70,6 @@ async function guessStart(s3: S3Client, data: ShardData, signal?: AbortSignal): 
     const atEnd = until >= size;
     const guess = guessRowStart(Buffer.concat(chunks), base, spec.start, dialect, atEnd);
     if (guess.found) return guess.start;
-    if (atEnd || window >= largest) return Math.min(spec.end, size);
+    if (atEnd || window >= largest) return guess.fallback ?? Math.min(spec.end, size);
   }
 }

@@ -17,6 +17,7 @@ import { outputContentType } from "../pipeline/attempt.ts";
 import { type ComposedPart, type ComposedSource, compose } from "./composedUpload.ts";
 import { compositionPlan, partBytes } from "./compositionPlan.ts";
 import { renumberedReport } from "./rejectRenumber.ts";
+import { checkSeams } from "./seamCheck.ts";
 import { childJobId, deleteShardObjects, readObject, shardObjects } from "./shardObjects.ts";
 import { shardProgressKey } from "./shardProgress.ts";
 import { mergedCounts, type ShardRows } from "./shardTotals.ts";
@@ -155,31 +156,38 @@ export class SplitParent {
     const { job, keys, store } = this.#in;
     const values = (await job.getChildrenValues()) as Record<string, unknown>;
     const failures = await job.getIgnoredChildrenFailures();
-    const split = this.#split;
+    const { shards } = this.#split;
+    const results = shards.map((child) => {
+      const parsed = JobResult.safeParse(values[keys.job(child.jobId)]);
+      return parsed.success && parsed.data.shard ? (parsed.data as ShardDone["result"]) : undefined;
+    });
+    const outcome = (index: number) => {
+      const key = keys.job((shards[index] as ShardChild).jobId);
+      return failures[key] !== undefined ? "failed" : results[index]?.shard;
+    };
     const size = store.current.source.size;
-    const used: ShardDone[] = [];
-    let expected = 0;
-    for (const [index, child] of split.shards.entries()) {
-      if (expected >= size) break;
-      // A row longer than a shard: the shard before already read past this one.
-      if (child.end <= expected) continue;
-      const key = keys.job(child.jobId);
-      const failure = failures[key];
-      if (failure !== undefined) throw this.#shardFailed(index, child, failure);
-      const parsed = JobResult.safeParse(values[key]);
-      if (!parsed.success || !parsed.data.shard) {
-        throw new Error(`shard ${index + 1} (job ${child.jobId}) has no result yet; retrying`);
+    const check = checkSeams(shards, outcome, size);
+    const child = (index: number) => shards[index] as ShardChild;
+    switch (check.kind) {
+      case "failed": {
+        const reason = failures[keys.job(child(check.index).jobId)] ?? "";
+        throw this.#shardFailed(check.index, child(check.index), reason);
       }
-      const result = parsed.data as ShardDone["result"];
-      if (result.shard.start !== expected) {
-        await this.#redo(index, child, expected);
+      case "missing":
+        throw new Error(`shard ${check.index + 1} has no result yet; retrying`);
+      case "redo":
+        await this.#redo(check.index, child(check.index), check.start);
         return undefined;
-      }
-      used.push({ index, child, result });
-      expected = result.shard.end;
+      default:
+        if (check.end < size) {
+          throw new Error(`the shards end at byte ${check.end} of ${size}; retrying`);
+        }
+        return check.used.map((index) => ({
+          index,
+          child: child(index),
+          result: results[index] as ShardDone["result"],
+        }));
     }
-    if (expected < size) throw new Error(`the shards end at byte ${expected} of ${size}; retrying`);
-    return used;
   }
 
   #shardFailed(index: number, child: ShardChild, reason: string): PermanentJobError {
