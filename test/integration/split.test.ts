@@ -79,6 +79,36 @@ describe("split: one file, several shards, several workers", () => {
     });
   }
 
+  const variants: Array<Record<string, unknown>> = [
+    { format: "ndjson" },
+    { header: false },
+    { neutralizeFormulas: true, newline: "\n", values: "as-read" },
+    { escape: "\\" },
+  ];
+  for (const options of variants) {
+    it(`splits byte-identically with options ${JSON.stringify(options)}`, async () => {
+      const name = Object.keys(options).join("-");
+      const outputs = [];
+      for (const split of ["off", SHARD]) {
+        const dest = `split/variant-${name}-${split}.csv`;
+        const result = await run(queue, {
+          ...job("split/in.csv", dest, seamSchema),
+          options: { ...options, split },
+        });
+        outputs.push({
+          result,
+          output: await stack.get(dest),
+          report: await stack.get(rejectsKeyOf(dest)),
+        });
+      }
+      const [wholeRun, splitRun] = outputs as [(typeof outputs)[0], (typeof outputs)[0]];
+      expect(splitRun.result.shards).toBeGreaterThanOrEqual(2);
+      expect(splitRun.output.equals(wholeRun.output)).toBe(true);
+      expect(splitRun.report.equals(wholeRun.report)).toBe(true);
+      expect(splitRun.result.rows).toEqual(wholeRun.result.rows);
+    });
+  }
+
   it("sums the shards' progress into the parent's, for Bull Board and enqueue --wait", async () => {
     const events = new QueueEvents(queue.name, {
       connection: queue.opts.connection,
