@@ -129,6 +129,15 @@ describe("split: one file, several shards, several workers", () => {
     const partial = seen.filter((p) => p.progress < 100);
     expect(partial.length).toBeGreaterThan(0);
     expect(partial.every((p) => p.bytesTotal === source.length && p.bytesRead > 0)).toBe(true);
+    // The last shard report (the redone shard's, which runs after all others) makes the sum
+    // the whole file's: a redone shard's figures replace those of the one it redid.
+    const last = partial.at(-1);
+    expect(last?.bytesRead).toBe(source.length);
+    expect(last?.rows).toMatchObject({
+      read: whole.result.rows.read,
+      valid: whole.result.rows.valid,
+      rejected: whole.result.rows.rejected,
+    });
     expect((await queue.getJob(id))?.progress).toMatchObject({
       progress: 100,
       bytesRead: source.length,

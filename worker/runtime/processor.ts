@@ -36,7 +36,7 @@ import { runRestartingLostOutputs } from "../pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { childJobId, deleteShardObjects } from "../split/shardObjects.ts";
-import { reportShardProgress } from "../split/shardProgress.ts";
+import { defineShardProgressScript, reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
 import {
@@ -135,6 +135,7 @@ class JobProcessor {
     this.#keys = queueKeys(deps.config.QUEUE_PREFIX, deps.config.QUEUE_NAME);
     this.#scripts = ioredisScripts(deps.redis);
     defineStoreScripts(this.#scripts);
+    defineShardProgressScript(this.#scripts);
     this.#claims = new DestinationClaims(this.#scripts, this.#keys);
   }
 
@@ -301,11 +302,11 @@ class JobProcessor {
     await attempt.job.updateProgress(progress);
     const { shard } = attempt.data;
     if (!shard) return;
-    const { redis, queue } = this.#deps;
+    const { queue } = this.#deps;
     const start = attempt.store.current.shardStart ?? 0;
     const parentKey = this.#keys.job(shard.parent);
     // The parent's progress is for people watching: a shard does not fail for it.
-    await reportShardProgress(redis, queue, parentKey, shard, start, progress).catch(
+    await reportShardProgress(this.#scripts, queue, parentKey, shard, start, progress).catch(
       (err: unknown) => attempt.jobLog.debug({ err }, "could not update the parent's progress"),
     );
   }

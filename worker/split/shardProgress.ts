@@ -1,71 +1,74 @@
 import type { Queue } from "bullmq";
-import type { Cluster, Redis } from "ioredis";
-import type { JobProgress, RowCounts, ShardSpec } from "../../shared/job.ts";
+import type { JobProgress, ShardSpec } from "../../shared/job.ts";
+import type { ScriptClient } from "../../shared/redisScripts.ts";
 
-// A split job's progress is its shards' summed: each shard keeps its own figures in a hash
-// beside its parent's job key and sets the parent's progress to the sum, so Bull Board and
-// `enqueue --wait` follow the whole file.
+// A split job's progress is its shards' summed: each shard's last figures sit in a hash beside
+// its parent's job key, and a script adds the change since a shard's previous report to the
+// parent's totals (a redone shard's figures replace those of the one it redoes), so a report
+// costs the same however many shards there are. The shard then sets its parent's progress to
+// the totals, for Bull Board and `enqueue --wait` to follow the whole file.
 
 const WEEK_SECONDS = 7 * 24 * 3600;
+const FIGURES = ["bytes", "parts", "read", "valid", "rejected"] as const;
 
-interface ShardFigures {
-  bytes: number;
-  parts: number;
-  rows: Omit<RowCounts, "fields">;
+/** KEYS: shards' figures, totals. ARGV: shard index, its FIGURES in order, expiry seconds. */
+const ADD_SHARD_PROGRESS = `
+local previous = {0, 0, 0, 0, 0}
+local old = redis.call("HGET", KEYS[1], ARGV[1])
+if old then
+  local i = 1
+  for n in string.gmatch(old, "[^,]+") do previous[i] = tonumber(n); i = i + 1 end
+end
+redis.call("HSET", KEYS[1], ARGV[1], table.concat({ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}, ","))
+local names = {"bytes", "parts", "read", "valid", "rejected"}
+local totals = {}
+for i = 1, 5 do
+  totals[i] = redis.call("HINCRBY", KEYS[2], names[i], tonumber(ARGV[i + 1]) - previous[i])
+end
+redis.call("EXPIRE", KEYS[1], ARGV[7])
+redis.call("EXPIRE", KEYS[2], ARGV[7])
+return totals
+`;
+
+export function defineShardProgressScript(scripts: ScriptClient): void {
+  scripts.define("s3csvAddShardProgress", ADD_SHARD_PROGRESS, 2);
 }
 
-export function shardProgressKey(parentJobKey: string): string {
-  return `${parentJobKey}:shard-progress`;
+/** The keys of a split job's progress (deleted when it completes; else they expire). */
+export function shardProgressKeys(parentJobKey: string): [string, string] {
+  return [`${parentJobKey}:shard-progress`, `${parentJobKey}:shard-totals`];
 }
 
+/** `scripts` must have the script defined (defineShardProgressScript). */
 export async function reportShardProgress(
-  redis: Redis | Cluster,
+  scripts: ScriptClient,
   queue: Queue,
   parentJobKey: string,
   shard: ShardSpec,
   shardStart: number,
   progress: JobProgress,
 ): Promise<void> {
-  const key = shardProgressKey(parentJobKey);
-  const { fields: _fields, ...rows } = progress.rows;
-  const mine: ShardFigures = {
+  const { rows } = progress;
+  const mine = {
     bytes: Math.max(0, progress.bytesRead - shardStart),
     parts: progress.parts,
-    rows,
+    read: rows.read,
+    valid: rows.valid,
+    rejected: rows.rejected,
   };
-  // The hash outlives a parent that dies for good only by a week.
-  await redis
-    .multi()
-    .hset(key, String(shard.index), JSON.stringify(mine))
-    .expire(key, WEEK_SECONDS)
-    .exec();
-  const all = Object.values(await redis.hgetall(key)).map((v) => JSON.parse(v) as ShardFigures);
-  const total = summed(all);
+  const totals = (await scripts.run("s3csvAddShardProgress", [
+    ...shardProgressKeys(parentJobKey),
+    String(shard.index),
+    ...FIGURES.map((f) => mine[f]),
+    WEEK_SECONDS,
+  ])) as number[];
+  const [bytes = 0, parts = 0, read = 0, valid = 0, rejected = 0] = totals.map(Number);
   const size = shard.source.size;
   await queue.updateJobProgress(shard.parent, {
-    bytesRead: Math.min(total.bytes, size),
+    bytesRead: Math.min(bytes, size),
     bytesTotal: size,
-    rows: { ...total.rows, fields: {} },
-    parts: total.parts,
-    progress: Math.min(99, Math.floor((total.bytes / Math.max(1, size)) * 1000) / 10),
+    rows: { read, valid, rejected, errors: {}, fields: {} },
+    parts,
+    progress: Math.min(99, Math.floor((bytes / Math.max(1, size)) * 1000) / 10),
   } satisfies JobProgress);
-}
-
-function summed(all: ShardFigures[]): ShardFigures {
-  const total: ShardFigures = {
-    bytes: 0,
-    parts: 0,
-    rows: { read: 0, valid: 0, rejected: 0, errors: {} },
-  };
-  for (const f of all) {
-    total.bytes += f.bytes;
-    total.parts += f.parts;
-    total.rows.read += f.rows.read;
-    total.rows.valid += f.rows.valid;
-    total.rows.rejected += f.rows.rejected;
-    for (const [code, n] of Object.entries(f.rows.errors)) {
-      total.rows.errors[code] = (total.rows.errors[code] ?? 0) + n;
-    }
-  }
-  return total;
 }

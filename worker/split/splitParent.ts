@@ -19,7 +19,7 @@ import { compositionPlan, partBytes } from "./compositionPlan.ts";
 import { renumberedReport } from "./rejectRenumber.ts";
 import { checkSeams } from "./seamCheck.ts";
 import { childJobId, deleteShardObjects, readObject, shardObjects } from "./shardObjects.ts";
-import { shardProgressKey } from "./shardProgress.ts";
+import { shardProgressKeys } from "./shardProgress.ts";
 import { mergedCounts, type ShardRows } from "./shardTotals.ts";
 
 // The parent of a split job. Its first run adds one child job per shard and waits for them
@@ -263,7 +263,7 @@ export class SplitParent {
       parts: output.parts,
       progress: 100,
     });
-    await redis.del(shardProgressKey(keys.job(job.id ?? "")));
+    await redis.del(...shardProgressKeys(keys.job(job.id ?? "")));
     const location = rejectsLocation(data);
     // The composed objects' parts are the server's own copies, or bytes sent without a CRC32.
     const checksums = done.some((d) => d.result.checksums === "off") ? "off" : "not-verified";
