@@ -14,12 +14,23 @@ import {
 import { cpuSeconds } from "../procStats.ts";
 
 // One large file on one worker (split "off") against the same job split across two workers
-// (split "auto": 64 MiB shards), both timed the same way, from enqueue to result. This machine
-// has 2 cores and the S3 server shares them: the table gives each process's CPU beside the wall
-// time. The two outputs and reject reports are checked byte-identical (SHA-256).
+// (split "auto": 64 MiB shards), and, as a control for what splitting itself costs, split on
+// one worker; all timed the same way, from enqueue to result, in a different order each run.
+// This machine has 2 cores and the S3 server shares them: the table gives each process's CPU
+// beside the wall time. Every output and reject report is checked byte-identical (SHA-256).
 
-interface SplitRun {
+/** One way of running the job: worker processes, and whether it splits. */
+interface Setup {
   workers: number;
+  split: "off" | "auto";
+}
+const SETUPS: Setup[] = [
+  { workers: 1, split: "off" },
+  { workers: 2, split: "auto" },
+  { workers: 1, split: "auto" },
+];
+
+interface SplitRun extends Setup {
   seconds: number;
   cpu: number[];
   s3Cpu: number;
@@ -34,14 +45,15 @@ async function sha256(bench: Bench, key: string): Promise<string> {
   return hash.digest("hex");
 }
 
-async function once(bench: Bench, key: string, workers: number, run: number): Promise<SplitRun> {
+async function once(bench: Bench, key: string, setup: Setup, run: number): Promise<SplitRun> {
+  const { workers, split } = setup;
   const started = await Promise.all(Array.from({ length: workers }, () => startWorker(bench.env)));
   const cpuBefore = started.map((w) => w.cpuSeconds());
   const s3Before = cpuSeconds(bench.s3Pid);
-  const dest = `split-out/${workers}-${run}.csv`;
+  const dest = `split-out/${workers}-${split}-${run}.csv`;
   const t0 = performance.now();
   const id = await enqueueTransform(
-    { ...transformJob(key, dest), options: { split: workers === 1 ? "off" : "auto" } },
+    { ...transformJob(key, dest), options: { split } },
     { queue: bench.queue },
   );
   const result = await waitForResult(bench.queue, id, { timeoutMs: 3_600_000 });
@@ -51,7 +63,7 @@ async function once(bench: Bench, key: string, workers: number, run: number): Pr
   await Promise.all(started.map((w) => w.stop()));
   const digests = [await sha256(bench, dest), await sha256(bench, result.rejects.key)];
   await deleteOutputs(bench.s3);
-  return { workers, seconds, cpu, s3Cpu, result, digests };
+  return { workers, split, seconds, cpu, s3Cpu, result, digests };
 }
 
 export async function split(bench: Bench, body: Buffer, runs: number) {
@@ -59,18 +71,20 @@ export async function split(bench: Bench, body: Buffer, runs: number) {
   await upload(bench.s3, key, body);
   const { out } = bench;
   const mb = body.length / 1e6;
-  out(`\n### One ${mb.toFixed(0)} MB file: one worker, whole, against two workers, split\n`);
+  out(`\n### One ${mb.toFixed(0)} MB file: whole on one worker, split on two, split on one\n`);
   out(
-    "| run | workers | shards | seconds (enqueue to result) | MB/s | worker CPU s (each) | S3 server CPU s | rows | rejected |",
+    "| run | order | workers | split | shards | seconds (enqueue to result) | MB/s | worker CPU s (each) | S3 server CPU s | rows | rejected |",
   );
-  out("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |");
+  out("| ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |");
   const all: SplitRun[] = [];
   for (let run = 1; run <= runs; run++) {
-    for (const workers of [1, 2]) {
-      const r = await once(bench, key, workers, run);
+    // Each run starts with a different setup: none always pays for a cold machine.
+    const order = SETUPS.map((_, i) => SETUPS[(i + run - 1) % SETUPS.length] as Setup);
+    for (const [position, setup] of order.entries()) {
+      const r = await once(bench, key, setup, run);
       all.push(r);
       out(
-        `| ${run} | ${workers} | ${r.result.shards} | ${r.seconds.toFixed(1)} | ${(mb / r.seconds).toFixed(1)} | ${r.cpu.map((c) => c.toFixed(1)).join(", ")} | ${r.s3Cpu.toFixed(1)} | ${r.result.rows.read.toLocaleString("en")} | ${r.result.rows.rejected.toLocaleString("en")} |`,
+        `| ${run} | ${position + 1} | ${r.workers} | ${r.split} | ${r.result.shards} | ${r.seconds.toFixed(1)} | ${(mb / r.seconds).toFixed(1)} | ${r.cpu.map((c) => c.toFixed(1)).join(", ")} | ${r.s3Cpu.toFixed(1)} | ${r.result.rows.read.toLocaleString("en")} | ${r.result.rows.rejected.toLocaleString("en")} |`,
       );
     }
   }
@@ -80,12 +94,21 @@ export async function split(bench: Bench, body: Buffer, runs: number) {
       r.digests.join() === reference.digests.join() &&
       r.result.rows.read === reference.result.rows.read,
   );
-  if (!same) throw new Error("a split run's output differs from the whole run's");
-  out("\nEvery run's output and reject report had the same SHA-256 as the first whole run's.");
+  if (!same) throw new Error("a run's output differs from the others'");
+  if (all.some((r) => r.split === "auto" && r.result.shards < 2)) {
+    throw new Error(
+      `split "auto" did not split a ${mb.toFixed(0)} MB file: use --split 256 or more`,
+    );
+  }
+  out("\nEvery run's output and reject report had the same SHA-256.");
+  const of = (run: number, workers: number, split: string) =>
+    all
+      .slice((run - 1) * SETUPS.length, run * SETUPS.length)
+      .find((r) => r.workers === workers && r.split === split) as SplitRun;
   for (let run = 1; run <= runs; run++) {
-    const [whole, parted] = all.slice((run - 1) * 2, run * 2) as [SplitRun, SplitRun];
+    const whole = of(run, 1, "off");
     out(
-      `- run ${run}: two workers, split / one worker, whole: ${(parted.seconds / whole.seconds).toFixed(2)}× the wall time`,
+      `- run ${run}: split on two workers ${(of(run, 2, "auto").seconds / whole.seconds).toFixed(2)}×, split on one worker ${(of(run, 1, "auto").seconds / whole.seconds).toFixed(2)}× the wall time of whole on one`,
     );
   }
 }
