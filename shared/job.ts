@@ -366,7 +366,7 @@ export const JobResult = z.strictObject({
   parts: z.number().int().nonnegative(),
   resumes: z.number().int().nonnegative(),
   /**
-   * Outputs started over from the beginning of the source because their upload (or carried
+   * Outputs started over from the beginning (of the source, or of a shard's range) because their upload (or carried
    * text) was gone: aborted when the job failed for good, by a lifecycle rule, or expired.
    */
   restarted: z.array(z.strictObject({ output: OutputSide, reason: z.string() })),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { JobData, JobInput, JobOptions } from "../../shared/job.ts";
+import { checkpointProblem } from "../../worker/checkpoint/checkpointTrust.ts";
 import { compositionPlan, partBytes } from "../../worker/split/compositionPlan.ts";
 import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
 import { checkSeams, type ShardRange } from "../../worker/split/seamCheck.ts";
@@ -269,5 +270,64 @@ describe("options.split in the job contract", () => {
     expect(unsplittable(data({ encoding: "utf-16" }), checkpoint)).toMatch(/UTF-16/);
     expect(unsplittable(data({ outputCompression: "gzip" }), checkpoint)).toMatch(/gzip output/);
     expect(unsplittable(data({ maxInvalidRatio: 0.1 }), checkpoint)).toMatch(/maxInvalidRatio/);
+  });
+});
+
+describe("a shard's checkpoint, as the trust check sees it", () => {
+  const MiB = 1024 * 1024;
+  const base = {
+    source: { bucket: "bucket-in", key: "a.csv" },
+    destination: { bucket: "bucket-out", key: "a.csv" },
+    transform: "contacts-normalize",
+  };
+  const shard = {
+    parent: "7",
+    index: 2,
+    start: 100,
+    end: 200,
+    pinned: true,
+    source: { etag: '"x"', size: 300 },
+    delimiter: ",",
+    header: ["a"],
+    columns: 1,
+    partSize: 5 * MiB,
+  };
+  const at = (offset: number) => {
+    const cp = checkpointFixture({ bucket: "bucket-out", key: "a.csv" });
+    const source = { etag: '"x"', size: 300 };
+    const mark = { ...cp.output.mark, offset };
+    return {
+      ...cp,
+      source,
+      shardStart: offset,
+      output: { ...cp.output, mark },
+      rejects: { ...cp.rejects, mark },
+    };
+  };
+  const key = "bull:q:7-shard-2-abcd";
+
+  it("takes a pinned shard's checkpoint at its start, and an unpinned one's within its range", () => {
+    expect(checkpointProblem(JobData.parse({ ...base, shard }), at(100), key)).toBeUndefined();
+    const guessed = JobData.parse({ ...base, shard: { ...shard, pinned: false } });
+    expect(checkpointProblem(guessed, at(150), key)).toBeUndefined();
+  });
+
+  it("refuses a first row elsewhere, marks before it, a split in a shard, a shard's row on a whole job", () => {
+    const data = JobData.parse({ ...base, shard });
+    expect(checkpointProblem(data, at(120), key)).toMatch(/not where the shard starts/);
+    const early = { ...at(100), rejects: { ...at(100).rejects, mark: at(90).output.mark } };
+    expect(checkpointProblem(data, early, key)).toMatch(/before the shard's first row/);
+    const split = {
+      shards: [
+        { jobId: "a", start: 0, end: 5, pinned: true },
+        { jobId: "b", start: 5, end: 9, pinned: false },
+      ],
+      retired: [],
+      redone: 0,
+      header: null,
+      columns: 1,
+    };
+    expect(checkpointProblem(data, { ...at(100), split }, key)).toMatch(/the job is a shard/);
+    expect(checkpointProblem(JobData.parse(base), at(100), key)).toMatch(/no shard/);
   });
 });

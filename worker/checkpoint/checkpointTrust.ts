@@ -25,6 +25,8 @@ export function checkpointProblem(
   if (versionId !== undefined && checkpoint.source.versionId !== versionId) {
     return `it is for version ${checkpoint.source.versionId ?? "(none)"} of the source, not ${versionId}`;
   }
+  const shardProblem = splitProblem(data, checkpoint);
+  if (shardProblem) return shardProblem;
   const outputs = [
     ["output", checkpoint.output, data.destination],
     ["rejects", checkpoint.rejects, rejectsLocation(data)],
@@ -51,6 +53,27 @@ export function checkpointProblem(
     if (!gzip && !utf16 && state.mark.offset > sourceSize) {
       return `its ${name} resumes at byte ${state.mark.offset} of a ${sourceSize}-byte source`;
     }
+  }
+  return undefined;
+}
+
+/** A shard's checkpoint starts within its range and its marks after its start; a split is a parent's. */
+function splitProblem(data: JobData, checkpoint: Checkpoint): string | undefined {
+  const { shardStart } = checkpoint;
+  if (!data.shard) {
+    return shardStart === undefined
+      ? undefined
+      : "it has a shard's first row but the job is no shard";
+  }
+  if (checkpoint.split) return "it splits the job into shards, but the job is a shard";
+  if (shardStart === undefined) return "the job is a shard, but it has no first row";
+  const { start, pinned } = data.shard;
+  if (pinned ? shardStart !== start : shardStart < start) {
+    return `its first row at byte ${shardStart} is not where the shard starts (${start})`;
+  }
+  const marks = [checkpoint.output.mark.offset, checkpoint.rejects.mark.offset];
+  if (marks.some((offset) => offset < shardStart)) {
+    return `it resumes before the shard's first row (byte ${shardStart})`;
   }
   return undefined;
 }

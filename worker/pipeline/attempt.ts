@@ -70,7 +70,7 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
     const from = resumePoint(start);
     // A shard reads from its own first row: earlier rows are other shards' (or its parent's).
     if (from.offset < (start.shardStart ?? 0)) {
-      throw new Error(`a shard's resume point ${from.offset} is before its first row`);
+      throw new PermanentJobError(`a shard's resume point ${from.offset} is before its first row`);
     }
     const processor = new RowProcessor({
       options,

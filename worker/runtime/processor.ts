@@ -35,17 +35,11 @@ import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { runRestartingLostOutputs } from "../pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../source/firstAttempt.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
-import { childJobId, deleteShardObjects } from "../split/shardObjects.ts";
+import { deleteShardObjects } from "../split/shardObjects.ts";
 import { defineShardProgressScript, reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
-import {
-  judgeProblem,
-  nominalRanges,
-  readHead,
-  shardSizeFor,
-  unsplittable,
-} from "../split/splitPlan.ts";
+import { decideSplit, readHead } from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
@@ -235,16 +229,26 @@ class JobProcessor {
 
   /** Runs the job whole, or as the parent of its shards. */
   async #run(attempt: Attempt): Promise<JobResult> {
-    const { store } = attempt;
-    if (!store.current.split) {
-      const { unsplit } = await this.#planSplit(attempt);
-      // Rides with the next checkpoint: a resumed attempt's result says it too.
-      if (unsplit) store.stage({ ...store.current, unsplit });
+    const { store, data, judges, job, jobLog } = attempt;
+    // Decided on a job's first attempt only: a resumed job goes on as it started.
+    if (!store.current.split && attempt.firstRead && !data.shard) {
+      const readFirstRow = () => this.#readFirstRow(attempt);
+      const decision = await decideSplit(data, store.current, judges, job.id ?? "", readFirstRow);
+      if ("split" in decision) {
+        const { split } = decision;
+        // Saved before any shard is added: a parent that dies adds the same ones again.
+        await store.save({ ...store.current, header: split.header, split });
+        jobLog.info({ shards: split.shards.length }, "split into shards");
+      } else if (decision.unsplit) {
+        // Rides with the next checkpoint: a resumed attempt's result says it too.
+        store.stage({ ...store.current, unsplit: decision.unsplit });
+      }
     }
     if (store.current.split) {
       const { s3, queue, redis } = this.#deps;
-      const { job, data, store, lock, jobLog: log } = attempt;
+      const { lock } = attempt;
       const token = lock.token;
+      const keys = this.#keys;
       const parent = new SplitParent({
         job,
         token,
@@ -252,8 +256,8 @@ class JobProcessor {
         store,
         s3,
         queue,
-        keys: this.#keys,
-        log,
+        keys,
+        log: jobLog,
         redis,
       });
       return parent.run();
@@ -263,38 +267,12 @@ class JobProcessor {
     return unsplit ? { ...result, unsplit } : result;
   }
 
-  /**
-   * On a job's first attempt: whether it splits (options.split, the source's size and kind, its
-   * first row). A job that splits saves its shards in its checkpoint before adding them.
-   */
-  async #planSplit(attempt: Attempt): Promise<{ unsplit?: string }> {
-    const { data, store, firstRead, judges, job } = attempt;
-    const checkpoint = store.current;
-    if (!firstRead || data.shard) return {};
-    const shardSize = shardSizeFor(data.options.split, checkpoint.source.size);
-    if (shardSize === undefined) return {};
-    const reason = unsplittable(data, checkpoint);
-    if (reason) return { unsplit: reason };
-    // The first read is spent on the head: the whole run, if it comes to that, reads again.
+  /** The source's first row, from the first attempt's read (which it spends: a whole run reads again). */
+  #readFirstRow(attempt: Attempt) {
+    const body = attempt.firstRead as OpenedBody;
     attempt.firstRead = undefined;
-    const head = await readHead(firstRead, data, checkpoint.delimiter ?? ",").finally(() =>
-      firstRead.destroy(),
-    );
-    if (!head) return { unsplit: "its first row could not be read ahead of splitting" };
-    if ("unsplit" in head) return head;
-    const problem = judgeProblem(judges, head.header);
-    if (problem) return { unsplit: problem };
-    const ranges = nominalRanges(checkpoint.source.size, shardSize);
-    const shards = ranges.map(([start, end], index) => ({
-      jobId: childJobId(job.id ?? "", index),
-      start,
-      end,
-      pinned: index === 0,
-    }));
-    const split = { shards, retired: [], redone: 0, header: head.header, columns: head.columns };
-    await store.save({ ...checkpoint, header: head.header, split });
-    attempt.jobLog.info({ shards: shards.length, shardSize }, "split into shards");
-    return {};
+    const delimiter = attempt.store.current.delimiter ?? ",";
+    return readHead(body, attempt.data, delimiter).finally(() => body.destroy());
   }
 
   /** The job's progress; a shard's goes into its parent's too (the shards' sum). */
@@ -388,7 +366,12 @@ class JobProcessor {
     const { config, log } = this.#deps;
     const { rows, parts, resumes } = result;
     jobLog.info({ rows, parts, resumes }, "job completed");
-    if (result.checksums === "not-verified" && !this.#toldUnverifiedChecksums) {
+    // A split job's composed parts are the server's own copies: that says nothing of the server.
+    if (
+      result.checksums === "not-verified" &&
+      result.shards === 1 &&
+      !this.#toldUnverifiedChecksums
+    ) {
       this.#toldUnverifiedChecksums = true;
       log.warn(
         { endpoint: config.S3_ENDPOINT ?? "AWS" },

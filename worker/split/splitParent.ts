@@ -4,6 +4,7 @@ import type { Cluster, Redis } from "ioredis";
 import {
   type JobData,
   JobResult,
+  type RowCounts,
   rejectsLocation,
   type ShardChild,
   type ShardSpec,
@@ -79,10 +80,12 @@ export class SplitParent {
    */
   async #missingChildren(): Promise<Array<{ child: ShardChild; index: number }>> {
     const { redis, keys, job } = this.#in;
+    const all = this.#split.shards.map((child, index) => ({ child, index }));
+    // Existence first: a child that finishes between the two reads is then in the parent's
+    // results (finishing writes its result before it removes the job).
+    const exists = await Promise.all(all.map(({ child }) => redis.exists(keys.job(child.jobId))));
     const values = (await job.getChildrenValues()) as Record<string, unknown>;
     const failures = await job.getIgnoredChildrenFailures();
-    const all = this.#split.shards.map((child, index) => ({ child, index }));
-    const exists = await Promise.all(all.map(({ child }) => redis.exists(keys.job(child.jobId))));
     return all.filter(({ child }, i) => {
       const key = keys.job(child.jobId);
       return exists[i] === 0 && !(key in values) && !(key in failures);
@@ -115,12 +118,14 @@ export class SplitParent {
     const checkpoint = store.current;
     const split = this.#split;
     // A shard whose first row is a guess may read rows that are not the file's (the inside of
-    // a quoted field): only a shard whose start is known fails the job for its invalid rows;
-    // the parent judges the others' once their seams are checked.
+    // a quoted field), and a later shard's rows are not the file's first: only the first shard
+    // fails the job for its invalid rows (its numbers are the file's); the parent judges the
+    // others' once their seams are checked.
     const { maxInvalidRatio: _ratio, maxInvalidRows, onInvalid, ...rest } = data.options;
-    const options = child.pinned
-      ? { ...rest, onInvalid, ...(maxInvalidRows !== undefined ? { maxInvalidRows } : {}) }
-      : { ...rest, onInvalid: "reject" as const };
+    const options =
+      index === 0
+        ? { ...rest, onInvalid, ...(maxInvalidRows !== undefined ? { maxInvalidRows } : {}) }
+        : { ...rest, onInvalid: "reject" as const };
     const objects = shardObjects(data, child.jobId);
     const shard: ShardSpec = {
       parent: this.#in.job.id ?? "",
@@ -174,7 +179,9 @@ export class SplitParent {
         throw this.#shardFailed(check.index, child(check.index), reason);
       }
       case "missing":
-        throw new Error(`shard ${check.index + 1} has no result yet; retrying`);
+        throw new Error(
+          `shard ${check.index + 1} (job ${child(check.index).jobId}) has no result yet; retrying`,
+        );
       case "redo":
         await this.#redo(check.index, child(check.index), check.start);
         return undefined;
@@ -230,20 +237,7 @@ export class SplitParent {
     const counts = mergedCounts(
       done.map((d, i): ShardRows => ({ counts: d.result.rows, rowShift: shifts[i]?.rows ?? 0 })),
     );
-    if (
-      data.options.maxInvalidRows !== undefined &&
-      counts.rejected > data.options.maxInvalidRows
-    ) {
-      throw new PermanentJobError(
-        `${counts.rejected} invalid rows in ${counts.read} rows, more than options.maxInvalidRows (${data.options.maxInvalidRows})`,
-      );
-    }
-    if (data.options.onInvalid === "fail" && counts.rejected > 0) {
-      const first = Math.min(...Object.values(counts.fields).flatMap((f) => f.rows.slice(0, 1)));
-      throw new PermanentJobError(
-        `row ${first} is invalid and options.onInvalid is "fail" (${counts.rejected} invalid rows in all)`,
-      );
-    }
+    policyBroken(data.options, counts);
     const outputs = done.map((d) => d.result.output);
     const output = await compose(
       { s3, store, side: "output", contentType: outputContentType(data.options) },
@@ -361,4 +355,20 @@ function pick<T extends object, K extends keyof T>(from: T, names: readonly K[])
   const picked: Partial<T> = {};
   for (const name of names) if (from[name] !== undefined) picked[name] = from[name];
   return picked;
+}
+
+/** Fails the job when the whole file's invalid rows break its policy (as a whole run would). */
+function policyBroken(options: JobData["options"], counts: RowCounts): void {
+  if (options.onInvalid === "fail" && counts.rejected > 0) {
+    const first = Math.min(...Object.values(counts.fields).flatMap((f) => f.rows.slice(0, 1)));
+    const at = Number.isFinite(first) ? `row ${first}` : "a row";
+    throw new PermanentJobError(
+      `${at} is invalid and options.onInvalid is "fail" (${counts.rejected} invalid rows in all)`,
+    );
+  }
+  if (options.maxInvalidRows !== undefined && counts.rejected > options.maxInvalidRows) {
+    throw new PermanentJobError(
+      `${counts.rejected} invalid rows in ${counts.read} rows, more than options.maxInvalidRows (${options.maxInvalidRows})`,
+    );
+  }
 }

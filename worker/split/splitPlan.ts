@@ -4,6 +4,7 @@ import {
   SPLIT_AUTO_BYTES,
   SPLIT_AUTO_SHARD_BYTES,
   SPLIT_MAX_SHARDS,
+  type SplitState,
 } from "../../shared/job.ts";
 import { CsvFramer } from "../csv/csvFramer.ts";
 import { asBuffer, rowDecoder } from "../csv/rowDecoder.ts";
@@ -11,6 +12,7 @@ import { RowParser } from "../csv/rowParser.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { utf16Order } from "../source/utf16Source.ts";
+import { childJobId } from "./shardObjects.ts";
 
 // Whether a job splits, and into which byte ranges. Decided once, on the parent's first
 // attempt, from the pinned source and its first row; the checkpoint keeps the decision.
@@ -98,4 +100,37 @@ export function judgeProblem(judges: JudgeFactory, header: string[] | null): str
   }
   if (!stateful) return undefined;
   return "the schema has unique or primaryKey constraints: they are checked across the whole file in one pass";
+}
+
+/** A job's split: its shards, or why it runs whole (nothing said when it is simply small). */
+export type SplitDecision = { split: SplitState } | { unsplit?: string };
+
+/**
+ * Whether a job splits, from options.split, the pinned source and its first row (read only
+ * when the rest allows a split).
+ */
+export async function decideSplit(
+  data: JobData,
+  checkpoint: Checkpoint,
+  judges: JudgeFactory,
+  jobId: string,
+  readFirstRow: () => Promise<SourceHead | { unsplit: string } | undefined>,
+): Promise<SplitDecision> {
+  const size = checkpoint.source.size;
+  const shardSize = shardSizeFor(data.options.split, size);
+  if (shardSize === undefined) return {};
+  const reason = unsplittable(data, checkpoint);
+  if (reason) return { unsplit: reason };
+  const head = await readFirstRow();
+  if (!head) return { unsplit: "its first row could not be read ahead of splitting" };
+  if ("unsplit" in head) return head;
+  const problem = judgeProblem(judges, head.header);
+  if (problem) return { unsplit: problem };
+  const shards = nominalRanges(size, shardSize).map(([start, end], index) => ({
+    jobId: childJobId(jobId, index),
+    start,
+    end,
+    pinned: index === 0,
+  }));
+  return { split: { shards, retired: [], redone: 0, header: head.header, columns: head.columns } };
 }
