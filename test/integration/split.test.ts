@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enqueueTransform, JOB_NAME } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import { JobData, type JobProgress, type JobResult } from "../../shared/job.ts";
+import { workerProcesses } from "../../worker/split/splitPlan.ts";
 import type { SeenRequest } from "../support/s3Server.ts";
 import { seamCsv, seamSchema } from "../support/seamData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
@@ -49,6 +50,11 @@ describe("split: one file, several shards, several workers", () => {
     for (const w of workers) await w.kill("SIGTERM");
     await queue?.close();
     await stack?.stop();
+  });
+
+  it("counts the worker processes serving the queue (auto splits for two or more)", async () => {
+    // Three worker processes; the test's own queue connection is not one of them.
+    expect(await workerProcesses(queue)).toBe(3);
   });
 
   it("runs whole when told not to split, and says it ran as one shard", () => {

@@ -6,7 +6,12 @@ import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
 import { checkSeams, type ShardRange } from "../../worker/split/seamCheck.ts";
 import { guessRowStart } from "../../worker/split/seamGuess.ts";
 import { mergedCounts } from "../../worker/split/shardTotals.ts";
-import { nominalRanges, shardSizeFor, unsplittable } from "../../worker/split/splitPlan.ts";
+import {
+  decideSplit,
+  nominalRanges,
+  shardSizeFor,
+  unsplittable,
+} from "../../worker/split/splitPlan.ts";
 import { checkpointFixture } from "../support/checkpointFixture.ts";
 
 const dialect = { delimiter: ",", quote: '"', maxRowBytes: 1024, columns: 3 };
@@ -258,6 +263,29 @@ describe("options.split in the job contract", () => {
     expect(JobInput.safeParse(input(64 * MiB)).success).toBe(true);
     expect(JobInput.safeParse(input(4 * MiB)).success).toBe(false);
     expect(JobInput.safeParse(input("half")).success).toBe(false);
+  });
+
+  it("splits with auto only for two worker processes or more; a shard size splits anyway", async () => {
+    const checkpoint = {
+      ...checkpointFixture({ bucket: "bucket-out", key: "a.csv" }),
+      source: { etag: '"x"', size: 1024 * MiB },
+    };
+    const judges = {
+      bind: () => ({ outputHeader: ["a"], judge: () => ({ ok: true as const, cells: [] }) }),
+    };
+    const head = async () => ({ header: ["a"], columns: 1 });
+    const decide = (split: unknown, workers: number) =>
+      decideSplit(JobData.parse({ ...input(split), options: { split } }), checkpoint, judges, "9", {
+        readFirstRow: head,
+        workers: async () => workers,
+      });
+    expect(await decide("auto", 1)).toEqual({
+      unsplit: expect.stringMatching(/one worker process/),
+    });
+    const auto = await decide("auto", 2);
+    expect("split" in auto && auto.split.shards).toHaveLength(16);
+    const sized = await decide(256 * MiB, 1);
+    expect("split" in sized && sized.split.shards).toHaveLength(4);
   });
 
   it("says why a gzip source, UTF-16 text or gzip output runs whole", () => {

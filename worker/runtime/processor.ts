@@ -39,7 +39,7 @@ import { deleteShardObjects } from "../split/shardObjects.ts";
 import { defineShardProgressScript, reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
-import { decideSplit, readHead } from "../split/splitPlan.ts";
+import { decideSplit, readHead, workerProcesses } from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
@@ -232,8 +232,11 @@ class JobProcessor {
     const { store, data, judges, job, jobLog } = attempt;
     // Decided on a job's first attempt only: a resumed job goes on as it started.
     if (!store.current.split && attempt.firstRead && !data.shard) {
-      const readFirstRow = () => this.#readFirstRow(attempt);
-      const decision = await decideSplit(data, store.current, judges, job.id ?? "", readFirstRow);
+      const source = {
+        readFirstRow: () => this.#readFirstRow(attempt),
+        workers: () => workerProcesses(this.#deps.queue),
+      };
+      const decision = await decideSplit(data, store.current, judges, job.id ?? "", source);
       if ("split" in decision) {
         const { split } = decision;
         // Saved before any shard is added: a parent that dies adds the same ones again.

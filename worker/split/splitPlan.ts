@@ -1,3 +1,4 @@
+import type { Queue } from "bullmq";
 import {
   type Checkpoint,
   type JobData,
@@ -114,14 +115,25 @@ export async function decideSplit(
   checkpoint: Checkpoint,
   judges: JudgeFactory,
   jobId: string,
-  readFirstRow: () => Promise<SourceHead | { unsplit: string } | undefined>,
+  source: {
+    readFirstRow(): Promise<SourceHead | { unsplit: string } | undefined>;
+    /** How many worker processes serve the queue (Infinity when Redis cannot say). */
+    workers(): Promise<number>;
+  },
 ): Promise<SplitDecision> {
   const size = checkpoint.source.size;
   const shardSize = shardSizeFor(data.options.split, size);
   if (shardSize === undefined) return {};
   const reason = unsplittable(data, checkpoint);
   if (reason) return { unsplit: reason };
-  const head = await readFirstRow();
+  // Shards on one worker run one after another, which only adds the cost of splitting.
+  if (data.options.split === "auto" && (await source.workers()) < 2) {
+    return {
+      unsplit:
+        'one worker process serves the queue, and "auto" splits only for two or more (a shard size in options.split splits anyway)',
+    };
+  }
+  const head = await source.readFirstRow();
   if (!head) return { unsplit: "its first row could not be read ahead of splitting" };
   if ("unsplit" in head) return head;
   const problem = judgeProblem(judges, head.header);
@@ -133,4 +145,18 @@ export async function decideSplit(
     pinned: index === 0,
   }));
   return { split: { shards, retired: [], redone: 0, header: head.header, columns: head.columns } };
+}
+
+/**
+ * The worker processes serving the queue (one BullMQ worker each): Redis lists their blocking
+ * connections by name. Infinity where Redis does not list clients (the job may then split).
+ */
+export async function workerProcesses(queue: Queue): Promise<number> {
+  try {
+    const workers = await queue.getWorkers();
+    const listed = workers.every((w) => !/does not support/.test(String(w.name ?? "")));
+    return listed ? workers.length : Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
 }
