@@ -87,8 +87,8 @@ export const JobOptions = z
       .default(MiB),
     /**
      * One large source across many workers: `auto` splits a source of at least SPLIT_AUTO_BYTES
-     * into shards of SPLIT_AUTO_SHARD_BYTES, `off` never splits, a number is the shard size in
-     * bytes. A source that cannot be split (gzip, UTF-16, unique or primaryKey, gzip output)
+     * into shards of SPLIT_AUTO_SHARD_BYTES when two or more worker processes serve the queue,
+     * `off` never splits, a number is the shard size in bytes. A source that cannot be split (gzip, UTF-16, unique or primaryKey, gzip output)
      * runs whole, and its result says why.
      */
     split: z.union([z.enum(["auto", "off"]), z.number().int().min(MIN_PART_SIZE)]).default("auto"),
