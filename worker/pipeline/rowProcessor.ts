@@ -1,17 +1,11 @@
-import {
-  type JobOptions,
-  type OutputSide,
-  type ResumeMark,
-  type RowCounts,
-  SUMMARY_FIELDS,
-  SUMMARY_ROWS,
-} from "../../shared/job.ts";
+import type { JobOptions, OutputSide, ResumeMark, RowCounts } from "../../shared/job.ts";
 import type { FramedRow } from "../csv/csvFramer.ts";
 import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
 import { PermanentJobError } from "../errors.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
+import { noteRow, summaryEntry } from "./errorSummary.ts";
 import { enforcePolicy } from "./invalidRowPolicy.ts";
 import { csvLineFormat, type OutputFormat, outputFormat } from "./outputFormat.ts";
 
@@ -61,16 +55,11 @@ export function cloneCounts(counts: RowCounts): RowCounts {
   return { ...counts, errors: { ...counts.errors }, fields };
 }
 
-/** Counts an error in the summary by field, which stays bounded (SUMMARY_FIELDS, _ROWS). */
+/** Counts an error in the summary by field ("(row)" for an error about the whole row). */
 function summarize(fields: RowCounts["fields"], error: RowError, rowNumber: number): void {
-  let name = error.field || "(row)";
-  if (!fields[name] && Object.keys(fields).length >= SUMMARY_FIELDS) name = "(other fields)";
-  const entry = fields[name] ?? { errors: {}, rows: [] };
-  fields[name] = entry;
+  const entry = summaryEntry(fields, error.field || "(row)");
   entry.errors[error.code] = (entry.errors[error.code] ?? 0) + 1;
-  if (entry.rows.length < SUMMARY_ROWS && entry.rows.at(-1) !== rowNumber) {
-    entry.rows.push(rowNumber);
-  }
+  noteRow(entry, rowNumber);
 }
 
 function rowError(code: RowError["code"], message: string): Verdict {

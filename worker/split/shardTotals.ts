@@ -1,4 +1,5 @@
-import { type RowCounts, SUMMARY_FIELDS, SUMMARY_ROWS } from "../../shared/job.ts";
+import type { RowCounts } from "../../shared/job.ts";
+import { noteRow, summaryEntry } from "../pipeline/errorSummary.ts";
 
 // A split job's row counts: its shards' added up, and their per-field error summaries merged
 // with row numbers made the whole file's (each shard counts its rows from 1).
@@ -19,20 +20,11 @@ export function mergedCounts(shards: readonly ShardRows[]): RowCounts {
       total.errors[code] = (total.errors[code] ?? 0) + n;
     }
     for (const [field, entry] of Object.entries(counts.fields)) {
-      const name =
-        total.fields[field] || Object.keys(total.fields).length < SUMMARY_FIELDS
-          ? field
-          : "(other fields)";
-      const into = total.fields[name] ?? { errors: {}, rows: [] };
-      total.fields[name] = into;
+      const into = summaryEntry(total.fields, field);
       for (const [code, n] of Object.entries(entry.errors)) {
         into.errors[code] = (into.errors[code] ?? 0) + n;
       }
-      for (const row of entry.rows) {
-        if (into.rows.length < SUMMARY_ROWS && into.rows.at(-1) !== row + rowShift) {
-          into.rows.push(row + rowShift);
-        }
-      }
+      for (const row of entry.rows) noteRow(into, row + rowShift);
     }
   }
   return total;

@@ -1,0 +1,28 @@
+import {
+  type FieldErrors,
+  type RowCounts,
+  SUMMARY_FIELDS,
+  SUMMARY_ROWS,
+} from "../../shared/job.ts";
+
+// The errors by field in a job's row counts stay bounded however many rows fail: at most
+// SUMMARY_FIELDS fields have an entry (the rest share "(other fields)"), each naming its first
+// SUMMARY_ROWS rows. A job's row processor adds each error here; a split job's parent adds its
+// shards' summaries the same way.
+
+const OTHER_FIELDS = "(other fields)";
+
+/** The entry errors of `field` are counted in (created, or the shared one when full). */
+export function summaryEntry(fields: RowCounts["fields"], field: string): FieldErrors {
+  const name = fields[field] || Object.keys(fields).length < SUMMARY_FIELDS ? field : OTHER_FIELDS;
+  const entry = fields[name] ?? { errors: {}, rows: [] };
+  fields[name] = entry;
+  return entry;
+}
+
+/** Names a row in an entry, while it names fewer than SUMMARY_ROWS (each row once). */
+export function noteRow(entry: FieldErrors, rowNumber: number): void {
+  if (entry.rows.length < SUMMARY_ROWS && entry.rows.at(-1) !== rowNumber) {
+    entry.rows.push(rowNumber);
+  }
+}
