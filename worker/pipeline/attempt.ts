@@ -19,6 +19,7 @@ import type { JudgeFactory } from "../judge/rowJudge.ts";
 import { type OpenedBody, readSource } from "../source/sourceReader.ts";
 import type { Utf16Order } from "../source/utf16Source.ts";
 import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
+import { abortStrayUploads } from "../upload/strayUploads.ts";
 import { ratioExceeded } from "./invalidRowPolicy.ts";
 import { cloneCounts, RowProcessor } from "./rowProcessor.ts";
 
@@ -68,10 +69,6 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
   try {
     await prepareOutputs(store, outputs);
     const from = resumePoint(start);
-    // A shard reads from its own first row: earlier rows are other shards' (or its parent's).
-    if (from.offset < (start.shardStart ?? 0)) {
-      throw new PermanentJobError(`a shard's resume point ${from.offset} is before its first row`);
-    }
     const processor = new RowProcessor({
       options,
       judges: input.judges,
@@ -174,15 +171,11 @@ async function prepareOutputs(store: AttemptStore, outputs: Outputs): Promise<vo
   const checks = [output.verify(), rejects.verify(), output.restore(), rejects.restore()];
   const failed = (await Promise.allSettled(checks)).find((c) => c.status === "rejected");
   if (failed) throw failed.reason;
-  const recorded = [...(await store.recordedUploads())];
+  const recorded = await store.recordedUploads();
   await Promise.all(
-    OUTPUT_SIDES.map(async (side) => {
-      const kept = outputs[side].state.uploadId;
-      const strays = recorded.filter(([id, of]) => of === side && id !== kept).map(([id]) => id);
-      const creating = await store.creatingSince(side);
-      await outputs[side].abortStrays(strays, creating);
-      await store.forgetUploads(strays);
-      if (creating) await store.clearCreating(side);
+    OUTPUT_SIDES.map((side) => {
+      const upload = outputs[side];
+      return abortStrayUploads(store, side, recorded, upload.state.uploadId, upload);
     }),
   );
 }

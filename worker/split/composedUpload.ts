@@ -4,6 +4,7 @@ import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
 import { restartedOutput } from "../checkpoint/outputRestart.ts";
 import { OutputLostError } from "../errors.ts";
 import { MultipartSession } from "../upload/multipartSession.ts";
+import { abortStrayUploads } from "../upload/strayUploads.ts";
 
 // The composed upload: one output of a split job made of parts that are copies of, or bytes
 // read from, its shards' temporary outputs. Checkpointed like any upload (UploadId before any
@@ -84,7 +85,10 @@ async function composeOnce(
     await saved({ ...state, completed: { etag, bytes: 0 } });
     return finished(state);
   }
-  if (!state.uploadId) await abortStrays(store, side, session);
+  if (!state.uploadId) {
+    // A parent that died between CreateMultipartUpload and its checkpoint left one behind.
+    await abortStrayUploads(store, side, await store.recordedUploads(), undefined, session);
+  }
   const uploadId = state.uploadId ?? (await session.create());
   if (!state.uploadId) await saved({ ...state, uploadId });
   await makeParts(session, uploadId, source, () => state, saved);
@@ -140,26 +144,4 @@ async function makeParts(
   }
   await Promise.all(running);
   if (failure) throw failure.error;
-}
-
-/**
- * Before a new upload: those this output's earlier runs created and the checkpoint does not
- * name (a parent that died between CreateMultipartUpload and its checkpoint) are aborted, the
- * recorded ones and those its creating mark finds.
- */
-async function abortStrays(
-  store: CheckpointStore,
-  side: OutputSide,
-  session: MultipartSession,
-): Promise<void> {
-  const strays = [...(await store.recordedUploads())]
-    .filter(([, of]) => of === side)
-    .map(([id]) => id);
-  for (const uploadId of strays) await session.abort(uploadId);
-  await store.forgetUploads(strays);
-  const creating = await store.creatingSince(side);
-  if (creating) {
-    await session.abortUnrecorded(creating, undefined);
-    await store.clearCreating(side);
-  }
 }

@@ -247,13 +247,20 @@ export class MultipartSession {
   }
 
   /**
-   * Aborts the uploads of this object that an earlier attempt created but died before
-   * recording (see abortUploadsStartedNear). `recorded` is the upload the checkpoint names,
-   * which stays.
+   * Aborts this object's uploads that the job created and its checkpoint does not name: those
+   * recorded (`strays`), and, when an earlier run died while creating one (`creating`), any
+   * started then that it did not live to record (see abortUploadsStartedNear). `kept`, the
+   * upload the checkpoint names, stays.
    */
-  async abortUnrecorded(creating: Date, recorded: string | undefined): Promise<void> {
+  async abortStrays(
+    strays: readonly string[],
+    creating: Date | undefined,
+    kept?: string,
+  ): Promise<void> {
+    for (const uploadId of strays) if (uploadId !== kept) await this.abort(uploadId);
+    if (!creating) return;
     await this.#o.assertOwner();
-    await abortUploadsStartedNear(this.#o.s3, this.#o, creating, recorded);
+    await abortUploadsStartedNear(this.#o.s3, this.#o, creating, kept);
   }
 
   /** Aborts an upload of this object (one already gone is fine). */

@@ -125,11 +125,8 @@ export class ResumableUpload {
    * recorded (`strays`), and, when an attempt died while creating one (`creating`), any
    * started then that it did not live to record.
    */
-  async abortStrays(strays: readonly string[], creating: Date | undefined): Promise<void> {
-    for (const uploadId of strays) {
-      if (uploadId !== this.#state.uploadId) await this.#session.abort(uploadId);
-    }
-    if (creating) await this.#session.abortUnrecorded(creating, this.#state.uploadId);
+  abortStrays(strays: readonly string[], creating: Date | undefined): Promise<void> {
+    return this.#session.abortStrays(strays, creating, this.#state.uploadId);
   }
 
   /**
