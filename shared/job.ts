@@ -88,8 +88,8 @@ export const JobOptions = z
     /**
      * One large source across many workers: `auto` splits a source of at least SPLIT_AUTO_BYTES
      * into shards of SPLIT_AUTO_SHARD_BYTES when two or more worker processes serve the queue,
-     * `off` never splits, a number is the shard size in bytes. A source that cannot be split (gzip, UTF-16, unique or primaryKey, gzip output)
-     * runs whole, and its result says why.
+     * `off` never splits, a number is the shard size in bytes. A source that cannot be split
+     * (gzip, UTF-16, unique or primaryKey, gzip output) runs whole, and its result says why.
      */
     split: z.union([z.enum(["auto", "off"]), z.number().int().min(MIN_PART_SIZE)]).default("auto"),
   })
@@ -366,8 +366,9 @@ export const JobResult = z.strictObject({
   parts: z.number().int().nonnegative(),
   resumes: z.number().int().nonnegative(),
   /**
-   * Outputs started over from the beginning (of the source, or of a shard's range) because their upload (or carried
-   * text) was gone: aborted when the job failed for good, by a lifecycle rule, or expired.
+   * Outputs started over from the beginning (of the source, or of a shard's range) because
+   * their upload (or carried text) was gone: aborted when the job failed for good, by a
+   * lifecycle rule, or expired.
    */
   restarted: z.array(z.strictObject({ output: OutputSide, reason: z.string() })),
   /**

@@ -57,7 +57,10 @@ export function checkpointProblem(
   return undefined;
 }
 
-/** A shard's checkpoint starts within its range and its marks after its start; a split is a parent's. */
+/**
+ * A shard's checkpoint starts within its range and resumes after its start; only a whole job's
+ * checkpoint splits it.
+ */
 function splitProblem(data: JobData, checkpoint: Checkpoint): string | undefined {
   const { shardStart } = checkpoint;
   if (!data.shard) {

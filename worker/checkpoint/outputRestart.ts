@@ -10,9 +10,9 @@ import { startMark } from "../source/firstAttempt.ts";
 import { type CheckpointStore, recordedUploads } from "./checkpointStore.ts";
 
 // When an output cannot go on from its checkpoint (nothing says its upload is the job's own, or
-// S3 lost the upload), that output alone starts over from where the job reads from (the source's first byte, or a
-// shard's first row); the other
-// keeps its resume point. The processor and the interleaving tests decide it here alike.
+// S3 lost the upload), that output alone starts over where the job's reading starts (the
+// source's first byte, or a shard's first row); the other keeps its resume point. The processor
+// and the interleaving tests decide it here alike.
 
 export type Restart = JobResult["restarted"][number];
 

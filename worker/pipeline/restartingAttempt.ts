@@ -14,7 +14,8 @@ export interface RestartingAttemptInput extends AttemptInput {
 /**
  * Runs the attempt until it completes. An output whose upload (or carried text) is lost starts
  * over, once per attempt: the checkpoint then names no upload for it, and reading restarts where
- * the job reads from (the source's first byte, or a shard's first row) while the other output skips what it already holds.
+ * the job's reading starts (the source's first byte, or a shard's first row) while the other
+ * output skips what it already holds.
  */
 export async function runRestartingLostOutputs(input: RestartingAttemptInput): Promise<JobResult> {
   const { store } = input;

@@ -270,7 +270,7 @@ class JobProcessor {
     return unsplit ? { ...result, unsplit } : result;
   }
 
-  /** The source's first row, from the first attempt's read (which it spends: a whole run reads again). */
+  /** The source's first row, from the first attempt's read (spent: a whole run reads again). */
   #readFirstRow(attempt: Attempt) {
     const body = attempt.firstRead as OpenedBody;
     attempt.firstRead = undefined;
