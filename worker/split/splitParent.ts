@@ -15,11 +15,11 @@ import type { QueueKeys } from "../../shared/queueKeys.ts";
 import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
 import { PermanentJobError } from "../errors.ts";
 import { outputContentType } from "../pipeline/attempt.ts";
-import { type ComposedPart, type ComposedSource, compose } from "./composedUpload.ts";
-import { compositionPlan, partBytes } from "./compositionPlan.ts";
-import { renumberedReport } from "./rejectRenumber.ts";
+import { copiedOutputs, renumberedReports } from "./composedSources.ts";
+import { compose } from "./composedUpload.ts";
+import type { NumberShift } from "./rejectRenumber.ts";
 import { checkSeams } from "./seamCheck.ts";
-import { childJobId, deleteShardObjects, readObject, shardObjects } from "./shardObjects.ts";
+import { childJobId, deleteShardObjects, shardObjects } from "./shardObjects.ts";
 import { shardProgressKeys } from "./shardProgress.ts";
 import { mergedCounts, type ShardRows } from "./shardTotals.ts";
 
@@ -241,11 +241,17 @@ export class SplitParent {
     const outputs = done.map((d) => d.result.output);
     const output = await compose(
       { s3, store, side: "output", contentType: outputContentType(data.options) },
-      copiedSource(s3, outputs),
+      copiedOutputs(s3, outputs),
     );
     const rejects = await compose(
       { s3, store, side: "rejects", contentType: "text/csv; charset=utf-8" },
-      this.#renumberedReports(done, shifts),
+      renumberedReports(
+        s3,
+        done.map((d) => d.result.rejects),
+        shifts,
+        data.options,
+        store.current.partSize,
+      ),
     );
     await deleteShardObjects(s3, data, this.#split);
     const { job, redis, keys } = this.#in;
@@ -272,44 +278,9 @@ export class SplitParent {
       shards: done.length,
     };
   }
-
-  /** The whole report: the first shard's as it is, the others' renumbered, cut into parts. */
-  #renumberedReports(done: ShardDone[], shifts: NumberShifts): ComposedSource {
-    const { s3, data, store } = this.#in;
-    const { partSize } = store.current;
-    const reports = done.map((d) => d.result.rejects);
-    const text = async function* () {
-      for (const [i, report] of reports.entries()) {
-        const body = readObject(s3, report);
-        const shift = shifts[i] ?? { rows: 0, lines: 0 };
-        if (i === 0) yield* body;
-        else
-          yield* renumberedReport(body, shift, data.options.newline, 4 * data.options.maxRowBytes);
-      }
-    };
-    return {
-      async *parts(skip: number): AsyncIterable<ComposedPart> {
-        let held: Buffer[] = [];
-        let heldBytes = 0;
-        let number = 0;
-        for await (const chunk of text()) {
-          held.push(Buffer.from(chunk));
-          heldBytes += chunk.length;
-          while (heldBytes >= partSize) {
-            const all = Buffer.concat(held);
-            const body = all.subarray(0, partSize);
-            held = [all.subarray(partSize)];
-            heldBytes -= partSize;
-            if (++number > skip) yield { body };
-          }
-        }
-        if (heldBytes > 0 && ++number > skip) yield { body: Buffer.concat(held) };
-      },
-    };
-  }
 }
 
-type NumberShifts = Array<{ rows: number; lines: number }>;
+type NumberShifts = NumberShift[];
 
 /** Rows and lines before each shard: what its own numbers are shifted by. */
 function numberShifts(done: ShardDone[]): NumberShifts {
@@ -323,31 +294,6 @@ function numberShifts(done: ShardDone[]): NumberShifts {
     lines += d.result.shard.lineNumber - 1;
   }
   return shifts;
-}
-
-function copiedSource(s3: S3Client, outputs: ReadonlyArray<JobResult["output"]>): ComposedSource {
-  const plan = compositionPlan(outputs.map((o) => o.bytes));
-  return {
-    bytes: outputs.reduce((sum, o) => sum + o.bytes, 0),
-    async *parts(skip: number): AsyncIterable<ComposedPart> {
-      for (const part of plan.slice(skip)) {
-        if ("copy" in part) {
-          const o = outputs[part.copy.segment] as JobResult["output"];
-          yield { copy: { ...o, size: o.bytes, start: part.copy.start, end: part.copy.end } };
-          continue;
-        }
-        const bytes: Buffer[] = [];
-        for (const piece of part.merge) {
-          const o = outputs[piece.segment] as JobResult["output"];
-          for await (const chunk of readObject(s3, o, piece.start, piece.end))
-            bytes.push(Buffer.from(chunk));
-        }
-        const body = Buffer.concat(bytes);
-        if (body.length !== partBytes(part)) throw new Error("a shard's output was cut short");
-        yield { body };
-      }
-    },
-  };
 }
 
 /** The options among `names` that are set. */
