@@ -13,27 +13,34 @@ const checkpoint = (resumes: number): Checkpoint => ({
   resumes,
 });
 
-it("writes a save made just as the previous write is answered", async () => {
-  const written: number[] = [];
-  let answered: Promise<unknown> = Promise.resolve();
-  const scripts: ScriptClient = {
-    define() {},
-    run(_name, args) {
-      const data = JSON.parse(String(args[7])) as { checkpoint: Checkpoint };
-      written.push(data.checkpoint.resumes);
-      answered = Promise.resolve(1);
-      return answered;
-    },
-  };
-  const keys = { jobId: "1", jobKey: "bull:q:1", lockKey: "bull:q:1:lock", token: "t" };
-  const data = {} as Omit<JobData, "checkpoint">;
-  const store = new CheckpointStore(scripts, {} as Redis, keys, data, checkpoint(0));
-  const first = store.save(checkpoint(1));
-  let second: Promise<void> | undefined;
-  void answered.then(() => {
-    second = store.save(checkpoint(2));
-  });
-  await first;
-  await second;
-  expect(written).toEqual([1, 2]);
+it("writes a save made at any moment after the previous write is answered", async () => {
+  // The second save comes 0 to 6 microtasks after the first write's answer: the moments when
+  // that write's loop has just checked for more, and when its promise settles.
+  for (let ticks = 0; ticks <= 6; ticks++) {
+    const written: number[] = [];
+    let answered: Promise<unknown> | undefined;
+    const scripts: ScriptClient = {
+      define() {},
+      run(_name, args) {
+        const data = JSON.parse(String(args[7])) as { checkpoint: Checkpoint };
+        written.push(data.checkpoint.resumes);
+        answered ??= Promise.resolve(1);
+        return answered;
+      },
+    };
+    const keys = { jobId: "1", jobKey: "bull:q:1", lockKey: "bull:q:1:lock", token: "t" };
+    const data = {} as Omit<JobData, "checkpoint">;
+    const store = new CheckpointStore(scripts, {} as Redis, keys, data, checkpoint(0));
+    const first = store.save(checkpoint(1));
+    while (!answered) await Promise.resolve();
+    let moment: Promise<unknown> = answered;
+    for (let i = 0; i < ticks; i++) moment = moment.then(() => undefined);
+    let second: Promise<void> | undefined;
+    await moment.then(() => {
+      second = store.save(checkpoint(2));
+    });
+    await first;
+    await second;
+    expect(written, `the second save ${ticks} microtasks after the answer`).toEqual([1, 2]);
+  }
 });
