@@ -208,8 +208,10 @@ class JobProcessor {
     await this.#claimOutputs(jobId, data);
     let start: Checkpoint;
     let firstRead: OpenedBody | undefined;
-    // A split job's parent runs again each time its shards are done: that is not a resume.
-    if (checkpoint?.split) start = checkpoint;
+    // A split job's parent runs again each time its shards are done, which is no resume; once
+    // it has begun composing (an upload named), it runs again only after a crash.
+    const composing = OUTPUT_SIDES.some((side) => checkpoint?.[side].uploadId);
+    if (checkpoint?.split && !composing) start = checkpoint;
     else if (checkpoint) start = { ...checkpoint, resumes: checkpoint.resumes + 1 };
     else if (data.shard) start = await shardCheckpoint(s3, data as ShardData, config, signal);
     else ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));

@@ -272,7 +272,8 @@ export class SplitParent {
       rejects: { ...location, etag: rejects.etag, bytes: rejects.bytes, rows: counts.rejected },
       rows: counts,
       parts: output.parts,
-      resumes: done.reduce((sum, d) => sum + d.result.resumes, 0),
+      // The shards' resumes, and the parent's own while composing.
+      resumes: done.reduce((sum, d) => sum + d.result.resumes, store.current.resumes),
       restarted: done.flatMap((d) => d.result.restarted),
       checksums,
       shards: done.length,
