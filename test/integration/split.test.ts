@@ -115,6 +115,42 @@ describe("split: one file, several shards, several workers", () => {
     });
   }
 
+  it("reads on past a shard's end when a row across the seam is longer than the first range", async () => {
+    // A 300 KB row (over maxRowBytes: rejected) spans the first seam, and the next row's start
+    // lies beyond what a shard reads first.
+    const row = (id: number) => `${id},name-${id},note ${id},${id % 100}.5\r\n`;
+    const parts = ["id,name,note,amount\r\n"];
+    let bytes = parts[0]?.length ?? 0;
+    let id = 1;
+    while (bytes < SHARD - 1000) {
+      parts.push(row(id));
+      bytes += row(id++).length;
+    }
+    parts.push(`${id++},big,"${"x".repeat(300_000)}",1\r\n`);
+    for (let i = 0; i < 150_000; i++) parts.push(row(id++));
+    await stack.put("split/long-row.csv", Buffer.from(parts.join("")));
+    const options = { maxRowBytes: 1024 };
+    const wholeRun = await run(queue, {
+      ...job("split/long-row.csv", "split/long-whole.csv", seamSchema),
+      options: { ...options, split: "off" },
+    });
+    const splitRun = await run(queue, {
+      ...job("split/long-row.csv", "split/long-split.csv", seamSchema),
+      options: { ...options, split: SHARD },
+    });
+    expect(splitRun.shards).toBeGreaterThanOrEqual(2);
+    expect(splitRun.rows).toEqual(wholeRun.rows);
+    expect(wholeRun.rows.errors["format-error"]).toBe(1);
+    const [a, b] = [
+      await stack.get("split/long-whole.csv"),
+      await stack.get("split/long-split.csv"),
+    ];
+    expect(b.equals(a)).toBe(true);
+    const reports = [rejectsKeyOf("split/long-whole.csv"), rejectsKeyOf("split/long-split.csv")];
+    const [ra, rb] = [await stack.get(reports[0] as string), await stack.get(reports[1] as string)];
+    expect(rb.equals(ra)).toBe(true);
+  });
+
   it("sums the shards' progress into the parent's, for Bull Board and enqueue --wait", async () => {
     const events = new QueueEvents(queue.name, {
       connection: queue.opts.connection,
@@ -387,8 +423,8 @@ describe("split: workers SIGKILLed in a shard and while composing", () => {
     startWorker();
     const result = await waitForResult(queue, id, { timeoutMs: 110_000 });
     expect(result.shards).toBeGreaterThanOrEqual(2);
-    // The killed shard went on from its checkpoint.
-    expect(result.resumes).toBeGreaterThanOrEqual(1);
+    // The killed shard went on from its checkpoint, and the killed parent from its composition.
+    expect(result.resumes).toBeGreaterThanOrEqual(2);
     expect((await stack.get(dest)).equals(await stack.get("crash/whole.csv"))).toBe(true);
     expect(
       (await stack.get(rejectsKeyOf(dest))).equals(

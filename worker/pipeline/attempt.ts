@@ -223,13 +223,16 @@ async function readRows(
   // where the final report is the only one worth a Redis write.
   let lastProgress = start.source.size > SMALL_SOURCE ? 0 : Date.now();
   let lastYield = Date.now();
-  const chunks = readSource(s3, data.source, start.source, from.offset, {
-    signal: input.signal,
-    opened: input.firstRead,
-    ...utf16Detection(input),
-  });
   // A shard stops before the first row that starts at or past its end: the next shard's.
   const stopAt = data.shard && data.shard.end < start.source.size ? data.shard.end : Infinity;
+  const chunks =
+    stopAt === Infinity
+      ? readSource(s3, data.source, start.source, from.offset, {
+          signal: input.signal,
+          opened: input.firstRead,
+          ...utf16Detection(input),
+        })
+      : readShard(input, from.offset, stopAt);
   let stopped = false;
   for await (const chunk of chunks) {
     for (const row of framer.push(chunk)) {
@@ -263,6 +266,20 @@ async function readRows(
     if (sealing) await sealing;
   }
   checkEnd(input, processor);
+}
+
+/**
+ * A shard's bytes: first up to a little past its end, where its last row and the start of the
+ * next almost always lie, then, only if the rows there are longer, the rest of the source.
+ * (Reading to the end at once would have the server send every later shard's bytes too.)
+ */
+async function* readShard(input: AttemptInput, from: number, stopAt: number) {
+  const { data, s3, store } = input;
+  const pinned = store.current.source;
+  const near = stopAt + 2 * data.options.maxRowBytes + 64 * 1024;
+  const until = Math.max(from, Math.min(pinned.size, near));
+  yield* readSource(s3, data.source, pinned, from, { signal: input.signal, until });
+  yield* readSource(s3, data.source, pinned, until, { signal: input.signal });
 }
 
 /** A UTF-8 job recognizes a UTF-16 source by its byte order mark; the checkpoint keeps it. */
