@@ -4,7 +4,7 @@ import { checkpointProblem } from "../../worker/checkpoint/checkpointTrust.ts";
 import { compositionPlan, partBytes } from "../../worker/split/compositionPlan.ts";
 import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
 import { checkSeams, type ShardRange } from "../../worker/split/seamCheck.ts";
-import { guessRowStart } from "../../worker/split/seamGuess.ts";
+import { SeamGuess } from "../../worker/split/seamGuess.ts";
 import { mergedCounts } from "../../worker/split/shardTotals.ts";
 import {
   decideSplit,
@@ -16,9 +16,19 @@ import { checkpointFixture } from "../support/checkpointFixture.ts";
 
 const dialect = { delimiter: ",", quote: '"', maxRowBytes: 1024, columns: 3 };
 
-function guess(text: string, nominal: number, atEnd = true) {
-  const bytes = Buffer.from(text);
-  return guessRowStart(bytes.subarray(nominal - 1), nominal - 1, nominal, dialect, atEnd);
+/** The guess for `nominal`, fed the bytes from just before it in `chunk`-byte pieces. */
+function guessing(text: string | Buffer, nominal: number, atEnd = true, chunk = 7) {
+  const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text);
+  const seam = new SeamGuess(nominal, dialect);
+  let decided = false;
+  for (let at = nominal - 1; at < bytes.length && !decided; at += chunk) {
+    decided = seam.push(bytes.subarray(at, at + chunk));
+  }
+  return { start: seam.start(atEnd && !decided), decided, examined: seam.examined };
+}
+
+function guess(text: string | Buffer, nominal: number, atEnd = true) {
+  return guessing(text, nominal, atEnd).start;
 }
 
 function rows(n: number, from = 1): string {
@@ -29,56 +39,88 @@ describe("seam guess", () => {
   it("takes the next row start after an offset in the middle of a row", () => {
     const text = rows(40);
     const nominal = text.indexOf("5,b4") + 2;
-    expect(guess(text, nominal)).toEqual({ found: true, start: text.indexOf("6,b5") });
+    expect(guessing(text, nominal)).toMatchObject({ start: text.indexOf("6,b5"), decided: true });
   });
 
   it("takes the offset itself when a row starts exactly there", () => {
     const text = rows(40);
     const nominal = text.indexOf("7,b6");
-    expect(guess(text, nominal)).toEqual({ found: true, start: nominal });
+    expect(guess(text, nominal)).toBe(nominal);
   });
 
   it("does not start a row between the CR and LF of one line break", () => {
     const text = rows(40).replaceAll("\n", "\r\n");
     const nominal = text.indexOf("\n", text.indexOf("3,b2"));
-    expect(guess(text, nominal)).toEqual({ found: true, start: nominal + 1 });
+    expect(guess(text, nominal)).toBe(nominal + 1);
+  });
+
+  it("reads CR-only line ends", () => {
+    const text = rows(40).replaceAll("\n", "\r");
+    expect(guess(text, text.indexOf("4,b3") + 1)).toBe(text.indexOf("5,b4"));
+    expect(guess(text, text.indexOf("4,b3"))).toBe(text.indexOf("4,b3"));
   });
 
   it("skips line starts inside a quoted field whose lines do not read as rows", () => {
     const note = Array.from({ length: 30 }, (_, i) => `line ${i} of a note`).join("\n");
     const text = `${rows(5)}6,"${note}",x\n${rows(40, 7)}`;
     const nominal = text.indexOf("line 3");
-    expect(guess(text, nominal)).toEqual({ found: true, start: text.indexOf("7,b0") });
+    expect(guess(text, nominal)).toBe(text.indexOf("7,b0"));
   });
 
   it("can be fooled by quoted lines that read as rows (the parent finds that out)", () => {
     const note = rows(30, 500);
     const text = `${rows(5)}6,"${note}end",x\n${rows(40, 7)}`;
     const nominal = text.indexOf("503,b3");
-    const result = guess(text, nominal);
-    expect(result).toEqual({ found: true, start: nominal });
-    expect(result.found && result.start).not.toBe(text.indexOf("7,b0"));
+    expect(guess(text, nominal)).toBe(nominal);
   });
 
-  it("offers the first line start when no line start reads as a row boundary (ragged rows)", () => {
-    // 1, 2, 3, 4 fields in turn: no run of rows is three quarters 3-field rows.
+  it("takes the next line start of ragged rows (a trailing comma on every row), and stops reading after about a row", () => {
+    // Every row has a field more than the header: no reading has the file's number of fields.
+    const line = (i: number) => `${i},name ${i},${i * 3},\n`;
+    const text = Array.from({ length: 40_000 }, (_, i) => line(i)).join("");
+    const nominal = text.indexOf(line(20_000)) + 3;
+    const seam = guessing(text, nominal, false, 4096);
+    expect(seam.start).toBe(text.indexOf(line(20_001)));
+    expect(seam.decided).toBe(true);
+    // The inside reading's first row grows past maxRowBytes, and then the guess is decided.
+    expect(seam.examined).toBeLessThanOrEqual(dialect.maxRowBytes + 2 * 4096);
+  });
+
+  it("takes the first line start when rows are ragged every way (1 to 4 fields)", () => {
     const ragged = Array.from({ length: 60 }, (_, i) => `${"x,".repeat(i % 4)}y\n`).join("");
     const nominal = ragged.indexOf("\n", 20) - 2;
     const first = ragged.indexOf("\n", nominal - 1) + 1;
-    expect(guess(ragged, nominal, false)).toEqual({ found: false, fallback: first });
+    expect(guess(ragged, nominal, false)).toBe(first);
   });
 
-  it("asks for more bytes when too few rows follow, and decides at the source's end", () => {
-    const text = `${rows(3)}4,b,`;
-    const nominal = text.indexOf("2,b1") + 1;
-    expect(guess(text, nominal, false)).toEqual({
-      found: false,
-      fallback: text.indexOf("3,b2"),
-    });
-    expect(guess(`${rows(3)}`, nominal, true)).toEqual({
-      found: true,
-      start: rows(3).indexOf("3,b2"),
-    });
+  it("costs the bytes it reads, once, whatever they hold: hostile windows decide within about a row", () => {
+    const mib = 1024 * 1024;
+    const big = { ...dialect, maxRowBytes: 64 * 1024 };
+    const shapes = {
+      "no line breaks": "x".repeat(mib),
+      "only quotes": '"'.repeat(mib),
+      "only line breaks": "\n".repeat(mib),
+      "quotes and line breaks": '"\n'.repeat(mib / 2),
+      delimiters: ",".repeat(mib),
+      "a quote then text": `"${"abc\n".repeat(mib / 4)}`,
+    };
+    for (const [shape, text] of Object.entries(shapes)) {
+      const seam = new SeamGuess(1000, big);
+      const bytes = Buffer.from(text);
+      let at = 999;
+      while (at < bytes.length && !seam.push(bytes.subarray(at, at + 65536))) at += 65536;
+      // Decided within about a row of maxRowBytes: never the whole window.
+      expect(seam.examined, shape).toBeLessThanOrEqual(2 * big.maxRowBytes + 65536);
+      expect(typeof (seam.start(false) ?? 0), shape).toBe("number");
+    }
+  });
+
+  it("starts nowhere when no row boundary is in the bytes, and at the source's end when they end there", () => {
+    const text = "x".repeat(5000);
+    expect(guessing(text, 100, false).start).toBeUndefined();
+    const short = `${rows(3)}4,b,`;
+    const nominal = short.indexOf("2,b1") + 1;
+    expect(guess(short, nominal, true)).toBe(short.indexOf("3,b2"));
   });
 });
 
@@ -97,6 +139,7 @@ describe("seam check", () => {
       kind: "checked",
       used: [0, 1, 2, 3],
       end: 40,
+      skipped: [],
     });
   });
 
@@ -107,7 +150,46 @@ describe("seam check", () => {
       { start: 25, end: 30 },
       { start: 30, end: 40 },
     ];
-    expect(checkSeams(nominal, from(ranges), 40)).toEqual({ kind: "redo", index: 1, start: 12 });
+    expect(checkSeams(nominal, from(ranges), 40)).toEqual({
+      kind: "redo",
+      redos: [
+        { index: 1, start: 12 },
+        // Shard 2 starts off the end shard 1 reported: redone in the same round.
+        { index: 2, start: 21 },
+      ],
+      skipped: [],
+    });
+  });
+
+  it("redoes every wrong seam of a round at once, and again one whose predecessor then ends elsewhere", () => {
+    const round1 = [
+      { start: 0, end: 12 },
+      { start: 11, end: 21 },
+      { start: 21, end: 30 },
+      { start: 29, end: 40 },
+    ];
+    expect(checkSeams(nominal, from(round1), 40)).toEqual({
+      kind: "redo",
+      redos: [
+        { index: 1, start: 12 },
+        { index: 3, start: 30 },
+      ],
+      skipped: [],
+    });
+    // Redone, shard 1 ends at 22 (not where its wrong reading ended): shard 2 goes again.
+    const round2 = [round1[0], { start: 12, end: 22 }, round1[2], { start: 30, end: 40 }];
+    expect(checkSeams(nominal, from(round2), 40)).toEqual({
+      kind: "redo",
+      redos: [{ index: 2, start: 22 }],
+      skipped: [],
+    });
+    // A later shard not finished or failed is left for the round that reaches it.
+    const waiting = [round1[0], round1[1], undefined, "failed" as const];
+    expect(checkSeams(nominal, from(waiting), 40)).toEqual({
+      kind: "redo",
+      redos: [{ index: 1, start: 12 }],
+      skipped: [],
+    });
   });
 
   it("skips shards a row longer than a shard covered, whatever they guessed", () => {
@@ -121,12 +203,19 @@ describe("seam check", () => {
       kind: "checked",
       used: [0, 3],
       end: 40,
+      // Their figures leave the parent's live totals.
+      skipped: [1, 2],
     });
   });
 
   it("stops at the source's end: later shards are not needed", () => {
     const ranges = [{ start: 0, end: 40 }, undefined, undefined, undefined];
-    expect(checkSeams(nominal, from(ranges), 40)).toEqual({ kind: "checked", used: [0], end: 40 });
+    expect(checkSeams(nominal, from(ranges), 40)).toEqual({
+      kind: "checked",
+      used: [0],
+      end: 40,
+      skipped: [1, 2, 3],
+    });
   });
 
   it("names a needed shard that failed or has no result", () => {
@@ -197,7 +286,7 @@ describe("reject report renumbering", () => {
       for (let i = 0; i < bytes.length; i += 5) yield bytes.subarray(i, i + 5);
     };
     const out: Buffer[] = [];
-    for await (const b of renumberedReport(chunks(), { rows: 100, lines: 250 }, "\r\n", 1024)) {
+    for await (const b of renumberedReport(chunks(), { rows: 100, lines: 250 })) {
       out.push(b);
     }
     expect(Buffer.concat(out).toString()).toBe(
@@ -206,6 +295,39 @@ describe("reject report renumbering", () => {
         "107,259,,extra-cell,too many,7\r\n",
       ].join(""),
     );
+  });
+
+  it("renumbers a line of any length, as long as a whole run wrote it (a long enum message, a quoted raw row)", async () => {
+    const values = Array.from({ length: 400 }, (_, i) => `value-${i}`).join(",");
+    const raw = `"${'x""'.repeat(3000)}",${"y,".repeat(2000)}\n"z"`;
+    const line = `3,4,status,constraint-error,"must be one of ${values}","""${raw.replaceAll('"', '""')}"""\n`;
+    const report = Buffer.from(`${line}${line}9,12,,blank-row,empty,\n`);
+    expect(report.length).toBeGreaterThan(20_000);
+    for (const size of [1, 3, 4096, report.length]) {
+      const chunks = async function* () {
+        for (let i = 0; i < report.length; i += size) yield report.subarray(i, i + size);
+      };
+      const out: Buffer[] = [];
+      for await (const b of renumberedReport(chunks(), { rows: 10, lines: 20 })) out.push(b);
+      const shifted = line.replace(/^3,4,/, "13,24,");
+      expect(Buffer.concat(out).toString(), `chunks of ${size}`).toBe(
+        `${shifted}${shifted}19,32,,blank-row,empty,\n`,
+      );
+    }
+  });
+
+  it("refuses a report row that does not start with its two numbers", async () => {
+    const read = async (text: string) => {
+      const chunks = async function* () {
+        yield Buffer.from(text);
+      };
+      for await (const _ of renumberedReport(chunks(), { rows: 1, lines: 1 }));
+    };
+    await expect(read("x,1,a\n")).rejects.toThrow(/does not start with its numbers/);
+    await expect(read(`${"1".repeat(60)},1,a\n`)).rejects.toThrow(
+      /does not start with its numbers/,
+    );
+    await expect(read("1,2,a\n1")).rejects.toThrow(/does not start with its numbers/);
   });
 });
 

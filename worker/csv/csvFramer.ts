@@ -6,6 +6,8 @@
 // start of a field; inside one, `""` is an escaped quote and any other quote closes it. Line
 // numbers count physical lines, including those inside quoted fields.
 
+import { NextByte } from "./nextByte.ts";
+
 const LF = 0x0a;
 const CR = 0x0d;
 const BOM = [0xef, 0xbb, 0xbf];
@@ -297,33 +299,6 @@ export class CsvFramer {
     this.#rowBytes = 0;
     this.#quoted = false;
     this.#oversize = false;
-  }
-}
-
-/**
- * Where a byte next occurs in a chunk, from a position that only moves forward: one native
- * search per occurrence, never a rescan. The chunk's length when there is none (or the byte is
- * -1, no byte at all).
- */
-class NextByte {
-  readonly #chunk: Uint8Array;
-  readonly #byte: number;
-  #at: number;
-
-  constructor(chunk: Uint8Array, byte: number) {
-    this.#chunk = chunk;
-    this.#byte = byte;
-    this.#at = byte === -1 ? chunk.length : this.#search(0);
-  }
-
-  from(position: number): number {
-    if (this.#at < position) this.#at = this.#search(position);
-    return this.#at;
-  }
-
-  #search(position: number): number {
-    const at = this.#chunk.indexOf(this.#byte, position);
-    return at === -1 ? this.#chunk.length : at;
   }
 }
 

@@ -264,6 +264,7 @@ class JobProcessor {
         keys,
         log: jobLog,
         redis,
+        scripts: this.#scripts,
       });
       return parent.run();
     }

@@ -1,5 +1,4 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { JobData } from "../../shared/job.ts";
 import type { ComposedPart, ComposedSource } from "./composedUpload.ts";
 import { compositionPlan, partBytes } from "./compositionPlan.ts";
 import { type NumberShift, renumberedReport } from "./rejectRenumber.ts";
@@ -50,7 +49,6 @@ export function renumberedReports(
   s3: S3Client,
   reports: readonly ShardObject[],
   shifts: readonly NumberShift[],
-  options: Pick<JobData["options"], "newline" | "maxRowBytes">,
   partSize: number,
 ): ComposedSource {
   const text = async function* () {
@@ -59,7 +57,7 @@ export function renumberedReports(
       if (i === 0) yield* body;
       else {
         const shift = shifts[i] ?? { rows: 0, lines: 0 };
-        yield* renumberedReport(body, shift, options.newline, 4 * options.maxRowBytes);
+        yield* renumberedReport(body, shift);
       }
     }
   };

@@ -30,8 +30,28 @@ redis.call("EXPIRE", KEYS[2], ARGV[7])
 return totals
 `;
 
+/**
+ * KEYS: shards' figures, totals. ARGV: shard indexes. Takes the figures of shards the parent
+ * found not to be part of the file (inside a longer row, or past its end) out of the totals.
+ */
+const DROP_SHARD_PROGRESS = `
+local names = {"bytes", "parts", "read", "valid", "rejected"}
+for a = 1, #ARGV do
+  local old = redis.call("HGET", KEYS[1], ARGV[a])
+  if old then
+    local i = 1
+    for n in string.gmatch(old, "[^,]+") do
+      redis.call("HINCRBY", KEYS[2], names[i], -tonumber(n)); i = i + 1
+    end
+    redis.call("HSET", KEYS[1], ARGV[a], "0,0,0,0,0")
+  end
+end
+return redis.call("HMGET", KEYS[2], unpack(names))
+`;
+
 export function defineShardProgressScript(scripts: ScriptClient): void {
   scripts.define("s3csvAddShardProgress", ADD_SHARD_PROGRESS, 2);
+  scripts.define("s3csvDropShardProgress", DROP_SHARD_PROGRESS, 2);
 }
 
 /** The keys of a split job's progress (deleted when it completes; else they expire). */
@@ -61,14 +81,37 @@ export async function reportShardProgress(
     String(shard.index),
     ...FIGURES.map((f) => mine[f]),
     WEEK_SECONDS,
-  ])) as number[];
-  const [bytes = 0, parts = 0, read = 0, valid = 0, rejected = 0] = totals.map(Number);
-  const size = shard.source.size;
-  await queue.updateJobProgress(shard.parent, {
+  ])) as unknown[];
+  await queue.updateJobProgress(shard.parent, parentProgress(totals, shard.source.size));
+}
+
+/** Takes shards that are not part of the file out of their parent's progress. */
+export async function dropShardProgress(
+  scripts: ScriptClient,
+  queue: Queue,
+  parentJobId: string,
+  parentJobKey: string,
+  indexes: readonly number[],
+  size: number,
+): Promise<void> {
+  if (indexes.length === 0) return;
+  const totals = (await scripts.run("s3csvDropShardProgress", [
+    ...shardProgressKeys(parentJobKey),
+    ...indexes.map(String),
+  ])) as unknown[];
+  await queue.updateJobProgress(parentJobId, parentProgress(totals, size));
+}
+
+/** The parent's progress from the shards' totals (bytes, parts, read, valid, rejected). */
+function parentProgress(totals: readonly unknown[], size: number): JobProgress {
+  const [bytes = 0, parts = 0, read = 0, valid = 0, rejected = 0] = totals.map((n) =>
+    Math.max(0, Number(n ?? 0)),
+  );
+  return {
     bytesRead: Math.min(bytes, size),
     bytesTotal: size,
     rows: { read, valid, rejected, errors: {}, fields: {} },
     parts,
     progress: Math.min(99, Math.floor((bytes / Math.max(1, size)) * 1000) / 10),
-  } satisfies JobProgress);
+  };
 }

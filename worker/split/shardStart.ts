@@ -8,14 +8,13 @@ import {
 } from "../../shared/job.ts";
 import { startMark } from "../source/firstAttempt.ts";
 import { readSource } from "../source/sourceReader.ts";
-import { guessRowStart } from "./seamGuess.ts";
+import { SeamGuess } from "./seamGuess.ts";
 
 // A shard's first attempt: where its rows start (guessed, or pinned by its parent), and the
 // checkpoint it starts from: the parent's pinned source, header and delimiter, both outputs
 // empty at that boundary, rows and lines counted from 1 there (the parent makes them global).
 
 const MiB = 1024 * 1024;
-const FIRST_WINDOW = MiB;
 
 export type ShardData = JobData & { shard: ShardSpec };
 
@@ -43,33 +42,32 @@ export async function shardCheckpoint(
 }
 
 /**
- * Reads a window from just before the shard's start, growing it while the guess cannot be
- * decided (long rows). Memory stays bounded by the row size limit. When no line start reads
- * as a row boundary, the first line start is taken; with no line start at all, the shard
- * starts at its end and covers nothing. Its parent redoes it from where the shard before it
- * really ended if either was wrong.
+ * Streams the source from just before the shard's start into a seam guess, until the guess is
+ * decided or its budget is read: two rows' worth plus a mebibyte (enough for a reading inside
+ * a quoted field that never closes to show its first row oversize), and never more than the
+ * shard itself. The guess holds at most a row per reading, so memory stays within twice
+ * maxRowBytes. With no row boundary in what was read, the shard starts at its end and covers
+ * nothing. Its parent redoes it from where the shard before it really ended if either was wrong.
  */
 async function guessStart(s3: S3Client, data: ShardData, signal?: AbortSignal): Promise<number> {
   const spec = data.shard;
   const { options } = data;
   const size = spec.source.size;
   const base = spec.start - 1;
-  const largest = 16 * options.maxRowBytes + FIRST_WINDOW;
-  const dialect = {
+  const budget = Math.min(2 * options.maxRowBytes + MiB, Math.max(spec.end - spec.start, MiB));
+  const until = Math.min(base + budget, size);
+  const guess = new SeamGuess(spec.start, {
     delimiter: spec.delimiter,
     quote: options.quote,
     escape: options.escape,
+    commentChar: options.commentChar,
     maxRowBytes: options.maxRowBytes,
     columns: spec.columns,
-  };
-  for (let window = FIRST_WINDOW; ; window *= 4) {
-    const until = Math.min(base + Math.min(window, largest), size);
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of readSource(s3, data.source, spec.source, base, { until, signal }))
-      chunks.push(chunk);
-    const atEnd = until >= size;
-    const guess = guessRowStart(Buffer.concat(chunks), base, spec.start, dialect, atEnd);
-    if (guess.found) return guess.start;
-    if (atEnd || window >= largest) return guess.fallback ?? Math.min(spec.end, size);
+  });
+  let decided = false;
+  for await (const chunk of readSource(s3, data.source, spec.source, base, { until, signal })) {
+    decided = guess.push(chunk);
+    if (decided) break;
   }
+  return guess.start(!decided && until >= size) ?? Math.min(spec.end, size);
 }

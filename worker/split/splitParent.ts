@@ -12,15 +12,16 @@ import {
 } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { QueueKeys } from "../../shared/queueKeys.ts";
+import type { ScriptClient } from "../../shared/redisScripts.ts";
 import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
 import { PermanentJobError } from "../errors.ts";
 import { outputContentType } from "../pipeline/attempt.ts";
 import { copiedOutputs, renumberedReports } from "./composedSources.ts";
 import { compose } from "./composedUpload.ts";
 import type { NumberShift } from "./rejectRenumber.ts";
-import { checkSeams } from "./seamCheck.ts";
+import { checkSeams, type Redo } from "./seamCheck.ts";
 import { childJobId, deleteShardObjects, shardObjects } from "./shardObjects.ts";
-import { shardProgressKeys } from "./shardProgress.ts";
+import { dropShardProgress, shardProgressKeys } from "./shardProgress.ts";
 import { mergedCounts, type ShardRows } from "./shardTotals.ts";
 
 // The parent of a split job. Its first run adds one child job per shard and waits for them
@@ -42,6 +43,8 @@ export interface SplitParentInput {
   log: Logger;
   /** Where the shards' progress is summed (see shardProgress.ts). */
   redis: Redis | Cluster;
+  /** The worker's scripts, the shard progress ones defined (defineShardProgressScript). */
+  scripts: ScriptClient;
 }
 
 /** A shard's result as the parent reads it, with the child it came from. */
@@ -172,6 +175,7 @@ export class SplitParent {
     };
     const size = store.current.source.size;
     const check = checkSeams(shards, outcome, size);
+    if (check.kind === "checked" || check.kind === "redo") await this.#dropProgress(check.skipped);
     const child = (index: number) => shards[index] as ShardChild;
     switch (check.kind) {
       case "failed": {
@@ -183,7 +187,7 @@ export class SplitParent {
           `shard ${check.index + 1} (job ${child(check.index).jobId}) has no result yet; retrying`,
         );
       case "redo":
-        await this.#redo(check.index, child(check.index), check.start);
+        await this.#redo(check.redos);
         return undefined;
       default:
         if (check.end < size) {
@@ -197,6 +201,17 @@ export class SplitParent {
     }
   }
 
+  /** Shards inside a longer row (or past the end) leave the live totals: they read no row. */
+  async #dropProgress(skipped: readonly number[]): Promise<void> {
+    const { scripts, queue, keys, job, log, store } = this.#in;
+    const id = job.id ?? "";
+    const size = store.current.source.size;
+    // The parent's progress is for people watching: the job does not fail for it.
+    await dropShardProgress(scripts, queue, id, keys.job(id), skipped, size).catch((err: unknown) =>
+      log.debug({ err }, "could not update the progress"),
+    );
+  }
+
   #shardFailed(index: number, child: ShardChild, reason: string): PermanentJobError {
     const of = this.#split.shards.length;
     return new PermanentJobError(
@@ -204,31 +219,35 @@ export class SplitParent {
     );
   }
 
-  /** The shard guessed its first row boundary wrong: it is read again from `start`. */
-  async #redo(index: number, wrong: ShardChild, start: number): Promise<void> {
+  /** Shards that guessed their first row boundary wrong: each is read again from its `start`. */
+  async #redo(redos: readonly Redo[]): Promise<void> {
     const { store, log, job } = this.#in;
     const split = this.#split;
-    const child: ShardChild = {
-      jobId: childJobId(job.id ?? "", index),
-      start,
-      end: wrong.end,
-      pinned: true,
-    };
-    log.info(
-      { shard: index + 1, guessed: wrong.start, start },
-      "a shard's first row boundary was guessed wrong: redoing it",
-    );
-    const shards = split.shards.map((s, i) => (i === index ? child : s));
+    const shards = [...split.shards];
+    const retired = [...split.retired];
+    const added: Array<{ child: ShardChild; index: number }> = [];
+    for (const { index, start } of redos) {
+      const wrong = shards[index] as ShardChild;
+      const child: ShardChild = {
+        jobId: childJobId(job.id ?? "", index),
+        start,
+        end: wrong.end,
+        pinned: true,
+      };
+      log.info(
+        { shard: index + 1, guessed: wrong.start, start },
+        "a shard's first row boundary was guessed wrong: redoing it",
+      );
+      shards[index] = child;
+      retired.push(wrong.jobId);
+      added.push({ child, index });
+    }
+    // Saved before the children are added: a parent that dies between adds the ones missing.
     await store.save({
       ...store.current,
-      split: {
-        ...split,
-        shards,
-        retired: [...split.retired, wrong.jobId],
-        redone: split.redone + 1,
-      },
+      split: { ...split, shards, retired, redone: split.redone + redos.length },
     });
-    await this.#addChildren([{ child, index }]);
+    await this.#addChildren(added);
   }
 
   async #compose(done: ShardDone[]): Promise<JobResult> {
@@ -249,7 +268,6 @@ export class SplitParent {
         s3,
         done.map((d) => d.result.rejects),
         shifts,
-        data.options,
         store.current.partSize,
       ),
     );
