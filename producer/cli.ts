@@ -3,7 +3,8 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../shared/config.ts";
 import { DestinationBusyError } from "../shared/destinationClaims.ts";
 import { createS3Client } from "../shared/s3Client.ts";
-import { parseS3Url } from "../shared/s3Url.ts";
+import { isS3Error } from "../shared/s3Errors.ts";
+import { formatS3Url, parseS3Url } from "../shared/s3Url.ts";
 import { UsageError } from "../shared/usageError.ts";
 import { fillTemplate, objectsUnder, readManifest } from "./bulkSources.ts";
 import {
@@ -12,6 +13,7 @@ import {
   enqueueTransforms,
   InvalidJobError,
   queueSettings,
+  sourceVersion,
   transformQueue,
   validateJobInput,
 } from "./enqueue.ts";
@@ -31,8 +33,9 @@ fails; --timeout SECONDS stops waiting after that long (for all the jobs togethe
 prints the result (or, without --wait, the job id) as one JSON object per job on stdout.
 In bulk, every object under --source-prefix becomes a job whose destination is the template
 with {key}, {path} (the key after the prefix), {name} or {stem} filled in; a manifest has one
-job (the JSON contract) per line. Bulk jobs are deduplicated: the same source version and
-destination are never added twice (--dedupe does that for a single job).
+job (the JSON contract) per line. Bulk jobs are deduplicated (--dedupe does that for a single
+job): the same work (source version, destination, reject report, schema or transform, options)
+is not added again while its job exists; changed work, or a new version of the source, is.
 ${exitCodesUsage}`;
 
 function delimiterOf(value: string): string {
@@ -142,7 +145,8 @@ async function singleJob(v: Flags): Promise<unknown> {
 
 interface Planned {
   jobs: unknown[];
-  jobIds: string[];
+  /** The source version of each job where listing gave it (the ETag); else it is looked up. */
+  versions: Array<string | undefined>;
 }
 
 async function planBulk(v: Flags, config: ReturnType<typeof loadConfig>): Promise<Planned> {
@@ -153,7 +157,7 @@ async function planBulk(v: Flags, config: ReturnType<typeof loadConfig>): Promis
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
-    return { jobs, jobIds: jobs.map((job) => dedupeJobId(job)) };
+    return { jobs, versions: jobs.map(() => undefined) };
   }
   if (!v["dest-template"])
     throw new UsageError("--source-prefix needs --dest-template 's3://BUCKET/out/{path}'");
@@ -164,25 +168,55 @@ async function planBulk(v: Flags, config: ReturnType<typeof loadConfig>): Promis
   const [, bucket, keyPrefix] = match as unknown as [string, string, string];
   const template = await jobTemplate(v);
   const s3 = createS3Client(config);
-  const planned: Planned = { jobs: [], jobIds: [] };
+  const planned: Planned = { jobs: [], versions: [] };
   try {
     for await (const object of objectsUnder(s3, bucket, keyPrefix)) {
-      const job = {
+      planned.jobs.push({
         source: { bucket, key: object.key },
         destination: s3Arg(
           "dest-template",
           fillTemplate(v["dest-template"], keyPrefix, object.key),
         ),
         ...template,
-      };
-      planned.jobs.push(job);
-      planned.jobIds.push(dedupeJobId(job, object.etag));
+      });
+      planned.versions.push(object.etag);
     }
   } finally {
     s3.destroy();
   }
   if (planned.jobs.length === 0) throw new UsageError(`no objects under ${prefix}`);
   return planned;
+}
+
+/**
+ * Each job's deduplicating id (dedupeJobId), its source's version from the listing or a
+ * HeadObject (16 at a time). A source that is not there is refused, naming it.
+ */
+async function dedupeIds(planned: Planned, config: ReturnType<typeof loadConfig>) {
+  const s3 = createS3Client(config);
+  const ids: string[] = [];
+  try {
+    for (let i = 0; i < planned.jobs.length; i += 16) {
+      const batch = planned.jobs.slice(i, i + 16).map(async (job, j) => {
+        const source = (job as { source: { bucket: string; key: string; versionId?: string } })
+          .source;
+        let version = planned.versions[i + j];
+        try {
+          version ??= await sourceVersion(s3, source);
+        } catch (error) {
+          if (!isS3Error(error, "NotFound") && !isS3Error(error, "NoSuchKey")) throw error;
+          throw new UsageError(
+            `source ${formatS3Url(source)} does not exist; upload it or fix the key`,
+          );
+        }
+        return dedupeJobId(job, version);
+      });
+      ids.push(...(await Promise.all(batch)));
+    }
+  } finally {
+    s3.destroy();
+  }
+  return ids;
 }
 
 /** A job refused at enqueue (invalid, or its output held by another job) exits 2, like bad usage. */
@@ -207,7 +241,7 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
   const timeoutMs = timeoutMsOf(v);
   const planned: Planned = bulk
     ? await planBulk(v, config)
-    : { jobs: [await singleJob(v)], jobIds: [] };
+    : { jobs: [await singleJob(v)], versions: [undefined] };
   try {
     planned.jobs.forEach((job, i) => {
       try {
@@ -222,6 +256,7 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
     if (error instanceof InvalidJobError) throw new UsageError(error.message);
     throw error;
   }
+  const jobIds = bulk || v.dedupe ? await dedupeIds(planned, config) : [];
 
   const queue = transformQueue(queueSettings(config));
   try {
@@ -232,10 +267,10 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
       ...(delay ? { delay } : {}),
     };
     const single = planned.jobs[0];
-    const jobId = v["job-id"] ?? (v.dedupe ? dedupeJobId(single) : undefined);
+    const jobId = v["job-id"] ?? jobIds[0];
     const ids = await refusedAsUsage(async () =>
       bulk
-        ? enqueueTransforms(planned.jobs, { ...options, jobIds: planned.jobIds })
+        ? enqueueTransforms(planned.jobs, { ...options, jobIds })
         : [await enqueueTransform(single, { ...options, ...(jobId ? { jobId } : {}) })],
     );
     if (!v.wait) {

@@ -1,9 +1,17 @@
 import { createHash } from "node:crypto";
+import { HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { type ConnectionOptions, Queue, type QueueOptions } from "bullmq";
 import { Cluster } from "ioredis";
 import type { Config } from "../shared/config.ts";
-import { DestinationBusyError, DestinationClaims } from "../shared/destinationClaims.ts";
-import { describeZodError, JobInput, type JobResult, outputLocations } from "../shared/job.ts";
+import { DestinationClaims } from "../shared/destinationClaims.ts";
+import {
+  contractNeeded,
+  describeZodError,
+  JobInput,
+  type JobResult,
+  outputLocations,
+  rejectsLocation,
+} from "../shared/job.ts";
 import { queueKeys } from "../shared/queueKeys.ts";
 import { closeRedisConnection, type RedisConnection, redisConnection } from "../shared/redis.ts";
 import { bullmqScripts } from "../shared/redisScripts.ts";
@@ -73,15 +81,32 @@ export function validateJobInput(
   input: unknown,
   maxBytes = DEFAULT_MAX_JOB_BYTES,
 ): ReturnType<typeof JobInput.parse> {
+  return checkedJob(input, maxBytes).data;
+}
+
+/**
+ * A job checked against the contract (`data`, with every default filled in, for the checks)
+ * and what goes into Redis (`payload`): what the caller set and nothing more, so that a worker
+ * of an earlier release, which refuses keys it does not know, runs a job that uses nothing
+ * newer (workers apply the defaults), plus the contract version when the job needs a newer one.
+ */
+export function checkedJob(
+  input: unknown,
+  maxBytes = DEFAULT_MAX_JOB_BYTES,
+): { data: JobInputData; payload: Record<string, unknown> } {
   const parsed = JobInput.safeParse(input);
   if (!parsed.success) throw new InvalidJobError(`invalid job: ${describeZodError(parsed.error)}`);
-  const size = Buffer.byteLength(JSON.stringify(parsed.data));
+  // Plain JSON, as it will be stored: keys set to undefined are not sent.
+  const payload = JSON.parse(JSON.stringify(input)) as Record<string, unknown>;
+  const needed = contractNeeded(payload);
+  if (needed > 1) payload.contract = Math.max(needed, parsed.data.contract ?? 0);
+  const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > maxBytes) {
     throw new InvalidJobError(
       `invalid job: it is ${size} bytes of JSON, more than MAX_JOB_BYTES (${maxBytes})`,
     );
   }
-  return parsed.data;
+  return { data: parsed.data, payload };
 }
 
 export interface EnqueueOptions {
@@ -99,27 +124,51 @@ export async function claimsFor(queue: Queue<unknown, JobResult>): Promise<Desti
   return new DestinationClaims(bullmqScripts(await queue.getBackend().client), keys);
 }
 
+/** A job ready to add: its checked data, its payload, its BullMQ options. */
+interface Planned {
+  data: JobInputData;
+  payload: Record<string, unknown>;
+  opts: { jobId?: string; priority?: number; delay?: number };
+}
+
 /**
- * Claims the added jobs' outputs, all or none. When another active job holds one (a producer
- * raced this one between the check and the add), the added jobs are removed again; one that a
- * worker already took fails there, on the same claim.
+ * Claims the planned jobs' outputs, all or none, then adds the jobs, so that a refused enqueue
+ * adds nothing and removes nothing (a job id that exists already, another producer's job, is
+ * never touched). The claims are then confirmed for the ids the jobs were added under.
  */
-async function claimAdded(
-  claims: DestinationClaims,
-  added: ReadonlyArray<{ id: string; data: JobInputData; remove(): Promise<void> }>,
-): Promise<void> {
+async function claimAndAdd(
+  queue: Queue<unknown, JobResult>,
+  planned: readonly Planned[],
+): Promise<string[]> {
+  const claims = await claimsFor(queue);
+  const wanted = planned.flatMap((job) =>
+    outputLocations(job.data).map((location) => ({ jobId: job.opts.jobId ?? "", location })),
+  );
+  const holders = await claims.claimPending(wanted);
+  let ids: string[];
   try {
-    await claims.claim(
-      added.flatMap((job) =>
-        outputLocations(job.data).map((location) => ({ jobId: job.id, location })),
-      ),
+    const added = await queue.addBulk(
+      planned.map((job) => ({ name: JOB_NAME, data: job.payload, opts: job.opts })),
     );
+    ids = added.map((job) => job.id ?? "");
   } catch (error) {
-    if (error instanceof DestinationBusyError) {
-      await Promise.allSettled(added.map((job) => job.remove()));
-    }
+    // Nothing was added (addBulk is one transaction): the pending claims go.
+    await Promise.allSettled(
+      wanted.map((claim, i) => claims.release(holders[i] ?? "", [claim.location])),
+    );
     throw error;
   }
+  const jobIds = planned.flatMap((job, i) => outputLocations(job.data).map(() => ids[i] ?? ""));
+  await claims.confirm(wanted, holders, jobIds);
+  return ids;
+}
+
+function jobOptions(options: Pick<EnqueueOptions, "priority" | "delay">, jobId?: string) {
+  return {
+    ...(jobId ? { jobId } : {}),
+    ...(options.priority ? { priority: options.priority } : {}),
+    ...(options.delay ? { delay: options.delay } : {}),
+  };
 }
 
 /**
@@ -128,18 +177,12 @@ async function claimAdded(
  * naming that job), and nothing is added.
  */
 export async function enqueueTransform(input: unknown, options: EnqueueOptions): Promise<string> {
-  const data = validateJobInput(input, options.maxJobBytes);
-  const claims = await claimsFor(options.queue);
-  const jobId = options.jobId ?? "";
-  await claims.check(outputLocations(data).map((location) => ({ jobId, location })));
-  const job = await options.queue.add(JOB_NAME, data, {
-    ...(options.jobId ? { jobId: options.jobId } : {}),
-    ...(options.priority ? { priority: options.priority } : {}),
-    ...(options.delay ? { delay: options.delay } : {}),
-  });
-  if (!job.id) throw new Error("the queue returned no job id");
-  await claimAdded(claims, [{ id: job.id, data, remove: () => job.remove() }]);
-  return job.id;
+  const { data, payload } = checkedJob(input, options.maxJobBytes);
+  const [id] = await claimAndAdd(options.queue, [
+    { data, payload, opts: jobOptions(options, options.jobId) },
+  ]);
+  if (!id) throw new Error("the queue returned no job id");
+  return id;
 }
 
 /** Two jobs of one batch that would write the same object, as a message. */
@@ -169,58 +212,61 @@ export async function enqueueTransforms(
     jobIds?: readonly string[];
   },
 ): Promise<string[]> {
-  const jobs = inputs.map((input, index) => {
-    let data: ReturnType<typeof validateJobInput>;
+  const planned = inputs.map((input, index): Planned => {
+    let checked: ReturnType<typeof checkedJob>;
     try {
-      data = validateJobInput(input, options.maxJobBytes);
+      checked = checkedJob(input, options.maxJobBytes);
     } catch (error) {
       throw new InvalidJobError(`job ${index + 1}: ${(error as Error).message}`);
     }
-    const jobId = options.jobIds?.[index];
-    return {
-      name: JOB_NAME,
-      data,
-      opts: {
-        ...(jobId ? { jobId } : {}),
-        ...(options.priority ? { priority: options.priority } : {}),
-        ...(options.delay ? { delay: options.delay } : {}),
-      },
-    };
+    return { ...checked, opts: jobOptions(options, options.jobIds?.[index]) };
   });
-  const clash = sameOutputs(jobs.map((job) => job.data));
+  const clash = sameOutputs(planned.map((job) => job.data));
   if (clash) throw new InvalidJobError(`${clash}: one active job per output object`);
-  const claims = await claimsFor(options.queue);
-  await claims.check(
-    jobs.flatMap((job) =>
-      outputLocations(job.data).map((location) => ({ jobId: job.opts.jobId ?? "", location })),
-    ),
-  );
-  const added = await options.queue.addBulk(jobs);
-  await claimAdded(
-    claims,
-    added.map((job, i) => ({
-      id: job.id ?? "",
-      data: (jobs[i] as (typeof jobs)[number]).data,
-      remove: () => job.remove(),
-    })),
-  );
-  return added.map((job) => job.id ?? "");
+  return claimAndAdd(options.queue, planned);
 }
 
 /**
- * A job id that is the same for the same source version and destination, so enqueueing the
- * same work twice adds it once (BullMQ keeps one job per id while the job exists).
+ * A job id that names the work: the source's version and everything that changes what the job
+ * writes (destination, reject report location, schema or transform, every option with its
+ * default). The same work gets the same id, so enqueueing it again adds nothing while the job
+ * exists (BullMQ keeps one job per id); different work (a corrected schema, another option, a
+ * new version of the source) gets another id. `sourceVersion` is the source's ETag (or version
+ * id) when the job names no versionId: without either, only the location stands for the source.
  */
 export function dedupeJobId(input: unknown, sourceVersion?: string): string {
-  const job = input as {
-    source?: { bucket?: string; key?: string; versionId?: string };
-    destination?: unknown;
-  };
-  const identity = JSON.stringify([
-    job.source?.bucket,
-    job.source?.key,
-    job.source?.versionId ?? sourceVersion ?? "",
-    job.destination,
-  ]);
+  const { data } = checkedJob(input, Number.POSITIVE_INFINITY);
+  const { source, contract: _contract, ...work } = data;
+  const identity = canonicalJson({
+    ...work,
+    source: {
+      bucket: source.bucket,
+      key: source.key,
+      version: source.versionId ?? sourceVersion ?? "",
+    },
+    rejects: rejectsLocation(data),
+  });
   return `s3csv-${createHash("sha256").update(identity).digest("hex").slice(0, 32)}`;
+}
+
+/** JSON with every object's keys in order: the same value always gives the same text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The source's current version as dedupeJobId takes it: its version id, else its ETag. */
+export async function sourceVersion(
+  s3: S3Client,
+  source: { bucket: string; key: string; versionId?: string | undefined },
+): Promise<string> {
+  if (source.versionId) return source.versionId;
+  const head = await s3.send(new HeadObjectCommand({ Bucket: source.bucket, Key: source.key }));
+  return head.ETag ?? "";
 }

@@ -3,6 +3,7 @@
 export { loadConfig } from "../shared/config.ts";
 export type { JobInput, JobProgress, JobResult } from "../shared/job.ts";
 export {
+  dedupeJobId,
   enqueueTransform,
   enqueueTransforms,
   InvalidJobError,
@@ -13,6 +14,7 @@ export {
 export { JobNotRetryableError, retryJob } from "./retryJob.ts";
 export {
   JobFailedError,
+  JobRemovedError,
   RedisUnavailableError,
   type WaitOptions,
   WaitTimeoutError,

@@ -5,6 +5,7 @@ import { progressWriter } from "./progressBar.ts";
 import {
   DEFAULT_REDIS_TIMEOUT_MS,
   JobFailedError,
+  JobRemovedError,
   RedisUnavailableError,
   WaitTimeoutError,
   waitForResult,
@@ -16,10 +17,12 @@ import {
 const EXIT_FAILED = 1;
 const EXIT_TIMED_OUT = 3;
 const EXIT_REDIS_UNAVAILABLE = 4;
+const EXIT_REMOVED = 5;
 
 export const exitCodesUsage = `Exit codes: 0 done, 1 a job failed, 2 the command or a job is invalid,
 3 --timeout passed before every job finished, 4 Redis did not answer for ${DEFAULT_REDIS_TIMEOUT_MS / 1000} s
-while waiting. Waiting never changes a job. With several jobs, the highest code applies.`;
+while waiting, 5 a job was removed before it finished (or does not exist). Waiting never changes
+a job. With several jobs, every job is reported and the highest code applies.`;
 
 /** The flags of a command that can wait, for parseArgs. */
 export const waitFlags = {
@@ -77,7 +80,7 @@ function fieldTable(fields: JobResult["rows"]["fields"]): string {
 interface Unfinished {
   code: number;
   /** What the JSON object says happened, besides the error. */
-  flag: "failed" | "timedOut" | "redisUnavailable";
+  flag: "failed" | "timedOut" | "redisUnavailable" | "removed";
   message: string;
 }
 
@@ -94,6 +97,8 @@ function unfinished(error: unknown, timeoutMs: number | undefined): Unfinished |
     };
   if (error instanceof RedisUnavailableError)
     return { code: EXIT_REDIS_UNAVAILABLE, flag: "redisUnavailable", message: error.message };
+  if (error instanceof JobRemovedError)
+    return { code: EXIT_REMOVED, flag: "removed", message: error.message };
   return undefined;
 }
 

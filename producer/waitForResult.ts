@@ -52,31 +52,62 @@ export class RedisUnavailableError extends Error {
   }
 }
 
+/**
+ * The job is gone from the queue: removed (from Bull Board, by a retention rule, by hand), or
+ * never added. Nothing more will come of it.
+ */
+export class JobRemovedError extends Error {
+  override name = "JobRemovedError";
+  readonly jobId: string;
+
+  constructor(jobId: string, queueName: string, whileWaiting: boolean) {
+    super(
+      whileWaiting
+        ? `job ${jobId} was removed from queue ${queueName} before it finished; enqueue it again to run it`
+        : `job ${jobId} does not exist in queue ${queueName} (removed, or never added); check the id, or enqueue it again`,
+    );
+    this.jobId = jobId;
+  }
+}
+
 /** How often the job's state is read, in case its finish event was missed, and Redis pinged. */
 const POLL_MS = 1000;
 export const DEFAULT_REDIS_TIMEOUT_MS = 30_000;
 
 type Reader = Queue<unknown, JobResult>;
 
-/** The job's result if it completed, JobFailedError if it failed, undefined until then. */
-async function finishedResult(reader: Reader, jobId: string): Promise<JobResult | undefined> {
+/**
+ * The job's result if it completed, JobFailedError if it failed, "gone" when there is no such
+ * job (any more), undefined until it finishes.
+ */
+async function finishedResult(
+  reader: Reader,
+  jobId: string,
+): Promise<JobResult | "gone" | undefined> {
   // The state first: a job read before it finished would carry no result.
   const state = await reader.getJobState(jobId);
+  if (state === "unknown") return "gone";
   if (state !== "completed" && state !== "failed") return undefined;
   const job = await Job.fromId<unknown, JobResult>(reader, jobId);
-  if (!job) return undefined;
+  if (!job) return "gone";
   if (state === "failed") throw new JobFailedError(jobId, job.failedReason);
   return job.returnvalue;
 }
 
-/** The job's result from its finish event; JobFailedError from its failure event. */
-function notifiedResult(events: QueueEvents, jobId: string): Promise<JobResult> {
+/**
+ * The job's result from its finish event; JobFailedError from its failure event,
+ * JobRemovedError from its removal.
+ */
+function notifiedResult(events: QueueEvents, jobId: string, queueName: string): Promise<JobResult> {
   return new Promise((resolve, reject) => {
     events.on("completed", ({ jobId: id, returnvalue }) => {
       if (id === jobId) resolve(returnvalue as unknown as JobResult);
     });
     events.on("failed", ({ jobId: id, failedReason }) => {
       if (id === jobId) reject(new JobFailedError(jobId, failedReason));
+    });
+    events.on("removed", ({ jobId: id }) => {
+      if (id === jobId) reject(new JobRemovedError(jobId, queueName, true));
     });
   });
 }
@@ -91,9 +122,14 @@ async function polledResult(
   jobId: string,
   signal: AbortSignal,
 ): Promise<JobResult> {
+  let goneBefore = false;
   for (;;) {
     const result = await finishedResult(reader, jobId);
-    if (result) return result;
+    // Gone at two reads in a row: a job removed as it completed (removeOnComplete) has its
+    // finish event heard in between, which then wins.
+    if (result === "gone" && goneBefore) throw new JobRemovedError(jobId, reader.name, true);
+    goneBefore = result === "gone";
+    if (result && result !== "gone") return result;
     await sleep(POLL_MS, undefined, { signal });
   }
 }
@@ -107,7 +143,7 @@ async function finished(
   options: WaitOptions,
   signal: AbortSignal,
 ): Promise<JobResult> {
-  const notified = notifiedResult(events, jobId);
+  const notified = notifiedResult(events, jobId, reader.name);
   notified.catch(() => {});
   events.on("progress", ({ jobId: id, data }) => {
     if (id !== jobId || !options.onProgress) return;
@@ -116,7 +152,7 @@ async function finished(
   });
   await events.waitUntilReady();
   if ((await reader.getJobState(jobId)) === "unknown")
-    throw new Error(`job ${jobId} does not exist in queue ${reader.name}`);
+    throw new JobRemovedError(jobId, reader.name, false);
   return Promise.race([notified, polledResult(reader, jobId, signal)]);
 }
 
@@ -134,6 +170,7 @@ async function deadline(
     finishedResult(reader, jobId),
     sleep(POLL_MS, undefined, { signal }),
   ]);
+  if (result === "gone") throw new JobRemovedError(jobId, reader.name, true);
   if (result) return result;
   throw new WaitTimeoutError(jobId, timeoutMs);
 }
@@ -205,8 +242,9 @@ function ownConnections(queue: Queue<unknown, JobResult>) {
 
 /**
  * Resolves with the job's result when it completes. Rejects with JobFailedError if it fails,
- * WaitTimeoutError after `timeoutMs`, RedisUnavailableError once Redis has not answered for
- * `redisTimeoutMs`. The job itself is never changed.
+ * JobRemovedError if it is removed (or does not exist), WaitTimeoutError after `timeoutMs`,
+ * RedisUnavailableError once Redis has not answered for `redisTimeoutMs`. The job itself is
+ * never changed.
  */
 export async function waitForResult(
   queue: Queue<unknown, JobResult>,

@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { QueueKeys } from "./queueKeys.ts";
 import type { ScriptClient } from "./redisScripts.ts";
 import type { S3Location } from "./s3Url.ts";
@@ -16,31 +18,57 @@ import type { S3Location } from "./s3Url.ts";
 
 /** A claim that outlives every job (a removed one, say) expires: it guards nothing then. */
 const CLAIM_TTL_MS = 30 * 24 * 3600 * 1000;
+/**
+ * A producer claims before it adds its jobs, so that a refused enqueue adds nothing (and so
+ * removes nothing); until the job exists, its claim holds for this long, then lapses (the
+ * producer died between the two).
+ */
+export const PENDING_CLAIM_MS = 60_000;
 
 // ARGV: what a job's hash key starts with ("bull:csv-transform:"), the completed and failed
-// sets, 1 to only check, then pairs of owner hash and job id. When every key is free or the
-// job's own, claims them (unless checking) and returns {0}; else {index of the refused pair
-// (1-based), its holder}.
+// sets, the mode ("check", "claim", or "pending": claimed for jobs not added yet), the pending
+// lapse, then pairs of owner hash and holder. When every key is free or the holder's own,
+// claims them (unless checking) and returns {0}; else {index of the refused pair (1-based),
+// its holder}.
 const CLAIM = `
-local function active(id)
+local time = redis.call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+local function active(key, id)
+  local pending = redis.call('HGET', key, 'pending')
+  if pending and now - tonumber(pending) < tonumber(ARGV[5]) then return true end
   if redis.call('EXISTS', ARGV[1] .. id) == 0 then return false end
   if redis.call('ZSCORE', ARGV[2], id) then return false end
   if redis.call('ZSCORE', ARGV[3], id) then return false end
   return true
 end
-local count = (#ARGV - 4) / 2
+local count = (#ARGV - 5) / 2
 for i = 1, count do
-  local key, id = ARGV[2 * i + 3], ARGV[2 * i + 4]
+  local key, id = ARGV[2 * i + 4], ARGV[2 * i + 5]
   local holder = redis.call('HGET', key, 'job')
-  if holder and holder ~= id and active(holder) then return {i, holder} end
+  if holder and holder ~= id and active(key, holder) then return {i, holder} end
 end
-if ARGV[4] == '1' then return {0} end
+if ARGV[4] == 'check' then return {0} end
 for i = 1, count do
-  local key, id = ARGV[2 * i + 3], ARGV[2 * i + 4]
+  local key, id = ARGV[2 * i + 4], ARGV[2 * i + 5]
   redis.call('HSET', key, 'job', id)
+  if ARGV[4] == 'pending' then redis.call('HSET', key, 'pending', now)
+  else redis.call('HDEL', key, 'pending') end
   redis.call('PEXPIRE', key, ${CLAIM_TTL_MS})
 end
 return {0}`;
+
+// ARGV: triples of owner hash, the pending holder and the job id it became. A pending claim
+// that is still the holder's becomes the job's (no longer pending); returns how many did.
+const CONFIRM = `
+local done = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', ARGV[i], 'job') == ARGV[i + 1] then
+    redis.call('HSET', ARGV[i], 'job', ARGV[i + 2])
+    redis.call('HDEL', ARGV[i], 'pending')
+    done = done + 1
+  end
+end
+return done`;
 
 // ARGV: the job id, its lock key and token ("" when not running), then owner hashes. Drops the
 // claims the job holds, unless the job's lock is another worker's now (this one lost the job).
@@ -51,12 +79,23 @@ for i = 4, #ARGV do
 end
 return 1`;
 
+/** What a producer claims with before its job has an id: never a BullMQ job id (no ":"). */
+const PENDING_PREFIX = "enqueue:";
+const PENDING_POLL_MS = 25;
+
+function isPending(holder: string): boolean {
+  return holder.startsWith(PENDING_PREFIX);
+}
+
 export class DestinationBusyError extends Error {
   override name = "DestinationBusyError";
   readonly holder: string;
   constructor(location: S3Location, holder: string) {
+    const url = `s3://${location.bucket}/${location.key}`;
     super(
-      `s3://${location.bucket}/${location.key} is being written by job ${holder}; wait for it to finish (or remove it) and enqueue again`,
+      isPending(holder)
+        ? `${url} is being enqueued by another producer right now; enqueue again once its job is added (and finished)`
+        : `${url} is being written by job ${holder}; wait for it to finish (or remove it) and enqueue again`,
     );
     this.holder = holder;
   }
@@ -75,6 +114,7 @@ export class DestinationClaims {
   constructor(scripts: ScriptClient, keys: QueueKeys) {
     // Defined once per client; calls then go by EVALSHA.
     scripts.define("s3csvClaim", CLAIM, 1);
+    scripts.define("s3csvConfirmClaim", CONFIRM, 1);
     scripts.define("s3csvRelease", RELEASE, 1);
     this.#scripts = scripts;
     this.#keys = keys;
@@ -82,12 +122,53 @@ export class DestinationClaims {
 
   /** Throws DestinationBusyError when another active job holds one of the keys. */
   async check(claims: readonly Claim[]): Promise<void> {
-    await this.#run(claims, true);
+    await this.#run(claims, "check");
   }
 
-  /** Takes every key for its job, all or none; throws DestinationBusyError naming a holder. */
+  /**
+   * Takes every key for its job, all or none; throws DestinationBusyError naming a holder. A
+   * key held by a producer still adding its job (most likely this very job, which a worker
+   * took before its producer confirmed the claim) is waited for, until it is confirmed or
+   * lapses.
+   */
   async claim(claims: readonly Claim[]): Promise<void> {
-    await this.#run(claims, false);
+    const until = Date.now() + PENDING_CLAIM_MS;
+    for (;;) {
+      try {
+        return await this.#run(claims, "claim");
+      } catch (error) {
+        const pending = error instanceof DestinationBusyError && isPending(error.holder);
+        if (!pending || Date.now() > until) throw error;
+        await sleep(PENDING_POLL_MS);
+      }
+    }
+  }
+
+  /**
+   * Takes every key, all or none, for jobs about to be added: a claim's `jobId` is the job's
+   * own id, or "" for a job that gets its id when added. Resolves to the holder each claim was
+   * taken for (confirm them once the jobs are added; until then they lapse in PENDING_CLAIM_MS).
+   */
+  async claimPending(claims: readonly Claim[]): Promise<string[]> {
+    const token = `${PENDING_PREFIX}${randomUUID()}`;
+    const held = claims.map((c) => ({ ...c, jobId: c.jobId || token }));
+    await this.#run(held, "pending");
+    return held.map((c) => c.jobId);
+  }
+
+  /** The pending claims `holders` (from claimPending) become the added jobs' `jobIds`. */
+  async confirm(
+    claims: readonly Claim[],
+    holders: readonly string[],
+    jobIds: readonly string[],
+  ): Promise<void> {
+    const triples = claims.flatMap((c, i) => [
+      this.#keys.owner(c.location),
+      holders[i] ?? "",
+      jobIds[i] ?? "",
+    ]);
+    if (triples.length > 0)
+      await this.#scripts.run("s3csvConfirmClaim", [this.#slotKey(), ...triples]);
   }
 
   /** Drops the job's claims; with `lock`, only while the job's lock is still that token's. */
@@ -110,7 +191,7 @@ export class DestinationClaims {
     return `${this.#keys.base}:owner`;
   }
 
-  async #run(claims: readonly Claim[], checkOnly: boolean): Promise<void> {
+  async #run(claims: readonly Claim[], mode: "check" | "claim" | "pending"): Promise<void> {
     if (claims.length === 0) return;
     const pairs = claims.flatMap((c) => [this.#keys.owner(c.location), c.jobId]);
     const [status, holder] = (await this.#scripts.run("s3csvClaim", [
@@ -118,7 +199,8 @@ export class DestinationClaims {
       this.#keys.job(""),
       this.#keys.completed,
       this.#keys.failed,
-      checkOnly ? "1" : "0",
+      mode,
+      PENDING_CLAIM_MS,
       ...pairs,
     ])) as [number, string?];
     if (status === 0) return;

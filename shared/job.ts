@@ -113,7 +113,28 @@ export const SourceLocation = z.strictObject({
   versionId: z.string().min(1).optional(),
 });
 
+/**
+ * The job contract's version. Contract 1 is s3csv 0.2, whose workers refuse any key they do not
+ * know; a job that uses nothing newer carries no `contract` key, so those workers run it. A job
+ * that needs more says so in `contract` (the producer sets it), and a worker whose contract is
+ * older hands such a job back for a newer worker instead of failing it (from 0.3 on).
+ */
+export const CONTRACT_VERSION = 2;
+
+/**
+ * The contract a job needs, from what was set (not the defaults a parse fills in): 2 when it
+ * sets options.split or is a shard of a split job, else 1.
+ */
+export function contractNeeded(payload: {
+  options?: { split?: unknown } | undefined;
+  shard?: unknown;
+}): number {
+  return payload.options?.split === undefined && payload.shard === undefined ? 1 : 2;
+}
+
 const jobFields = {
+  /** The job contract the job needs, when more than the first (see CONTRACT_VERSION). */
+  contract: z.number().int().min(1).optional(),
   source: SourceLocation,
   destination: S3Location,
   schema: TableSchema.optional(),
@@ -290,7 +311,7 @@ export const SplitState = z.strictObject({
   /** The source's first row, as the shards are given it. */
   header: z.array(z.string()).nullable(),
   columns: z.number().int().positive(),
-  /** The rounds of shards redone because their first row boundary was guessed wrong. */
+  /** The shards redone because their first row boundary was guessed wrong. */
   redone: z.number().int().nonnegative(),
 });
 export type SplitState = z.infer<typeof SplitState>;
@@ -310,8 +331,6 @@ export const Checkpoint = z.strictObject({
   shardStart: z.number().int().nonnegative().optional(),
   /** A split job's parent: its shards; its outputs are then composed from theirs. */
   split: SplitState.optional(),
-  /** Why a job that options.split would have split runs whole (the result says it). */
-  unsplit: z.string().optional(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;
 

@@ -28,3 +28,18 @@ export class OutputLostError extends Error {
     this.location = { bucket: location.bucket, key: location.key };
   }
 }
+
+/**
+ * The job needs a newer job contract than this worker has: it goes back to the queue, unfailed
+ * and without using an attempt, for a worker of a newer release to take (a rolling upgrade).
+ */
+export class NeedsNewerWorkerError extends Error {
+  override name = "NeedsNewerWorkerError";
+  readonly needed: number;
+  constructor(needed: number, known: number) {
+    super(
+      `the job needs job contract ${needed} and this worker has contract ${known}: handed back for a newer worker (upgrade the workers of this queue)`,
+    );
+    this.needed = needed;
+  }
+}

@@ -54,7 +54,8 @@ describe("split: one file, several shards, several workers", () => {
 
   it("counts the worker processes serving the queue (auto splits for two or more)", async () => {
     // Three worker processes; the test's own queue connection is not one of them.
-    expect(await workerProcesses(queue)).toBe(3);
+    // Each announces a job contract with split jobs.
+    expect(await workerProcesses(queue)).toEqual({ count: 3, splitting: 3 });
   });
 
   it("runs whole when told not to split, and says it ran as one shard", () => {

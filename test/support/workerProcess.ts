@@ -12,8 +12,13 @@ export interface WorkerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnWorker(env: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv = {}): WorkerProcess {
-  const child = spawn(S3CSV, ["worker"], {
+/** A worker process; `command` is another release's s3csv command (a rolling upgrade). */
+export function spawnWorker(
+  env: NodeJS.ProcessEnv,
+  extra: NodeJS.ProcessEnv = {},
+  command = S3CSV,
+): WorkerProcess {
+  const child = spawn(command, ["worker"], {
     env: { ...env, ...extra },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -11,6 +11,7 @@ import {
   nominalRanges,
   shardSizeFor,
   unsplittable,
+  type WorkerCensus,
 } from "../../worker/split/splitPlan.ts";
 import { checkpointFixture } from "../support/checkpointFixture.ts";
 
@@ -387,7 +388,7 @@ describe("options.split in the job contract", () => {
     expect(JobInput.safeParse(input("half")).success).toBe(false);
   });
 
-  it("splits with auto only for two worker processes or more; a shard size splits anyway", async () => {
+  it("splits with auto only for two or more worker processes that all have split jobs; a shard size splits anyway", async () => {
     const checkpoint = {
       ...checkpointFixture({ bucket: "bucket-out", key: "a.csv" }),
       source: { etag: '"x"', size: 1024 * MiB },
@@ -396,17 +397,26 @@ describe("options.split in the job contract", () => {
       bind: () => ({ outputHeader: ["a"], judge: () => ({ ok: true as const, cells: [] }) }),
     };
     const head = async () => ({ header: ["a"], columns: 1 });
-    const decide = (split: unknown, workers: number) =>
+    const decide = (split: unknown, workers: WorkerCensus | undefined) =>
       decideSplit(JobData.parse({ ...input(split), options: { split } }), checkpoint, judges, "9", {
         readFirstRow: head,
         workers: async () => workers,
       });
-    expect(await decide("auto", 1)).toEqual({
+    expect(await decide("auto", { count: 1, splitting: 1 })).toEqual({
       unsplit: expect.stringMatching(/one worker process/),
     });
-    const auto = await decide("auto", 2);
+    // A worker of the previous release in the pool (a rolling upgrade): it would fail shards.
+    expect(await decide("auto", { count: 3, splitting: 2 })).toEqual({
+      unsplit: expect.stringMatching(
+        /1 of the queue's 3 worker processes are of a release without split jobs/,
+      ),
+    });
+    expect(await decide("auto", undefined)).toEqual({
+      unsplit: expect.stringMatching(/does not list its clients/),
+    });
+    const auto = await decide("auto", { count: 2, splitting: 2 });
     expect("split" in auto && auto.split.shards).toHaveLength(16);
-    const sized = await decide(256 * MiB, 1);
+    const sized = await decide(256 * MiB, { count: 1, splitting: 0 });
     expect("split" in sized && sized.split.shards).toHaveLength(4);
   });
 

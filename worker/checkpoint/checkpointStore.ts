@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
-import type { Checkpoint, JobData, OutputSide } from "../../shared/job.ts";
+import type { Checkpoint, OutputSide } from "../../shared/job.ts";
 import type { ScriptClient } from "../../shared/redisScripts.ts";
 
 // The checkpoint store: writes the job's data, checkpoint included, back to the job in Redis,
@@ -46,7 +46,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 return 1`;
 
-// KEYS: lock, upload record, carry list, creating marks. ARGV: token.
+// KEYS: lock, upload record, carry list, creating marks, unsplit note. ARGV: token.
 const DROP_RECORDS = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
@@ -105,12 +105,15 @@ export function recordKeys(jobKey: string) {
     // A hash of upload id -> output side (s3csv before 0.2 kept no record).
     uploads: `${jobKey}:upload-record`,
     creating: (side: OutputSide) => `${jobKey}:creating:${side}`,
+    // Why a job that could have split runs whole, for its result. Not in the checkpoint: a
+    // worker of the previous release refuses checkpoint keys it does not know.
+    unsplit: `${jobKey}:unsplit`,
   };
 }
 
 export function defineStoreScripts(scripts: ScriptClient): void {
   scripts.define("s3csvWriteCheckpoint", WRITE_CHECKPOINT, 6);
-  scripts.define("s3csvDropRecords", DROP_RECORDS, 5);
+  scripts.define("s3csvDropRecords", DROP_RECORDS, 6);
   scripts.define("s3csvWriteCarry", WRITE_CARRY, 3);
   scripts.define("s3csvDeleteCarry", DELETE_CARRY, 3);
   scripts.define("s3csvForgetUploads", FORGET_UPLOADS, 2);
@@ -144,7 +147,8 @@ export class CheckpointStore implements AttemptStore {
   readonly #redis: Redis | Cluster;
   readonly #keys: JobKeys;
   readonly #records: ReturnType<typeof recordKeys>;
-  readonly #data: Omit<JobData, "checkpoint">;
+  /** The job's data as it came, without its checkpoint: written back with each checkpoint. */
+  readonly #data: Readonly<Record<string, unknown>>;
   #checkpoint: Checkpoint;
   #dirty = false;
   #writing: Promise<void> | null = null;
@@ -154,7 +158,7 @@ export class CheckpointStore implements AttemptStore {
     scripts: ScriptClient,
     redis: Redis | Cluster,
     keys: JobKeys,
-    data: Omit<JobData, "checkpoint">,
+    data: Readonly<Record<string, unknown>>,
     checkpoint: Checkpoint,
   ) {
     this.#scripts = scripts;
@@ -247,9 +251,20 @@ export class CheckpointStore implements AttemptStore {
       this.#records.carries,
       creating("output"),
       creating("rejects"),
+      this.#records.unsplit,
     ];
     const done = await this.#scripts.run("s3csvDropRecords", [...keys, this.#keys.token]);
     if (done !== 1) throw new LockLostError(this.#keys.jobId);
+  }
+
+  /** Notes why the job runs whole though it could have split (kept as long as its records). */
+  async noteUnsplit(reason: string): Promise<void> {
+    await this.#redis.set(this.#records.unsplit, reason, "PX", RECORD_TTL_MS);
+  }
+
+  /** Why the job runs whole, as noted by any of its attempts. */
+  async unsplitReason(): Promise<string | undefined> {
+    return (await this.#redis.get(this.#records.unsplit)) ?? undefined;
   }
 
   /** When an earlier attempt was about to create an upload it may not have recorded. */

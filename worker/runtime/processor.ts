@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import {
+  DelayedError,
   type Job,
   type Queue,
   UnrecoverableError,
@@ -11,6 +12,7 @@ import type { Config } from "../../shared/config.ts";
 import { DestinationBusyError, DestinationClaims } from "../../shared/destinationClaims.ts";
 import {
   type Checkpoint,
+  CONTRACT_VERSION,
   describeZodError,
   JobData,
   type JobProgress,
@@ -28,7 +30,7 @@ import {
 } from "../checkpoint/checkpointStore.ts";
 import { checkpointProblem } from "../checkpoint/checkpointTrust.ts";
 import { checkpointOwnership, restartedOutput } from "../checkpoint/outputRestart.ts";
-import { HandBackError, PermanentJobError } from "../errors.ts";
+import { HandBackError, NeedsNewerWorkerError, PermanentJobError } from "../errors.ts";
 import { judgeFactoryFor } from "../judge/judgeFactory.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
@@ -78,8 +80,16 @@ interface Attempt {
   restarted: JobResult["restarted"];
 }
 
+/** How long a job too new for this worker waits before another worker may take it. */
+const HAND_BACK_DELAY_MS = 5000;
+
 /** The job's data, checked: the contract, its size, and a checkpoint that is its own. */
 function parseJobData(job: TransformJob, jobKey: string, config: Config): JobData {
+  // Before anything else: a newer contract may have keys (or meanings) this worker lacks.
+  const contract = (job.data as { contract?: unknown } | undefined)?.contract;
+  if (typeof contract === "number" && contract > CONTRACT_VERSION) {
+    throw new NeedsNewerWorkerError(contract, CONTRACT_VERSION);
+  }
   const {
     checkpoint: _checkpoint,
     shard: _shard,
@@ -151,7 +161,9 @@ class JobProcessor {
         throw error;
       }
       outcome = await this.#failed(error, job, token, attempt, jobLog);
-      throw outcome === "handed-back" ? new WaitingError() : error;
+      if (outcome === "handed-back") throw new WaitingError();
+      if (outcome === "needs-newer-worker") throw new DelayedError();
+      throw error;
     } finally {
       // A read the attempt did not finish (it failed first) must not hold its connection.
       attempt?.firstRead?.destroy();
@@ -199,7 +211,10 @@ class JobProcessor {
         `the job names a shard of job ${data.shard.parent} but is not that job's child; shards are added by their parent job only`,
       );
     }
-    const { checkpoint: saved, ...rest } = data;
+    const saved = data.checkpoint;
+    // Written back with each checkpoint as the producer sent it, not as parsed here: defaults
+    // this release fills in would be keys a worker of the previous release refuses.
+    const { checkpoint: _saved, ...sent } = (job.data ?? {}) as Record<string, unknown>;
     const { checkpoint, restarted } = saved
       ? await this.#ownCheckpoint(saved, jobKey, jobLog)
       : { checkpoint: undefined, restarted: [] };
@@ -217,7 +232,7 @@ class JobProcessor {
     else ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
     const lock = { key: this.#keys.lock(jobId), token: token ?? job.token ?? "" };
     const keys = { jobId, jobKey, lockKey: lock.key, token: lock.token };
-    const store = new CheckpointStore(this.#scripts, redis, keys, rest, start);
+    const store = new CheckpointStore(this.#scripts, redis, keys, sent, start);
     // A first attempt has nothing durable yet: the store holds its checkpoint (the pinned
     // source) for the first write that makes something durable (an UploadId, a part), so a
     // small job costs no checkpoint write. A crash before that write leaves nothing to resume.
@@ -245,8 +260,8 @@ class JobProcessor {
         await store.save({ ...store.current, header: split.header, split });
         jobLog.info({ shards: split.shards.length }, "split into shards");
       } else if (decision.unsplit) {
-        // Rides with the next checkpoint: a resumed attempt's result says it too.
-        store.stage({ ...store.current, unsplit: decision.unsplit });
+        // Kept beside the job: a resumed attempt's result says it too.
+        await store.noteUnsplit(decision.unsplit);
       }
     }
     if (store.current.split) {
@@ -269,7 +284,7 @@ class JobProcessor {
       return parent.run();
     }
     const result = await this.#runToCompletion(attempt);
-    const { unsplit } = store.current;
+    const unsplit = await store.unsplitReason();
     return unsplit ? { ...result, unsplit } : result;
   }
 
@@ -337,13 +352,12 @@ class JobProcessor {
     const rejects = restartedOutput(checkpoint.rejects, checkpoint);
     // A split job's shards' objects go, and so does its plan: a retry runs it whole.
     if (checkpoint.split) await deleteShardObjects(this.#deps.s3, data, checkpoint.split);
-    const { split, ...rest } = checkpoint;
-    const whole = split
-      ? { ...rest, unsplit: "it is a retry of a split job that failed for good" }
-      : rest;
+    const { split: _split, ...whole } = checkpoint;
     await store.save({ ...whole, output, rejects });
     // A record of an upload that could not be aborted stays, for the retry to abort it.
     if (failures.length === 0) await store.dropRecords();
+    if (checkpoint.split)
+      await store.noteUnsplit("it is a retry of a split job that failed for good");
     await this.#claims.release(attempt.job.id ?? "", outputLocations(data), attempt.lock);
   }
 
@@ -401,6 +415,13 @@ class JobProcessor {
     if (error instanceof LockLostError) {
       jobLog.warn({ err: error.message }, "stopped: the job's lock was lost");
       return "lock-lost";
+    }
+    if (error instanceof NeedsNewerWorkerError) {
+      await job.moveToDelayed(Date.now() + HAND_BACK_DELAY_MS, token);
+      jobLog.warn({ needed: error.needed, known: CONTRACT_VERSION }, error.message);
+      // Shown with the job in Bull Board, where an operator looks for why it waits.
+      await job.log(error.message).catch(() => {});
+      return "needs-newer-worker";
     }
     if (error instanceof HandBackError) {
       // Every part in flight has finished and been checkpointed; release the job unfailed.

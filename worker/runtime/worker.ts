@@ -1,11 +1,12 @@
 import { Queue, Worker } from "bullmq";
 import type { Config } from "../../shared/config.ts";
-import type { JobResult } from "../../shared/job.ts";
+import { CONTRACT_VERSION, type JobResult } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { redisClient, redisConnection } from "../../shared/redis.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
 import { builtInTransforms } from "../judge/transforms/builtIns.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
+import { workerName } from "../split/splitPlan.ts";
 import { createProcessor } from "./processor.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
 
@@ -50,6 +51,8 @@ export async function startWorker(
     {
       connection,
       prefix: config.QUEUE_PREFIX,
+      // Announces this worker's job contract: "auto" splits only when every worker has split jobs.
+      name: workerName(CONTRACT_VERSION),
       concurrency: config.WORKER_CONCURRENCY,
       // A crashed worker's job comes back after lockDuration; it fails only after
       // maxStalledCount stalls, so a job survives several crashes in a row.

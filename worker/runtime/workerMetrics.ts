@@ -9,7 +9,9 @@ export interface WorkerMetrics {
   registry: Registry;
   partUploaded(seconds: number, bytes: number): void;
   jobStarted(): void;
-  jobEnded(outcome: "completed" | "failed" | "handed-back" | "lock-lost"): void;
+  jobEnded(
+    outcome: "completed" | "failed" | "handed-back" | "lock-lost" | "needs-newer-worker",
+  ): void;
 }
 
 export function createWorkerMetrics(): WorkerMetrics {

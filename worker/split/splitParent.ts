@@ -2,6 +2,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { type Job, type Queue, WaitingChildrenError } from "bullmq";
 import type { Cluster, Redis } from "ioredis";
 import {
+  contractNeeded,
   type JobData,
   JobResult,
   type RowCounts,
@@ -143,6 +144,8 @@ export class SplitParent {
       partSize: checkpoint.partSize,
     };
     return {
+      // A worker of a release without split jobs must hand a shard back, not fail it.
+      contract: contractNeeded({ shard }),
       source: data.source,
       destination: objects.output,
       ...(data.schema ? { schema: data.schema } : { transform: data.transform }),

@@ -1,22 +1,27 @@
 import type { Queue } from "bullmq";
 import {
   type Checkpoint,
+  contractNeeded,
   type JobData,
   SPLIT_AUTO_BYTES,
   SPLIT_AUTO_SHARD_BYTES,
   SPLIT_MAX_SHARDS,
   type SplitState,
 } from "../../shared/job.ts";
+import { MAX_KEY_BYTES } from "../../shared/s3Url.ts";
 import { CsvFramer } from "../csv/csvFramer.ts";
 import { asBuffer, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import type { OpenedBody } from "../source/sourceReader.ts";
 import { utf16Order } from "../source/utf16Source.ts";
-import { childJobId } from "./shardObjects.ts";
+import { childJobId, shardObjects } from "./shardObjects.ts";
 
 // Whether a job splits, and into which byte ranges. Decided once, on the parent's first
 // attempt, from the pinned source and its first row; the checkpoint keeps the decision.
+
+/** The first job contract with split jobs: the one a shard needs. */
+const SPLIT_CONTRACT = contractNeeded({ shard: true });
 
 /** The shard size options.split asks for on a source of `size` bytes, or undefined: whole. */
 export function shardSizeFor(split: JobData["options"]["split"], size: number): number | undefined {
@@ -90,6 +95,15 @@ export async function readHead(
   return undefined;
 }
 
+/** Why the shards' temporary object keys cannot be made (too long), or undefined. */
+function shardKeysProblem(data: JobData, jobId: string, shards: number): string | undefined {
+  // The longest: the last shard's report (a child's id only grows with its index).
+  const { rejects } = shardObjects(data, childJobId(jobId, shards - 1));
+  const bytes = Buffer.byteLength(rejects.key);
+  if (bytes <= MAX_KEY_BYTES) return undefined;
+  return `the shards' temporary objects would have keys of ${bytes} bytes (the destination key and the job id, plus a suffix), over S3's ${MAX_KEY_BYTES}`;
+}
+
 /** Why the job's judge keeps the job whole (it needs the file in one pass, or the header does not fit), or undefined. */
 export function judgeProblem(judges: JudgeFactory, header: string[] | null): string | undefined {
   let stateful: boolean | undefined;
@@ -117,8 +131,8 @@ export async function decideSplit(
   jobId: string,
   source: {
     readFirstRow(): Promise<SourceHead | { unsplit: string } | undefined>;
-    /** How many worker processes serve the queue (Infinity when Redis cannot say). */
-    workers(): Promise<number>;
+    /** The worker processes serving the queue (undefined when Redis cannot say). */
+    workers(): Promise<WorkerCensus | undefined>;
   },
 ): Promise<SplitDecision> {
   const size = checkpoint.source.size;
@@ -126,13 +140,13 @@ export async function decideSplit(
   if (shardSize === undefined) return {};
   const reason = unsplittable(data, checkpoint);
   if (reason) return { unsplit: reason };
-  // Shards on one worker run one after another, which only adds the cost of splitting.
-  if (data.options.split === "auto" && (await source.workers()) < 2) {
-    return {
-      unsplit:
-        'one worker process serves the queue, and "auto" splits only for two or more (a shard size in options.split splits anyway)',
-    };
+  if (data.options.split === "auto") {
+    const census = await source.workers();
+    const unsplit = autoUnsplit(census);
+    if (unsplit) return { unsplit };
   }
+  const keys = shardKeysProblem(data, jobId, nominalRanges(size, shardSize).length);
+  if (keys) return { unsplit: keys };
   const head = await source.readFirstRow();
   if (!head) return { unsplit: "its first row could not be read ahead of splitting" };
   if ("unsplit" in head) return head;
@@ -147,16 +161,47 @@ export async function decideSplit(
   return { split: { shards, retired: [], redone: 0, header: head.header, columns: head.columns } };
 }
 
+/** The worker processes serving a queue, and how many of them can run a split job's shards. */
+export interface WorkerCensus {
+  count: number;
+  /** Those that announce a job contract with split jobs (the rest are of an earlier release). */
+  splitting: number;
+}
+
+/** Why "auto" keeps a job whole, given the queue's workers, or undefined: it may split. */
+function autoUnsplit(census: WorkerCensus | undefined): string | undefined {
+  if (!census) {
+    return 'Redis does not list its clients, so "auto" cannot tell whether every worker can run a shard (a shard size in options.split splits anyway)';
+  }
+  // Shards on one worker run one after another, which only adds the cost of splitting.
+  if (census.count < 2) {
+    return 'one worker process serves the queue, and "auto" splits only for two or more (a shard size in options.split splits anyway)';
+  }
+  // In a rolling upgrade, a worker of an earlier release would fail every shard it took.
+  if (census.splitting < census.count) {
+    return `${census.count - census.splitting} of the queue's ${census.count} worker processes are of a release without split jobs ("auto" splits once every worker is upgraded)`;
+  }
+  return undefined;
+}
+
+/** The BullMQ worker name a worker announces: its job contract, for others to read. */
+export function workerName(contract: number): string {
+  return `s3csv-contract-${contract}`;
+}
+
 /**
  * The worker processes serving the queue (one BullMQ worker each): Redis lists their blocking
- * connections by name. Infinity where Redis does not list clients (the job may then split).
+ * connections by name, with the contract each announces. Undefined where Redis does not list
+ * clients.
  */
-export async function workerProcesses(queue: Queue): Promise<number> {
+export async function workerProcesses(queue: Queue): Promise<WorkerCensus | undefined> {
   try {
     const workers = await queue.getWorkers();
-    const listed = workers.every((w) => !/does not support/.test(String(w.name ?? "")));
-    return listed ? workers.length : Number.POSITIVE_INFINITY;
+    if (workers.some((w) => /does not support/.test(String(w.name ?? "")))) return undefined;
+    const contracts = workers.map((w) => /:w:s3csv-contract-(\d+)$/.exec(String(w.rawname ?? "")));
+    const splitting = contracts.filter((m) => m && Number(m[1]) >= SPLIT_CONTRACT).length;
+    return { count: workers.length, splitting };
   } catch {
-    return Number.POSITIVE_INFINITY;
+    return undefined;
   }
 }
