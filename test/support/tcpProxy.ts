@@ -13,17 +13,48 @@ export interface TcpProxy {
   /** Stops forwarding on every open connection (until thawAll). */
   freezeAll(): void;
   thawAll(): void;
+  /**
+   * Once a client sends `pattern` (a command holding it) and the server has answered it, every
+   * connection is frozen and `tripped` called: the command took effect, and nothing the client
+   * sends after it arrives (a crash point between two writes).
+   */
+  freezeAfter(pattern: string, tripped: () => void): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
+  let watch: { pattern: Buffer; tripped: () => void } | undefined;
+  const freezeAll = () => {
+    for (const [client, upstream] of pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+  };
   const server = createServer((client) => {
     const upstream = createConnection(targetPort, "127.0.0.1");
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
     client.pipe(upstream);
     upstream.pipe(client);
+    // The watched command: the last bytes of the previous chunk too, for a pattern cut in two.
+    let tail = Buffer.alloc(0);
+    let sent = false;
+    client.on("data", (chunk: Buffer) => {
+      if (!watch || sent) return;
+      const seen = Buffer.concat([tail, chunk]);
+      sent = seen.includes(watch.pattern);
+      tail = seen.subarray(Math.max(0, seen.length - watch.pattern.length));
+    });
+    upstream.on("data", () => {
+      if (!watch || !sent) return;
+      const { tripped } = watch;
+      watch = undefined;
+      freezeAll();
+      tripped();
+    });
     const drop = () => {
       pairs.delete(pair);
       client.destroy();
@@ -46,13 +77,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
         upstream.resetAndDestroy();
       }
     },
-    freezeAll() {
-      for (const [client, upstream] of pairs) {
-        client.unpipe(upstream);
-        upstream.unpipe(client);
-        client.pause();
-        upstream.pause();
-      }
+    freezeAll,
+    freezeAfter(pattern, tripped) {
+      watch = { pattern: Buffer.from(pattern), tripped };
     },
     thawAll() {
       for (const [client, upstream] of pairs) {

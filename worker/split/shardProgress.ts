@@ -41,7 +41,7 @@ for a = 1, #ARGV do
   if old then
     local i = 1
     for n in string.gmatch(old, "[^,]+") do
-      redis.call("HINCRBY", KEYS[2], names[i], -tonumber(n)); i = i + 1
+      redis.call("HINCRBY", KEYS[2], names[i], 0 - tonumber(n)); i = i + 1
     end
     redis.call("HSET", KEYS[1], ARGV[a], "0,0,0,0,0")
   end

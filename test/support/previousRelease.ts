@@ -1,0 +1,77 @@
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+// The previous release of s3csv, beside this one: checked out from the project's own history
+// (the newest `v*` tag other than this version), installed in a folder of its own under
+// .cache/releases, and run by its own `s3csv` command, as an operator's older workers and
+// producers would be during a rolling upgrade.
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface PreviousRelease {
+  tag: string;
+  /** The release's folder: its `bin/s3csv` runs its own sources on its own Node 24. */
+  dir: string;
+  command: string;
+}
+
+/** The release tag to test against, or why there is none (a clone without tags or history). */
+export async function previousTag(): Promise<string | { missing: string }> {
+  const { version } = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
+    version: string;
+  };
+  let tags: string[];
+  try {
+    const { stdout } = await run("git", ["tag", "--list", "v*", "--sort=-v:refname"], {
+      cwd: ROOT,
+    });
+    tags = stdout.split("\n").filter(Boolean);
+  } catch (error) {
+    return { missing: `git cannot list tags here (${(error as Error).message.split("\n")[0]})` };
+  }
+  const tag = tags.find((t) => t !== `v${version}`);
+  return tag ?? { missing: `no release tag other than v${version} in this clone` };
+}
+
+/** Runs a command to its end, its output kept for the error should it fail. */
+function sh(command: string, cwd: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("sh", ["-c", command], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} exited ${code}:\n${out.slice(-4000)}`)),
+    );
+  });
+}
+
+/**
+ * The previous release, checked out and installed (once; later runs reuse the folder), or why
+ * it cannot be had here.
+ */
+export async function previousRelease(): Promise<PreviousRelease | { missing: string }> {
+  const tag = await previousTag();
+  if (typeof tag !== "string") return tag;
+  // Not under node_modules: Node strips types only outside it, and the release runs its sources.
+  const dir = join(ROOT, ".cache", "releases", tag);
+  const ready = join(dir, ".installed");
+  if (!existsSync(ready)) {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await sh(`git -C '${ROOT}' archive '${tag}' | tar -x -C '${dir}'`, ROOT);
+    // Its own lock file, its own Node 24 (the `node` package), its build (prepare).
+    await sh("npm ci --no-audit --no-fund --loglevel=error", dir);
+    await writeFile(ready, `${tag}\n`);
+  }
+  return { tag, dir, command: join(dir, "bin", "s3csv") };
+}
