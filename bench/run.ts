@@ -15,6 +15,7 @@ import { type PeerRun, peers } from "./suites/peers.ts";
 import { resume } from "./suites/resume.ts";
 import { smallJobs } from "./suites/smallJobs.ts";
 import { split } from "./suites/split.ts";
+import { splitShapes } from "./suites/splitShapes.ts";
 import { type Dataset, type Throughput, throughput } from "./suites/throughput.ts";
 
 // npm run bench: on one S3-compatible server (its own process) and one Redis, on two datasets
@@ -26,7 +27,9 @@ import { type Dataset, type Throughput, throughput } from "./suites/throughput.t
 //   resume:     a job killed at about 50% and resumed: what it read and uploaded again;
 //   small jobs: --small 1 KB jobs on one and two worker processes: jobs/s, S3 requests per job;
 //   split:      one --split MB file, whole on one worker against split on two (not in the
-//               default set: --only split, or --only ...,split).
+//               default set: --only split, or --only ...,split);
+//   shapes:     split against whole on messy shapes of --shapes MB each (ragged rows, every
+//               field quoted, row-like quoted notes, CR-only; not in the default set).
 // Prints Markdown, then the figures against the targets. --quick is the short run CI does
 // (figures printed, nothing asserted).
 
@@ -37,6 +40,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     small: { type: "string", default: "1000" },
     split: { type: "string", default: "1000" },
+    shapes: { type: "string", default: "100" },
     only: { type: "string" },
     quick: { type: "boolean", default: false },
   },
@@ -137,6 +141,7 @@ try {
   if (suites.has("resume")) await resume(bench, datasets[0] as Dataset);
   if (suites.has("small")) await smallJobs(bench, small);
   if (suites.has("split")) await split(bench, benchCsv(Number(values.split) * 1e6), runs);
+  if (suites.has("shapes")) await splitShapes(bench, Number(values.shapes), runs);
   targets(measured);
 } finally {
   await bench.queue.close();

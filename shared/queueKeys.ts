@@ -14,6 +14,11 @@ export interface QueueKeys {
   failed: string;
   /** The hash that says which job holds an output object (see destinationClaims.ts). */
   owner(location: S3Location): string;
+  /**
+   * The hash that names what s3csv made in S3 for this queue's jobs (uploads, and uploads about
+   * to be created, shard objects): all that s3csv sweep may touch. (Job ids have no ":".)
+   */
+  registry: string;
 }
 
 export function queueKeys(prefix: string, queueName: string): QueueKeys {
@@ -25,5 +30,6 @@ export function queueKeys(prefix: string, queueName: string): QueueKeys {
     completed: `${base}:completed`,
     failed: `${base}:failed`,
     owner: (location) => `${base}:owner:${location.bucket}/${location.key}`,
+    registry: `${base}:s3csv:registry`,
   };
 }

@@ -20,7 +20,7 @@ import { cpuSeconds } from "../procStats.ts";
 // beside the wall time. Every output and reject report is checked byte-identical (SHA-256).
 
 /** One way of running the job: worker processes, and whether it splits. */
-interface Setup {
+export interface Setup {
   workers: number;
   split: "off" | "auto" | number;
 }
@@ -31,7 +31,8 @@ const SETUPS: Setup[] = [
   { workers: 1, split: SPLIT_AUTO_SHARD_BYTES },
 ];
 
-interface SplitRun extends Setup {
+export interface SplitRun extends Setup {
+  jobId: string;
   seconds: number;
   cpu: number[];
   s3Cpu: number;
@@ -46,17 +47,26 @@ async function sha256(bench: Bench, key: string): Promise<string> {
   return hash.digest("hex");
 }
 
-async function once(bench: Bench, key: string, setup: Setup, run: number): Promise<SplitRun> {
+/**
+ * One run of one setup, from enqueue to result; `job` is the job for a destination (the
+ * bench's schema by default). Its outputs' SHA-256 are kept, then every output is deleted.
+ */
+export async function once(
+  bench: Bench,
+  key: string,
+  setup: Setup,
+  run: number,
+  job: (dest: string) => Record<string, unknown> = (dest) => transformJob(key, dest),
+): Promise<SplitRun> {
   const { workers, split } = setup;
   const started = await Promise.all(Array.from({ length: workers }, () => startWorker(bench.env)));
   const cpuBefore = started.map((w) => w.cpuSeconds());
   const s3Before = cpuSeconds(bench.s3Pid);
   const dest = `split-out/${workers}-${split}-${run}.csv`;
   const t0 = performance.now();
-  const id = await enqueueTransform(
-    { ...transformJob(key, dest), options: { split } },
-    { queue: bench.queue },
-  );
+  const base = job(dest);
+  const options = { ...(base.options as Record<string, unknown> | undefined), split };
+  const id = await enqueueTransform({ ...base, options }, { queue: bench.queue });
   const result = await waitForResult(bench.queue, id, { timeoutMs: 3_600_000 });
   const seconds = (performance.now() - t0) / 1000;
   const cpu = started.map((w, i) => w.cpuSeconds() - (cpuBefore[i] ?? 0));
@@ -64,7 +74,7 @@ async function once(bench: Bench, key: string, setup: Setup, run: number): Promi
   await Promise.all(started.map((w) => w.stop()));
   const digests = [await sha256(bench, dest), await sha256(bench, result.rejects.key)];
   await deleteOutputs(bench.s3);
-  return { workers, split, seconds, cpu, s3Cpu, result, digests };
+  return { workers, split, seconds, cpu, s3Cpu, result, digests, jobId: id };
 }
 
 export async function split(bench: Bench, body: Buffer, runs: number) {

@@ -72,6 +72,46 @@ describe("s3csv enqueue in bulk", () => {
     );
   });
 
+  it("--dedupe names the work: the same work once, a corrected schema, another option or a new source version anew", async () => {
+    const strict = {
+      fields: peopleSchema.fields.map((f) =>
+        f.name === "score" ? { ...f, constraints: { ...f.constraints, maximum: 50 } } : f,
+      ),
+    };
+    const strictFile = join(tmpdir(), `bulk-strict-${process.pid}.json`);
+    await writeFile(strictFile, JSON.stringify(strict));
+    await stack.put("dedupe/in.csv", data.csv);
+    const enqueue = async (schema: string, ...extra: string[]) => {
+      const args = [...enqueueArgs("dedupe/in.csv", "dedupe/out.csv", schema), "--dedupe"];
+      const run = await runCli([...args, ...extra, "--wait", "--json"], stack.env);
+      expect(run.code, run.stderr).toBe(0);
+      return JSON.parse(run.stdout) as JobResult & { jobId: string };
+    };
+    const first = await enqueue(schemaFile);
+    const same = await enqueue(schemaFile);
+    expect(same.jobId).toBe(first.jobId);
+    // The corrected schema rejects more: its own job, its own result.
+    const corrected = await enqueue(strictFile);
+    expect(corrected.jobId).not.toBe(first.jobId);
+    expect(corrected.rows.rejected).toBeGreaterThan(first.rows.rejected);
+    const option = await enqueue(
+      schemaFile,
+      "--on-invalid",
+      "reject",
+      "--options",
+      '{"newline":"\\n"}',
+    );
+    expect(option.jobId).not.toBe(first.jobId);
+    // Defaults written out are the same work.
+    const explicit = await enqueue(schemaFile, "--on-invalid", "reject");
+    expect(explicit.jobId).toBe(first.jobId);
+    // The source overwritten: a new version, a new job.
+    await stack.put("dedupe/in.csv", peopleData({ rows: 12 }).csv);
+    const newer = await enqueue(schemaFile);
+    expect(newer.jobId).not.toBe(first.jobId);
+    expect(newer.rows.read).toBe(12);
+  });
+
   it("enqueues a manifest, refusing it whole when a line is invalid", async () => {
     const manifest = join(tmpdir(), `manifest-${process.pid}.ndjson`);
     const line = (dest: string) =>

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../dev/redisServer.ts";
-import type { JobData } from "../../shared/job.ts";
 import { ioredisScripts } from "../../shared/redisScripts.ts";
 import {
   CheckpointStore,
@@ -19,6 +18,7 @@ import { checkpointFixture } from "../support/checkpointFixture.ts";
 
 const JOB_KEY = "bull:csv-transform:7";
 const LOCK_KEY = `${JOB_KEY}:lock`;
+const REGISTRY = "bull:csv-transform:s3csv:registry";
 const TOKEN = "token-of-this-worker";
 const WEEK_MS = 7 * 24 * 3600 * 1000;
 const records = recordKeys(JOB_KEY);
@@ -47,14 +47,14 @@ describe("checkpoint store records (real Redis)", () => {
     await redis.set(LOCK_KEY, TOKEN);
     const scripts = ioredisScripts(redis);
     defineStoreScripts(scripts);
-    const keys = { jobId: "7", jobKey: JOB_KEY, lockKey: LOCK_KEY, token: TOKEN };
-    store = new CheckpointStore(
-      scripts,
-      redis,
-      keys,
-      {} as Omit<JobData, "checkpoint">,
-      checkpoint,
-    );
+    const keys = {
+      jobId: "7",
+      jobKey: JOB_KEY,
+      lockKey: LOCK_KEY,
+      token: TOKEN,
+      registry: REGISTRY,
+    };
+    store = new CheckpointStore(scripts, redis, keys, {}, checkpoint);
   });
 
   it("a checkpoint write keeps its upload record and named carried text a week from then", async () => {

@@ -102,6 +102,28 @@ describe("one active job per destination", () => {
     expect(await jobCount(), "nothing was added").toBe(before);
   });
 
+  it("a refused enqueue removes nothing, not even a job that already existed under one of its ids", async () => {
+    // Another producer's waiting job, under an id this batch reuses (an idempotent re-send).
+    const theirs = await enqueueTransform(job(SOURCE, "theirs/out.csv", peopleSchema), {
+      queue,
+      jobId: "theirs-1",
+    });
+    const holder = await enqueueTransform(job(SOURCE, "taken/out.csv", peopleSchema), { queue });
+    await expect(
+      enqueueTransforms(
+        [job(SOURCE, "theirs/out.csv", peopleSchema), job(SOURCE, "taken/out.csv", peopleSchema)],
+        { queue, jobIds: ["theirs-1", "mine-2"] },
+      ),
+    ).rejects.toThrow(`is being written by job ${holder}`);
+    expect(await queue.getJobState(theirs)).toBe("waiting");
+    expect(await queue.getJobState("mine-2")).toBe("unknown");
+    // The single form too.
+    await expect(
+      enqueueTransform(job(SOURCE, "taken/out.csv", peopleSchema), { queue, jobId: "theirs-1" }),
+    ).rejects.toThrow(`is being written by job ${holder}`);
+    expect(await queue.getJobState(theirs)).toBe("waiting");
+  });
+
   it("a worker refuses a raw BullMQ job for a key another job writes, leaving that job's upload alone", async () => {
     const key = "raw/out.csv";
     const holder = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });

@@ -1,10 +1,10 @@
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { QueueEvents } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { messySchema, messyShapes } from "../../bench/messyShapes.ts";
 import { enqueueTransform } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import { JobData, type JobProgress } from "../../shared/job.ts";
-import { messySchema, messyShapes } from "../support/messyShapes.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
 import { job, queueFor, rejectsKeyOf } from "./helpers.ts";

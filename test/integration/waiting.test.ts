@@ -8,6 +8,7 @@ import {
   enqueueTransform,
   JobFailedError,
   JobNotRetryableError,
+  JobRemovedError,
   queueSettings,
   RedisUnavailableError,
   retryJob,
@@ -171,6 +172,70 @@ describe("waiting for a job, and retrying one", () => {
     // 10 s and more).
     expect(elapsed).toBeLessThan(9500);
     expect(await t.queue.getJobState(first?.jobId as string)).toBe("active");
+  });
+
+  it("a removed job: JobRemovedError, enqueue --wait exits 5 (with --timeout too), and a bulk wait reports every job", async () => {
+    const id = await enqueueIdle("wait/removed-1.csv");
+    const waited = waitForResult(idle, id, { timeoutMs: 60_000 }).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 500));
+    await idle.remove(id);
+    const removed = await waited;
+    expect(removed).toBeInstanceOf(JobRemovedError);
+    expect((removed as Error).message).toMatch(
+      /was removed from queue idle-transform before it finished/,
+    );
+    await expect(waitForResult(idle, id)).rejects.toThrow(/does not exist in queue idle-transform/);
+
+    /** The CLI's job, removed (as from Bull Board) once the CLI waits for it. */
+    const removeWhenAdded = async (dest: string) => {
+      const added = await eventually(async () => {
+        const jobs = await idle.getJobs(["waiting"]);
+        return jobs.find(
+          (j) => (j.data as { destination: { key: string } }).destination.key === dest,
+        );
+      });
+      await new Promise((r) => setTimeout(r, 1000));
+      await added.remove();
+    };
+    for (const timeout of [[], ["--timeout", "60"]]) {
+      const dest = `wait/removed-cli${timeout.length}.csv`;
+      const cli = runCli(
+        [...enqueueArgs("wait/small.csv", dest, schemaFile), "--wait", ...timeout, "--json"],
+        idleEnv,
+      );
+      await removeWhenAdded(dest);
+      const result = await cli;
+      expect(result.code, result.stderr).toBe(5);
+      const [line] = jsonLines(result.stdout);
+      expect(line).toMatchObject({
+        removed: true,
+        error: expect.stringMatching(/was removed|does not exist/),
+      });
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    }
+
+    // A bulk wait: the first job is removed, the second times out; both are reported.
+    const manifest = join(tmpdir(), `waiting-removed-${process.pid}.ndjson`);
+    await writeFile(
+      manifest,
+      [
+        job("wait/small.csv", "wait/bulk-removed-1.csv", peopleSchema),
+        job("wait/small.csv", "wait/bulk-removed-2.csv", peopleSchema),
+      ]
+        .map((j) => JSON.stringify(j))
+        .join("\n"),
+    );
+    const bulk = runCli(
+      ["enqueue", "--manifest", manifest, "--wait", "--timeout", "6", "--json"],
+      idleEnv,
+    );
+    await removeWhenAdded("wait/bulk-removed-1.csv");
+    const result = await bulk;
+    expect(result.code, result.stderr).toBe(5);
+    const lines = jsonLines(result.stdout);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ removed: true });
+    expect(lines[1]).toMatchObject({ timedOut: true });
   });
 
   it("Redis gone while waiting: RedisUnavailableError, enqueue --wait exits 4, and the job is still there once Redis is back", async () => {

@@ -41,30 +41,58 @@ const SCRIPTS: Record<string, Script> = {
     r.values.delete(key);
     return 1;
   },
-  s3csvForgetUploads: (r, [uploads = "", lock = ""], [token, ...uploadIds]) => {
+  s3csvForgetUploads: (r, [uploads = "", registry = "", lock = ""], [token, ...uploadIds]) => {
     if (!r.holds(lock, token)) return FENCED;
-    for (const uploadId of uploadIds) r.remove(uploads, String(uploadId));
+    for (const uploadId of uploadIds) {
+      r.remove(uploads, String(uploadId));
+      r.remove(registry, `u:${uploadId}`);
+    }
     return 1;
   },
-  s3csvDropRecords: (r, [lock = "", ...keys], [token]) => {
+  s3csvDropRecords: (r, [lock = "", registry = "", uploads = "", ...keys], [token, job]) => {
     if (!r.holds(lock, token)) return FENCED;
-    for (const key of keys) r.values.delete(key);
+    for (const uploadId of r.hash(uploads).keys()) r.remove(registry, `u:${uploadId}`);
+    for (const field of [`c:${job}:output`, `c:${job}:rejects`, `s:${job}`])
+      r.remove(registry, field);
+    for (const key of [uploads, ...keys]) r.values.delete(key);
     return 1;
   },
-  s3csvMarkCreating: (r, [key = "", lock = ""], [token]) => {
+  s3csvMarkCreating: (
+    r,
+    [key = "", registry = "", lock = ""],
+    [token, _ttl, field, bucket, k, job],
+  ) => {
     if (!r.holds(lock, token)) return FENCED;
-    r.values.set(key, Buffer.from(String(Date.now())));
+    const at = Date.now();
+    r.values.set(key, Buffer.from(String(at)));
+    r.hash(registry).set(String(field), JSON.stringify({ bucket, key: k, job, at }));
     return 1;
   },
-  s3csvRecordUpload: (r, [uploads = "", lock = "", creating = ""], [token, uploadId, side]) => {
+  s3csvRecordUpload: (
+    r,
+    [uploads = "", lock = "", creating = "", registry = ""],
+    [token, uploadId, side, _ttl, field, bucket, key, job],
+  ) => {
     if (!r.holds(lock, token)) return FENCED;
     r.hash(uploads).set(String(uploadId), String(side));
     r.values.delete(creating);
+    r.remove(registry, String(field));
+    r.hash(registry).set(`u:${uploadId}`, JSON.stringify({ bucket, key, job, at: Date.now() }));
     return 1;
   },
-  s3csvClearCreating: (r, [key = "", lock = ""], [token]) => {
+  s3csvRegisterShards: (r, [registry = "", lock = ""], [token, field, bucket, key, job, ids]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    const children = JSON.parse(String(ids)) as string[];
+    r.hash(registry).set(
+      String(field),
+      JSON.stringify({ bucket, key, job, children, at: Date.now() }),
+    );
+    return 1;
+  },
+  s3csvClearCreating: (r, [key = "", registry = "", lock = ""], [token, field]) => {
     if (!r.holds(lock, token)) return FENCED;
     r.values.delete(key);
+    r.remove(registry, String(field));
     return 1;
   },
 };

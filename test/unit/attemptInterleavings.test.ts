@@ -31,6 +31,7 @@ const queue = queueKeys(config.QUEUE_PREFIX, config.QUEUE_NAME);
 const JOB_ID = "42";
 const jobKey = queue.job(JOB_ID);
 const lockKey = queue.lock(JOB_ID);
+const REGISTRY = queue.registry;
 const records = recordKeys(jobKey);
 /** What a crash may cost each output: "re-uploaded bytes are at most the parts that were in
  * flight" (README, "What a crash costs"). */
@@ -138,7 +139,7 @@ async function attempt(world: World, steps: Steps, failure: Failure | undefined,
       s3: world.s3.client(steps, failure),
       redis: world.redis.client(steps),
       config,
-      keys: { jobId: JOB_ID, jobKey, lockKey, token },
+      keys: { jobId: JOB_ID, jobKey, lockKey, token, registry: REGISTRY },
       data: world.redis.jobData(jobKey),
     });
     // Its process may die after the job's work, while it drops the job's records.

@@ -28,7 +28,13 @@ it("writes a save made at any moment after the previous write is answered", asyn
         return answered;
       },
     };
-    const keys = { jobId: "1", jobKey: "bull:q:1", lockKey: "bull:q:1:lock", token: "t" };
+    const keys = {
+      jobId: "1",
+      jobKey: "bull:q:1",
+      lockKey: "bull:q:1:lock",
+      token: "t",
+      registry: "bull:q:s3csv:registry",
+    };
     const data = {} as Omit<JobData, "checkpoint">;
     const store = new CheckpointStore(scripts, {} as Redis, keys, data, checkpoint(0));
     const first = store.save(checkpoint(1));

@@ -40,38 +40,67 @@ redis.call('SREM', KEYS[2], KEYS[1])
 redis.call('DEL', KEYS[1])
 return 1`;
 
-// KEYS: upload record, lock. ARGV: token, the upload ids aborted.
+// The queue's registry of what s3csv made in S3 (a hash beside the queue's keys, see
+// queueKeys): `u:<upload id>` an upload a job recorded, `c:<job>:<side>` an upload a job was
+// about to create, `s:<job>` a split job's shard objects; each value a JSON object with the
+// bucket, the key, the job and when (ms). s3csv sweep touches only what the registry names,
+// and only when the job named is gone or finished.
+
+// KEYS: upload record, registry, lock. ARGV: token, the upload ids aborted.
 const FORGET_UPLOADS = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+for i = 2, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[2], 'u:' .. ARGV[i])
+end
 return 1`;
 
-// KEYS: lock, upload record, carry list, creating marks, unsplit note. ARGV: token.
+// KEYS: lock, registry, then the records to delete (upload record first). ARGV: token, job id.
 const DROP_RECORDS = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+for _, id in ipairs(redis.call('HKEYS', KEYS[3])) do redis.call('HDEL', KEYS[2], 'u:' .. id) end
+local job = ARGV[2]
+redis.call('HDEL', KEYS[2], 'c:' .. job .. ':output', 'c:' .. job .. ':rejects', 's:' .. job)
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`;
 
-// KEYS: creating marker, lock. ARGV: token, ttl. Notes that an upload is about to be created.
+// KEYS: creating marker, registry, lock. ARGV: token, ttl, registry field, bucket, key, job.
+// Notes that an upload is about to be created.
 const MARK_CREATING = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local now = redis.call('TIME')
-redis.call('SET', KEYS[1], now[1] * 1000 + math.floor(now[2] / 1000), 'PX', ARGV[2])
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('SET', KEYS[1], ms, 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], cjson.encode({bucket = ARGV[4], key = ARGV[5], job = ARGV[6], at = ms}))
 return 1`;
 
-// KEYS: the job's upload record (upload id -> output side), lock, creating marker.
-// ARGV: token, upload id, side, ttl.
+// KEYS: the job's upload record (upload id -> output side), lock, creating marker, registry.
+// ARGV: token, upload id, side, ttl, the creating mark's registry field, bucket, key, job.
 const RECORD_UPLOAD = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[3])
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('HDEL', KEYS[4], ARGV[5])
+redis.call('HSET', KEYS[4], 'u:' .. ARGV[2], cjson.encode({bucket = ARGV[6], key = ARGV[7], job = ARGV[8], at = ms}))
 return 1`;
 
-// KEYS: creating marker, lock. ARGV: token.
+// KEYS: creating marker, registry, lock. ARGV: token, the mark's registry field.
 const CLEAR_CREATING = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[2])
+return 1`;
+
+// KEYS: registry, lock. ARGV: token, field, bucket, destination key, job, child job ids (JSON).
+// Names a split job's shard objects before its children may write them.
+const REGISTER_SHARDS = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('HSET', KEYS[1], ARGV[2], cjson.encode({bucket = ARGV[3], key = ARGV[4], job = ARGV[5], children = cjson.decode(ARGV[6]), at = ms}))
 return 1`;
 
 /**
@@ -95,6 +124,8 @@ export interface JobKeys {
   lockKey: string;
   /** The lock token BullMQ handed this worker with the job. */
   token: string;
+  /** The queue's registry of what s3csv made in S3 (QueueKeys.registry). */
+  registry: string;
 }
 
 /** The keys of a job's own records, next to its hash. */
@@ -113,13 +144,14 @@ export function recordKeys(jobKey: string) {
 
 export function defineStoreScripts(scripts: ScriptClient): void {
   scripts.define("s3csvWriteCheckpoint", WRITE_CHECKPOINT, 6);
-  scripts.define("s3csvDropRecords", DROP_RECORDS, 6);
+  scripts.define("s3csvDropRecords", DROP_RECORDS, 7);
   scripts.define("s3csvWriteCarry", WRITE_CARRY, 3);
   scripts.define("s3csvDeleteCarry", DELETE_CARRY, 3);
-  scripts.define("s3csvForgetUploads", FORGET_UPLOADS, 2);
-  scripts.define("s3csvMarkCreating", MARK_CREATING, 2);
-  scripts.define("s3csvRecordUpload", RECORD_UPLOAD, 3);
-  scripts.define("s3csvClearCreating", CLEAR_CREATING, 2);
+  scripts.define("s3csvForgetUploads", FORGET_UPLOADS, 3);
+  scripts.define("s3csvMarkCreating", MARK_CREATING, 3);
+  scripts.define("s3csvRecordUpload", RECORD_UPLOAD, 4);
+  scripts.define("s3csvClearCreating", CLEAR_CREATING, 3);
+  scripts.define("s3csvRegisterShards", REGISTER_SHARDS, 2);
 }
 
 /** What a job attempt keeps through its store: the checkpoint and the records beside it. */
@@ -212,20 +244,62 @@ export class CheckpointStore implements AttemptStore {
 
   /** Notes, before CreateMultipartUpload, that an upload of `side` may exist unrecorded. */
   async markCreating(side: OutputSide): Promise<void> {
-    await this.#fenced("s3csvMarkCreating", [this.#records.creating(side)], RECORD_TTL_MS);
+    const { bucket, key } = this.#checkpoint[side];
+    await this.#fenced(
+      "s3csvMarkCreating",
+      [this.#records.creating(side), this.#keys.registry],
+      RECORD_TTL_MS,
+      this.#creatingField(side),
+      bucket,
+      key,
+      this.#keys.jobId,
+    );
   }
 
   /** Records an upload this job created (and clears the side's creating mark). */
   async recordUpload(side: OutputSide, uploadId: string): Promise<void> {
-    const keys = [this.#records.uploads, this.#keys.lockKey, this.#records.creating(side)];
+    const { bucket, key } = this.#checkpoint[side];
+    const keys = [
+      this.#records.uploads,
+      this.#keys.lockKey,
+      this.#records.creating(side),
+      this.#keys.registry,
+    ];
     const done = await this.#scripts.run("s3csvRecordUpload", [
       ...keys,
       this.#keys.token,
       uploadId,
       side,
       RECORD_TTL_MS,
+      this.#creatingField(side),
+      bucket,
+      key,
+      this.#keys.jobId,
     ]);
     if (done !== 1) throw new LockLostError(this.#keys.jobId);
+  }
+
+  /**
+   * Names a split job's shard objects (of `children`, beside `destination`) in the registry,
+   * before any child may write one: what the job does not delete, s3csv sweep can.
+   */
+  async registerShards(
+    destination: { bucket: string; key: string },
+    children: readonly string[],
+  ): Promise<void> {
+    await this.#fenced(
+      "s3csvRegisterShards",
+      [this.#keys.registry],
+      `s:${this.#keys.jobId}`,
+      destination.bucket,
+      destination.key,
+      this.#keys.jobId,
+      JSON.stringify(children),
+    );
+  }
+
+  #creatingField(side: OutputSide): string {
+    return `c:${this.#keys.jobId}:${side}`;
   }
 
   recordedUploads(): Promise<Map<string, OutputSide>> {
@@ -234,12 +308,17 @@ export class CheckpointStore implements AttemptStore {
 
   async forgetUploads(uploadIds: readonly string[]): Promise<void> {
     if (uploadIds.length > 0)
-      await this.#fenced("s3csvForgetUploads", [this.#records.uploads], ...uploadIds);
+      await this.#fenced(
+        "s3csvForgetUploads",
+        [this.#records.uploads, this.#keys.registry],
+        ...uploadIds,
+      );
   }
 
   /**
    * Drops every record of the job (its outputs are complete, or were aborted and start over):
-   * each carry key any attempt wrote, the upload record and the creating marks.
+   * each carry key any attempt wrote, the upload record and the creating marks, and what the
+   * queue's registry names for the job (its shard objects are deleted by then).
    */
   async dropRecords(): Promise<void> {
     const carries = await this.#redis.smembers(this.#records.carries);
@@ -247,13 +326,18 @@ export class CheckpointStore implements AttemptStore {
     const { uploads, creating } = this.#records;
     const keys = [
       this.#keys.lockKey,
+      this.#keys.registry,
       uploads,
       this.#records.carries,
       creating("output"),
       creating("rejects"),
       this.#records.unsplit,
     ];
-    const done = await this.#scripts.run("s3csvDropRecords", [...keys, this.#keys.token]);
+    const done = await this.#scripts.run("s3csvDropRecords", [
+      ...keys,
+      this.#keys.token,
+      this.#keys.jobId,
+    ]);
     if (done !== 1) throw new LockLostError(this.#keys.jobId);
   }
 
@@ -274,7 +358,11 @@ export class CheckpointStore implements AttemptStore {
   }
 
   async clearCreating(side: OutputSide): Promise<void> {
-    await this.#fenced("s3csvClearCreating", [this.#records.creating(side)]);
+    await this.#fenced(
+      "s3csvClearCreating",
+      [this.#records.creating(side), this.#keys.registry],
+      this.#creatingField(side),
+    );
   }
 
   async assertOwner(): Promise<void> {

@@ -3,16 +3,16 @@ import { queueSettings, transformQueue } from "../../producer/enqueue.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
 import { UsageError } from "../../shared/usageError.ts";
-import { sweepShardObjects } from "./shardObjectSweeper.ts";
-import { parseDuration, sweepUploads } from "./uploadSweeper.ts";
+import { MIN_SWEEP_AGE_MS, parseDuration, type Swept, sweep } from "./registrySweeper.ts";
 
 export const usage = `s3csv sweep --bucket BUCKET [--older-than DURATION] [--dry-run] [--json]
 
-Lists the bucket's open multipart uploads and aborts those that no live job (active, waiting,
-delayed) has in its checkpoint and that are older than DURATION (default 24h; 90s, 30m, 6h, 2d).
-Then deletes split jobs' temporary shard objects (keys with ".s3csv-shards/") that no live job
-owns and that are older than DURATION. --dry-run only reports. Needs s3:ListBucketMultipartUploads,
-s3:AbortMultipartUpload, s3:ListBucket and s3:DeleteObject.`;
+Aborts the multipart uploads and deletes the split jobs' temporary shard objects that this
+queue's jobs made in BUCKET (the queue's registry in Redis names each, with its job) when that
+job is gone or finished and the thing is older than DURATION (default 24h; at least 15m; 30m,
+6h, 2d). Nothing the registry does not name is touched: another tool's uploads, another
+queue's (run it once per QUEUE_NAME). --dry-run only reports, item by item. Needs
+s3:AbortMultipartUpload, s3:ListBucketMultipartUploads and s3:DeleteObject.`;
 
 export async function sweepCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -31,41 +31,48 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   } catch (error) {
     throw new UsageError(`--older-than: ${(error as Error).message}`);
   }
+  if (olderThanMs < MIN_SWEEP_AGE_MS) {
+    throw new UsageError(
+      `--older-than ${values["older-than"]} is less than the minimum, ${MIN_SWEEP_AGE_MS / 60_000}m: a worker may still be creating an upload that young; pass --older-than ${MIN_SWEEP_AGE_MS / 60_000}m or more`,
+    );
+  }
   const config = loadConfig();
   const s3 = createS3Client(config);
   const queue = transformQueue(queueSettings(config));
   try {
-    const sweep = { s3, queue, bucket: values.bucket, olderThanMs, dryRun: values["dry-run"] };
-    const swept = await sweepUploads(sweep);
-    const objects = await sweepShardObjects(sweep);
+    const swept = await sweep({
+      s3,
+      queue,
+      bucket: values.bucket,
+      olderThanMs,
+      dryRun: values["dry-run"],
+    });
     if (values.json) {
-      process.stdout.write(`${JSON.stringify([...swept, ...objects])}\n`);
+      process.stdout.write(`${JSON.stringify(swept)}\n`);
       return;
     }
-    for (const u of swept) {
+    for (const item of swept) {
+      const url = `s3://${values.bucket}/${item.key}`;
       process.stdout.write(
-        `${u.action.padEnd(26)} s3://${values.bucket}/${u.key} ${u.uploadId} ${u.initiated?.toISOString() ?? ""}\n`,
+        `${item.action.padEnd(26)} ${url} ${item.uploadId ?? ""} job ${item.job} ${item.since.toISOString()}\n`,
       );
     }
-    const aborted = swept.filter(
-      (u) => u.action === "aborted" || u.action === "would-abort",
-    ).length;
-    process.stdout.write(
-      `${swept.length} open uploads; ${aborted} ${values["dry-run"] ? "would be aborted" : "aborted"}\n`,
-    );
-    for (const o of objects) {
-      process.stdout.write(
-        `${o.action.padEnd(26)} s3://${values.bucket}/${o.key} ${o.lastModified?.toISOString() ?? ""}\n`,
-      );
-    }
-    if (objects.length > 0) {
-      const deleted = objects.filter((o) => o.action === "deleted" || o.action === "would-delete");
-      process.stdout.write(
-        `${objects.length} shard objects; ${deleted.length} ${values["dry-run"] ? "would be deleted" : "deleted"}\n`,
-      );
-    }
+    process.stdout.write(summary(swept, values["dry-run"]));
   } finally {
     s3.destroy();
     await queue.close();
   }
+}
+
+function summary(swept: readonly Swept[], dryRun: boolean): string {
+  const count = (kind: Swept["kind"], actions: Swept["action"][]) =>
+    swept.filter((s) => s.kind === kind && actions.includes(s.action)).length;
+  const uploads = swept.filter((s) => s.kind === "upload").length;
+  const objects = swept.filter((s) => s.kind === "shard-object").length;
+  const aborted = count("upload", ["aborted", "would-abort"]);
+  const deleted = count("shard-object", ["deleted", "would-delete"]);
+  return (
+    `${uploads} uploads of this queue's jobs; ${aborted} ${dryRun ? "would be aborted" : "aborted"}\n` +
+    `${objects} shard objects of this queue's jobs; ${deleted} ${dryRun ? "would be deleted" : "deleted"}\n`
+  );
 }

@@ -231,7 +231,13 @@ class JobProcessor {
     else if (data.shard) start = await shardCheckpoint(s3, data as ShardData, config, signal);
     else ({ checkpoint: start, body: firstRead } = await firstCheckpoint(s3, data, config, signal));
     const lock = { key: this.#keys.lock(jobId), token: token ?? job.token ?? "" };
-    const keys = { jobId, jobKey, lockKey: lock.key, token: lock.token };
+    const keys = {
+      jobId,
+      jobKey,
+      lockKey: lock.key,
+      token: lock.token,
+      registry: this.#keys.registry,
+    };
     const store = new CheckpointStore(this.#scripts, redis, keys, sent, start);
     // A first attempt has nothing durable yet: the store holds its checkpoint (the pinned
     // source) for the first write that makes something durable (an UploadId, a part), so a

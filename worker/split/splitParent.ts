@@ -98,7 +98,14 @@ export class SplitParent {
 
   async #addChildren(children: Array<{ child: ShardChild; index: number }>): Promise<void> {
     if (children.length === 0) return;
-    const { queue, job } = this.#in;
+    const { queue, job, store, data } = this.#in;
+    // Named in the queue's registry before any child may write one: s3csv sweep can delete
+    // the shard objects of a parent that is gone without cleaning up.
+    const split = this.#split;
+    await store.registerShards(data.destination, [
+      ...split.shards.map((s) => s.jobId),
+      ...split.retired,
+    ]);
     await queue.addBulk(
       children.map(({ child, index }) => ({
         name: "shard",

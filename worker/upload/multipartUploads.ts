@@ -66,29 +66,46 @@ export async function abortUpload(
 }
 
 /**
- * Aborts the open uploads of an object that started around `creating`, when an attempt was
- * about to create one and may have died before recording it, where the server can list them:
- * only uploads started then are that attempt's (a minute of leeway either side for the S3
- * server's clock against Redis's, and the create request's own time after). `kept` stays.
+ * How long after a creating mark every upload it may stand for is listed: a minute of leeway
+ * either side for the S3 server's clock against Redis's, and the create request's own time.
  */
+export const CREATING_SETTLED_MS = 2 * CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;
+
+/**
+ * The open uploads of an object that started around `creating` (an attempt was about to create
+ * one and may have died before recording it): only uploads started then are that attempt's.
+ * `kept` is left out. Throws where the server cannot list uploads.
+ */
+export async function uploadsStartedNear(
+  s3: S3Client,
+  object: { bucket: string; key: string },
+  creating: Date,
+  kept?: string | undefined,
+): Promise<string[]> {
+  const { bucket, key } = object;
+  const from = creating.getTime() - CLOCK_LEEWAY_MS;
+  const until = creating.getTime() + CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;
+  const strays: string[] = [];
+  for await (const upload of openUploads(s3, bucket, key)) {
+    if (upload.Key !== key || !upload.UploadId || upload.UploadId === kept) continue;
+    const at = upload.Initiated?.getTime();
+    if (at !== undefined && at >= from && at <= until) strays.push(upload.UploadId);
+  }
+  return strays;
+}
+
+/** Aborts the uploads uploadsStartedNear finds, where the server can list them. */
 export async function abortUploadsStartedNear(
   s3: S3Client,
   object: { bucket: string; key: string },
   creating: Date,
   kept?: string | undefined,
 ): Promise<void> {
-  const { bucket, key } = object;
-  const from = creating.getTime() - CLOCK_LEEWAY_MS;
-  const until = creating.getTime() + CLOCK_LEEWAY_MS + CREATE_WINDOW_MS;
-  const strays: string[] = [];
+  let strays: string[];
   try {
-    for await (const upload of openUploads(s3, bucket, key)) {
-      if (upload.Key !== key || !upload.UploadId || upload.UploadId === kept) continue;
-      const at = upload.Initiated?.getTime();
-      if (at !== undefined && at >= from && at <= until) strays.push(upload.UploadId);
-    }
+    strays = await uploadsStartedNear(s3, object, creating, kept);
   } catch {
     return; // not supported here: `s3csv sweep` and a lifecycle rule are the backstop
   }
-  for (const uploadId of strays) await abortUpload(s3, { bucket, key, uploadId });
+  for (const uploadId of strays) await abortUpload(s3, { ...object, uploadId });
 }
