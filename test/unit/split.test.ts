@@ -87,6 +87,21 @@ describe("seam guess", () => {
     expect(seam.examined).toBeLessThanOrEqual(dialect.maxRowBytes + 2 * 4096);
   });
 
+  it("takes the first row start where the inside reading falls back in step (a quote in a comment line)", () => {
+    // The inside reading closes its "quoted field" at the quote in the comment line and then
+    // reads the same rows as the outside one: only the rows before that decide, and they are
+    // the file's (a blank line among them).
+    const comments = { ...dialect, commentChar: "#" };
+    const lines = Array.from({ length: 60 }, (_, i) =>
+      i % 11 === 5 ? "\n" : i % 13 === 7 ? `# note ${i}, "quoted\n` : `${i},b${i},c${i}\n`,
+    ).join("");
+    const nominal = lines.indexOf("3,b3") + 1;
+    const seam = new SeamGuess(nominal, comments);
+    const bytes = Buffer.from(lines);
+    seam.push(bytes.subarray(nominal - 1));
+    expect(seam.start(true)).toBe(lines.indexOf("4,b4"));
+  });
+
   it("takes the first line start when rows are ragged every way (1 to 4 fields)", () => {
     const ragged = Array.from({ length: 60 }, (_, i) => `${"x,".repeat(i % 4)}y\n`).join("");
     const nominal = ragged.indexOf("\n", 20) - 2;

@@ -32,11 +32,8 @@ export interface SeamDialect {
 interface Tally {
   /** The first row boundary after the offset, once found. */
   start: number | undefined;
-  voters: number;
-  /** Voters that read as rows of the file: well formed, with the file's number of fields. */
-  good: number;
-  /** Voters that parse without a quoting error, whatever their number of fields. */
-  formed: number;
+  /** The rows after it, in order: where each ends and how it read (comments do not vote). */
+  rows: Array<{ end: number; vote: "good" | "formed" | "bad" | "comment" }>;
   /**
    * The row the offset falls in, as this reading frames it, is longer than maxRowBytes: a
    * row a whole run would reject. Likely the reading is wrong (the inside of a quoted field
@@ -45,13 +42,17 @@ interface Tally {
   oversize: boolean;
 }
 
+/** Rows a reading keeps, comments included: enough to vote, and bounded whatever the rows. */
+const ROWS_KEPT = 4 * VOTERS;
+
 class Reading {
-  readonly tally: Tally = { start: undefined, voters: 0, good: 0, formed: 0, oversize: false };
+  readonly tally: Tally = { start: undefined, rows: [], oversize: false };
   readonly #framer: CsvFramer;
   readonly #parser: RowParser;
   readonly #dialect: SeamDialect;
   readonly #comment: number;
   #pushed = 0;
+  #voters = 0;
 
   /** `first` stands for the byte before the offset: it sets the state the reading starts in. */
   constructor(offset: number, first: number, dialect: SeamDialect, parser: RowParser) {
@@ -64,7 +65,7 @@ class Reading {
 
   /** No more bytes change this reading's tally. */
   get done(): boolean {
-    return this.tally.voters >= VOTERS || this.tally.oversize;
+    return this.#voters >= VOTERS || this.tally.rows.length >= ROWS_KEPT || this.tally.oversize;
   }
 
   push(bytes: Uint8Array): void {
@@ -92,14 +93,17 @@ class Reading {
         continue;
       }
       if (this.done) return;
-      if (row.bytes[0] === this.#comment) continue;
-      tally.voters++;
-      if (row.oversize || row.unterminated) continue;
-      const parsed = this.#parser.parse(Buffer.from(row.bytes).toString("latin1"), row.quoted);
-      if (!parsed.ok) continue;
-      tally.formed++;
-      if (parsed.fields.length === this.#dialect.columns) tally.good++;
+      tally.rows.push({ end: row.end, vote: this.#vote(row) });
     }
+  }
+
+  #vote(row: FramedRow): Tally["rows"][number]["vote"] {
+    if (row.bytes[0] === this.#comment) return "comment";
+    this.#voters++;
+    if (row.oversize || row.unterminated) return "bad";
+    const parsed = this.#parser.parse(Buffer.from(row.bytes).toString("latin1"), row.quoted);
+    if (!parsed.ok) return "bad";
+    return parsed.fields.length === this.#dialect.columns ? "good" : "formed";
   }
 }
 
@@ -142,12 +146,11 @@ export class SeamGuess {
     const inside = this.#inside;
     if (!outside || !inside) return false;
     if (outside.done && inside.done) return true;
-    const o = outside.tally;
     // Outside wins ties: once all its voters are good, nothing inside can beat it.
-    if (outside.done && !o.oversize && o.good === o.voters) return true;
+    if (outside.done && !outside.tally.oversize && allGood(outside.tally)) return true;
     // Inside, all good, beats an outside reading that has a bad voter already.
     const i = inside.tally;
-    return inside.done && !i.oversize && i.good === i.voters && o.good < o.voters;
+    return inside.done && !i.oversize && allGood(i) && !allGood(outside.tally);
   }
 
   /**
@@ -164,8 +167,11 @@ export class SeamGuess {
     const inside = this.#inside?.tally;
     if (!outside || !inside) return undefined;
     if (inside.start === undefined) return outside.start;
-    if (outside.start === undefined) return inside.start;
-    return above(rank(inside), rank(outside)) ? inside.start : outside.start;
+    if (outside.start === undefined || outside.start === inside.start) return outside.start;
+    return (
+      converged(outside, inside) ??
+      (above(rank(inside), rank(outside)) ? inside.start : outside.start)
+    );
   }
 
   /** The two readings, set up from the byte before the offset. */
@@ -184,6 +190,41 @@ export class SeamGuess {
   }
 }
 
+/** The votes of `rows` (comments leave them out). */
+function votes(rows: Tally["rows"]) {
+  const voting = rows.filter((r) => r.vote !== "comment");
+  const good = voting.filter((r) => r.vote === "good").length;
+  const formed = good + voting.filter((r) => r.vote === "formed").length;
+  return { voters: voting.length, good, formed };
+}
+
+function allGood(t: Tally): boolean {
+  const { voters, good } = votes(t.rows);
+  return good === voters;
+}
+
+/** A clear majority of well-formed rows of the file's width. */
+function accepted({ voters, good }: { voters: number; good: number }): boolean {
+  return voters > 0 && good * 4 >= voters * 3;
+}
+
+/**
+ * When the later reading's first boundary is a row boundary of the earlier one too, the two
+ * read the same rows from there on: their voters there say nothing. The rows only the earlier
+ * reading has decide: rows of the file's width make it right (its start is the first row
+ * boundary); rows that are not say the later one is. Undefined when they never met.
+ */
+function converged(a: Tally, b: Tally): number | undefined {
+  const [early, late] = (a.start as number) < (b.start as number) ? [a, b] : [b, a];
+  const meet = late.start as number;
+  const at = early.rows.findIndex((r) => r.end === meet);
+  if (at < 0) return undefined;
+  // Often a few rows only: half of them of the file's width is enough (a blank line among
+  // three rows is no reason to think them the inside of a quoted field).
+  const between = votes(early.rows.slice(0, at + 1));
+  return between.good * 2 >= between.voters ? early.start : late.start;
+}
+
 /**
  * How well a reading's rows read, most telling first, for comparing two: a reading whose first
  * row is not oversize; whose voters are three quarters good; the larger share of good voters;
@@ -191,9 +232,9 @@ export class SeamGuess {
  * the right one parses cleanly).
  */
 function rank(t: Tally): number[] {
-  const share = (n: number) => (t.voters === 0 ? 0 : n / t.voters);
-  const accepted = t.voters > 0 && t.good * 4 >= t.voters * 3;
-  return [t.oversize ? 0 : 1, accepted ? 1 : 0, share(t.good), share(t.formed)];
+  const v = votes(t.rows);
+  const share = (n: number) => (v.voters === 0 ? 0 : n / v.voters);
+  return [t.oversize ? 0 : 1, accepted(v) ? 1 : 0, share(v.good), share(v.formed)];
 }
 
 /** Whether rank `a` is above rank `b` (equal ranks: no). */
