@@ -1,8 +1,12 @@
 import { z } from "zod";
+// The rules a schema's values must follow are the judge's own (the parsers that read its cells).
+import { fieldProblems, SCHEMA_PROPERTIES, typo } from "../worker/judge/schemaCheck.ts";
 
 // Frictionless Table Schema (v1): the declarative way a job says how rows are judged.
 // Unknown descriptive properties (title, description, rdfType, ...) are allowed, as the spec
-// allows them; everything that changes a verdict is typed.
+// allows them; everything that changes a verdict is typed, and checked against the spec
+// (worker/judge/schemaCheck.ts): constraint values of the field's type, no unknown constraint,
+// no property one typo away from a known one.
 
 const FieldConstraints = z.looseObject({
   required: z.boolean().optional(),
@@ -86,6 +90,15 @@ export const TableSchema = z
     fieldsMatch: z.enum(["exact", "equal", "subset", "superset", "partial"]).optional(),
   })
   .superRefine((schema, ctx) => {
+    for (const key of Object.keys(schema)) {
+      const near = typo(key, SCHEMA_PROPERTIES);
+      if (near)
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `is not a schema property: did you mean "${near}"?`,
+        });
+    }
     const seen = new Set<string>();
     schema.fields.forEach((field, index) => {
       if (seen.has(field.name)) {
@@ -96,6 +109,13 @@ export const TableSchema = z
         });
       }
       seen.add(field.name);
+      for (const problem of fieldProblems(field)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["fields", index, ...problem.path],
+          message: problem.message,
+        });
+      }
     });
   });
 export type TableSchema = z.infer<typeof TableSchema>;

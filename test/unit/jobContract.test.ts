@@ -88,6 +88,75 @@ describe("job contract", () => {
   });
 });
 
+describe("Table Schema checked at enqueue against the specification", () => {
+  const withField = (field: Record<string, unknown>) => ({
+    ...good,
+    schema: { fields: [{ name: "id", type: "integer" }, field] },
+  });
+
+  it("refuses constraint values the field's type does not read, naming the property", () => {
+    expect(
+      refusal(withField({ name: "price", type: "number", constraints: { minimum: "zero" } })),
+    ).toContain(
+      'schema.fields.1.constraints.minimum: "zero" is not a value of type number/default',
+    );
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { maximum: 2.5 } })),
+    ).toContain("schema.fields.1.constraints.maximum: 2.5 is not a value of type integer/default");
+    expect(
+      refusal(withField({ name: "d", type: "date", constraints: { minimum: "2024-13-01" } })),
+    ).toContain("schema.fields.1.constraints.minimum");
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { enum: [1, "two"] } })),
+    ).toContain('schema.fields.1.constraints.enum.1: "two" is not a value of type integer/default');
+  });
+
+  it("refuses constraints where the specification does not apply them, and ones s3csv would ignore", () => {
+    expect(
+      refusal(withField({ name: "s", type: "string", constraints: { minimum: 3 } })),
+    ).toContain("schema.fields.1.constraints.minimum: applies to ordered types");
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { maxLength: 3 } })),
+    ).toContain(
+      "schema.fields.1.constraints.maxLength: applies to string, array and object fields, not integer",
+    );
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { exclusiveMinimum: 0 } })),
+    ).toContain(
+      "schema.fields.1.constraints.exclusiveMinimum: is a Table Schema constraint s3csv does not enforce",
+    );
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { minimun: 0 } })),
+    ).toContain(
+      'schema.fields.1.constraints.minimun: is not a constraint: did you mean "minimum"?',
+    );
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { colour: "red" } })),
+    ).toContain("schema.fields.1.constraints.colour: is not a constraint");
+  });
+
+  it("refuses a property one typo from a known one, and keeps other custom properties", () => {
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraint: { minimum: 0 } })),
+    ).toContain('schema.fields.1.constraint: is not a field property: did you mean "constraints"?');
+    expect(refusal(withField({ name: "b", type: "boolean", trueValue: ["y"] }))).toContain(
+      'did you mean "trueValues"?',
+    );
+    expect(refusal({ ...good, schema: { ...good.schema, primarykey: "id" } })).toContain(
+      'schema.primarykey: is not a schema property: did you mean "primaryKey"?',
+    );
+    const custom = withField({
+      name: "weight",
+      type: "number",
+      unit: "kg",
+      "x-source": "scale 4",
+      rdfType: "https://schema.org/weight",
+      constraints: { minimum: 0, maximum: "1e3", enum: [1, 2.5, "3"] },
+    });
+    expect(() => validateJobInput(custom)).not.toThrow();
+  });
+});
+
 describe("configuration", () => {
   it("has defaults for everything", () => {
     expect(loadConfig({})).toMatchObject({

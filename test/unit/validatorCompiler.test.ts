@@ -189,6 +189,22 @@ describe("Table Schema validator", () => {
     expect(verdict.errors[3]?.message).toBe('"2023-02-29" is not of type date/default');
   });
 
+  it("holds NaN to no order: it meets neither a minimum nor a maximum (INF only its side)", () => {
+    const j = judge([
+      { name: "low", type: "number", constraints: { minimum: 0 } },
+      { name: "high", type: "number", constraints: { maximum: 10 } },
+    ]);
+    const codes = (cells: string[]) => {
+      const v = j.judge(cells);
+      return v.ok ? [] : v.errors.map((e) => `${e.field} ${e.code}`);
+    };
+    expect(codes(["NaN", "5"])).toEqual(["low constraint-error"]);
+    expect(codes(["5", "NaN"])).toEqual(["high constraint-error"]);
+    expect(codes(["INF", "-INF"])).toEqual([]);
+    expect(codes(["-INF", "INF"])).toEqual(["low constraint-error", "high constraint-error"]);
+    expect(codes(["0", "10"])).toEqual([]);
+  });
+
   it("treats missing values as null and requires them only when required", () => {
     const j = judge([
       { name: "a", type: "integer" },

@@ -21,13 +21,16 @@ import { UniqueIndex } from "./uniqueIndex.ts";
 /** The cell's canonical text when it is valid, else its error (no allocation on the happy path). */
 type FieldValidator = (raw: string) => string | RowError;
 
+/** The order of two values: negative, 0 or positive; NaN when they have none (NaN itself). */
 function compare(a: TypedCell["value"], b: TypedCell["value"]): number {
   if (typeof a === "string" || typeof b === "string") {
     const [x, y] = [String(a), String(b)];
     return x < y ? -1 : x > y ? 1 : 0;
   }
   const [x, y] = [a as number | bigint, b as number | bigint];
-  return x < y ? -1 : x > y ? 1 : 0;
+  if (x < y) return -1;
+  if (x > y) return 1;
+  return Number.isNaN(x) || Number.isNaN(y) ? Number.NaN : 0;
 }
 
 /** A constraint bound from the schema, parsed with the field's own type when it is text. */
@@ -65,14 +68,19 @@ function constraintsOf(field: TableSchemaField): Constraint[] {
   }
   const minimum = bound(field, c.minimum);
   if (minimum !== undefined) {
+    // Written as "not at least": NaN is not in order with anything, so it fails both bounds.
     checks.push((value, text) =>
-      compare(value, minimum) < 0 ? `${text} is below the minimum ${String(c.minimum)}` : undefined,
+      compare(value, minimum) >= 0
+        ? undefined
+        : `${text} is below the minimum ${String(c.minimum)}`,
     );
   }
   const maximum = bound(field, c.maximum);
   if (maximum !== undefined) {
     checks.push((value, text) =>
-      compare(value, maximum) > 0 ? `${text} is above the maximum ${String(c.maximum)}` : undefined,
+      compare(value, maximum) <= 0
+        ? undefined
+        : `${text} is above the maximum ${String(c.maximum)}`,
     );
   }
   if (pattern !== undefined) {
