@@ -1,5 +1,4 @@
-import { ConfigError } from "../shared/config.ts";
-import { UsageError } from "../shared/usageError.ts";
+import { failure } from "../shared/cliFailure.ts";
 
 const HELP = `s3csv: resumable, validated CSV transforms on S3
 
@@ -9,11 +8,13 @@ Usage:
   s3csv infer      draft a Table Schema from the head of a CSV object on S3
   s3csv retry      retry a job that failed for good (and optionally wait for its result)
   s3csv dashboard  serve Bull Board, health checks and Prometheus metrics
-  s3csv sweep      abort multipart uploads that no live job owns
+  s3csv sweep      abort the uploads and shard objects of jobs that are gone
   s3csv dev        run Redis, an S3-compatible server and a worker locally, with a sample job
+  s3csv put        upload a local file to S3 (your own CSV, for s3csv dev)
   s3csv help CMD   help for one command
 
-Configuration is read from the environment; see the README.`;
+Configuration is read from the environment; see the README. --verbose (or LOG_LEVEL=debug)
+prints the details of a failure.`;
 
 const commands: Record<
   string,
@@ -43,6 +44,10 @@ const commands: Record<
     const m = await import("../worker/operations/sweepCli.ts");
     return { run: m.sweepCommand, usage: m.usage };
   },
+  put: async () => {
+    const m = await import("../producer/putCli.ts");
+    return { run: m.putCommand, usage: m.usage };
+  },
   dev: async () => {
     const m = await import("../dev/cli.ts");
     return { run: m.devCommand, usage: m.usage };
@@ -70,14 +75,11 @@ async function main(argv: string[]): Promise<void> {
   await command.run(rest);
 }
 
-main(process.argv.slice(2)).catch((error: unknown) => {
-  const badFlags = (error as { code?: string } | null)?.code?.startsWith("ERR_PARSE_ARGS");
-  if (error instanceof ConfigError || error instanceof UsageError || badFlags) {
-    process.stderr.write(`s3csv: ${(error as Error).message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(
-    `s3csv: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exit(1);
+const argv = process.argv.slice(2);
+const verbose = argv.includes("--verbose") || process.env.LOG_LEVEL === "debug";
+main(argv.filter((arg) => arg !== "--verbose")).catch((error: unknown) => {
+  const { code, line } = failure(error);
+  process.stderr.write(`s3csv: ${line}\n`);
+  if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  process.exit(code);
 });

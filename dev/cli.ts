@@ -11,16 +11,19 @@ import { type Config, loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { packageRoot } from "../shared/packageRoot.ts";
 import { createS3Client } from "../shared/s3Client.ts";
+import { workerTransforms } from "../worker/runtime/cli.ts";
 import { startWorker } from "../worker/runtime/worker.ts";
 import { startRedisServer } from "./redisServer.ts";
 
-export const usage = `s3csv dev [--dir DIR] [--once]
+export const usage = `s3csv dev [--dir DIR] [--once] [--transforms MODULE]...
 
 Runs everything on this machine with no configuration: a private redis-server (unless
 REDIS_URL is set), an embedded S3-compatible server keeping its objects in DIR (default
-.s3csv-dev; unless S3_ENDPOINT is set), and a worker. It uploads a sample CSV with a few invalid
-rows, enqueues it, waits, and prints where the output and the reject report are.
-It keeps running so that you can enqueue more; --once exits after the sample job.`;
+.s3csv-dev; unless S3_ENDPOINT is set), and a worker (with your --transforms modules, as
+s3csv worker takes them). It uploads a sample CSV with a few invalid rows, enqueues it, waits,
+and prints where the output and the reject report are. It keeps running so that you can put
+your own files (s3csv put) and enqueue more; --once exits after the sample job. The worker logs
+only errors here (LOG_LEVEL=info for more): each job's outcome is what enqueue --wait prints.`;
 
 const BUCKET = "s3csv-dev";
 const EXAMPLES = pathToFileURL(join(packageRoot(), "examples/"));
@@ -31,14 +34,17 @@ export async function devCommand(argv: string[]): Promise<void> {
     options: {
       dir: { type: "string", default: ".s3csv-dev" },
       once: { type: "boolean", default: false },
+      transforms: { type: "string", multiple: true },
     },
   });
+  // Loaded first: a module that cannot be is a mistake to hear about before anything starts.
+  const transforms = await workerTransforms(values.transforms ?? []);
   const dir = resolve(values.dir);
   await mkdir(dir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     AWS_ACCESS_KEY_ID: "s3csv-dev",
     AWS_SECRET_ACCESS_KEY: "s3csv-dev",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "error",
     ...process.env,
   };
   const stops: Array<() => Promise<unknown>> = [];
@@ -71,7 +77,7 @@ export async function devCommand(argv: string[]): Promise<void> {
   const schemaPath = fileURLToPath(new URL("orders.schema.json", EXAMPLES));
   const sampleSchema: unknown = JSON.parse(await readFile(schemaPath, "utf8"));
 
-  const worker = await startWorker(config, createLogger(config, "s3csv-worker"));
+  const worker = await startWorker(config, createLogger(config, "s3csv-worker"), transforms);
   stops.unshift(() => worker.close(5000));
   const queue = transformQueue(queueSettings(config));
   stops.unshift(() => queue.close());
@@ -111,17 +117,27 @@ export async function devCommand(argv: string[]): Promise<void> {
         say((await readFile(file(key), "utf8")).trimEnd());
       }
     }
-    say("\nEnqueue more from another terminal with:");
-    say(
-      `  REDIS_URL=${config.REDIS_URL} S3_ENDPOINT=${config.S3_ENDPOINT} AWS_ACCESS_KEY_ID=s3csv-dev AWS_SECRET_ACCESS_KEY=s3csv-dev \\\n` +
+    if (!values.once) {
+      const vars = `REDIS_URL=${config.REDIS_URL} S3_ENDPOINT=${config.S3_ENDPOINT} AWS_ACCESS_KEY_ID=s3csv-dev AWS_SECRET_ACCESS_KEY=s3csv-dev`;
+      say("\nFrom another terminal, with these variables:");
+      say(`  export ${vars}`);
+      say("put your own CSV where a job can read it, and draft its schema:");
+      say(`  npx s3csv put ./your.csv s3://${BUCKET}/in/your.csv`);
+      say(`  npx s3csv infer s3://${BUCKET}/in/your.csv > your.schema.json`);
+      say("then enqueue it (or the sample again):");
+      say(
         `  npx s3csv enqueue --source s3://${BUCKET}/in/orders.csv --dest s3://${BUCKET}/out/again.csv --schema ${schemaPath} --wait`,
-    );
+      );
+    }
   } catch (error) {
     await stopAll();
     throw error;
   }
   if (values.once) {
     await stopAll();
+    say(
+      "\n--once: the sample job is done and the servers have stopped (s3csv dev keeps them running).",
+    );
     return;
   }
   say("\nRunning; Ctrl-C stops everything.");

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../shared/config.ts";
 import { DestinationBusyError } from "../shared/destinationClaims.ts";
+import { assertRedisReachable } from "../shared/redisReachable.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { isS3Error } from "../shared/s3Errors.ts";
 import { formatS3Url, parseS3Url } from "../shared/s3Url.ts";
@@ -257,6 +258,7 @@ export async function enqueueCommand(argv: string[]): Promise<void> {
     throw error;
   }
   const jobIds = bulk || v.dedupe ? await dedupeIds(planned, config) : [];
+  await assertRedisReachable(config);
 
   const queue = transformQueue(queueSettings(config));
   try {

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../shared/config.ts";
 import { DestinationBusyError } from "../shared/destinationClaims.ts";
+import { assertRedisReachable } from "../shared/redisReachable.ts";
 import { UsageError } from "../shared/usageError.ts";
 import { queueSettings, transformQueue } from "./enqueue.ts";
 import { JobNotRetryableError, retryJob } from "./retryJob.ts";
@@ -28,7 +29,9 @@ export async function retryCommand(argv: string[]): Promise<void> {
   const [jobId, ...extra] = positionals;
   if (!jobId || extra.length > 0) throw new UsageError("give one job id: s3csv retry JOB_ID");
   const timeoutMs = timeoutMsOf(v);
-  const queue = transformQueue(queueSettings(loadConfig()));
+  const config = loadConfig();
+  await assertRedisReachable(config);
+  const queue = transformQueue(queueSettings(config));
   try {
     try {
       await retryJob(queue, jobId);

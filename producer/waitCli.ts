@@ -1,5 +1,6 @@
 import type { Queue } from "bullmq";
 import type { JobResult } from "../shared/job.ts";
+import { plural } from "../shared/plural.ts";
 import { UsageError } from "../shared/usageError.ts";
 import { progressWriter } from "./progressBar.ts";
 import {
@@ -53,8 +54,8 @@ function summary(jobId: string, r: JobResult): string {
   ];
   return (
     `job ${jobId} completed: ${r.rows.valid} valid, ${r.rows.rejected} rejected of ${r.rows.read} rows\n` +
-    `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${r.parts} parts)\n` +
-    `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${r.rejects.rows} rows)\n` +
+    `  output:  s3://${r.output.bucket}/${r.output.key} (${r.output.bytes} bytes, ${plural(r.parts, "part")})\n` +
+    `  rejects: s3://${r.rejects.bucket}/${r.rejects.key} (${plural(r.rejects.rows, "row")})\n` +
     fieldTable(r.rows.fields) +
     notes.join("")
   );
@@ -87,7 +88,12 @@ interface Unfinished {
 /** A wait that ended without a result, as the CLI reports it; undefined for anything else. */
 function unfinished(error: unknown, timeoutMs: number | undefined): Unfinished | undefined {
   if (error instanceof JobFailedError)
-    return { code: EXIT_FAILED, flag: "failed", message: error.message };
+    return {
+      code: EXIT_FAILED,
+      flag: "failed",
+      // Once what made it fail is fixed, the job itself can run again with its full attempts.
+      message: `${error.message} (fixed? run: s3csv retry ${error.jobId})`,
+    };
   if (error instanceof WaitTimeoutError)
     return {
       code: EXIT_TIMED_OUT,

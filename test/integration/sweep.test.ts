@@ -167,7 +167,7 @@ describe("s3csv sweep", () => {
       ["sweep", "--bucket", BUCKET, "--older-than", "15m", "--dry-run"],
       stack.env,
     );
-    expect(text.stdout).toContain("1 uploads of this queue's jobs; 0 would be aborted");
+    expect(text.stdout).toContain("1 upload of this queue's jobs; 0 would be aborted");
   });
 
   it("aborts the upload a gone job was creating when it died (between CreateMultipartUpload and its record)", async () => {

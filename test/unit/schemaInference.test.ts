@@ -271,7 +271,9 @@ describe("inferring types", () => {
 describe("refusing what is not CSV", () => {
   it("refuses binary content: NUL bytes, control bytes, invalid UTF-8, archives", () => {
     const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d]);
-    expect(refusal(png)).toMatch(/^looks binary, not like CSV text: .* 3 NUL and 1 other/);
+    expect(refusal(png)).toBe("is a PNG image, not CSV text");
+    const binary = Buffer.from([0x42, 0x4d, 0x1a, 0x0a, 0, 0, 0, 0x0d]);
+    expect(refusal(binary)).toMatch(/^looks binary, not like CSV text: .* 3 NUL and 1 other/);
     const controls = Buffer.from(
       Array.from({ length: 400 }, (_, i) => (i % 10 === 0 ? 0x01 : 0x61)),
     );

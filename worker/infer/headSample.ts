@@ -6,6 +6,7 @@ import { RowParser } from "../csv/rowParser.ts";
 import type { RowErrorCode } from "../judge/rowErrors.ts";
 import { shapeErrors } from "../judge/rowJudge.ts";
 import { sniffDelimiter } from "../source/delimiterSniffer.ts";
+import { nonTextReason, otherDelimiterReason } from "../source/textSniffer.ts";
 import { utf16Order } from "../source/utf16Source.ts";
 
 // The head of an object as rows, read exactly as a job reads them (the framer, the row decoder
@@ -18,14 +19,6 @@ import { utf16Order } from "../source/utf16Source.ts";
 const SNIFF_BYTES = 64 * 1024;
 /** Lines the single-column check looks at. */
 const CHECK_LINES = 50;
-/** More control bytes than this share of the head: binary. */
-const MAX_CONTROL_SHARE = 0.01;
-/** More invalid UTF-8 sequences than this share of the head's characters: not UTF-8 text. */
-const MAX_INVALID_SHARE = 0.01;
-/** A delimiter that splits at least this share of the lines evenly is what the lines use. */
-const EVEN_SPLIT_SHARE = 0.8;
-/** What the single-column check tries; a space only when it splits a line twice or more. */
-const OTHER_DELIMITERS = [",", ";", "\t", "|", " "] as const;
 
 /** The head cannot be described as CSV; the message is a predicate for the object's name. */
 export class NotCsvError extends Error {
@@ -134,7 +127,8 @@ export class HeadSampler {
     }
     const utf16 = order ? new TextDecoder(order === "le" ? "utf-16le" : "utf-16be") : undefined;
     const text = utf16 ? Buffer.from(utf16.decode(head, { stream: true }), "utf8") : head;
-    refuseNonText(text, encoding);
+    const nonText = nonTextReason(text.subarray(0, SNIFF_BYTES), encoding);
+    if (nonText) throw new NotCsvError(nonText);
     const delimiter =
       this.#dialect.delimiter === "auto"
         ? sniffDelimiter(text.subarray(0, SNIFF_BYTES).toString("latin1"), quote)
@@ -235,7 +229,11 @@ export class HeadSampler {
         "has a header row but no data rows: there are no values to infer types from",
       );
     }
-    if (labels.length === 1) refuseHiddenColumns(this.#lines, delimiter, this.#dialect.quote);
+    const hidden =
+      labels.length === 1 && this.#lines.length >= 2
+        ? otherDelimiterReason(this.#lines, delimiter, this.#dialect.quote)
+        : undefined;
+    if (hidden) throw new NotCsvError(hidden);
     const unusable = this.#read - this.#rows.length;
     if (unusable * 2 > this.#read) {
       const counts = Object.entries(this.#unusable)
@@ -256,48 +254,6 @@ export class HeadSampler {
   }
 }
 
-/** Refuses a head that is not text: empty, NUL or many control bytes, or not UTF-8. */
-function refuseNonText(head: Buffer, encoding: SampleDialect["encoding"]): void {
-  const sample = head.subarray(0, SNIFF_BYTES);
-  const bom = sample[0] === 0xef && sample[1] === 0xbb && sample[2] === 0xbf ? 3 : 0;
-  if (/^\s*$/.test(sample.subarray(bom).toString("latin1"))) {
-    throw new NotCsvError(sample.length === 0 ? "is empty" : "is empty: it holds only blank lines");
-  }
-  if (sample[0] === 0x1f && sample[1] === 0x8b) {
-    throw new NotCsvError(
-      `is gzip-compressed: name it .gz or pass --options '{"compression":"gzip"}'`,
-    );
-  }
-  if (sample.subarray(0, 4).toString("latin1") === "PK\x03\x04") {
-    throw new NotCsvError("is a ZIP archive (an .xlsx workbook, say), not CSV text: export CSV");
-  }
-  let nul = 0;
-  let control = 0;
-  for (const byte of sample) {
-    if (byte === 0) nul++;
-    // Tab, LF, FF and CR are the control characters text files have.
-    else if (
-      (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0c && byte !== 0x0d) ||
-      byte === 0x7f
-    )
-      control++;
-  }
-  if (nul > 0 || control > sample.length * MAX_CONTROL_SHARE) {
-    throw new NotCsvError(
-      `looks binary, not like CSV text: its first ${sample.length} bytes hold ${nul} NUL and ${control} other control bytes`,
-    );
-  }
-  if (encoding === "windows-1252") return;
-  // Streaming: a character the sample's end cuts in two is not an error.
-  const text = new TextDecoder("utf-8").decode(sample, { stream: true });
-  const invalid = text.split("\uFFFD").length - 1;
-  if (invalid > text.length * MAX_INVALID_SHARE) {
-    throw new NotCsvError(
-      `is not UTF-8 text: ${invalid} invalid byte sequences in its first ${sample.length} bytes (if it is windows-1252, pass --options '{"encoding":"windows-1252"}')`,
-    );
-  }
-}
-
 /** A header a job would fail on: a blank label, or one that appears twice. */
 function refuseBadLabels(labels: readonly string[]): void {
   const problems: string[] = [];
@@ -312,39 +268,4 @@ function refuseBadLabels(labels: readonly string[]): void {
       `has a header row a job would fail on (${problems.join("; ")}): fix its labels, or pass --options '{"header":false}' if the first row is data`,
     );
   }
-}
-
-/**
- * One column, yet another delimiter (or runs of spaces) splits most lines the same number of
- * times: the lines hold several values and the dialect is wrong, so no schema is made.
- */
-function refuseHiddenColumns(lines: readonly string[], delimiter: string, quote: string): void {
-  if (lines.length < 2) return;
-  for (const candidate of OTHER_DELIMITERS) {
-    if (candidate === delimiter) continue;
-    const least = candidate === " " ? 2 : 1;
-    const byCount = new Map<number, number>();
-    for (const line of lines) {
-      const n = countOutsideQuotes(line, candidate, quote);
-      if (n >= least) byCount.set(n, (byCount.get(n) ?? 0) + 1);
-    }
-    const even = Math.max(0, ...byCount.values());
-    if (even >= lines.length * EVEN_SPLIT_SHARE) {
-      const name = candidate === "\t" ? "tab" : JSON.stringify(candidate);
-      const flag = candidate === "\t" ? "tab" : `'${candidate}'`;
-      throw new NotCsvError(
-        `reads as a single column: no ${JSON.stringify(delimiter)} was found, but its lines look ${name}-separated (pass --delimiter ${flag})`,
-      );
-    }
-  }
-}
-
-function countOutsideQuotes(line: string, char: string, quote: string): number {
-  let count = 0;
-  let quoted = false;
-  for (const c of line) {
-    if (c === quote) quoted = !quoted;
-    else if (c === char && !quoted) count++;
-  }
-  return count;
 }

@@ -1,6 +1,8 @@
 import { parseArgs } from "node:util";
 import { queueSettings, transformQueue } from "../../producer/enqueue.ts";
 import { loadConfig } from "../../shared/config.ts";
+import { plural } from "../../shared/plural.ts";
+import { assertRedisReachable } from "../../shared/redisReachable.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
 import { UsageError } from "../../shared/usageError.ts";
 import { MIN_SWEEP_AGE_MS, parseDuration, type Swept, sweep } from "./registrySweeper.ts";
@@ -37,6 +39,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
     );
   }
   const config = loadConfig();
+  await assertRedisReachable(config);
   const s3 = createS3Client(config);
   const queue = transformQueue(queueSettings(config));
   try {
@@ -72,7 +75,7 @@ function summary(swept: readonly Swept[], dryRun: boolean): string {
   const aborted = count("upload", ["aborted", "would-abort"]);
   const deleted = count("shard-object", ["deleted", "would-delete"]);
   return (
-    `${uploads} uploads of this queue's jobs; ${aborted} ${dryRun ? "would be aborted" : "aborted"}\n` +
-    `${objects} shard objects of this queue's jobs; ${deleted} ${dryRun ? "would be deleted" : "deleted"}\n`
+    `${plural(uploads, "upload")} of this queue's jobs; ${aborted} ${dryRun ? "would be aborted" : "aborted"}\n` +
+    `${plural(objects, "shard object")} of this queue's jobs; ${deleted} ${dryRun ? "would be deleted" : "deleted"}\n`
   );
 }

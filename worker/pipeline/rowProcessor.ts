@@ -5,6 +5,7 @@ import { RowParser } from "../csv/rowParser.ts";
 import { PermanentJobError } from "../errors.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
+import { nonTextReason, otherDelimiterReason } from "../source/textSniffer.ts";
 import { noteRow, summaryEntry } from "./errorSummary.ts";
 import { enforcePolicy } from "./invalidRowPolicy.ts";
 import { csvLineFormat, type OutputFormat, outputFormat } from "./outputFormat.ts";
@@ -230,7 +231,12 @@ export class RowProcessor {
     const parsed = text === undefined ? undefined : this.#parser.parse(text, row.quoted);
     if (!parsed?.ok) {
       const why = problem ?? (parsed && !parsed.ok ? parsed.message : "");
-      throw new PermanentJobError(`the header row (line ${row.line}) cannot be read: ${why}`);
+      // What s3csv infer would say of such a head: binary, compressed, another encoding.
+      const notText = nonTextReason(asBuffer(row.bytes), options.encoding);
+      const hint = notText ? `; the source ${notText}` : "";
+      throw new PermanentJobError(
+        `the header row (line ${row.line}) cannot be read: ${why}${hint}`,
+      );
     }
     if (parsed.fields.length > options.maxColumns) {
       throw new PermanentJobError(
@@ -239,7 +245,19 @@ export class RowProcessor {
     }
     this.#pass(row);
     this.#in.onHeader(parsed.fields);
-    this.#bind(parsed.fields);
+    try {
+      this.#bind(parsed.fields);
+    } catch (error) {
+      // A header of one column that another delimiter splits: say which one (as infer does).
+      const other =
+        parsed.fields.length === 1 && text !== undefined
+          ? otherDelimiterReason([text], options.delimiter, options.quote)
+          : undefined;
+      if (error instanceof PermanentJobError && other) {
+        throw new PermanentJobError(`${error.message}; the header ${other}`);
+      }
+      throw error;
+    }
   }
 
   #bind(header: readonly string[] | null): void {

@@ -1,12 +1,15 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../shared/config.ts";
 import { createLogger } from "../../shared/logger.ts";
+import { assertRedisReachable } from "../../shared/redisReachable.ts";
 import { UsageError } from "../../shared/usageError.ts";
 import { builtInTransforms } from "../judge/transforms/builtIns.ts";
 import { loadTransforms, TransformModuleError } from "../judge/transforms/moduleLoader.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { startWorker } from "./worker.ts";
 
+/** How long a starting worker waits for Redis to answer before it exits (4). */
+const REDIS_START_TIMEOUT_MS = 30_000;
 /** How long past its grace a stopping worker may take to close its connections. */
 const CLOSE_LEEWAY_MS = 5_000;
 
@@ -18,6 +21,16 @@ the environment (REDIS_URL, QUEUE_NAME, S3_ENDPOINT, PART_SIZE, ...; see the REA
 with defineTransform from "s3csv"; TRANSFORM_MODULES (comma-separated) does the same for
 containers. A module that cannot be loaded, exports none, or repeats a name stops the worker.
 SIGTERM or SIGINT stops it gracefully (SHUTDOWN_GRACE_MS, default 30000); a second one at once.`;
+
+/** The built-in transforms and those of `modules`; a module that cannot be loaded is a UsageError. */
+export async function workerTransforms(modules: readonly string[]): Promise<TransformRegistry> {
+  try {
+    return await loadTransforms([...modules], builtInTransforms);
+  } catch (error) {
+    if (error instanceof TransformModuleError) throw new UsageError(error.message);
+    throw error;
+  }
+}
 
 export async function workerCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -31,13 +44,9 @@ export async function workerCommand(argv: string[]): Promise<void> {
     values.concurrency ? { ...process.env, WORKER_CONCURRENCY: values.concurrency } : process.env,
   );
   const modules = [...(config.TRANSFORM_MODULES ?? []), ...(values.transforms ?? [])];
-  let transforms: TransformRegistry;
-  try {
-    transforms = await loadTransforms(modules, builtInTransforms);
-  } catch (error) {
-    if (error instanceof TransformModuleError) throw new UsageError(error.message);
-    throw error;
-  }
+  const transforms = await workerTransforms(modules);
+  // A worker started before its Redis (a compose stack coming up) gets a while to find it.
+  await assertRedisReachable(config, REDIS_START_TIMEOUT_MS);
   const log = createLogger(config, "s3csv-worker");
   const running = await startWorker(config, log, transforms);
   const grace = config.SHUTDOWN_GRACE_MS;

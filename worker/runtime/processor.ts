@@ -443,7 +443,9 @@ class JobProcessor {
         jobLog.warn({ err: (err as Error).message }, `left the uploads: ${why}`);
       });
     }
-    jobLog.warn({ err: error, final }, "job attempt failed");
+    // A permanent failure's message says it all; a stack is for the unexpected ones.
+    const err = error instanceof PermanentJobError ? error.message : error;
+    jobLog.warn({ err, final }, "job attempt failed");
     return "failed";
   }
 }

@@ -64,10 +64,7 @@ export function compileTransform(transform: Transform): JudgeFactory {
           if (!parsed.success) {
             const errors: RowError[] = parsed.error.issues.map((issue) => ({
               field: String(issue.path[0] ?? ""),
-              code:
-                issue.code === "invalid_type" || issue.code === "invalid_format"
-                  ? "type-error"
-                  : "constraint-error",
+              code: errorCode(issue),
               message: issue.message,
             }));
             return { ok: false, errors };
@@ -83,4 +80,16 @@ export function compileTransform(transform: Transform): JudgeFactory {
       };
     },
   };
+}
+
+/**
+ * A zod issue as Frictionless names it: a value not of its type (or not of a format, as
+ * email is a format of string) is a type-error; a regex is a pattern constraint, and the rest
+ * (bounds, lengths, enums, refinements) are constraint-errors.
+ */
+function errorCode(issue: z.core.$ZodIssue): RowError["code"] {
+  if (issue.code === "invalid_type") return "type-error";
+  if (issue.code === "invalid_format")
+    return issue.format === "regex" ? "constraint-error" : "type-error";
+  return "constraint-error";
 }

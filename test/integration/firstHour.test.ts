@@ -1,0 +1,292 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { failure } from "../../shared/cliFailure.ts";
+import { BUCKET } from "../support/stack.ts";
+import { CLI, enqueueArgs, runCli, useWorkerStack, writeSchemaFile } from "./helpers.ts";
+
+// The first hour of a new user: every mistake off the scripted path gets one line that names the
+// problem and the fix, the documented exit code, no stack trace, and no command waits forever.
+// Then dev mode serves the user's own files and transforms.
+
+const orders = "order_id,email,amount\n1,a@example.com,19.90\n2,b@example.com,5\n";
+const ordersSchema = {
+  fields: [
+    { name: "order_id", type: "integer" },
+    { name: "email", type: "string" },
+    { name: "amount", type: "number", constraints: { minimum: 0 } },
+  ],
+};
+const noStack = /\n\s+at /;
+const oneLine = (text: string) => text.trim().split("\n").length === 1;
+
+describe("the first hour: mistakes a new user makes", () => {
+  const t = useWorkerStack();
+
+  it("an invalid bucket name is one line naming it (enqueue and infer), exit 2", async () => {
+    const schema = await writeSchemaFile("first-hour", ordersSchema);
+    const enqueue = await runCli(
+      [
+        "enqueue",
+        "--source",
+        "s3://S3csv_Dev/in/orders.csv",
+        "--dest",
+        `s3://${BUCKET}/o.csv`,
+        "--schema",
+        schema,
+      ],
+      t.stack.env,
+    );
+    expect(enqueue.code).toBe(2);
+    expect(enqueue.stderr).toMatch(
+      /^s3csv: --source: "s3:\/\/S3csv_Dev\/in\/orders.csv": bucket "S3csv_Dev" must be an S3 bucket name/,
+    );
+    expect(oneLine(enqueue.stderr)).toBe(true);
+    const infer = await runCli(["infer", "s3://S3csv_dev/in/orders.csv"], t.stack.env);
+    expect(infer.code).toBe(2);
+    expect(infer.stderr).toMatch(/bucket "S3csv_dev" must be an S3 bucket name/);
+    expect(oneLine(infer.stderr)).toBe(true);
+  });
+
+  it("no Redis: enqueue --wait fails within seconds naming REDIS_URL and the address, exit 4", async () => {
+    const schema = await writeSchemaFile("first-hour", ordersSchema);
+    const env = { ...t.stack.env, REDIS_URL: "redis://127.0.0.1:1" };
+    const run = await runCliWithin(
+      [...enqueueArgs("first/in.csv", "first/out.csv", schema), "--wait"],
+      env,
+      60_000,
+    );
+    expect(run.code).toBe(4);
+    expect(run.stderr).toBe(
+      "s3csv: cannot reach Redis at redis://127.0.0.1:1 (REDIS_URL): connection refused (nothing listens there); set REDIS_URL to your Redis (s3csv dev prints the one it runs)\n",
+    );
+  });
+
+  it("no credentials, or an S3 that is not there: one line saying what to set, exit 2", async () => {
+    const { AWS_ACCESS_KEY_ID: _id, AWS_SECRET_ACCESS_KEY: _secret, ...noKeys } = t.stack.env;
+    const creds = await runCli(["infer", `s3://${BUCKET}/first/in.csv`], {
+      ...noKeys,
+      HOME: tmpdir(),
+    });
+    expect(creds.code).toBe(2);
+    expect(creds.stderr).toMatch(
+      /^s3csv: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
+    );
+    expect(creds.stderr).not.toMatch(noStack);
+    const gone = await runCli(["infer", `s3://${BUCKET}/first/in.csv`], {
+      ...t.stack.env,
+      S3_ENDPOINT: "http://127.0.0.1:1",
+      S3_MAX_ATTEMPTS: "1",
+    });
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toMatch(
+      /^s3csv: cannot reach S3 at 127\.0\.0\.1:1 \(ECONNREFUSED\); S3_ENDPOINT is http:\/\/127\.0\.0\.1:1: is the server running\?/,
+    );
+    expect(oneLine(gone.stderr)).toBe(true);
+    // Without S3_ENDPOINT, AWS is tried: the one line says to set it.
+    const dns = Object.assign(
+      new Error("getaddrinfo ENOTFOUND s3csv-dev.s3.us-east-1.amazonaws.com"),
+      {
+        code: "ENOTFOUND",
+        hostname: "s3csv-dev.s3.us-east-1.amazonaws.com",
+      },
+    );
+    expect(failure(dns, {})).toEqual({
+      code: 2,
+      line: "cannot reach S3 at s3csv-dev.s3.us-east-1.amazonaws.com (ENOTFOUND); S3_ENDPOINT is not set, so AWS was tried: set it to your S3-compatible server (s3csv dev prints its own)",
+    });
+  });
+
+  it("a bad schema is refused at enqueue, naming the property (and the one it meant)", async () => {
+    const zero = await writeSchemaFile("first-zero", {
+      fields: [{ name: "amount", type: "number", constraints: { minimum: "zero" } }],
+    });
+    const run = await runCli(enqueueArgs("first/in.csv", "first/out.csv", zero), t.stack.env);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'schema.fields.0.constraints.minimum: "zero" is not a value of type number/default',
+    );
+    const typo = await writeSchemaFile("first-typo", {
+      fields: [{ name: "amount", type: "number", constraint: { minimum: 0 } }],
+    });
+    const misspelt = await runCli(enqueueArgs("first/in.csv", "first/out.csv", typo), t.stack.env);
+    expect(misspelt.code).toBe(2);
+    expect(misspelt.stderr).toContain(
+      'schema.fields.0.constraint: is not a field property: did you mean "constraints"?',
+    );
+  });
+
+  it("a job's header errors carry infer's hints: the delimiter to pass, a binary file named", async () => {
+    const schema = await writeSchemaFile("first-hour", ordersSchema);
+    await t.stack.put("first/semicolons.csv", orders.replaceAll(",", ";"));
+    const semi = await runCli(
+      [...enqueueArgs("first/semicolons.csv", "first/semi-out.csv", schema), "--wait"],
+      t.stack.env,
+    );
+    expect(semi.code).toBe(1);
+    expect(semi.stderr).toMatch(
+      /the header does not match the schema .*; the header reads as a single column: no "," was found, but its lines look ";"-separated \(pass --delimiter ';'\)/,
+    );
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      Buffer.alloc(64, 1),
+    ]);
+    await t.stack.put("first/image.csv", png);
+    const image = await runCli(
+      [...enqueueArgs("first/image.csv", "first/image-out.csv", schema), "--wait"],
+      t.stack.env,
+    );
+    expect(image.code).toBe(1);
+    expect(image.stderr).toContain("the source is a PNG image, not CSV text");
+  });
+
+  it("a missing source says to upload it and retry the job; the summary says 1 part", async () => {
+    const schema = await writeSchemaFile("first-hour", ordersSchema);
+    const missing = await runCli(
+      [...enqueueArgs("first/nowhere.csv", "first/n-out.csv", schema), "--wait"],
+      t.stack.env,
+    );
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(
+      /does not exist; upload it, then retry the job \(s3csv retry JOB_ID\)/,
+    );
+    expect(missing.stderr).toMatch(/\(fixed\? run: s3csv retry \d+\)/);
+    await t.stack.put("first/in.csv", orders);
+    const done = await runCli(
+      [...enqueueArgs("first/in.csv", "first/done.csv", schema), "--wait"],
+      t.stack.env,
+    );
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/bytes, 1 part\)/);
+    expect(done.stdout).toContain("(0 rows)");
+  });
+});
+
+describe("dev mode: your own CSV and your own transforms", () => {
+  let dev: ChildProcess | undefined;
+  let dir = "";
+  afterAll(async () => {
+    if (dev && dev.exitCode === null) {
+      const exited = new Promise((r) => dev?.once("exit", r));
+      dev.kill("SIGTERM");
+      await exited;
+    }
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("s3csv dev --transforms runs your transform; s3csv put puts your own CSV where a job reads it", async () => {
+    // Inside the project, as an app's own module sits beside its node_modules (zod).
+    await mkdir(join(process.cwd(), ".cache"), { recursive: true });
+    dir = await mkdtemp(join(process.cwd(), ".cache", "dev-own-"));
+    const module = join(dir, "transforms.ts");
+    await writeFile(
+      module,
+      `import { defineTransform } from "${join(process.cwd(), "worker/index.ts")}";
+import { z } from "zod";
+export const upperSku = defineTransform({
+  name: "upper-sku",
+  input: z.object({ sku: z.string().regex(/^[a-z0-9-]+$/i), qty: z.coerce.number().int().min(0) }),
+  columns: ["sku", "qty"],
+  map: ({ sku, qty }) => ({ sku: sku.toUpperCase(), qty }),
+});
+`,
+    );
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME };
+    dev = spawn(
+      process.execPath,
+      [CLI, "dev", "--dir", join(dir, "state"), "--transforms", module],
+      { env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    dev.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    dev.stderr?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    const exports = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`dev did not start:\n${out}`)), 60_000);
+      dev?.once("exit", () => reject(new Error(`dev exited:\n${out}`)));
+      const check = setInterval(() => {
+        const line =
+          /export (REDIS_URL=\S+ S3_ENDPOINT=\S+ AWS_ACCESS_KEY_ID=\S+ AWS_SECRET_ACCESS_KEY=\S+)/.exec(
+            out,
+          );
+        if (line) {
+          clearInterval(check);
+          clearTimeout(timer);
+          resolve(line[1] as string);
+        }
+      }, 100);
+    });
+    const devEnv: NodeJS.ProcessEnv = { ...env };
+    for (const pair of exports.split(" ")) {
+      const at = pair.indexOf("=");
+      devEnv[pair.slice(0, at)] = pair.slice(at + 1);
+    }
+    // Your own file, put where the dev worker reads it.
+    const mine = join(dir, "stock.csv");
+    await writeFile(mine, "sku,qty\nab-1,3\nCD-2,4\nbad sku!,1\n");
+    const put = await runCli(["put", mine, "s3://s3csv-dev/in/stock.csv"], devEnv);
+    expect(put.code, put.stderr).toBe(0);
+    expect(put.stdout).toBe("s3://s3csv-dev/in/stock.csv (33 bytes)\n");
+    const run = await runCli(
+      [
+        "enqueue",
+        "--source",
+        "s3://s3csv-dev/in/stock.csv",
+        "--dest",
+        "s3://s3csv-dev/out/stock.csv",
+        "--transform",
+        "upper-sku",
+        "--wait",
+        "--json",
+      ],
+      devEnv,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as {
+      rows: { valid: number; rejected: number; errors: Record<string, number> };
+    };
+    expect(result.rows).toMatchObject({ valid: 2, rejected: 1 });
+    // A regex in the transform's zod schema is a pattern: a constraint-error, as Frictionless says.
+    expect(result.rows.errors).toEqual({ "constraint-error": 1 });
+    // The dev terminal stays quiet: no JSON log lines for the jobs it ran.
+    expect(out).not.toMatch(/"level":\d+/);
+  });
+
+  it("s3csv dev --once stops, and says so instead of telling you to enqueue more", async () => {
+    const once = await runCli(["dev", "--once", "--dir", join(dir || tmpdir(), "once")], {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+    });
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stdout).toContain("the servers have stopped");
+    expect(once.stdout).not.toContain("npx s3csv enqueue");
+  });
+});
+
+/** runCli, killed (exit null) if it has not ended within `ms`: a hang fails, never blocks. */
+async function runCliWithin(args: string[], env: NodeJS.ProcessEnv, ms: number) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
