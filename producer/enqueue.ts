@@ -8,6 +8,7 @@ import {
   contractNeeded,
   describeZodError,
   JobInput,
+  JobOptions,
   type JobResult,
   outputLocations,
   rejectsLocation,
@@ -98,8 +99,10 @@ export function checkedJob(
   if (!parsed.success) throw new InvalidJobError(`invalid job: ${describeZodError(parsed.error)}`);
   // Plain JSON, as it will be stored: keys set to undefined are not sent.
   const payload = JSON.parse(JSON.stringify(input)) as Record<string, unknown>;
-  const needed = contractNeeded(payload);
-  if (needed > 1) payload.contract = Math.max(needed, parsed.data.contract ?? 0);
+  // Contract 1 is said by saying nothing: a worker of 0.2 refuses the key itself.
+  const contract = Math.max(contractNeeded(payload), parsed.data.contract ?? 1);
+  if (contract > 1) payload.contract = contract;
+  else delete payload.contract;
   const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > maxBytes) {
     throw new InvalidJobError(
@@ -144,7 +147,9 @@ async function claimAndAdd(
   const wanted = planned.flatMap((job) =>
     outputLocations(job.data).map((location) => ({ jobId: job.opts.jobId ?? "", location })),
   );
-  const holders = await claims.claimPending(wanted);
+  const holder = await claims.claimPending(wanted);
+  const idsOf = (ids: readonly string[]) =>
+    planned.flatMap((job, i) => outputLocations(job.data).map(() => ids[i] ?? ""));
   let ids: string[];
   try {
     const added = await queue.addBulk(
@@ -152,14 +157,19 @@ async function claimAndAdd(
     );
     ids = added.map((job) => job.id ?? "");
   } catch (error) {
-    // Nothing was added (addBulk is one transaction): the pending claims go.
-    await Promise.allSettled(
-      wanted.map((claim, i) => claims.release(holders[i] ?? "", [claim.location])),
-    );
+    // Jobs with ids of their own may have been added all the same (the answer was lost): those
+    // that exist keep their claims; the rest of the pending claims go. Nothing else is touched.
+    const exist = await Promise.all(
+      planned.map(async (job) =>
+        job.opts.jobId && (await queue.getJobState(job.opts.jobId)) !== "unknown"
+          ? job.opts.jobId
+          : "",
+      ),
+    ).catch(() => planned.map(() => ""));
+    await claims.confirm(wanted, holder, idsOf(exist)).catch(() => {});
     throw error;
   }
-  const jobIds = planned.flatMap((job, i) => outputLocations(job.data).map(() => ids[i] ?? ""));
-  await claims.confirm(wanted, holders, jobIds);
+  await claims.confirm(wanted, holder, idsOf(ids));
   return ids;
 }
 
@@ -228,17 +238,24 @@ export async function enqueueTransforms(
 
 /**
  * A job id that names the work: the source's version and everything that changes what the job
- * writes (destination, reject report location, schema or transform, every option with its
- * default). The same work gets the same id, so enqueueing it again adds nothing while the job
+ * writes (destination, reject report location, schema or transform, every option not at its
+ * default but split). The same work gets the same id, so enqueueing it again adds nothing while the job
  * exists (BullMQ keeps one job per id); different work (a corrected schema, another option, a
  * new version of the source) gets another id. `sourceVersion` is the source's ETag (or version
  * id) when the job names no versionId: without either, only the location stands for the source.
  */
 export function dedupeJobId(input: unknown, sourceVersion?: string): string {
   const { data } = checkedJob(input, Number.POSITIVE_INFINITY);
-  const { source, contract: _contract, ...work } = data;
+  const { source, contract: _contract, options, ...work } = data;
+  // An option at its default is left out, so a release that adds options keeps the ids; and
+  // how a job is split changes nothing it writes.
+  const defaults = JobOptions.parse({}) as Record<string, unknown>;
+  const set = Object.entries(options).filter(
+    ([name, value]) => name !== "split" && canonicalJson(value) !== canonicalJson(defaults[name]),
+  );
   const identity = canonicalJson({
     ...work,
+    options: Object.fromEntries(set),
     source: {
       bucket: source.bucket,
       key: source.key,

@@ -25,46 +25,66 @@ const CLAIM_TTL_MS = 30 * 24 * 3600 * 1000;
  */
 export const PENDING_CLAIM_MS = 60_000;
 
+/** What a producer claims with before its job is added: never a BullMQ job id (no ":"). */
+const PENDING_PREFIX = "enqueue:";
+const PENDING_POLL_MS = 25;
+
+function isPending(holder: string): boolean {
+  return holder.startsWith(PENDING_PREFIX);
+}
+
 // ARGV: what a job's hash key starts with ("bull:csv-transform:"), the completed and failed
 // sets, the mode ("check", "claim", or "pending": claimed for jobs not added yet), the pending
-// lapse, then pairs of owner hash and holder. When every key is free or the holder's own,
-// claims them (unless checking) and returns {0}; else {index of the refused pair (1-based),
-// its holder}.
+// lapse, then triples of owner hash, the holder to write and the job's own id ("" when it has
+// none yet). A key held by the job's own id stays so (the same job enqueued again); one held
+// by another live job, or by another producer's pending claim, refuses the whole batch: returns
+// {index of the refused triple (1-based), its holder}. Else claims every key (unless checking)
+// and returns {0}. A pending holder is live only while its claim is young: a "pending" field
+// beside any other holder (left by a worker of 0.2) means nothing.
 const CLAIM = `
 local time = redis.call('TIME')
 local now = time[1] * 1000 + math.floor(time[2] / 1000)
 local function active(key, id)
-  local pending = redis.call('HGET', key, 'pending')
-  if pending and now - tonumber(pending) < tonumber(ARGV[5]) then return true end
+  if string.sub(id, 1, ${PENDING_PREFIX.length}) == '${PENDING_PREFIX}' then
+    local pending = redis.call('HGET', key, 'pending')
+    return pending ~= false and now - tonumber(pending) < tonumber(ARGV[5])
+  end
   if redis.call('EXISTS', ARGV[1] .. id) == 0 then return false end
   if redis.call('ZSCORE', ARGV[2], id) then return false end
   if redis.call('ZSCORE', ARGV[3], id) then return false end
   return true
 end
-local count = (#ARGV - 5) / 2
+local count = (#ARGV - 5) / 3
 for i = 1, count do
-  local key, id = ARGV[2 * i + 4], ARGV[2 * i + 5]
-  local holder = redis.call('HGET', key, 'job')
-  if holder and holder ~= id and active(key, holder) then return {i, holder} end
+  local key, holder, own = ARGV[3 * i + 3], ARGV[3 * i + 4], ARGV[3 * i + 5]
+  local current = redis.call('HGET', key, 'job')
+  if current and current ~= holder and current ~= own and active(key, current) then
+    return {i, current}
+  end
 end
 if ARGV[4] == 'check' then return {0} end
 for i = 1, count do
-  local key, id = ARGV[2 * i + 4], ARGV[2 * i + 5]
-  redis.call('HSET', key, 'job', id)
-  if ARGV[4] == 'pending' then redis.call('HSET', key, 'pending', now)
-  else redis.call('HDEL', key, 'pending') end
+  local key, holder, own = ARGV[3 * i + 3], ARGV[3 * i + 4], ARGV[3 * i + 5]
+  if redis.call('HGET', key, 'job') ~= own or own == '' then
+    redis.call('HSET', key, 'job', holder)
+    if ARGV[4] == 'pending' then redis.call('HSET', key, 'pending', now)
+    else redis.call('HDEL', key, 'pending') end
+  end
   redis.call('PEXPIRE', key, ${CLAIM_TTL_MS})
 end
 return {0}`;
 
-// ARGV: triples of owner hash, the pending holder and the job id it became. A pending claim
-// that is still the holder's becomes the job's (no longer pending); returns how many did.
+// ARGV: triples of owner hash, a pending holder and the job id it became ("" to drop it). A
+// pending claim still that holder's becomes the job's, or goes; returns how many did.
 const CONFIRM = `
 local done = 0
 for i = 1, #ARGV, 3 do
   if redis.call('HGET', ARGV[i], 'job') == ARGV[i + 1] then
-    redis.call('HSET', ARGV[i], 'job', ARGV[i + 2])
-    redis.call('HDEL', ARGV[i], 'pending')
+    if ARGV[i + 2] == '' then redis.call('DEL', ARGV[i])
+    else
+      redis.call('HSET', ARGV[i], 'job', ARGV[i + 2])
+      redis.call('HDEL', ARGV[i], 'pending')
+    end
     done = done + 1
   end
 end
@@ -78,14 +98,6 @@ for i = 4, #ARGV do
   if redis.call('HGET', ARGV[i], 'job') == ARGV[1] then redis.call('DEL', ARGV[i]) end
 end
 return 1`;
-
-/** What a producer claims with before its job has an id: never a BullMQ job id (no ":"). */
-const PENDING_PREFIX = "enqueue:";
-const PENDING_POLL_MS = 25;
-
-function isPending(holder: string): boolean {
-  return holder.startsWith(PENDING_PREFIX);
-}
 
 export class DestinationBusyError extends Error {
   override name = "DestinationBusyError";
@@ -131,7 +143,7 @@ export class DestinationClaims {
    * took before its producer confirmed the claim) is waited for, until it is confirmed or
    * lapses.
    */
-  async claim(claims: readonly Claim[]): Promise<void> {
+  async claim(claims: readonly Claim[], signal?: AbortSignal): Promise<void> {
     const until = Date.now() + PENDING_CLAIM_MS;
     for (;;) {
       try {
@@ -139,32 +151,36 @@ export class DestinationClaims {
       } catch (error) {
         const pending = error instanceof DestinationBusyError && isPending(error.holder);
         if (!pending || Date.now() > until) throw error;
-        await sleep(PENDING_POLL_MS);
+        // A worker shutting down stops waiting (an AbortError): its job goes back unharmed.
+        await sleep(PENDING_POLL_MS, undefined, { signal });
       }
     }
   }
 
   /**
-   * Takes every key, all or none, for jobs about to be added: a claim's `jobId` is the job's
-   * own id, or "" for a job that gets its id when added. Resolves to the holder each claim was
-   * taken for (confirm them once the jobs are added; until then they lapse in PENDING_CLAIM_MS).
+   * Takes every key, all or none, for jobs about to be added (a claim's `jobId` is the job's own
+   * id, or "" when it gets one when added), under one pending holder that is returned: confirm
+   * it for the ids the jobs were added under, or drop it; until then it lapses in
+   * PENDING_CLAIM_MS. A key the job's own id holds already (the same job enqueued again) stays.
    */
-  async claimPending(claims: readonly Claim[]): Promise<string[]> {
-    const token = `${PENDING_PREFIX}${randomUUID()}`;
-    const held = claims.map((c) => ({ ...c, jobId: c.jobId || token }));
-    await this.#run(held, "pending");
-    return held.map((c) => c.jobId);
+  async claimPending(claims: readonly Claim[]): Promise<string> {
+    const holder = `${PENDING_PREFIX}${randomUUID()}`;
+    await this.#run(claims, "pending", holder);
+    return holder;
   }
 
-  /** The pending claims `holders` (from claimPending) become the added jobs' `jobIds`. */
+  /**
+   * What `holder` still holds becomes the job's of `jobIds[i]` (one per claim), or goes where
+   * that is "" (the job was not added).
+   */
   async confirm(
     claims: readonly Claim[],
-    holders: readonly string[],
+    holder: string,
     jobIds: readonly string[],
   ): Promise<void> {
     const triples = claims.flatMap((c, i) => [
       this.#keys.owner(c.location),
-      holders[i] ?? "",
+      holder,
       jobIds[i] ?? "",
     ]);
     if (triples.length > 0)
@@ -191,19 +207,27 @@ export class DestinationClaims {
     return `${this.#keys.base}:owner`;
   }
 
-  async #run(claims: readonly Claim[], mode: "check" | "claim" | "pending"): Promise<void> {
+  async #run(
+    claims: readonly Claim[],
+    mode: "check" | "claim" | "pending",
+    holder?: string,
+  ): Promise<void> {
     if (claims.length === 0) return;
-    const pairs = claims.flatMap((c) => [this.#keys.owner(c.location), c.jobId]);
-    const [status, holder] = (await this.#scripts.run("s3csvClaim", [
+    const triples = claims.flatMap((c) => [
+      this.#keys.owner(c.location),
+      holder ?? c.jobId,
+      c.jobId,
+    ]);
+    const [status, current] = (await this.#scripts.run("s3csvClaim", [
       this.#slotKey(),
       this.#keys.job(""),
       this.#keys.completed,
       this.#keys.failed,
       mode,
       PENDING_CLAIM_MS,
-      ...pairs,
+      ...triples,
     ])) as [number, string?];
     if (status === 0) return;
-    throw new DestinationBusyError((claims[status - 1] as Claim).location, holder as string);
+    throw new DestinationBusyError((claims[status - 1] as Claim).location, current as string);
   }
 }

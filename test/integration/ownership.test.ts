@@ -124,6 +124,27 @@ describe("one active job per destination", () => {
     expect(await queue.getJobState(theirs)).toBe("waiting");
   });
 
+  it("an enqueue whose add fails drops only its own pending claims: an existing job keeps its own", async () => {
+    await enqueueTransform(job(SOURCE, "kept/out.csv", peopleSchema), { queue, jobId: "kept-1" });
+    // The same work again under the same id, but the add fails (a priority BullMQ refuses).
+    await expect(
+      enqueueTransform(job(SOURCE, "kept/out.csv", peopleSchema), {
+        queue,
+        jobId: "kept-1",
+        priority: 3_000_000,
+      }),
+    ).rejects.toThrow(/[Pp]riority/);
+    await expect(
+      enqueueTransform(job(SOURCE, "kept/out.csv", peopleSchema), { queue }),
+    ).rejects.toThrow("is being written by job kept-1");
+    // A new job whose add fails leaves no claim behind.
+    await expect(
+      enqueueTransform(job(SOURCE, "never/out.csv", peopleSchema), { queue, priority: 3_000_000 }),
+    ).rejects.toThrow(/[Pp]riority/);
+    const next = await enqueueTransform(job(SOURCE, "never/out.csv", peopleSchema), { queue });
+    expect(await queue.getJobState(next)).toBe("waiting");
+  });
+
   it("a worker refuses a raw BullMQ job for a key another job writes, leaving that job's upload alone", async () => {
     const key = "raw/out.csv";
     const holder = await enqueueTransform(job(SOURCE, key, peopleSchema), { queue });

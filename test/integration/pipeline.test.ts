@@ -85,7 +85,7 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
 
   it("fails a job whose source does not exist with a message that says what to do", async () => {
     await expect(run(t.queue, job("missing.csv", "missing-out.csv", peopleSchema))).rejects.toThrow(
-      /source s3:\/\/s3csv-test\/missing.csv does not exist; upload it or fix the key/,
+      /source s3:\/\/s3csv-test\/missing.csv does not exist; upload it, then retry the job/,
     );
   });
 

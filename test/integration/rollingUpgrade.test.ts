@@ -170,6 +170,50 @@ describe.skipIf(typeof tag !== "string")(`rolling upgrade: ${tag} beside this re
     expect(await workerProcesses(queue)).toEqual({ count: 2, splitting: 1 });
   });
 
+  it("adds a shard again when a previous-release worker that joined after the split refused it", async () => {
+    const w = current({ WORKER_CONCURRENCY: "2" });
+    const dest = "upgrade/split.csv";
+    // The shards' reads are held: two sit active on this release's worker, the rest wait.
+    stack.s3Server.beforeRequest = (r) =>
+      r.method === "GET" &&
+      r.url.includes(`/${SOURCE}`) &&
+      r.range !== undefined &&
+      r.range !== "bytes=0-"
+        ? new Promise<void>((resolve) => {
+            held.push(resolve);
+          })
+        : undefined;
+    const id = await enqueueTransform(
+      { ...job(SOURCE, dest, peopleSchema), options: { split: 5 * MiB } },
+      { queue },
+    );
+    // The parent has added its shards and sleeps; some shards wait for a worker.
+    await eventually(async () => {
+      const parked = (await queue.getJobState(id)) === "waiting-children";
+      return (parked && ((await queue.getJobCounts("waiting")).waiting ?? 0) > 0) || undefined;
+    });
+    // A worker of the previous release joins now: it takes a waiting shard and fails it.
+    const old = previous();
+    await eventually(
+      () => (/Unrecognized key/.test(old.output()) ? true : undefined),
+      60_000,
+    ).catch((error) => {
+      throw new Error(`${error}; previous worker's log:\n${old.output().slice(-2000)}`);
+    });
+    await old.kill("SIGTERM");
+    stack.s3Server.beforeRequest = undefined;
+    for (const release of held.splice(0)) release();
+    const result = await waitForResult(queue, id, { timeoutMs: 110_000 }).catch((error) => {
+      throw new Error(`${error}; worker's log:\n${w.output().slice(-3000)}`);
+    });
+    expect(result.shards).toBeGreaterThanOrEqual(2);
+    await expectClean(dest, result);
+    const data = (await queue.getJob(id))?.data as { contract?: number; checkpoint?: Checkpoint };
+    // The refused child is retired beside the one that replaced it.
+    expect(data.checkpoint?.split?.retired.length).toBeGreaterThanOrEqual(1);
+    expect(data.contract).toBe(2);
+  });
+
   it("hands a job that needs a newer contract back, unfailed, with a log line and a metric", async () => {
     const port = 20_000 + (process.pid % 10_000);
     const w = current({ WORKER_METRICS_PORT: String(port) });

@@ -7,6 +7,7 @@ import { loadConfig } from "../../shared/config.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { queueKeys } from "../../shared/queueKeys.ts";
 import { sweep } from "../../worker/operations/registrySweeper.ts";
+import { UploadRegistry } from "../../worker/operations/uploadRegistry.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { isPartUpload } from "../support/s3Server.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
@@ -247,6 +248,50 @@ describe("s3csv sweep", () => {
     await queue.obliterate({ force: true });
     for (let i = 0; i < 300; i++) await redis.hdel(keys.registry, `u:live-${i}`);
     for (let i = 0; i < 20; i++) await redis.hdel(keys.registry, `u:gone-${i}`);
+  });
+
+  it("keeps what a failed job made (its retry may need it), and judges a job again as its entry is forgotten", async () => {
+    const keys = queueKeys(stack.config.QUEUE_PREFIX, queue.name);
+    const old = Date.now() - 2 * HOUR;
+    const failedJob = await queue.add(
+      "transform",
+      job("in/people.csv", "failed/out.csv", peopleSchema),
+    );
+    // Failed as BullMQ fails a job that stalled too often (its worker never saw it fail, so its
+    // uploads are still open and registered): into the failed set.
+    await redis.lrem(`${keys.base}:wait`, 0, failedJob.id ?? "");
+    await redis.zadd(keys.failed, Date.now(), failedJob.id ?? "");
+    await redis.hset(
+      keys.registry,
+      "u:failed-upload",
+      JSON.stringify({ bucket: BUCKET, key: "failed/out.csv", job: failedJob.id, at: old }),
+    );
+    const swept = await sweep({
+      s3: stack.s3,
+      queue,
+      bucket: BUCKET,
+      olderThanMs: HOUR / 4,
+      dryRun: true,
+    });
+    expect(swept.find((s) => s.uploadId === "failed-upload")?.action).toBe(
+      "kept: its job failed and may be retried (remove the job to free it)",
+    );
+    // An entry whose job is gone is forgotten only if, in that instant, the job is still gone:
+    // a job added again under that id since the page was read keeps it.
+    const registry = await UploadRegistry.of(queue);
+    const value = JSON.stringify({ bucket: BUCKET, key: "again/out.csv", job: "again-1", at: old });
+    await redis.hset(keys.registry, "u:again-upload", value);
+    const registered = { field: "u:again-upload", value, entry: JSON.parse(value) };
+    await queue.add("transform", job("in/people.csv", "again/out.csv", peopleSchema), {
+      jobId: "again-1",
+    });
+    expect(await registry.forgetIfGone(registered)).toBe(false);
+    expect(await redis.hexists(keys.registry, "u:again-upload")).toBe(1);
+    await queue.remove("again-1");
+    expect(await registry.forgetIfGone(registered)).toBe(true);
+    expect(await redis.hexists(keys.registry, "u:again-upload")).toBe(0);
+    await queue.remove(failedJob.id ?? "");
+    await redis.hdel(keys.registry, "u:failed-upload");
   });
 
   it("deletes a gone split job's shard objects as its registry entry names them, and no other object", async () => {

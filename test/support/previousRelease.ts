@@ -20,22 +20,27 @@ export interface PreviousRelease {
   command: string;
 }
 
-/** The release tag to test against, or why there is none (a clone without tags or history). */
+/**
+ * The release to test against: the newest `v*` tag other than this version; in a clone without
+ * tags, the commit .ci/previous-release names (its history has it); or why there is none (a
+ * shallow clone).
+ */
 export async function previousTag(): Promise<string | { missing: string }> {
   const { version } = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
     version: string;
   };
+  const git = (...args: string[]) => run("git", args, { cwd: ROOT }).then((r) => r.stdout.trim());
   let tags: string[];
   try {
-    const { stdout } = await run("git", ["tag", "--list", "v*", "--sort=-v:refname"], {
-      cwd: ROOT,
-    });
-    tags = stdout.split("\n").filter(Boolean);
+    tags = (await git("tag", "--list", "v*", "--sort=-v:refname")).split("\n").filter(Boolean);
   } catch (error) {
     return { missing: `git cannot list tags here (${(error as Error).message.split("\n")[0]})` };
   }
   const tag = tags.find((t) => t !== `v${version}`);
-  return tag ?? { missing: `no release tag other than v${version} in this clone` };
+  if (tag) return tag;
+  const [, commit] = (await readFile(join(ROOT, ".ci", "previous-release"), "utf8")).split(/\s+/);
+  if (commit && (await git("cat-file", "-t", commit).catch(() => "")) === "commit") return commit;
+  return { missing: `no release tag other than v${version}, nor commit ${commit}, in this clone` };
 }
 
 /** Runs a command to its end, its output kept for the error should it fail. */

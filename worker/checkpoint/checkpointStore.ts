@@ -180,7 +180,7 @@ export class CheckpointStore implements AttemptStore {
   readonly #keys: JobKeys;
   readonly #records: ReturnType<typeof recordKeys>;
   /** The job's data as it came, without its checkpoint: written back with each checkpoint. */
-  readonly #data: Readonly<Record<string, unknown>>;
+  #data: Readonly<Record<string, unknown>>;
   #checkpoint: Checkpoint;
   #dirty = false;
   #writing: Promise<void> | null = null;
@@ -199,6 +199,15 @@ export class CheckpointStore implements AttemptStore {
     this.#records = recordKeys(keys.jobKey);
     this.#data = data;
     this.#checkpoint = checkpoint;
+  }
+
+  /**
+   * From the next write on, the job's data says it needs job contract `contract` (a job that
+   * became a split parent): a worker of an older contract hands it back instead of failing it.
+   */
+  requireContract(contract: number): void {
+    const said = typeof this.#data.contract === "number" ? this.#data.contract : 1;
+    if (contract > said) this.#data = { ...this.#data, contract };
   }
 
   get current(): Checkpoint {
@@ -341,9 +350,13 @@ export class CheckpointStore implements AttemptStore {
     if (done !== 1) throw new LockLostError(this.#keys.jobId);
   }
 
-  /** Notes why the job runs whole though it could have split (kept as long as its records). */
-  async noteUnsplit(reason: string): Promise<void> {
-    await this.#redis.set(this.#records.unsplit, reason, "PX", RECORD_TTL_MS);
+  /**
+   * Notes why the job runs whole though it could have split (kept as long as its records), or,
+   * with none, drops an older note (of a removed job that had this id).
+   */
+  async noteUnsplit(reason: string | undefined): Promise<void> {
+    if (reason === undefined) await this.#redis.del(this.#records.unsplit);
+    else await this.#redis.set(this.#records.unsplit, reason, "PX", RECORD_TTL_MS);
   }
 
   /** Why the job runs whole, as noted by any of its attempts. */

@@ -9,12 +9,14 @@ import {
 } from "../upload/multipartUploads.ts";
 import { type Registered, UploadRegistry } from "./uploadRegistry.ts";
 
-// The sweeper: what s3csv made in S3 for a queue's jobs and no live job needs any more (a job
-// removed by hand before it could clean up, a worker that died with Redis gone for its final
-// failure) is aborted or deleted. It goes by the queue's registry only: an upload or object
-// that no job of this queue registered (another tool's, another queue's) is never touched, and
-// it never guesses from key names. An entry goes only when its job is gone or finished and the
-// entry is older than the cutoff.
+// The sweeper: what s3csv made in S3 for a queue's jobs and no job needs any more (a job
+// removed by hand before it could clean up, say) is aborted or deleted. It goes by the queue's
+// registry only, never by key names or a listing of the bucket: an upload or object that no
+// job of this queue registered (another tool's, another queue's) is not touched. The one guess
+// left is the creating mark's: an upload of the job's own output key, started around the
+// mark's time, that no job recorded. An entry goes only when its job is gone (or completed),
+// judged again in the instant the entry is forgotten, and the entry is older than the cutoff;
+// a failed job keeps what it made, for its retry.
 
 /**
  * The least --older-than: over twice the time in which every upload a creating mark stands for
@@ -46,8 +48,9 @@ export interface Swept {
     | "would-abort"
     | "deleted"
     | "would-delete"
-    | "kept: owned by a live job"
+    | (typeof KEPT)[keyof typeof KEPT]
     | "kept: too recent"
+    | "kept: its job came back"
     | "kept: the server cannot list uploads";
 }
 
@@ -67,18 +70,23 @@ export async function sweep(options: SweepOptions): Promise<Swept[]> {
   const swept: Swept[] = [];
   for await (const page of registry.pages()) {
     const mine = page.filter((r) => r.entry.bucket === options.bucket);
-    const live = await registry.liveJobs([...new Set(mine.map((r) => r.entry.job))]);
+    const standings = await registry.standings([...new Set(mine.map((r) => r.entry.job))]);
     for (const registered of mine) {
-      const sweeping = { registry, options, registered };
-      if (live.has(registered.entry.job))
-        swept.push(...described(registered, "kept: owned by a live job"));
+      const standing = standings.get(registered.entry.job) ?? "live";
+      if (standing !== "gone") swept.push(...described(registered, KEPT[standing]));
       else if (registered.entry.at > cutoff)
         swept.push(...described(registered, "kept: too recent"));
-      else swept.push(...(await sweepEntry(sweeping)));
+      else swept.push(...(await sweepEntry({ registry, options, registered })));
     }
   }
   return swept;
 }
+
+/** What a job that is not gone keeps. */
+const KEPT = {
+  live: "kept: owned by a live job",
+  failed: "kept: its job failed and may be retried (remove the job to free it)",
+} as const;
 
 interface Sweeping {
   registry: UploadRegistry;
@@ -120,11 +128,34 @@ function objectsOf({ entry }: Registered): string[] {
   );
 }
 
-/** Aborts or deletes what an entry of a finished or gone job stands for, then forgets it. */
+/**
+ * Forgets an entry of a gone or completed job (judged again as it is forgotten: a job retried
+ * or added again since keeps it), then aborts or deletes what it names; if that fails, the
+ * entry is put back for the next sweep.
+ */
 async function sweepEntry({ registry, options, registered }: Sweeping): Promise<Swept[]> {
+  const { dryRun } = options;
+  const { entry } = registered;
+  const base = { job: entry.job, since: new Date(entry.at) };
+  if (!dryRun && !(await registry.forgetIfGone(registered))) {
+    return described(registered, "kept: its job came back");
+  }
+  try {
+    return await act(options, registry, registered, base);
+  } catch (error) {
+    if (!dryRun) await registry.restore(registered);
+    throw error;
+  }
+}
+
+async function act(
+  options: SweepOptions,
+  registry: UploadRegistry,
+  registered: Registered,
+  base: { job: string; since: Date },
+): Promise<Swept[]> {
   const { s3, dryRun } = options;
   const { field, entry } = registered;
-  const base = { job: entry.job, since: new Date(entry.at) };
   const out: Swept[] = [];
   if (field.startsWith("u:")) {
     const uploadId = field.slice(2);
@@ -138,11 +169,13 @@ async function sweepEntry({ registry, options, registered }: Sweeping): Promise<
     });
   } else if (field.startsWith("c:")) {
     // The job was about to create an upload and may have died before recording it: the
-    // uploads of that very key started then, that no job of the queue recorded, are its own.
+    // uploads of that very key (the job's claimed output) started then, that no job of the
+    // queue recorded, are its own.
     let started: string[];
     try {
       started = await uploadsStartedNear(s3, entry, new Date(entry.at));
     } catch {
+      if (!dryRun) await registry.restore(registered);
       return [
         { kind: "upload", key: entry.key, ...base, action: "kept: the server cannot list uploads" },
       ];
@@ -164,7 +197,6 @@ async function sweepEntry({ registry, options, registered }: Sweeping): Promise<
       out.push({ kind: "shard-object", key, ...base, action: dryRun ? "would-delete" : "deleted" });
     }
   }
-  if (!dryRun) await registry.forget(registered);
   return out;
 }
 

@@ -28,25 +28,42 @@ export interface Registered {
   entry: RegistryEntry;
 }
 
+// A job's standing, as Lua: 0 gone or completed (what it made is done with), 1 it may still
+// run, 2 it failed (a retry may still need what it made: its checkpoint names it).
+const STANDING = `
+local function standing(prefix, completed, failed, id)
+  if redis.call('EXISTS', prefix .. id) == 0 then return 0 end
+  if redis.call('ZSCORE', completed, id) then return 0 end
+  if redis.call('ZSCORE', failed, id) then return 2 end
+  return 1
+end`;
+
 // KEYS: the registry (for the slot). ARGV: a job's hash key prefix, the completed and failed
-// sets, then job ids. For each id, 1 when the job exists and has not finished, else 0.
-const LIVE_JOBS = `
-local live = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local alive = redis.call('EXISTS', ARGV[1] .. id) == 1
-    and not redis.call('ZSCORE', ARGV[2], id) and not redis.call('ZSCORE', ARGV[3], id)
-  live[#live + 1] = alive and 1 or 0
-end
-return live`;
+// sets, then job ids: the standing of each.
+const JOB_STANDINGS = `${STANDING}
+local out = {}
+for i = 4, #ARGV do out[#out + 1] = standing(ARGV[1], ARGV[2], ARGV[3], ARGV[i]) end
+return out`;
 
 // KEYS: the registry. ARGV: cursor, count. One HSCAN page (BullMQ's client interface has none).
 const PAGE_OF = `return redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])`;
 
-// KEYS: the registry. ARGV: field, value. Drops the field while it still holds that value.
-const FORGET = `
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0`;
+// KEYS: the registry. ARGV: field, value, then a job's hash key prefix, the completed and
+// failed sets, and the entry's job. Drops the entry, in the same instant as it checks that the
+// entry is unchanged and its job still gone or completed: 1 when it did, else 0.
+const FORGET_IF_GONE = `${STANDING}
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if standing(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) ~= 0 then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])`;
+
+// KEYS: the registry. ARGV: field, value.
+const RESTORE = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1`;
+
+/** Where a job stands for what it made: done with it, may still run, or failed (retryable). */
+export type Standing = "gone" | "live" | "failed";
+const STANDINGS: Standing[] = ["gone", "live", "failed"];
 
 const PAGE = 500;
 
@@ -59,8 +76,9 @@ export class UploadRegistry {
     this.#queue = queue;
     this.#keys = queueKeys(queue.opts.prefix ?? "bull", queue.name);
     this.#scripts = scripts;
-    scripts.define("s3csvLiveJobs", LIVE_JOBS, 1);
-    scripts.define("s3csvForgetRegistered", FORGET, 1);
+    scripts.define("s3csvJobStandings", JOB_STANDINGS, 1);
+    scripts.define("s3csvForgetIfGone", FORGET_IF_GONE, 1);
+    scripts.define("s3csvRestoreRegistered", RESTORE, 1);
     scripts.define("s3csvRegistryPage", PAGE_OF, 1);
   }
 
@@ -89,17 +107,19 @@ export class UploadRegistry {
     } while (cursor !== "0");
   }
 
-  /** The jobs among `ids` that exist and have not finished, read at one instant. */
-  async liveJobs(ids: readonly string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const answer = (await this.#scripts.run("s3csvLiveJobs", [
+  /** Where each job of `ids` stands, read at one instant. */
+  async standings(ids: readonly string[]): Promise<Map<string, Standing>> {
+    if (ids.length === 0) return new Map();
+    const answer = (await this.#scripts.run("s3csvJobStandings", [
       this.#keys.registry,
-      this.#keys.job(""),
-      this.#keys.completed,
-      this.#keys.failed,
+      ...this.#jobSets(),
       ...ids,
     ])) as number[];
-    return new Set(ids.filter((_, i) => Number(answer[i]) === 1));
+    return new Map(ids.map((id, i) => [id, STANDINGS[Number(answer[i])] ?? "live"]));
+  }
+
+  #jobSets(): string[] {
+    return [this.#keys.job(""), this.#keys.completed, this.#keys.failed];
   }
 
   /** Whether an upload is recorded by some job of the queue. */
@@ -108,9 +128,25 @@ export class UploadRegistry {
     return (await client.hexists(this.#keys.registry, `u:${uploadId}`)) === 1;
   }
 
-  /** Drops an entry, unless it changed since it was read. */
-  async forget(registered: Registered): Promise<void> {
-    await this.#scripts.run("s3csvForgetRegistered", [
+  /**
+   * Drops an entry whose job is gone or completed, judged again in the same instant (a job
+   * re-added or retried since the page was read keeps it); true when it did. Act on what the
+   * entry names only then, and put it back (restore) if acting fails.
+   */
+  async forgetIfGone(registered: Registered): Promise<boolean> {
+    const forgotten = await this.#scripts.run("s3csvForgetIfGone", [
+      this.#keys.registry,
+      registered.field,
+      registered.value,
+      ...this.#jobSets(),
+      registered.entry.job,
+    ]);
+    return Number(forgotten) === 1;
+  }
+
+  /** Puts a forgotten entry back (acting on it failed), unless another took its place. */
+  async restore(registered: Registered): Promise<void> {
+    await this.#scripts.run("s3csvRestoreRegistered", [
       this.#keys.registry,
       registered.field,
       registered.value,

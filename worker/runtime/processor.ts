@@ -13,6 +13,7 @@ import { DestinationBusyError, DestinationClaims } from "../../shared/destinatio
 import {
   type Checkpoint,
   CONTRACT_VERSION,
+  contractNeeded,
   describeZodError,
   JobData,
   type JobProgress,
@@ -41,7 +42,7 @@ import { deleteShardObjects } from "../split/shardObjects.ts";
 import { defineShardProgressScript, reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
-import { decideSplit, readHead, workerProcesses } from "../split/splitPlan.ts";
+import { decideSplit, readHead, shardSizeFor, workerProcesses } from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
@@ -176,10 +177,12 @@ class JobProcessor {
    * for a key another active job writes fails here, naming that job.
    */
   async #claimOutputs(jobId: string, data: JobData): Promise<void> {
+    const claims = outputLocations(data).map((location) => ({ jobId, location }));
     try {
-      await this.#claims.claim(outputLocations(data).map((location) => ({ jobId, location })));
+      await this.#claims.claim(claims, this.#deps.shutdown);
     } catch (error) {
       if (error instanceof DestinationBusyError) throw new PermanentJobError(error.message);
+      if (this.#deps.shutdown.aborted) throw new HandBackError();
       throw error;
     }
   }
@@ -262,10 +265,12 @@ class JobProcessor {
       const decision = await decideSplit(data, store.current, judges, job.id ?? "", source);
       if ("split" in decision) {
         const { split } = decision;
+        // A split parent's checkpoint has state a worker without split jobs cannot read.
+        store.requireContract(contractNeeded({ shard: true }));
         // Saved before any shard is added: a parent that dies adds the same ones again.
         await store.save({ ...store.current, header: split.header, split });
         jobLog.info({ shards: split.shards.length }, "split into shards");
-      } else if (decision.unsplit) {
+      } else if (this.#mayNoteUnsplit(attempt)) {
         // Kept beside the job: a resumed attempt's result says it too.
         await store.noteUnsplit(decision.unsplit);
       }
@@ -290,8 +295,13 @@ class JobProcessor {
       return parent.run();
     }
     const result = await this.#runToCompletion(attempt);
-    const unsplit = await store.unsplitReason();
+    const unsplit = this.#mayNoteUnsplit(attempt) ? await store.unsplitReason() : undefined;
     return unsplit ? { ...result, unsplit } : result;
+  }
+
+  /** Only a job large enough to split has a note of why it ran whole: others skip the reads. */
+  #mayNoteUnsplit({ data, store }: Attempt): boolean {
+    return shardSizeFor(data.options.split, store.current.source.size) !== undefined;
   }
 
   /** The source's first row, from the first attempt's read (spent: a whole run reads again). */

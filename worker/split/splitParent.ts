@@ -189,8 +189,15 @@ export class SplitParent {
     const child = (index: number) => shards[index] as ShardChild;
     switch (check.kind) {
       case "failed": {
-        const reason = failures[keys.job(child(check.index).jobId)] ?? "";
-        throw this.#shardFailed(check.index, child(check.index), reason);
+        const failed = child(check.index);
+        const reason = failures[keys.job(failed.jobId)] ?? "";
+        // A worker of a release without split jobs (joined after the split was decided)
+        // refused the shard without reading a row: it is added again, for another worker.
+        if (REFUSED_BY_OLDER_WORKER.test(reason) && this.#tries(check.index) < MAX_SHARD_TRIES) {
+          await this.#redo([{ index: check.index, start: failed.start }], failed.pinned);
+          return undefined;
+        }
+        throw this.#shardFailed(check.index, failed, reason);
       }
       case "missing":
         throw new Error(
@@ -230,7 +237,17 @@ export class SplitParent {
   }
 
   /** Shards that guessed their first row boundary wrong: each is read again from its `start`. */
-  async #redo(redos: readonly Redo[]): Promise<void> {
+  /** How many children shard `index` has had. */
+  #tries(index: number): number {
+    const mark = `-shard-${index}-`;
+    return 1 + this.#split.retired.filter((id) => id.includes(mark)).length;
+  }
+
+  /**
+   * Shards to read again, each from its `start`: pinned there (a redone seam), or, for a shard
+   * added again as it was, guessing from there as before.
+   */
+  async #redo(redos: readonly Redo[], pinned = true): Promise<void> {
     const { store, log, job } = this.#in;
     const split = this.#split;
     const shards = [...split.shards];
@@ -242,11 +259,13 @@ export class SplitParent {
         jobId: childJobId(job.id ?? "", index),
         start,
         end: wrong.end,
-        pinned: true,
+        pinned,
       };
       log.info(
         { shard: index + 1, guessed: wrong.start, start },
-        "a shard's first row boundary was guessed wrong: redoing it",
+        pinned
+          ? "a shard's first row boundary was guessed wrong: redoing it"
+          : "a worker of an earlier release refused a shard: adding it again",
       );
       shards[index] = child;
       retired.push(wrong.jobId);
@@ -310,6 +329,11 @@ export class SplitParent {
 }
 
 type NumberShifts = NumberShift[];
+
+/** A shard's failure that a worker of s3csv 0.2 gives it: it knows no `contract` or `shard`. */
+const REFUSED_BY_OLDER_WORKER = /^invalid job data: .*Unrecognized keys?: .*"(contract|shard)"/;
+/** Children one shard may have, redos and refusals together, before the job fails. */
+const MAX_SHARD_TRIES = 6;
 
 /** Rows and lines before each shard: what its own numbers are shifted by. */
 function numberShifts(done: ShardDone[]): NumberShifts {
