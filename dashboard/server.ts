@@ -1,27 +1,32 @@
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
-import { Queue, QueueEvents } from "bullmq";
+import { QueueEvents } from "bullmq";
 import Fastify, { type FastifyInstance } from "fastify";
+import { queueSettings, transformQueue } from "../producer/enqueue.ts";
 import type { Config } from "../shared/config.ts";
 import { closeRedisConnection, redisClient, redisConnection } from "../shared/redis.ts";
 import { basicAuthChecker } from "./basicAuth.ts";
+import { addJob, editJob } from "./guardedActions.ts";
+import { jobTitle, resultFirst } from "./jobView.ts";
 import { createMetrics } from "./metrics.ts";
 
 // The dashboard: Bull Board at /admin/queues behind basic auth, health and readiness probes,
-// and Prometheus metrics. Job data is read-only here (the checkpoint lives in it); retrying and
-// cleaning jobs stay available.
+// and Prometheus metrics. A job's title says what it transforms, its result leads with a
+// summary, a failure shows its reason (no stack). The two actions that write job data go
+// through s3csv's own checks (guardedActions.ts): Duplicate and Add enqueue as a producer
+// does; Edit changes only a job no worker has taken (the checkpoint lives in the data).
 
 export const BOARD_PATH = "/admin/queues";
 
 /**
- * The Bull Board routes that would change a job's data or add jobs that skip the producer's
- * checks, as the router matched them: however the URL is spelled, the route it reaches decides.
+ * The Bull Board routes that change a job's data or add jobs, as the router matched them
+ * (however the URL is spelled, the route it reaches decides), and s3csv's own handlers for
+ * them: Bull Board's would skip the producer's checks and could write over a checkpoint.
  */
-const REFUSED = new Set([
-  `PATCH ${BOARD_PATH}/api/queues/:queueName/:jobId/update-data`,
-  `POST ${BOARD_PATH}/api/queues/:queueName/add`,
-]);
+const EDIT_ROUTE = `PATCH ${BOARD_PATH}/api/queues/:queueName/:jobId/update-data`;
+const ADD_ROUTE = `POST ${BOARD_PATH}/api/queues/:queueName/add`;
+const REFUSED = new Set([EDIT_ROUTE, ADD_ROUTE]);
 const OPEN = new Set(["/healthz", "/readyz"]);
 
 /**
@@ -52,7 +57,8 @@ export async function createDashboard({
   credentials,
 }: DashboardOptions): Promise<Dashboard> {
   const connection = redisConnection(config);
-  const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
+  // With the producer's default job options: a job added here (Duplicate) retries as any does.
+  const queue = transformQueue(queueSettings(config));
   const events = new QueueEvents(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
   const probe = redisClient(connection, { maxRetriesPerRequest: 1, lazyConnect: true });
   probe.on("error", () => {});
@@ -77,11 +83,15 @@ export async function createDashboard({
         .header("www-authenticate", 'Basic realm="s3csv", charset="UTF-8"')
         .send("authentication required\n");
     }
-    if (REFUSED.has(`${request.method} ${route}`)) {
-      return reply.code(403).send({
-        error: "job data is read-only in the s3csv dashboard: it holds the job's checkpoint",
-      });
-    }
+  });
+  // After the body is parsed (onRequest sees none): s3csv's own handlers for the routes that
+  // write job data, in place of Bull Board's.
+  app.addHook("preHandler", async (request, reply) => {
+    const matched = `${request.method} ${request.routeOptions.url}`;
+    if (!REFUSED.has(matched)) return;
+    const { queueName } = request.params as { queueName: string };
+    if (queueName !== queue.name) return reply.code(404).send({ error: "no such queue" });
+    return matched === ADD_ROUTE ? addJob(queue, request, reply) : editJob(queue, request, reply);
   });
 
   app.get("/healthz", async () => ({ status: "ok" }));
@@ -99,10 +109,13 @@ export async function createDashboard({
   });
 
   const board = new FastifyAdapter();
+  const adapter = new BullMQAdapter(queue, { allowRetries: true, description: "CSV transforms" });
+  adapter.setFormatter("name", jobTitle);
+  adapter.setFormatter("returnValue", resultFirst);
   createBullBoard({
-    queues: [new BullMQAdapter(queue, { allowRetries: true, description: "CSV transforms" })],
+    queues: [adapter],
     serverAdapter: board,
-    options: { uiConfig: { boardTitle: "s3csv" } },
+    options: { uiConfig: { boardTitle: "s3csv", jobDetails: { defaultTab: "Data" } } },
   });
   board.setBasePath(BOARD_PATH);
   await app.register(board.registerPlugin(), { prefix: BOARD_PATH });

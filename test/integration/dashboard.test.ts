@@ -5,6 +5,7 @@ import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../dev/redisServer.ts";
 import { enqueueTransform, JOB_NAME } from "../../producer/enqueue.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { type Stack, startStack } from "../support/stack.ts";
@@ -65,7 +66,7 @@ describe("s3csv dashboard", () => {
     );
   });
 
-  it("requires basic auth, keeps job data read-only, serves health, readiness and metrics", async () => {
+  it("requires basic auth, checks an edit as a producer checks a job, serves health, readiness and metrics", async () => {
     expect((await fetch(`${base}/admin/queues`)).status).toBe(401);
     expect(
       (
@@ -86,7 +87,8 @@ describe("s3csv dashboard", () => {
       headers: { ...auth, "content-type": "application/json" },
       body: JSON.stringify({ data: {} }),
     });
-    expect(edit.status).toBe(403);
+    expect(edit.status).toBe(400);
+    expect(((await edit.json()) as { error: string }).error).toMatch(/^invalid job: /);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect(await (await fetch(`${base}/readyz`)).json()).toEqual({ status: "ready" });
 
@@ -103,7 +105,7 @@ describe("s3csv dashboard", () => {
     expect((await fetch(`${base}/metrics`)).status).toBe(401);
   });
 
-  it("refuses editing job data and adding jobs however the URL is spelled, and still retries jobs", async () => {
+  it("checks edits and added jobs however the URL is spelled, and still retries jobs", async () => {
     // A malformed payload fails at once, without retries: a failed job to edit and retry.
     const failed = await queue.add(JOB_NAME, { source: {}, destination: {} });
     const id = failed.id as string;
@@ -124,7 +126,8 @@ describe("s3csv dashboard", () => {
       });
     const encodedId = `%${id.charCodeAt(0).toString(16)}${id.slice(1)}`;
 
-    // Every spelling the router takes to the update-data route (PATCH) is refused.
+    // Every spelling the router takes to the update-data route (PATCH) gets s3csv's checks: an
+    // invalid job is refused, naming the field, and a checkpoint never comes from a browser.
     for (const path of [
       `/${id}/update-data`,
       `/${id}/update-data?x=1`,
@@ -133,8 +136,12 @@ describe("s3csv dashboard", () => {
       `/${encodedId}/update-data`,
     ]) {
       const response = await send("PATCH", path, { jobData: { edited: path } });
-      expect(response.status, path).toBe(403);
+      expect(response.status, path).toBe(400);
     }
+    const withCheckpoint = await send("PATCH", `/${id}/update-data`, {
+      jobData: { ...job("dash/small.csv", "dash/x.csv", peopleSchema), checkpoint: {} },
+    });
+    expect(withCheckpoint.status).toBe(400);
     // Spellings that reach no route, and methods the route does not have, change nothing.
     for (const [method, path] of [
       ["PATCH", `/${id}/update-data/`],
@@ -151,7 +158,7 @@ describe("s3csv dashboard", () => {
 
     for (const path of ["/add", "/add?x=1", "/%61dd", "/ad%64"]) {
       const response = await send("POST", path, { name: "transform", data: {} });
-      expect(response.status, path).toBe(403);
+      expect(response.status, path).toBe(400);
     }
     expect(await jobsInQueue()).toBe(jobs);
 
@@ -162,6 +169,90 @@ describe("s3csv dashboard", () => {
       const j = await queue.getJob(id);
       return j?.finishedOn && j.finishedOn > (finishedOn ?? 0) ? true : undefined;
     });
+  });
+
+  it("edits a job no worker has taken, refuses one that has started, and duplicates through the producer's checks", async () => {
+    const api = `${base}/admin/queues/api/queues/csv-transform`;
+    const send = (method: string, path: string, body: unknown) =>
+      fetch(`${api}${path}`, {
+        method,
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    await stack.put("dash/edit.csv", peopleData({ rows: 20 }).csv);
+    // Delayed: it waits, no worker has taken it.
+    const later = await enqueueTransform(job("dash/edit.csv", "dash/edit-a.csv", peopleSchema), {
+      queue,
+      delay: 600_000,
+    });
+    const edited = await send("PATCH", `/${later}/update-data`, {
+      jobData: job("dash/edit.csv", "dash/edit-b.csv", peopleSchema, { newline: "\n" }),
+    });
+    expect(edited.status, await edited.clone().text()).toBe(200);
+    expect((await queue.getJob(later))?.data).toMatchObject({
+      destination: { key: "dash/edit-b.csv" },
+      options: { newline: "\n" },
+    });
+    // Its claim followed it: the old destination is free, the new one is the job's.
+    const freed = await enqueueTransform(job("dash/edit.csv", "dash/edit-a.csv", peopleSchema), {
+      queue,
+    });
+    await expect(
+      enqueueTransform(job("dash/edit.csv", "dash/edit-b.csv", peopleSchema), { queue }),
+    ).rejects.toThrow(`being written by job ${later}`);
+    await run(queue, job("dash/edit.csv", "dash/edit-c.csv", peopleSchema));
+    const [completed] = await queue.getCompleted(0, 0);
+    const late = await send("PATCH", `/${completed?.id}/update-data`, {
+      jobData: job("dash/edit.csv", "dash/edit-d.csv", peopleSchema),
+    });
+    expect(late.status).toBe(403);
+    expect(((await late.json()) as { error: string }).error).toMatch(
+      /cannot be edited: it is not waiting/,
+    );
+    // Duplicate: a new job, enqueued as the producer would, which runs.
+    const duplicate = await send("POST", "/add", {
+      name: "transform",
+      data: { ...job("dash/edit.csv", "dash/edit-e.csv", peopleSchema), checkpoint: { bogus: 1 } },
+      options: {},
+    });
+    expect(duplicate.status, await duplicate.clone().text()).toBe(200);
+    const { job: added } = (await duplicate.json()) as { job: { id: string } };
+    const result = await waitForResult(queue, added.id, { timeoutMs: 60_000 });
+    expect(result.rows.read).toBe(20);
+    expect((await queue.getJob(added.id))?.opts.attempts).toBeGreaterThan(1);
+    await queue.remove(later);
+    await waitForResult(queue, freed, { timeoutMs: 60_000 });
+  });
+
+  it("titles a job by what it transforms, leads its result with a summary, and shows a failure without a stack", async () => {
+    const board = `${base}/admin/queues/api/queues?activeQueue=csv-transform`;
+    const listed = async (status: string) =>
+      (
+        (await (await fetch(`${board}&status=${status}&page=1`, { headers: auth })).json()) as {
+          queues: Array<{
+            jobs: Array<{
+              name: string;
+              returnValue: unknown;
+              stacktrace: string[];
+              failedReason: string;
+            }>;
+          }>;
+        }
+      ).queues[0]?.jobs ?? [];
+    const done = (await listed("completed"))[0];
+    expect(done?.name).toMatch(
+      /^s3:\/\/s3csv-test\/dash\/\S+ → s3:\/\/s3csv-test\/dash\/\S+: \d+ valid rows?, \d+ rejected of \d+$/,
+    );
+    expect(Object.keys(done?.returnValue as object).slice(0, 2)).toEqual([
+      "summary",
+      "errors by field",
+    ]);
+    expect((done?.returnValue as { summary: string }).summary).toMatch(
+      /^\d+ valid rows?, \d+ rejected of \d+ → s3:\/\//,
+    );
+    const failed = (await listed("failed"))[0];
+    expect(failed?.failedReason).toMatch(/invalid job data/);
+    for (const line of failed?.stacktrace ?? []) expect(line).not.toMatch(/\n\s+at |\/worker\//);
   });
 
   it("shows a completed job and a running job's progress in a browser", async () => {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -167,6 +167,9 @@ describe("the first hour: mistakes a new user makes", () => {
 describe("dev mode: your own CSV and your own transforms", () => {
   let dev: ChildProcess | undefined;
   let dir = "";
+  /** The variables s3csv dev prints for another terminal, and what it printed. */
+  let devEnv: NodeJS.ProcessEnv = {};
+  let out = "";
   afterAll(async () => {
     if (dev && dev.exitCode === null) {
       const exited = new Promise((r) => dev?.once("exit", r));
@@ -199,7 +202,6 @@ export const upperSku = defineTransform({
       [CLI, "dev", "--dir", join(dir, "state"), "--transforms", module],
       { env, stdio: ["ignore", "pipe", "pipe"] },
     );
-    let out = "";
     dev.stdout?.on("data", (d: Buffer) => {
       out += d.toString();
     });
@@ -221,7 +223,7 @@ export const upperSku = defineTransform({
         }
       }, 100);
     });
-    const devEnv: NodeJS.ProcessEnv = { ...env };
+    devEnv = { ...env };
     for (const pair of exports.split(" ")) {
       const at = pair.indexOf("=");
       devEnv[pair.slice(0, at)] = pair.slice(at + 1);
@@ -257,6 +259,43 @@ export const upperSku = defineTransform({
     expect(out).not.toMatch(/"level":\d+/);
   });
 
+  it("walks the README: the first job (infer, enqueue) and your own CSV, as written", async () => {
+    expect(devEnv.REDIS_URL, "the test before started s3csv dev").toBeDefined();
+    const readme = await readFile(join(process.cwd(), "README.md"), "utf8");
+    const section = (title: string) => {
+      const from = readme.indexOf(title);
+      return readme.slice(from, readme.indexOf("\n### ", from + title.length));
+    };
+    // The commands of the README's own code blocks: a console block's "$ " lines, a sh block's
+    // lines (a trailing backslash continues one).
+    const commands = (text: string) =>
+      [...text.matchAll(/```(sh|console)\n([\s\S]*?)```/g)].flatMap(([, kind, body]) =>
+        (body as string)
+          .replaceAll("\\\n", " ")
+          .split("\n")
+          .filter((line) => (kind === "console" ? line.startsWith("$ ") : line.trim() !== ""))
+          .map((line) => (kind === "console" ? line.slice(2) : line).trim()),
+      );
+    const first = commands(section("### Your first job"));
+    const own = commands(section("### Your own CSV, and your own transform"));
+    expect(first).toHaveLength(2);
+    expect(own).toHaveLength(3);
+    const cwd = await mkdtemp(join(dir, "walk-"));
+    await writeFile(join(cwd, "stock.csv"), "sku,qty\nab-1,3\nCD-2,4\n");
+    // `s3csv` on PATH, as scripts/setup.sh puts it there (npm link).
+    const env = { ...devEnv, PATH: `${join(process.cwd(), "bin")}:${devEnv.PATH}` };
+    for (const command of [...first, ...own]) {
+      const run = await shell(command, cwd, env);
+      expect(run.code, `${command}\n${run.stderr}`).toBe(0);
+    }
+    expect(JSON.parse(await readFile(join(cwd, "orders.schema.json"), "utf8")).fields).toHaveLength(
+      6,
+    );
+    expect(JSON.parse(await readFile(join(cwd, "stock.schema.json"), "utf8")).fields).toHaveLength(
+      2,
+    );
+  });
+
   it("s3csv dev --once stops, and says so instead of telling you to enqueue more", async () => {
     const once = await runCli(["dev", "--once", "--dir", join(dir || tmpdir(), "once")], {
       PATH: process.env.PATH,
@@ -288,5 +327,21 @@ async function runCliWithin(args: string[], env: NodeJS.ProcessEnv, ms: number) 
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+  });
+}
+
+/** A command line run by sh in `cwd`, as a reader pastes it. */
+function shell(command: string, cwd: string, env: NodeJS.ProcessEnv) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn("sh", ["-c", command], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
   });
 }

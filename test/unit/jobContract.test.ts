@@ -135,6 +135,30 @@ describe("Table Schema checked at enqueue against the specification", () => {
     ).toContain("schema.fields.1.constraints.colour: is not a constraint");
   });
 
+  it("refuses formats a type does not have, date patterns s3csv cannot read, pattern off strings, order on durations", () => {
+    expect(refusal(withField({ name: "e", type: "string", format: "emial" }))).toContain(
+      'schema.fields.1.format: "emial" is not a format of string (default, email, uri, uuid, binary)',
+    );
+    expect(refusal(withField({ name: "n", type: "integer", format: "whatever" }))).toContain(
+      'schema.fields.1.format: "whatever" is not a format of integer',
+    );
+    expect(refusal(withField({ name: "d", type: "date", format: "YYYY-MM-DD" }))).toContain(
+      'schema.fields.1.format: "YYYY-MM-DD" is not a date pattern s3csv reads',
+    );
+    expect(refusal(withField({ name: "d", type: "date", format: "%d %b %Y" }))).toContain(
+      "is not a date pattern s3csv reads",
+    );
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { pattern: "\\d{2}" } })),
+    ).toContain("schema.fields.1.constraints.pattern: applies to string fields, not integer");
+    expect(
+      refusal(withField({ name: "p", type: "duration", constraints: { maximum: "P2D" } })),
+    ).toContain("schema.fields.1.constraints.maximum: applies to ordered types");
+    expect(() =>
+      validateJobInput(withField({ name: "d", type: "date", format: "%d/%m/%Y" })),
+    ).not.toThrow();
+  });
+
   it("refuses a property one typo from a known one, and keeps other custom properties", () => {
     expect(
       refusal(withField({ name: "n", type: "integer", constraint: { minimum: 0 } })),

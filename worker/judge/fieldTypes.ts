@@ -8,6 +8,8 @@ export interface TypedCell {
   value: number | bigint | boolean | string;
   /** Canonical text form written to the output. */
   text: string;
+  /** An array's items or an object's keys: what minLength and maxLength count for them. */
+  size?: number;
 }
 export type CellParser = (raw: string) => TypedCell | null;
 
@@ -17,7 +19,14 @@ export interface FieldType {
   label: string;
 }
 
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/**
+ * An email address as RFC 5322's addr-spec in its dot-atom form (RFC 6531 lets the local part
+ * and the labels hold other scripts: letters, marks and digits), with a host name for a domain (RFC 1034 labels, a top-level label
+ * not all digits), within RFC 5321's lengths: what frictionless-py's validator takes. No quoted
+ * local parts, no address literals (rare, and a reject names them).
+ */
+const EMAIL =
+  /^(?=[^@]{1,64}@)[\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~-]+(?:\.[\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~-]+)*@(?=.{1,253}$)(?:[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?\.)+(?![0-9]+$)[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?$/u;
 const DURATION =
   /^P(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$/;
 const GEOJSON_TYPES = new Set([
@@ -179,7 +188,11 @@ function numberParser(
     if (raw === "-INF") return { value: Number.NEGATIVE_INFINITY, text: "-INF" };
     let text = bare ? raw : stripNonBare(raw);
     if (groupChar) text = text.replaceAll(groupChar, "");
-    if (decimalChar !== ".") text = text.replaceAll(decimalChar, ".");
+    if (decimalChar !== ".") {
+      // "1.234" where the decimal mark is "," is not 1.234 (it may well be 1234): refused.
+      if (text.includes(".")) return null;
+      text = text.replaceAll(decimalChar, ".");
+    }
     if (!DECIMAL.test(text)) return null;
     // Canonical text keeps every digit the source had (no float round trip): only the sign,
     // group characters and a bare leading decimal point are normalized.
@@ -194,8 +207,9 @@ function numberParser(
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
+/** A calendar date: years from 1 on (there is no year 0, as Python and XML Schema 1.0 say). */
 function validDate(y: number, m: number, d: number): boolean {
-  return m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m);
+  return y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m);
 }
 
 function validTime(h: number, mi: number, s: number): boolean {
@@ -308,7 +322,9 @@ function utcText(m: RegExpExecArray): string | null | undefined {
       if (month > 12) [month, year] = [1, year + 1];
     }
   }
-  if (year < 0 || year > 9999) return undefined;
+  // Before year 1 there is no date to write (there is no year 0).
+  if (year < 1) return null;
+  if (year > 9999) return undefined;
   const ms = frac ? `.${`${frac.slice(1)}00`.slice(0, 3)}` : "";
   const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${s}${ms}Z`;
   return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${time}`;
@@ -400,7 +416,12 @@ function jsonParser(accept: (value: unknown) => boolean): CellParser {
     }
     if (!accept(value)) return null;
     const text = JSON.stringify(value);
-    return { value: text, text };
+    const size = Array.isArray(value)
+      ? value.length
+      : typeof value === "object" && value !== null
+        ? Object.keys(value).length
+        : undefined;
+    return size === undefined ? { value: text, text } : { value: text, text, size };
   };
 }
 
@@ -423,6 +444,8 @@ function geopointParser(format: string): CellParser {
       } else {
         const o = value as { lon?: unknown; lat?: unknown } | null;
         if (typeof o?.lon !== "number" || typeof o.lat !== "number") return null;
+        // Exactly the two keys the specification names.
+        if (Object.keys(o).length !== 2) return null;
         [lon, lat] = [o.lon, o.lat];
       }
     } else {

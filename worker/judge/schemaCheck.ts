@@ -57,18 +57,25 @@ export const SCHEMA_PROPERTIES = [
 ];
 
 /** Types whose values have an order (minimum, maximum), per the specification. */
-const ORDERED = new Set([
-  "integer",
-  "number",
-  "date",
-  "time",
-  "datetime",
-  "year",
-  "yearmonth",
-  "duration",
-]);
+const ORDERED = new Set(["integer", "number", "date", "time", "datetime", "year", "yearmonth"]);
 /** Types whose values have a length (minLength, maxLength). */
 const SIZED = new Set(["string", "array", "object"]);
+
+/**
+ * The formats each type has: any other name would be read as the default, its rule silently
+ * not applied. Dates, times and datetimes also take a strptime pattern (with a directive).
+ */
+const FORMATS: Record<string, readonly string[]> = {
+  string: ["default", "email", "uri", "uuid", "binary"],
+  geopoint: ["default", "array", "object"],
+  geojson: ["default", "topojson"],
+  date: ["default", "any"],
+  time: ["default", "any"],
+  datetime: ["default", "any"],
+};
+/** The strptime directives s3csv reads (Frictionless's date patterns). */
+const DIRECTIVES = /%[YymdHMSfz]/;
+const UNKNOWN_DIRECTIVE = /%(?![YymdHMSfz%])/;
 
 /** Every problem of one field, with paths relative to the field. */
 export function fieldProblems(field: TableSchemaField): SchemaProblem[] {
@@ -78,6 +85,29 @@ export function fieldProblems(field: TableSchemaField): SchemaProblem[] {
     const near = typo(key, FIELD_PROPERTIES);
     if (near)
       problems.push({ path: [key], message: `is not a field property: did you mean "${near}"?` });
+  }
+  const format = field.format;
+  if (format !== undefined && format !== "default") {
+    const known = FORMATS[field.type] ?? ["default"];
+    const temporal = field.type === "date" || field.type === "time" || field.type === "datetime";
+    const pattern = temporal && !known.includes(format);
+    if (pattern && (!DIRECTIVES.test(format) || UNKNOWN_DIRECTIVE.test(format))) {
+      problems.push({
+        path: ["format"],
+        message: `${JSON.stringify(format)} is not a date pattern s3csv reads: use %Y %y %m %d %H %M %S %f %z (or "default", "any")`,
+      });
+    } else if (!pattern && !known.includes(format)) {
+      problems.push({
+        path: ["format"],
+        message: `${JSON.stringify(format)} is not a format of ${field.type} (${known.join(", ")})`,
+      });
+    }
+  }
+  if (field.constraints?.pattern !== undefined && field.type !== "string") {
+    problems.push({
+      path: ["constraints", "pattern"],
+      message: `applies to string fields, not ${field.type}`,
+    });
   }
   const constraints = (field.constraints ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(constraints)) {

@@ -44,43 +44,67 @@ function bound(
   return typed ? typed.value : value;
 }
 
-/** A constraint's message for a cell's typed value and text, or undefined when it holds. */
-type Constraint = (value: TypedCell["value"], text: string) => string | undefined;
+/**
+ * A constraint's message for a cell's typed value, text and size (an array's items, an object's
+ * keys), or undefined when it holds.
+ */
+type Constraint = (
+  value: TypedCell["value"],
+  text: string,
+  size: number | undefined,
+) => string | undefined;
+
+/**
+ * Datetimes and times in order: `…:00Z`, `…:00.5Z` and `…:00.50Z` are read as instants, not
+ * text ("." sorts before "Z"): the zone letter and a fraction's trailing zeros say nothing.
+ */
+function temporalKey(value: TypedCell["value"]): string {
+  return String(value)
+    .replace(/Z$/, "")
+    .replace(/(\.\d*?)0+$/, "$1")
+    .replace(/\.$/, "");
+}
+
+function compareTemporal(a: TypedCell["value"], b: TypedCell["value"]): number {
+  return compare(temporalKey(a), temporalKey(b));
+}
 
 function constraintsOf(field: TableSchemaField): Constraint[] {
   const c = field.constraints ?? {};
   const checks: Constraint[] = [];
-  const length = (value: TypedCell["value"]) => {
+  const order = field.type === "datetime" || field.type === "time" ? compareTemporal : compare;
+  const length = (value: TypedCell["value"], size: number | undefined) => {
+    if (size !== undefined) return size;
     const text = String(value);
     // Code points, not UTF-16 units; only text outside the BMP needs the slow count.
     return /[\uD800-\uDFFF]/.test(text) ? [...text].length : text.length;
   };
   const { minLength, maxLength, pattern } = c;
   if (minLength !== undefined) {
-    checks.push((value, text) =>
-      length(value) < minLength ? `"${text}" is shorter than minLength ${minLength}` : undefined,
+    checks.push((value, text, size) =>
+      length(value, size) < minLength
+        ? `"${text}" is shorter than minLength ${minLength}`
+        : undefined,
     );
   }
   if (maxLength !== undefined) {
-    checks.push((value, text) =>
-      length(value) > maxLength ? `"${text}" is longer than maxLength ${maxLength}` : undefined,
+    checks.push((value, text, size) =>
+      length(value, size) > maxLength
+        ? `"${text}" is longer than maxLength ${maxLength}`
+        : undefined,
     );
   }
   const minimum = bound(field, c.minimum);
   if (minimum !== undefined) {
     // Written as "not at least": NaN is not in order with anything, so it fails both bounds.
     checks.push((value, text) =>
-      compare(value, minimum) >= 0
-        ? undefined
-        : `${text} is below the minimum ${String(c.minimum)}`,
+      order(value, minimum) >= 0 ? undefined : `${text} is below the minimum ${String(c.minimum)}`,
     );
   }
   const maximum = bound(field, c.maximum);
   if (maximum !== undefined) {
     checks.push((value, text) =>
-      compare(value, maximum) <= 0
-        ? undefined
-        : `${text} is above the maximum ${String(c.maximum)}`,
+      order(value, maximum) <= 0 ? undefined : `${text} is above the maximum ${String(c.maximum)}`,
     );
   }
   if (pattern !== undefined) {
@@ -92,11 +116,14 @@ function constraintsOf(field: TableSchemaField): Constraint[] {
   if (c.enum) {
     const allowed = c.enum.map((v) => (typeof v === "string" ? bound(field, v) : v));
     const listed = JSON.stringify(c.enum);
-    const strings = new Set(allowed.filter((v) => typeof v === "string"));
-    const others = allowed.filter((v) => v !== undefined && typeof v !== "string");
+    // Datetimes and times are compared as instants; other text by its exact value.
+    const temporal = order === compareTemporal;
+    const strings = new Set(allowed.filter((v) => typeof v === "string" && !temporal));
+    const others = allowed.filter(
+      (v): v is TypedCell["value"] => v !== undefined && (temporal || typeof v !== "string"),
+    );
     checks.push((value, text) =>
-      (typeof value === "string" && strings.has(value)) ||
-      others.some((v) => compare(value, v) === 0)
+      (typeof value === "string" && strings.has(value)) || others.some((v) => order(value, v) === 0)
         ? undefined
         : `"${text}" is not one of ${listed}`,
     );
@@ -122,14 +149,15 @@ function compileField(field: TableSchemaField, missingValues: ReadonlySet<string
     }
     let value: TypedCell["value"] = raw;
     let text = raw;
+    let size: number | undefined;
     // A plain string is its own value and text: no typed cell to build for it.
     if (!plainString) {
       const cell = type.parse(raw);
       if (!cell) return fail("type-error", `"${raw}" is not of type ${type.label}`);
-      ({ value, text } = cell);
+      ({ value, text, size } = cell);
     }
     for (let i = 0; i < checks.length; i++) {
-      const message = (checks[i] as Constraint)(value, text);
+      const message = (checks[i] as Constraint)(value, text, size);
       if (message !== undefined) return fail("constraint-error", message);
     }
     return text;

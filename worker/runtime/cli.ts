@@ -8,8 +8,6 @@ import { loadTransforms, TransformModuleError } from "../judge/transforms/module
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
 import { startWorker } from "./worker.ts";
 
-/** How long a starting worker waits for Redis to answer before it exits (4). */
-const REDIS_START_TIMEOUT_MS = 30_000;
 /** How long past its grace a stopping worker may take to close its connections. */
 const CLOSE_LEEWAY_MS = 5_000;
 
@@ -45,9 +43,12 @@ export async function workerCommand(argv: string[]): Promise<void> {
   );
   const modules = [...(config.TRANSFORM_MODULES ?? []), ...(values.transforms ?? [])];
   const transforms = await workerTransforms(modules);
-  // A worker started before its Redis (a compose stack coming up) gets a while to find it.
-  await assertRedisReachable(config, REDIS_START_TIMEOUT_MS);
   const log = createLogger(config, "s3csv-worker");
+  // A worker may well start before its Redis (a stack coming up): it keeps trying, as BullMQ
+  // does, but says once, in one line, what it waits for and what to set.
+  await assertRedisReachable(config).catch((error: Error) =>
+    log.warn(`${error.message}; waiting for it`),
+  );
   const running = await startWorker(config, log, transforms);
   const grace = config.SHUTDOWN_GRACE_MS;
   let stopping = false;

@@ -114,6 +114,15 @@ function parseJobData(job: TransformJob, jobKey: string, config: Config): JobDat
   return parsed.data;
 }
 
+/**
+ * The error as BullMQ keeps it with the job (Bull Board shows it): its name and message, not the
+ * worker's stack with its file paths (the worker's log has that).
+ */
+function withoutStack(error: unknown): unknown {
+  if (error instanceof Error) error.stack = `${error.name}: ${error.message}`;
+  return error;
+}
+
 function notOwnCheckpoint(problem: string): PermanentJobError {
   return new PermanentJobError(
     `the job's checkpoint is not this job's own (${problem}); workers write checkpoints, a producer never sets one`,
@@ -164,7 +173,7 @@ class JobProcessor {
       outcome = await this.#failed(error, job, token, attempt, jobLog);
       if (outcome === "handed-back") throw new WaitingError();
       if (outcome === "needs-newer-worker") throw new DelayedError();
-      throw error;
+      throw withoutStack(error);
     } finally {
       // A read the attempt did not finish (it failed first) must not hold its connection.
       attempt?.firstRead?.destroy();
