@@ -13,6 +13,7 @@ const ON_REAL_S3 = [
   "test/integration/realS3.test.ts",
   "test/integration/infer.test.ts",
   "test/integration/split.test.ts",
+  "test/integration/watch.test.ts",
 ];
 
 export default defineConfig({

@@ -11,6 +11,7 @@ Usage:
   s3csv sweep      abort the uploads and shard objects of jobs that are gone
   s3csv dev        run Redis, an S3-compatible server and a worker locally, with a sample job
   s3csv put        upload a local file to S3 (your own CSV, for s3csv dev)
+  s3csv watch      make one job of every object version that lands under a prefix
   s3csv help CMD   help for one command
 
 Configuration is read from the environment; see the README. --verbose (or LOG_LEVEL=debug)
@@ -43,6 +44,10 @@ const commands: Record<
   sweep: async () => {
     const m = await import("../worker/operations/sweepCli.ts");
     return { run: m.sweepCommand, usage: m.usage };
+  },
+  watch: async () => {
+    const m = await import("../producer/watch/watchCli.ts");
+    return { run: m.watchCommand, usage: m.usage };
   },
   put: async () => {
     const m = await import("../producer/putCli.ts");

@@ -7,6 +7,29 @@ import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 export interface ListedObject {
   key: string;
   etag: string;
+  lastModified?: Date | undefined;
+}
+
+/** The objects under a prefix, a listing page at a time (folders left out). */
+export async function* objectPagesUnder(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+  signal?: AbortSignal,
+): AsyncGenerator<ListedObject[]> {
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+      { abortSignal: signal },
+    );
+    yield (page.Contents ?? []).flatMap((o) =>
+      o.Key && !o.Key.endsWith("/")
+        ? [{ key: o.Key, etag: o.ETag ?? "", lastModified: o.LastModified }]
+        : [],
+    );
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
 }
 
 export async function* objectsUnder(
@@ -14,16 +37,7 @@ export async function* objectsUnder(
   bucket: string,
   prefix: string,
 ): AsyncGenerator<ListedObject> {
-  let token: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) {
-      if (o.Key && !o.Key.endsWith("/")) yield { key: o.Key, etag: o.ETag ?? "" };
-    }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  for await (const page of objectPagesUnder(s3, bucket, prefix)) yield* page;
 }
 
 /**

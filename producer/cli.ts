@@ -116,8 +116,14 @@ function parse(argv: string[]) {
 }
 type Flags = ReturnType<typeof parse>;
 
+/** The flags that say how rows are judged (enqueue's, and watch's). */
+export type JudgingFlags = Pick<
+  Flags,
+  "schema" | "transform" | "options" | "rejects" | "on-invalid" | "max-invalid" | "delimiter"
+>;
+
 /** What every job of a command line shares: how rows are judged and the options. */
-async function jobTemplate(v: Flags): Promise<Record<string, unknown>> {
+export async function jobTemplate(v: JudgingFlags): Promise<Record<string, unknown>> {
   if (!v.schema === !v.transform)
     throw new UsageError("give exactly one of --schema FILE or --transform NAME");
   // The flags below win over --options, which carries every other job option.

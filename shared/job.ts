@@ -111,6 +111,11 @@ export const SourceLocation = z.strictObject({
   bucket: BucketName,
   key: ObjectKey,
   versionId: z.string().min(1).optional(),
+  /**
+   * The ETag of the version the job is for (s3csv watch sets it): the first read is conditional
+   * on it, and a source that changed since the job was enqueued fails it, naming both.
+   */
+  etag: z.string().min(1).optional(),
 });
 
 /**
@@ -123,13 +128,18 @@ export const CONTRACT_VERSION = 2;
 
 /**
  * The contract a job needs, from what was set (not the defaults a parse fills in): 2 when it
- * sets options.split or is a shard of a split job, else 1.
+ * sets options.split or source.etag, or is a shard of a split job, else 1.
  */
 export function contractNeeded(payload: {
   options?: { split?: unknown } | undefined;
   shard?: unknown;
+  source?: { etag?: unknown } | undefined;
 }): number {
-  return payload.options?.split === undefined && payload.shard === undefined ? 1 : 2;
+  const newer =
+    payload.options?.split !== undefined ||
+    payload.shard !== undefined ||
+    payload.source?.etag !== undefined;
+  return newer ? 2 : 1;
 }
 
 const jobFields = {
@@ -398,6 +408,10 @@ export const JobResult = z.strictObject({
   checksums: z.enum(["verified", "not-verified", "off"]),
   /** How many shards ran the job (1: it ran whole). */
   shards: z.number().int().positive(),
+  /** The version of the source the job read: its ETag (and version id, on a versioned bucket). */
+  source: z
+    .strictObject({ etag: z.string(), versionId: z.string().optional(), size: z.number() })
+    .optional(),
   /** Why a job that options.split allowed to split ran whole. */
   unsplit: z.string().optional(),
   /** A shard's range as read: its first row boundary, where it stopped, the line there. */

@@ -120,7 +120,7 @@ describe("the Docker image, laid out from its Dockerfile", () => {
     const fromImage = Object.entries(compose.services).filter(
       ([, s]) => s.build !== undefined || s.image === "s3csv:latest",
     );
-    expect(fromImage.map(([name]) => name).sort()).toEqual(["dashboard", "worker"]);
+    expect(fromImage.map(([name]) => name).sort()).toEqual(["dashboard", "watch", "worker"]);
     const help = await runImage(["--help"]);
     for (const [name, service] of fromImage) {
       expect(help.stdout, `${name} runs a command the CLI has`).toContain(

@@ -123,6 +123,12 @@ function withoutStack(error: unknown): unknown {
   return error;
 }
 
+/** The result, saying which version of the source the job read (a shard's: its parent's). */
+function withSource(result: JobResult, checkpoint: Checkpoint): JobResult {
+  const { etag, versionId, size } = checkpoint.source;
+  return { ...result, source: { etag, ...(versionId ? { versionId } : {}), size } };
+}
+
 function notOwnCheckpoint(problem: string): PermanentJobError {
   return new PermanentJobError(
     `the job's checkpoint is not this job's own (${problem}); workers write checkpoints, a producer never sets one`,
@@ -161,7 +167,7 @@ class JobProcessor {
     metrics?.jobStarted();
     try {
       attempt = await this.#begin(job, token, signal, jobLog);
-      const result = await this.#run(attempt);
+      const result = withSource(await this.#run(attempt), attempt.store.current);
       await this.#completed(attempt, result);
       outcome = "completed";
       return result;

@@ -1,6 +1,7 @@
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { Cluster, Redis } from "ioredis";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { serveProbes } from "../../shared/probeServer.ts";
 
 // A worker's own health and metrics endpoint (WORKER_METRICS_PORT): liveness, readiness (Redis
 // answers) and Prometheus metrics that only a worker can see, such as part upload latency.
@@ -52,30 +53,11 @@ export function createWorkerMetrics(): WorkerMetrics {
   };
 }
 
+/** The worker's /healthz, /readyz and /metrics on `port` (see shared/probeServer.ts). */
 export function serveWorkerMetrics(
   port: number,
   metrics: WorkerMetrics,
   redis: Redis | Cluster,
 ): Promise<Server> {
-  const server = createServer((request, response) => {
-    const reply = (status: number, body: string, type = "application/json") => {
-      response.writeHead(status, { "content-type": type });
-      response.end(body);
-    };
-    if (request.url === "/healthz") return reply(200, '{"status":"ok"}');
-    if (request.url === "/readyz") {
-      redis.ping().then(
-        () => reply(200, '{"status":"ready"}'),
-        (error: Error) =>
-          reply(503, JSON.stringify({ status: "unavailable", redis: error.message })),
-      );
-      return;
-    }
-    if (request.url === "/metrics") {
-      metrics.registry.metrics().then((text) => reply(200, text, metrics.registry.contentType));
-      return;
-    }
-    reply(404, '{"error":"not found"}');
-  });
-  return new Promise((resolve) => server.listen(port, "0.0.0.0", () => resolve(server)));
+  return serveProbes(port, metrics.registry, redis);
 }

@@ -59,7 +59,13 @@ export async function openSource(
 ): Promise<{ pinned: PinnedSource; body: OpenedBody }> {
   try {
     const response = await s3.send(
-      new GetObjectCommand({ Bucket: source.bucket, Key: source.key, VersionId: source.versionId }),
+      new GetObjectCommand({
+        Bucket: source.bucket,
+        Key: source.key,
+        VersionId: source.versionId,
+        // A job made for one version (s3csv watch) reads that one or none.
+        ...(source.etag ? { IfMatch: source.etag } : {}),
+      }),
       { abortSignal: signal },
     );
     const gzip =
@@ -79,6 +85,11 @@ export async function openSource(
       body: response.Body as unknown as OpenedBody,
     };
   } catch (error) {
+    if (source.etag && (isS3Error(error, "PreconditionFailed") || httpStatus(error) === 412)) {
+      throw new PermanentJobError(
+        `source ${formatS3Url(source)} is no longer the version this job was made for (ETag ${source.etag}): it was overwritten, and the new version has a job of its own`,
+      );
+    }
     throw missing(source, error) ?? error;
   }
 }

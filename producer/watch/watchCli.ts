@@ -1,0 +1,155 @@
+import { parseArgs } from "node:util";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { loadConfig } from "../../shared/config.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { serveProbes } from "../../shared/probeServer.ts";
+import { queueKeys } from "../../shared/queueKeys.ts";
+import { redisClient, redisConnection } from "../../shared/redis.ts";
+import { assertRedisReachable } from "../../shared/redisReachable.ts";
+import { createS3Client } from "../../shared/s3Client.ts";
+import { UsageError } from "../../shared/usageError.ts";
+import { jobTemplate } from "../cli.ts";
+import { queueSettings, transformQueue } from "../enqueue.ts";
+import { Watcher } from "./watcher.ts";
+import { createWatchMetrics } from "./watchMetrics.ts";
+import { checkPlan, type WatchPlan } from "./watchPlan.ts";
+import { WatchState } from "./watchState.ts";
+
+export const usage = `s3csv watch --source-prefix s3://BUCKET/PREFIX --dest-template 's3://BUCKET/out/{name}'
+            (--schema FILE | --transform NAME) [--options JSON] [--rejects-template T]
+            [--interval SECONDS] [--sqs QUEUE_URL] [--since now] [--metrics-port N]
+
+Runs beside the workers and makes one job of every object version that lands under the prefix:
+a new object, or an overwrite with new content, once, whatever happens (events delivered twice,
+a watcher killed and restarted, two watchers at once). It lists the prefix every --interval
+(default 60) seconds, keeping what it has enqueued in Redis, so a restart misses and repeats
+nothing; with --sqs it takes S3 event notifications from that SQS queue instead (and lists once
+at start, for what arrived while no watcher ran). On its first start it takes the objects
+already there, unless --since now. Templates fill {key}, {path}, {name} and {stem}, as enqueue's.
+--metrics-port (or WATCH_METRICS_PORT) serves /healthz, /readyz and Prometheus /metrics.
+SIGTERM stops it.`;
+
+export async function watchCommand(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      "source-prefix": { type: "string" },
+      "dest-template": { type: "string" },
+      "rejects-template": { type: "string" },
+      schema: { type: "string" },
+      transform: { type: "string" },
+      options: { type: "string" },
+      "on-invalid": { type: "string" },
+      "max-invalid": { type: "string" },
+      delimiter: { type: "string" },
+      interval: { type: "string" },
+      sqs: { type: "string" },
+      since: { type: "string" },
+      "metrics-port": { type: "string" },
+    },
+  });
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(v["source-prefix"] ?? "");
+  if (!match) throw new UsageError("--source-prefix s3://BUCKET/PREFIX is required");
+  if (!v["dest-template"])
+    throw new UsageError("--dest-template 's3://BUCKET/out/{name}' is required");
+  if (v.since !== undefined && v.since !== "now") throw new UsageError('--since takes "now" only');
+  const seconds = v.interval === undefined ? 60 : Number(v.interval);
+  if (!Number.isFinite(seconds) || seconds <= 0)
+    throw new UsageError("--interval must be a number of seconds above 0");
+  const plan: WatchPlan = {
+    bucket: match[1] as string,
+    prefix: match[2] as string,
+    destTemplate: v["dest-template"],
+    rejectsTemplate: v["rejects-template"],
+    template: await jobTemplate(v),
+  };
+  checkPlan(plan);
+
+  const config = loadConfig();
+  await assertRedisReachable(config);
+  const s3 = createS3Client(config);
+  const sqs = v.sqs
+    ? new SQSClient({
+        region: config.AWS_REGION,
+        ...(config.S3_ENDPOINT ? { endpoint: config.S3_ENDPOINT } : {}),
+      })
+    : undefined;
+  await reachable(plan, s3, sqs, v.sqs);
+  const log = createLogger(config, "s3csv-watch");
+  const connection = redisConnection(config);
+  const redis = redisClient(connection);
+  redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
+  const queue = transformQueue(queueSettings(config));
+  const state = new WatchState(
+    redis,
+    queueKeys(config.QUEUE_PREFIX, config.QUEUE_NAME),
+    plan.bucket,
+    plan.prefix,
+  );
+  const metrics = createWatchMetrics();
+  const port = v["metrics-port"] ?? process.env.WATCH_METRICS_PORT;
+  const probes =
+    port === undefined ? undefined : await serveProbes(Number(port), metrics.registry, redis);
+  const watcher = new Watcher({ s3, queue, state, plan, log, metrics });
+
+  const stop = new AbortController();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => stop.abort());
+  const where = `s3://${plan.bucket}/${plan.prefix}`;
+  try {
+    if (!(await state.started())) {
+      if (v.since === "now") {
+        const recorded = await watcher.baseline(stop.signal);
+        log.info({ where, recorded }, "first start, --since now: what is there now is left alone");
+      }
+      await state.markStarted();
+    }
+    log.info({ where, intervalSeconds: seconds, sqs: v.sqs }, "watching");
+    if (sqs && v.sqs) {
+      // What arrived while no watcher ran, then the events.
+      await watcher.scan(stop.signal);
+      await Promise.all([
+        watcher.consumeQueue(sqs, v.sqs, stop.signal),
+        v.interval === undefined ? undefined : watcher.pollListing(seconds * 1000, stop.signal),
+      ]);
+    } else {
+      await watcher.pollListing(seconds * 1000, stop.signal);
+    }
+  } finally {
+    log.info({ where }, "stopped");
+    probes?.close();
+    await queue.close();
+    redis.disconnect();
+    s3.destroy();
+    sqs?.destroy();
+  }
+}
+
+/** The bucket (and the queue) answer, or the watch refuses to start, saying which. */
+async function reachable(
+  plan: WatchPlan,
+  s3: ReturnType<typeof createS3Client>,
+  sqs: SQSClient | undefined,
+  queueUrl: string | undefined,
+): Promise<void> {
+  try {
+    await s3.send(
+      new ListObjectsV2Command({ Bucket: plan.bucket, Prefix: plan.prefix, MaxKeys: 1 }),
+    );
+  } catch (error) {
+    throw new UsageError(
+      `cannot list s3://${plan.bucket}/${plan.prefix}: ${(error as Error).name}: ${(error as Error).message.split("\n")[0]}`,
+    );
+  }
+  if (!sqs || !queueUrl) return;
+  try {
+    await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["QueueArn"] }),
+    );
+  } catch (error) {
+    throw new UsageError(
+      `cannot reach the SQS queue ${queueUrl}: ${(error as Error).name}: ${(error as Error).message.split("\n")[0]}`,
+    );
+  }
+}

@@ -1,0 +1,334 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  SendMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
+import type { Queue } from "bullmq";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../dev/redisServer.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
+import type { JobResult } from "../../shared/job.ts";
+import { peopleData, peopleSchema } from "../support/peopleData.ts";
+import { BUCKET, S3_BACKEND, type Stack, startStack } from "../support/stack.ts";
+import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
+import { CLI, eventually, queueFor, runCli, writeSchemaFile } from "./helpers.ts";
+
+// s3csv watch: every object version under a prefix becomes one job, exactly once: files there
+// before the watcher starts, added while it runs and while it is killed; overwrites (queued
+// behind the job still writing their destination); two watchers at once; S3 events on SQS
+// delivered twice, and malformed messages. The queue is then read back: one job per version,
+// and every output exact.
+
+const data = (rows: number, seed = 1) => peopleData({ rows, invalidEvery: 10 + seed, pad: 20 });
+
+describe("s3csv watch", () => {
+  let stack: Stack;
+  let queue: Queue<unknown, JobResult>;
+  let worker: WorkerProcess;
+  let schemaFile: string;
+  const watchers: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    stack = await startStack({ LOG_LEVEL: "info" });
+    queue = queueFor(stack);
+    worker = spawnWorker(stack.env);
+    schemaFile = await writeSchemaFile("watch-people", peopleSchema);
+  });
+  afterEach(async () => {
+    stack.s3Server.beforeRequest = undefined;
+    for (const w of watchers.splice(0)) await stop(w, "SIGTERM");
+  });
+  afterAll(async () => {
+    await worker?.kill("SIGTERM");
+    await queue?.close();
+    await stack?.stop();
+  });
+
+  /** A watcher process on `prefix`, writing its outputs under out/<prefix>. */
+  function watch(prefix: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}) {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        "watch",
+        "--source-prefix",
+        `s3://${BUCKET}/${prefix}`,
+        "--dest-template",
+        `s3://${BUCKET}/out/${prefix}{path}`,
+        "--schema",
+        schemaFile,
+        "--interval",
+        "0.5",
+        ...extra,
+      ],
+      { env: { ...stack.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let log = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      log += d.toString();
+    });
+    child.stderr?.on("data", (d: Buffer) => {
+      log += d.toString();
+    });
+    Object.assign(child, { log: () => log });
+    watchers.push(child);
+    return child as ChildProcess & { log(): string };
+  }
+
+  async function stop(child: ChildProcess, signal: NodeJS.Signals) {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill(signal);
+    await exited;
+  }
+
+  /** The jobs the queue holds for a prefix: source key and version of each. */
+  async function jobsFor(prefix: string) {
+    const all = await queue.getJobs([
+      "waiting",
+      "active",
+      "delayed",
+      "completed",
+      "failed",
+      "prioritized",
+    ]);
+    return all
+      .map((j) => ({
+        id: j.id ?? "",
+        source: (j.data as { source: { key: string; etag?: string } }).source,
+      }))
+      .filter((j) => j.source.key.startsWith(prefix));
+  }
+
+  /** Exactly one job per version, all completed, each output exactly its input's. */
+  async function expectOnce(prefix: string, files: Map<string, ReturnType<typeof data>>) {
+    const jobs = await jobsFor(prefix);
+    const versions = jobs.map((j) => `${j.source.key} ${j.source.etag}`);
+    expect(new Set(versions).size, versions.join("\n")).toBe(versions.length);
+    expect(jobs.map((j) => j.source.key).sort()).toEqual([...files.keys()].sort());
+    for (const job of jobs) {
+      const result = await waitForResult(queue, job.id, { timeoutMs: 60_000 });
+      expect(result.source?.etag).toBe(job.source.etag);
+      const expected = files.get(job.source.key);
+      const out = await stack.get(`out/${job.source.key}`);
+      expect(out.equals(expected?.expectedOutput as Buffer), job.source.key).toBe(true);
+    }
+  }
+
+  it("makes one job of each file there before it starts, added while it runs, and added while it was killed", async () => {
+    const prefix = "intake/a/";
+    const files = new Map<string, ReturnType<typeof data>>();
+    const put = async (name: string, seed: number) => {
+      const file = data(200, seed);
+      files.set(`${prefix}${name}`, file);
+      await stack.put(`${prefix}${name}`, file.csv);
+    };
+    await put("before-1.csv", 1);
+    await put("sub/before-2.csv", 2);
+    let w = watch(prefix);
+    await eventually(async () => ((await jobsFor(prefix)).length === 2 ? true : undefined));
+    await put("while-running.csv", 3);
+    await eventually(async () => ((await jobsFor(prefix)).length === 3 ? true : undefined));
+    await stop(w, "SIGKILL");
+    await put("while-killed.csv", 4);
+    w = watch(prefix);
+    await eventually(async () => ((await jobsFor(prefix)).length === 4 ? true : undefined));
+    // A few more rounds of listing: nothing is added again.
+    await new Promise((r) => setTimeout(r, 2000));
+    await expectOnce(prefix, files);
+    expect(w.log()).toMatch(/"msg":"job added"/);
+  });
+
+  it("queues an overwrite behind the job that still writes its destination; each reads its own version", async () => {
+    const prefix = "intake/b/";
+    const key = `${prefix}orders.csv`;
+    const first = data(100, 5);
+    await stack.put(key, first.csv);
+    // The first version's output is held: its job stays active.
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    stack.s3Server.beforeRequest = (r) =>
+      r.method === "PUT" && r.url.includes(`/out/${key}`) ? held : undefined;
+    const w = watch(prefix);
+    await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+    const [v1] = await jobsFor(prefix);
+    await eventually(async () =>
+      (await queue.getJobState(v1?.id ?? "")) === "active" ? true : undefined,
+    );
+    const second = data(120, 6);
+    await stack.put(key, second.csv);
+    // Listed several times while the first job runs: the new version waits, never dropped.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await jobsFor(prefix)).toHaveLength(1);
+    release();
+    await eventually(async () => ((await jobsFor(prefix)).length === 2 ? true : undefined));
+    const jobs = await jobsFor(prefix);
+    const results = await Promise.all(
+      jobs.map((j) => waitForResult(queue, j.id, { timeoutMs: 60_000 })),
+    );
+    expect(results.map((r) => r.rows.read).sort()).toEqual([100, 120]);
+    expect(new Set(results.map((r) => r.source?.etag)).size).toBe(2);
+    expect((await stack.get(`out/${key}`)).equals(second.expectedOutput)).toBe(true);
+    expect(w.log()).not.toMatch(/"level":50/);
+  });
+
+  it("makes one job per version with two watchers at once", async () => {
+    const prefix = "intake/c/";
+    const files = new Map<string, ReturnType<typeof data>>();
+    watch(prefix);
+    watch(prefix);
+    for (let i = 0; i < 6; i++) {
+      const file = data(50, i);
+      files.set(`${prefix}f${i}.csv`, file);
+      await stack.put(`${prefix}f${i}.csv`, file.csv);
+    }
+    await eventually(async () => ((await jobsFor(prefix)).length === 6 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1500));
+    await expectOnce(prefix, files);
+  });
+
+  it("leaves what is there alone with --since now on its first start", async () => {
+    const prefix = "intake/d/";
+    await stack.put(`${prefix}old.csv`, data(10).csv);
+    watch(prefix, ["--since", "now"]);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await jobsFor(prefix)).toHaveLength(0);
+    const fresh = data(20, 7);
+    await stack.put(`${prefix}new.csv`, fresh.csv);
+    await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+    await expectOnce(prefix, new Map([[`${prefix}new.csv`, fresh]]));
+  });
+
+  it("refuses to start, in one line: outputs inside the prefix, a bad schema, a bucket or queue it cannot reach", async () => {
+    const base = ["watch", "--source-prefix", `s3://${BUCKET}/intake/e/`, "--schema", schemaFile];
+    const inside = await runCli(
+      [...base, "--dest-template", `s3://${BUCKET}/intake/e/out/{name}`],
+      stack.env,
+    );
+    expect(inside.code).toBe(2);
+    expect(inside.stderr).toMatch(
+      /writes under the watched s3:\/\/s3csv-test\/intake\/e\/.*would take its own outputs/,
+    );
+    const keyed = await runCli([...base, "--dest-template", `s3://${BUCKET}/{key}`], stack.env);
+    expect(keyed.code).toBe(2);
+    const badSchema = await writeSchemaFile("watch-bad", {
+      fields: [{ name: "a", type: "number", constraints: { minimum: "zero" } }],
+    });
+    const bad = await runCli(
+      [
+        "watch",
+        "--source-prefix",
+        `s3://${BUCKET}/intake/e/`,
+        "--dest-template",
+        `s3://${BUCKET}/out/{name}`,
+        "--schema",
+        badSchema,
+      ],
+      stack.env,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("is not a value of type number/default");
+    const nobucket = await runCli(
+      [
+        "watch",
+        "--source-prefix",
+        "s3://no-such-bucket/x/",
+        "--dest-template",
+        `s3://${BUCKET}/out/{name}`,
+        "--schema",
+        schemaFile,
+      ],
+      stack.env,
+    );
+    expect(nobucket.code).toBe(2);
+    expect(nobucket.stderr).toMatch(/^s3csv: cannot list s3:\/\/no-such-bucket\/x\//);
+    if (S3_BACKEND === "emulator") {
+      const noqueue = await runCli(
+        [
+          ...base,
+          "--dest-template",
+          `s3://${BUCKET}/out/{name}`,
+          "--sqs",
+          `${stack.s3Server.endpoint}/000000000000/no-such-queue`,
+        ],
+        stack.env,
+      );
+      expect(noqueue.code).toBe(2);
+      expect(noqueue.stderr).toMatch(/^s3csv: cannot reach the SQS queue/);
+    }
+    for (const run of [inside, keyed, bad, nobucket])
+      expect(run.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it.skipIf(S3_BACKEND !== "emulator")(
+    "takes S3 events from SQS: a duplicate makes no second job, a malformed message is counted and deleted",
+    async () => {
+      const prefix = "intake/f/";
+      const sqs = new SQSClient({
+        region: "us-east-1",
+        endpoint: stack.s3Server.endpoint,
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+      });
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: "intake-events" }));
+      const port = await freePort();
+      const w = watch(prefix, ["--sqs", QueueUrl as string, "--metrics-port", String(port)]);
+      const file = data(80, 9);
+      const key = `${prefix}event file.csv`;
+      await stack.put(key, file.csv);
+      const head = await stack.s3.send(
+        new (await import("@aws-sdk/client-s3")).HeadObjectCommand({ Bucket: BUCKET, Key: key }),
+      );
+      const event = JSON.stringify({
+        Records: [
+          {
+            eventName: "ObjectCreated:Put",
+            s3: {
+              bucket: { name: BUCKET },
+              object: {
+                key: encodeURIComponent(key).replaceAll("%20", "+").replaceAll("%2F", "/"),
+                eTag: (head.ETag ?? "").replaceAll('"', ""),
+                size: file.csv.length,
+              },
+            },
+          },
+        ],
+      });
+      for (const body of [
+        event,
+        event,
+        "not json at all",
+        JSON.stringify({ Event: "s3:TestEvent" }),
+      ]) {
+        await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: body }));
+      }
+      await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+      await eventually(async () => {
+        const attributes = await sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl,
+            AttributeNames: [
+              "ApproximateNumberOfMessages",
+              "ApproximateNumberOfMessagesNotVisible",
+            ],
+          }),
+        );
+        const left =
+          Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 1) +
+          Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 1);
+        return left === 0 ? true : undefined;
+      });
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/s3csv_watch_malformed_messages_total 1\b/);
+      expect(metrics).toMatch(/s3csv_watch_jobs_added_total 1\b/);
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 1000));
+      await expectOnce(prefix, new Map([[key, file]]));
+      expect(w.log()).toContain("malformed message");
+      sqs.destroy();
+    },
+  );
+});
