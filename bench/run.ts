@@ -17,6 +17,7 @@ import { smallJobs } from "./suites/smallJobs.ts";
 import { split } from "./suites/split.ts";
 import { splitShapes } from "./suites/splitShapes.ts";
 import { type Dataset, type Throughput, throughput } from "./suites/throughput.ts";
+import { watchListing } from "./suites/watch.ts";
 
 // npm run bench: on one S3-compatible server (its own process) and one Redis, on two datasets
 // (clean: canonical values; messy: non-canonical values, long quoted text, 5 % invalid rows):
@@ -29,7 +30,8 @@ import { type Dataset, type Throughput, throughput } from "./suites/throughput.t
 //   split:      one --split MB file, whole on one worker against split on two (not in the
 //               default set: --only split, or --only ...,split);
 //   shapes:     split against whole on messy shapes of --shapes MB each (ragged rows, every
-//               field quoted, row-like quoted notes, CR-only; not in the default set).
+//               field quoted, row-like quoted notes, CR-only; not in the default set);
+//   watch:      one s3csv watch listing round over --objects objects (not in the default set).
 // Prints Markdown, then the figures against the targets. --quick is the short run CI does
 // (figures printed, nothing asserted).
 
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     small: { type: "string", default: "1000" },
     split: { type: "string", default: "1000" },
     shapes: { type: "string", default: "100" },
+    objects: { type: "string", default: "100000" },
     only: { type: "string" },
     quick: { type: "boolean", default: false },
   },
@@ -142,6 +145,7 @@ try {
   if (suites.has("small")) await smallJobs(bench, small);
   if (suites.has("split")) await split(bench, benchCsv(Number(values.split) * 1e6), runs);
   if (suites.has("shapes")) await splitShapes(bench, Number(values.shapes), runs);
+  if (suites.has("watch")) await watchListing(bench, Number(values.objects), runs);
   targets(measured);
 } finally {
   await bench.queue.close();

@@ -19,9 +19,11 @@ app.addHook("onRequest", async (request, reply) => {
           ? "CompleteMultipartUpload"
           : request.method === "DELETE" && query.includes("uploadId=")
             ? "AbortMultipartUpload"
-            : ({ PUT: "PutObject", GET: "GetObject", HEAD: "HeadObject", DELETE: "DeleteObject" }[
-                request.method
-              ] ?? request.method);
+            : request.method === "GET" && query.includes("list-type=2")
+              ? "ListObjectsV2"
+              : ({ PUT: "PutObject", GET: "GetObject", HEAD: "HeadObject", DELETE: "DeleteObject" }[
+                  request.method
+                ] ?? request.method);
   counts[kind] = (counts[kind] ?? 0) + 1;
   if (kind === "UploadPart" || kind === "PutObject") {
     counts.bytesReceived =
