@@ -30,7 +30,20 @@ already there, unless --since now. Templates fill {key}, {path}, {name} and {ste
 --metrics-port (or WATCH_METRICS_PORT) serves /healthz, /readyz and Prometheus /metrics.
 SIGTERM stops it.`;
 
-export async function watchCommand(argv: string[]): Promise<void> {
+/** Listing every minute unless --interval says otherwise. */
+const DEFAULT_INTERVAL_MS = 60_000;
+
+/** What the command line asks of a watch, checked before anything is contacted. */
+interface WatchRequest {
+  plan: WatchPlan;
+  /** Milliseconds between listings; undefined when --interval was not given. */
+  intervalMs: number | undefined;
+  sinceNow: boolean;
+  sqsUrl: string | undefined;
+  metricsPort: number | undefined;
+}
+
+async function parseWatchArgs(argv: string[]): Promise<WatchRequest> {
   const { values: v } = parseArgs({
     args: argv,
     strict: true,
@@ -55,9 +68,18 @@ export async function watchCommand(argv: string[]): Promise<void> {
   if (!v["dest-template"])
     throw new UsageError("--dest-template 's3://BUCKET/out/{name}' is required");
   if (v.since !== undefined && v.since !== "now") throw new UsageError('--since takes "now" only');
-  const seconds = v.interval === undefined ? 60 : Number(v.interval);
-  if (!Number.isFinite(seconds) || seconds <= 0)
+  const seconds = v.interval === undefined ? undefined : Number(v.interval);
+  if (seconds !== undefined && !(Number.isFinite(seconds) && seconds > 0))
     throw new UsageError("--interval must be a number of seconds above 0");
+  const port = v["metrics-port"] ?? process.env.WATCH_METRICS_PORT;
+  const metricsPort = port === undefined ? undefined : Number(port);
+  if (
+    metricsPort !== undefined &&
+    !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort < 65536)
+  )
+    throw new UsageError(
+      "--metrics-port (or WATCH_METRICS_PORT) must be a port number, 0 to 65535",
+    );
   const plan: WatchPlan = {
     bucket: match[1] as string,
     prefix: match[2] as string,
@@ -66,17 +88,27 @@ export async function watchCommand(argv: string[]): Promise<void> {
     template: await jobTemplate(v),
   };
   checkPlan(plan);
+  return {
+    plan,
+    intervalMs: seconds === undefined ? undefined : seconds * 1000,
+    sinceNow: v.since === "now",
+    sqsUrl: v.sqs,
+    metricsPort,
+  };
+}
 
+export async function watchCommand(argv: string[]): Promise<void> {
+  const { plan, intervalMs, sinceNow, sqsUrl, metricsPort } = await parseWatchArgs(argv);
   const config = loadConfig();
   await assertRedisReachable(config);
   const s3 = createS3Client(config);
-  const sqs = v.sqs
+  const sqs = sqsUrl
     ? new SQSClient({
         region: config.AWS_REGION,
         ...(config.S3_ENDPOINT ? { endpoint: config.S3_ENDPOINT } : {}),
       })
     : undefined;
-  await reachable(plan, s3, sqs, v.sqs);
+  await reachable(plan, s3, sqs, sqsUrl);
   const log = createLogger(config, "s3csv-watch");
   const connection = redisConnection(config);
   const redis = redisClient(connection);
@@ -89,9 +121,8 @@ export async function watchCommand(argv: string[]): Promise<void> {
     plan.prefix,
   );
   const metrics = createWatchMetrics();
-  const port = v["metrics-port"] ?? process.env.WATCH_METRICS_PORT;
   const probes =
-    port === undefined ? undefined : await serveProbes(Number(port), metrics.registry, redis);
+    metricsPort === undefined ? undefined : await serveProbes(metricsPort, metrics.registry, redis);
   const watcher = new Watcher({ s3, queue, state, plan, log, metrics });
 
   const stop = new AbortController();
@@ -99,22 +130,22 @@ export async function watchCommand(argv: string[]): Promise<void> {
   const where = `s3://${plan.bucket}/${plan.prefix}`;
   try {
     if (!(await state.started())) {
-      if (v.since === "now") {
+      if (sinceNow) {
         const recorded = await watcher.baseline(stop.signal);
         log.info({ where, recorded }, "first start, --since now: what is there now is left alone");
       }
       await state.markStarted();
     }
-    log.info({ where, intervalSeconds: seconds, sqs: v.sqs }, "watching");
-    if (sqs && v.sqs) {
+    log.info({ where, intervalMs, sqs: sqsUrl }, "watching");
+    if (sqs && sqsUrl) {
       // What arrived while no watcher ran, then the events.
       await watcher.scan(stop.signal);
       await Promise.all([
-        watcher.consumeQueue(sqs, v.sqs, stop.signal),
-        v.interval === undefined ? undefined : watcher.pollListing(seconds * 1000, stop.signal),
+        watcher.consumeQueue(sqs, sqsUrl, stop.signal),
+        intervalMs === undefined ? undefined : watcher.pollListing(intervalMs, stop.signal),
       ]);
     } else {
-      await watcher.pollListing(seconds * 1000, stop.signal);
+      await watcher.pollListing(intervalMs ?? DEFAULT_INTERVAL_MS, stop.signal);
     }
   } finally {
     log.info({ where }, "stopped");

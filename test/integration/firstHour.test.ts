@@ -5,7 +5,14 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { failure } from "../../shared/cliFailure.ts";
 import { BUCKET } from "../support/stack.ts";
-import { CLI, enqueueArgs, runCli, useWorkerStack, writeSchemaFile } from "./helpers.ts";
+import {
+  CLI,
+  enqueueArgs,
+  runCli,
+  runProcess,
+  useWorkerStack,
+  writeSchemaFile,
+} from "./helpers.ts";
 
 // The first hour of a new user: every mistake off the scripted path gets one line that names the
 // problem and the fix, the documented exit code, no stack trace, and no command waits forever.
@@ -53,7 +60,7 @@ describe("the first hour: mistakes a new user makes", () => {
   it("no Redis: enqueue --wait fails within seconds naming REDIS_URL and the address, exit 4", async () => {
     const schema = await writeSchemaFile("first-hour", ordersSchema);
     const env = { ...t.stack.env, REDIS_URL: "redis://127.0.0.1:1" };
-    const run = await runCliWithin(
+    const run = await runCli(
       [...enqueueArgs("first/in.csv", "first/out.csv", schema), "--wait"],
       env,
       60_000,
@@ -307,41 +314,7 @@ export const upperSku = defineTransform({
   });
 });
 
-/** runCli, killed (exit null) if it has not ended within `ms`: a hang fails, never blocks. */
-async function runCliWithin(args: string[], env: NodeJS.ProcessEnv, ms: number) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 /** A command line run by sh in `cwd`, as a reader pastes it. */
 function shell(command: string, cwd: string, env: NodeJS.ProcessEnv) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn("sh", ["-c", command], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess("sh", ["-c", command], { env, cwd });
 }

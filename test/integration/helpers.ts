@@ -83,13 +83,27 @@ export async function run(queue: Queue<unknown, JobResult>, input: unknown): Pro
   return waitForResult(queue, id, { timeoutMs: 110_000 });
 }
 
-export function runCli(
+export interface Ran {
+  /** The exit code; null when the process was killed (`timeoutMs` passed, say). */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a program to its end, its output collected; killed after `timeoutMs` if given, so that
+ * a command that hangs fails a test instead of blocking it.
+ */
+export function runProcess(
+  file: string,
   args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  options: { env: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number },
+): Promise<Ran> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const { env, cwd, timeoutMs } = options;
+    const child = spawn(file, args, {
       env,
+      ...(cwd ? { cwd } : {}),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -100,8 +114,19 @@ export function runCli(
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
     });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    const timer =
+      timeoutMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    // "close", not "exit": the output pipes may still hold data when the process exits.
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
+}
+
+/** The s3csv command, run from this clone's sources. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs?: number): Promise<Ran> {
+  return runProcess(process.execPath, [CLI, ...args], { env, ...(timeoutMs ? { timeoutMs } : {}) });
 }
 
 /** Where a job's reject report goes by default: next to the destination. */

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +12,7 @@ import { type PreviousRelease, previousRelease, previousTag } from "../support/p
 import { isPartUpload } from "../support/s3Server.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
-import { eventually, job, queueFor, rejectsKeyOf } from "./helpers.ts";
+import { eventually, job, queueFor, rejectsKeyOf, runProcess } from "./helpers.ts";
 
 // A rolling upgrade: workers and producers of the previous release (checked out from the
 // project's history at its tag and installed beside this one) share a queue with this
@@ -110,11 +109,10 @@ describe.skipIf(typeof tag !== "string")(`rolling upgrade: ${tag} beside this re
       "--dest",
       `s3://${BUCKET}/${dest}`,
     ];
-    const cli = await command(
-      release.command,
-      [...args, "--schema", schemaFile, "--json"],
-      stack.env,
-    );
+    const cli = await runProcess(release.command, [...args, "--schema", schemaFile, "--json"], {
+      env: stack.env,
+      timeoutMs: 60_000,
+    });
     expect(cli.code, cli.stderr).toBe(0);
     const { jobId } = JSON.parse(cli.stdout) as { jobId: string };
     await expectClean(dest, await waitForResult(queue, jobId, { timeoutMs: 110_000 }));
@@ -243,22 +241,3 @@ describe.skipIf(typeof tag !== "string")(`rolling upgrade: ${tag} beside this re
     await handedBack?.remove().catch(() => {});
   });
 });
-
-function command(
-  file: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
-  });
-}

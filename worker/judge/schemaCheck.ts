@@ -80,29 +80,43 @@ const UNKNOWN_DIRECTIVE = /%(?![YymdHMSfz%])/;
 /** Every problem of one field, with paths relative to the field. */
 export function fieldProblems(field: TableSchemaField): SchemaProblem[] {
   const problems: SchemaProblem[] = [];
-  const raw = field as Record<string, unknown>;
-  for (const key of Object.keys(raw)) {
+  for (const key of Object.keys(field)) {
     const near = typo(key, FIELD_PROPERTIES);
     if (near)
       problems.push({ path: [key], message: `is not a field property: did you mean "${near}"?` });
   }
+  return [...problems, ...formatProblems(field), ...constraintProblems(field)];
+}
+
+/** A format the field's type has, or for dates and times a pattern s3csv reads. */
+function formatProblems(field: TableSchemaField): SchemaProblem[] {
   const format = field.format;
-  if (format !== undefined && format !== "default") {
-    const known = FORMATS[field.type] ?? ["default"];
-    const temporal = field.type === "date" || field.type === "time" || field.type === "datetime";
-    const pattern = temporal && !known.includes(format);
-    if (pattern && (!DIRECTIVES.test(format) || UNKNOWN_DIRECTIVE.test(format))) {
-      problems.push({
+  if (format === undefined || format === "default") return [];
+  const known = FORMATS[field.type] ?? ["default"];
+  const temporal = field.type === "date" || field.type === "time" || field.type === "datetime";
+  const pattern = temporal && !known.includes(format);
+  if (pattern && (!DIRECTIVES.test(format) || UNKNOWN_DIRECTIVE.test(format))) {
+    return [
+      {
         path: ["format"],
         message: `${JSON.stringify(format)} is not a date pattern s3csv reads: use %Y %y %m %d %H %M %S %f %z (or "default", "any")`,
-      });
-    } else if (!pattern && !known.includes(format)) {
-      problems.push({
+      },
+    ];
+  }
+  if (!pattern && !known.includes(format)) {
+    return [
+      {
         path: ["format"],
         message: `${JSON.stringify(format)} is not a format of ${field.type} (${known.join(", ")})`,
-      });
-    }
+      },
+    ];
   }
+  return [];
+}
+
+/** Constraints that exist, apply to the field's type, and hold values of that type. */
+function constraintProblems(field: TableSchemaField): SchemaProblem[] {
+  const problems: SchemaProblem[] = [];
   if (field.constraints?.pattern !== undefined && field.type !== "string") {
     problems.push({
       path: ["constraints", "pattern"],
