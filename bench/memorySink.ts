@@ -32,8 +32,13 @@ export class MemorySink implements RowSink {
     this.#part.append(text);
   }
 
+  writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void {
+    this.#written = true;
+    this.#part.appendBytes(bytes, suffix);
+  }
+
   endRow(_mark: () => ResumeMark): undefined {
-    if (this.#part.units >= this.#partSize) this.#cut();
+    if (this.#part.holds(this.#partSize)) this.#cut();
     return undefined;
   }
 

@@ -17,14 +17,19 @@ describe("PartBuffer", () => {
     expect(buffer.isEmpty).toBe(true);
   });
 
-  it("counts UTF-16 units since the part began, and gives copies for carries", () => {
+  it("says when a part's worth of bytes is in, text and bytes alike, and gives copies for carries", () => {
     const buffer = new PartBuffer(1024, 2);
     buffer.append("x".repeat(8));
     buffer.append("é😀");
-    expect(buffer.units).toBe(11);
-    expect(buffer.bytes).toBe(14);
-    buffer.take();
-    expect(buffer.units).toBe(0);
+    // 8 + 2 + 4 bytes: the two characters are 3 UTF-16 units but 6 bytes.
+    expect(buffer.holds(14)).toBe(true);
+    expect(buffer.holds(15)).toBe(false);
+    buffer.appendBytes(Buffer.from("日本"));
+    expect(buffer.holds(20)).toBe(true);
+    expect(buffer.holds(21)).toBe(false);
+    expect(buffer.bytes).toBe(20);
+    expect(buffer.take().toString("utf8")).toBe(`${"x".repeat(8)}é😀日本`);
+    expect(buffer.holds(1)).toBe(false);
     buffer.append("x".repeat(10));
     expect(buffer.isEmpty).toBe(false);
     const copy = buffer.copyFrom(4);
@@ -49,16 +54,32 @@ describe("PartBuffer", () => {
     expect(buffer.take().buffer === second.buffer).toBe(false);
   });
 
-  it("holds a part of 3-byte characters, three times partSize in bytes, exactly", () => {
+  it("holds text of 3-byte characters far past its usual capacity, exactly", () => {
     const partSize = 64 * 1024;
     const buffer = new PartBuffer(partSize, 1);
     const row = "日本語のテキスト,東京\n";
     let expected = "";
-    while (buffer.units < partSize) {
+    let units = 0;
+    while (units < 3 * partSize) {
       buffer.append(row);
       expected += row;
+      units += row.length;
     }
-    expect(buffer.bytes).toBeGreaterThan(2.5 * partSize);
+    expect(buffer.bytes).toBeGreaterThan(2.5 * 3 * partSize);
+    expect(buffer.take().toString("utf8")).toBe(expected);
+  });
+});
+
+describe("PartBuffer, text and bytes interleaved", () => {
+  it("keeps the order of text and bytes, whichever comes first", () => {
+    const buffer = new PartBuffer(64 * 1024, 1);
+    let expected = "";
+    for (let i = 0; i < 20_000; i++) {
+      const row = i % 3 === 0 ? `text ${i},Zoë\r\n` : `bytes ${i},東京\r\n`;
+      if (i % 3 === 0) buffer.append(row);
+      else buffer.appendBytes(Buffer.from(row));
+      expected += row;
+    }
     expect(buffer.take().toString("utf8")).toBe(expected);
   });
 });

@@ -1,6 +1,6 @@
-// The text of the part being built, encoded into one buffer. Rows arrive one string at a time;
-// they are gathered into a batch and encoded together (one native call per batch instead of two
-// per row), and the buffers of uploaded parts come back to be filled again: a fresh part-sized
+// The text of the part being built, encoded into one buffer. Rows arrive as strings (gathered
+// into a batch and encoded together: one native call per batch instead of two per row) or as
+// bytes already encoded (the byte row path's), and the buffers of uploaded parts come back to be filled again: a fresh part-sized
 // allocation per part costs page faults and leaves external memory for the GC to find late,
 // which is most of a worker's RSS above its baseline.
 
@@ -18,7 +18,6 @@ export class PartBuffer {
   #buffer: Buffer | undefined;
   #bytes = 0;
   #batch = "";
-  #units = 0;
   #filledOne = false;
 
   /** Holds at most `maxSpares` buffers of uploaded parts for reuse. */
@@ -29,17 +28,36 @@ export class PartBuffer {
 
   append(text: string): void {
     this.#batch += text;
-    this.#units += text.length;
     if (this.#batch.length >= BATCH_CHARS) this.#encode();
   }
 
+  /** Bytes already UTF-8, then `suffix` if given, copied in (after any text before them). */
+  appendBytes(bytes: Uint8Array, suffix?: Uint8Array): void {
+    if (this.#batch.length > 0) this.#encode();
+    const at = this.#bytes;
+    const end = at + bytes.length + (suffix?.length ?? 0);
+    this.#reserve(end);
+    const buffer = this.#buffer as Buffer;
+    buffer.set(bytes, at);
+    if (suffix) {
+      // A line break is a byte or two: set() costs more than that.
+      for (let i = 0, to = at + bytes.length; i < suffix.length; i++)
+        buffer[to + i] = suffix[i] as number;
+    }
+    this.#bytes = end;
+  }
+
   /**
-   * UTF-16 units appended since the part began. Parts are cut on this count, not on bytes: it
-   * depends only on the rows since the part's start, so a resumed job (which appends the same
-   * text in other batches) cuts its parts where an uninterrupted run does.
+   * Whether the part holds at least `size` bytes. Parts are cut on this: it depends only on the
+   * rows since the part's start, so a resumed job (which appends the same rows in other
+   * batches, as text or as bytes) cuts its parts where an uninterrupted run does. The batch is
+   * encoded only when it could reach `size` (a UTF-16 unit is at most 3 bytes).
    */
-  get units(): number {
-    return this.#units;
+  holds(size: number): boolean {
+    if (this.#bytes >= size) return true;
+    if (this.#bytes + this.#batch.length * MAX_BYTES_PER_UNIT < size) return false;
+    this.#encode();
+    return this.#bytes >= size;
   }
 
   /** Every appended byte, the batch encoded first. */
@@ -65,7 +83,6 @@ export class PartBuffer {
     if (this.#bytes >= this.#capacity / 2) this.#filledOne = true;
     this.#buffer = undefined;
     this.#bytes = 0;
-    this.#units = 0;
     return body;
   }
 

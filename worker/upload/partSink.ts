@@ -27,19 +27,23 @@ export class PartSink {
     this.#text.append(text);
   }
 
+  writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void {
+    this.#text.appendBytes(bytes, suffix);
+  }
+
   /** Nothing written that is not yet in a part. */
   get isEmpty(): boolean {
     return this.#text.isEmpty && this.#members.length === 0;
   }
 
-  /** Text written since the last part (or member), as UTF-16 units: parts are cut on these. */
-  get textUnits(): number {
-    return this.#text.units;
+  /** Text written since the last part (or member). */
+  get holdsText(): boolean {
+    return !this.#text.isEmpty;
   }
 
-  /** A part's worth of text is written (to cut, or for gzip to compress). */
+  /** A part's worth of text (in bytes) is written: to cut, or for gzip to compress. */
   get textDue(): boolean {
-    return this.#text.units >= this.#partSize;
+    return this.#text.holds(this.#partSize);
   }
 
   /** gzip members wait for a part (while they do, the text after them cannot be carried). */

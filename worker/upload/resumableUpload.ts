@@ -185,6 +185,10 @@ export class ResumableUpload {
     this.#sink.write(text);
   }
 
+  writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void {
+    this.#sink.writeBytes(bytes, suffix);
+  }
+
   /**
    * Called after each row the output wrote: when a part's worth is buffered, it is sealed here,
    * on a row boundary, with `mark` as the input position its last row ends at.
@@ -202,7 +206,7 @@ export class ResumableUpload {
     if (completed) return { ...completed, parts: Math.max(1, this.#state.parts.length) };
     const nothingUploaded = this.#state.parts.length + this.#window.inFlight === 0;
     // Even an empty output is a valid gzip file: one empty member.
-    if (this.#sink.gzip && (this.#sink.textUnits > 0 || (nothingUploaded && this.#sink.isEmpty)))
+    if (this.#sink.gzip && (this.#sink.holdsText || (nothingUploaded && this.#sink.isEmpty)))
       await this.#compress();
     if (!this.#state.uploadId && this.#window.inFlight === 0) return this.#putWhole(mark);
     if (!this.#sink.isEmpty || nothingUploaded) await this.#seal(mark);
