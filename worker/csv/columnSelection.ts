@@ -11,6 +11,8 @@ export interface ColumnSelection {
   types: JsonType[] | undefined;
   /** Every column, in order: rows are written as judged. */
   all: boolean;
+  /** Per output column, the judge's column it shows. */
+  indexes: readonly number[];
   pick(cells: readonly string[]): string[];
 }
 
@@ -41,6 +43,7 @@ export function selectColumns(
     header,
     types: types && indexes.map((i) => types[i] as JsonType),
     all,
+    indexes,
     pick: (cells) => indexes.map((i) => cells[i] as string),
   };
 }

@@ -5,7 +5,11 @@
 // A row ends at LF, CRLF or a lone CR outside quotes. A quote opens a quoted section only at the
 // start of a field; inside one, `""` is an escaped quote and any other quote closes it. Line
 // numbers count physical lines, including those inside quoted fields.
+//
+// Each chunk is checked for UTF-8 once (one native call, where a call per row costs more than
+// the rest of a row's byte path), and a row that lies in the checked part is known valid.
 
+import { isUtf8 } from "node:buffer";
 import { NextByte } from "./nextByte.ts";
 
 const LF = 0x0a;
@@ -29,6 +33,8 @@ export interface FramedRow {
   oversize: boolean;
   /** The source ended inside a quoted field. */
   unterminated: boolean;
+  /** The bytes are known to be valid UTF-8 (false: not known; check them if it matters). */
+  utf8: boolean;
 }
 
 export interface FramerOptions {
@@ -69,6 +75,9 @@ export class CsvFramer {
   #lastByte = -1;
   #bomPending: boolean;
   #bomHead: number[] = [];
+  /** The part of the chunk being scanned known to be valid UTF-8: [#utf8From, #utf8To). */
+  #utf8From = 0;
+  #utf8To = 0;
 
   constructor(options: FramerOptions) {
     this.#delimiter = options.delimiter.charCodeAt(0);
@@ -138,6 +147,7 @@ export class CsvFramer {
   #scan(chunk: Uint8Array, rows: FramedRow[]): void {
     const n = chunk.length;
     if (n === 0) return;
+    this.#checkUtf8(chunk);
     const base = this.#offset;
     const quote = this.#quote;
     let i = 0; // scan position in chunk
@@ -205,6 +215,25 @@ export class CsvFramer {
   }
 
   /**
+   * The chunk's bytes from its first character start to the end of its last whole character,
+   * if they are valid UTF-8 (the characters a chunk boundary cuts belong to rows that are
+   * copied whole, and checked one by one).
+   */
+  #checkUtf8(chunk: Uint8Array): void {
+    const n = chunk.length;
+    let from = 0;
+    while (from < n && from < 3 && ((chunk[from] as number) & 0xc0) === 0x80) from++;
+    let to = n;
+    let lead = n - 1;
+    while (lead > from && lead > n - 4 && ((chunk[lead] as number) & 0xc0) === 0x80) lead--;
+    const b = chunk[lead] as number;
+    if (b >= 0xc0 && n - lead < (b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2)) to = lead;
+    const valid = from < to && isUtf8(chunk.subarray(from, to));
+    this.#utf8From = valid ? from : 0;
+    this.#utf8To = valid ? to : 0;
+  }
+
+  /**
    * Quoted text from `i` up to the next quote or escape (or the chunk's end), which is returned:
    * its line breaks counted as #quotedByte would count them (CR, LF and CRLF each end one line).
    */
@@ -268,12 +297,13 @@ export class CsvFramer {
     const base = this.#offset;
     const segEnd = chunk ? Math.max(segStart, contentEnd - base) : segStart;
     let bytes: Uint8Array;
+    let utf8 = false;
     if (this.#partialBytes === 0 && !this.#oversize && chunk) {
       bytes = chunk.subarray(segStart, segEnd);
       if (bytes.length > this.#maxRowBytes) {
         this.#oversize = true;
         bytes = Uint8Array.prototype.slice.call(bytes.subarray(0, OVERSIZE_HEAD));
-      }
+      } else utf8 = segStart >= this.#utf8From && segEnd <= this.#utf8To;
     } else {
       if (chunk && segEnd > segStart) this.#append(chunk.subarray(segStart, segEnd));
       // A CR that ended the previous chunk was kept out of the partial row already.
@@ -290,6 +320,7 @@ export class CsvFramer {
       quoted: this.#quoted,
       oversize: this.#oversize,
       unterminated,
+      utf8,
     });
     this.#line = nextLine;
     this.#rowStart = end;

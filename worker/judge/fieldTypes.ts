@@ -208,11 +208,11 @@ function numberParser(
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /** A calendar date: years from 1 on (there is no year 0, as Python and XML Schema 1.0 say). */
-function validDate(y: number, m: number, d: number): boolean {
+export function validDate(y: number, m: number, d: number): boolean {
   return y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m);
 }
 
-function validTime(h: number, mi: number, s: number): boolean {
+export function validTime(h: number, mi: number, s: number): boolean {
   return h <= 23 && mi <= 59 && s <= 59;
 }
 

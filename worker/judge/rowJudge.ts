@@ -1,3 +1,4 @@
+import type { ByteJudge } from "./byteJudge.ts";
 import type { RowError } from "./rowErrors.ts";
 
 // What both ways of judging rows (a Table Schema, a registered transform) give the pipeline.
@@ -15,6 +16,8 @@ export interface RowJudge {
   /** Verdicts depend on earlier rows (unique, primaryKey): a resume must replay those rows. */
   readonly stateful?: boolean;
   judge(fields: readonly string[]): Verdict;
+  /** The same verdicts on a row's bytes, where this judge can give them (byteJudge.ts). */
+  readonly bytes?: ByteJudge;
 }
 
 export interface JudgeFactory {

@@ -1,5 +1,7 @@
 import type { JobOptions } from "../../shared/job.ts";
 import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts";
+import { byteJudge } from "./byteJudge.ts";
+import { type Constraint, constraintsOf } from "./constraints.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
 import type { JsonType } from "./rowJudge.ts";
@@ -20,116 +22,6 @@ import { UniqueIndex } from "./uniqueIndex.ts";
 
 /** The cell's canonical text when it is valid, else its error (no allocation on the happy path). */
 type FieldValidator = (raw: string) => string | RowError;
-
-/** The order of two values: negative, 0 or positive; NaN when they have none (NaN itself). */
-function compare(a: TypedCell["value"], b: TypedCell["value"]): number {
-  if (typeof a === "string" || typeof b === "string") {
-    const [x, y] = [String(a), String(b)];
-    return x < y ? -1 : x > y ? 1 : 0;
-  }
-  const [x, y] = [a as number | bigint, b as number | bigint];
-  if (x < y) return -1;
-  if (x > y) return 1;
-  return Number.isNaN(x) || Number.isNaN(y) ? Number.NaN : 0;
-}
-
-/** A constraint bound from the schema, parsed with the field's own type when it is text. */
-function bound(
-  field: TableSchemaField,
-  value: number | string | undefined,
-): TypedCell["value"] | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value === "number") return value;
-  const typed = fieldType(field).parse(value);
-  return typed ? typed.value : value;
-}
-
-/**
- * A constraint's message for a cell's typed value, text and size (an array's items, an object's
- * keys), or undefined when it holds.
- */
-type Constraint = (
-  value: TypedCell["value"],
-  text: string,
-  size: number | undefined,
-) => string | undefined;
-
-/**
- * Datetimes and times in order: `…:00Z`, `…:00.5Z` and `…:00.50Z` are read as instants, not
- * text ("." sorts before "Z"): the zone letter and a fraction's trailing zeros say nothing.
- */
-function temporalKey(value: TypedCell["value"]): string {
-  return String(value)
-    .replace(/Z$/, "")
-    .replace(/(\.\d*?)0+$/, "$1")
-    .replace(/\.$/, "");
-}
-
-function compareTemporal(a: TypedCell["value"], b: TypedCell["value"]): number {
-  return compare(temporalKey(a), temporalKey(b));
-}
-
-function constraintsOf(field: TableSchemaField): Constraint[] {
-  const c = field.constraints ?? {};
-  const checks: Constraint[] = [];
-  const order = field.type === "datetime" || field.type === "time" ? compareTemporal : compare;
-  const length = (value: TypedCell["value"], size: number | undefined) => {
-    if (size !== undefined) return size;
-    const text = String(value);
-    // Code points, not UTF-16 units; only text outside the BMP needs the slow count.
-    return /[\uD800-\uDFFF]/.test(text) ? [...text].length : text.length;
-  };
-  const { minLength, maxLength, pattern } = c;
-  if (minLength !== undefined) {
-    checks.push((value, text, size) =>
-      length(value, size) < minLength
-        ? `"${text}" is shorter than minLength ${minLength}`
-        : undefined,
-    );
-  }
-  if (maxLength !== undefined) {
-    checks.push((value, text, size) =>
-      length(value, size) > maxLength
-        ? `"${text}" is longer than maxLength ${maxLength}`
-        : undefined,
-    );
-  }
-  const minimum = bound(field, c.minimum);
-  if (minimum !== undefined) {
-    // Written as "not at least": NaN is not in order with anything, so it fails both bounds.
-    checks.push((value, text) =>
-      order(value, minimum) >= 0 ? undefined : `${text} is below the minimum ${String(c.minimum)}`,
-    );
-  }
-  const maximum = bound(field, c.maximum);
-  if (maximum !== undefined) {
-    checks.push((value, text) =>
-      order(value, maximum) <= 0 ? undefined : `${text} is above the maximum ${String(c.maximum)}`,
-    );
-  }
-  if (pattern !== undefined) {
-    const re = new RegExp(`^(?:${pattern})$`, "u");
-    checks.push((value, text) =>
-      re.test(String(value)) ? undefined : `"${text}" does not match the pattern ${pattern}`,
-    );
-  }
-  if (c.enum) {
-    const allowed = c.enum.map((v) => (typeof v === "string" ? bound(field, v) : v));
-    const listed = JSON.stringify(c.enum);
-    // Datetimes and times are compared as instants; other text by its exact value.
-    const temporal = order === compareTemporal;
-    const strings = new Set(allowed.filter((v) => typeof v === "string" && !temporal));
-    const others = allowed.filter(
-      (v): v is TypedCell["value"] => v !== undefined && (temporal || typeof v !== "string"),
-    );
-    checks.push((value, text) =>
-      (typeof value === "string" && strings.has(value)) || others.some((v) => order(value, v) === 0)
-        ? undefined
-        : `"${text}" is not one of ${listed}`,
-    );
-  }
-  return checks;
-}
 
 function compileField(field: TableSchemaField, missingValues: ReadonlySet<string>): FieldValidator {
   const type = fieldType(field);
@@ -182,8 +74,11 @@ export function compileTableSchema(
   const asRead = options.values === "as-read";
   const schemaMissing = new Set(schema.missingValues ?? [""]);
   const names = schema.fields.map((f) => f.name);
-  const validators = schema.fields.map((field) =>
-    compileField(field, field.missingValues ? new Set(field.missingValues) : schemaMissing),
+  const missing = schema.fields.map((field) =>
+    field.missingValues ? new Set(field.missingValues) : schemaMissing,
+  );
+  const validators = schema.fields.map((field, i) =>
+    compileField(field, missing[i] as ReadonlySet<string>),
   );
 
   return {
@@ -199,6 +94,19 @@ export function compileTableSchema(
         outputHeader: names,
         outputTypes: schema.fields.map(jsonType),
         stateful: unique !== undefined,
+        // Uniqueness needs every row's values as text: those jobs stay on the string path.
+        ...(unique
+          ? {}
+          : {
+              bytes: byteJudge({
+                fields: schema.fields,
+                validators,
+                missing,
+                columnOf,
+                width,
+                asRead,
+              }),
+            }),
         judge(fields): Verdict {
           const shape = shapeErrors(fields, width, labels);
           if (shape.length) {

@@ -11,6 +11,8 @@ export interface OutputFormat {
   header: string | undefined;
   /** A valid row's line. */
   line(cells: readonly string[]): string;
+  /** Per output column, the judge's column it shows (options.select). */
+  columns: readonly number[];
   /**
    * An unquoted row whose cells all came out unchanged (all of them, in order) may be written
    * as its source text: only when the source's dialect is the output's.
@@ -45,6 +47,7 @@ export function outputFormat(judge: RowJudge, options: Options): OutputFormat {
   return {
     header: csv ? formatRow(columns.header, options.newline) : undefined,
     line: columns.all ? format : (cells) => format(columns.pick(cells)),
+    columns: columns.indexes,
     // With another quote or escape character, a row without them may still hold a `"` that
     // RFC 4180 output has to quote.
     passThrough:

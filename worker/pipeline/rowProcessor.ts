@@ -6,6 +6,7 @@ import { PermanentJobError } from "../errors.ts";
 import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
 import { nonTextReason, otherDelimiterReason } from "../source/textSniffer.ts";
+import { ByteRowPath } from "./byteRowPath.ts";
 import { noteRow, summaryEntry } from "./errorSummary.ts";
 import { enforcePolicy } from "./invalidRowPolicy.ts";
 import { csvLineFormat, type OutputFormat, outputFormat } from "./outputFormat.ts";
@@ -20,6 +21,8 @@ export interface RowSink {
   /** Nothing written yet: the output still needs its header. */
   readonly empty: boolean;
   write(text: string): void;
+  /** UTF-8 bytes of a whole row (the byte row path's), then `suffix`, copied at once. */
+  writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void;
   /**
    * Told after every row at or past the sink's write-from offset (earlier rows are already in
    * its parts), with the position it ends at; a promise when a part was sealed (the row loop
@@ -41,6 +44,11 @@ export interface RowProcessorInput {
   header: readonly string[] | null;
   /** Told of the header once read, for the checkpoint to keep. */
   onHeader(header: string[]): void;
+  /**
+   * Whether rows that can be judged and written on their bytes are (default true). Off, every
+   * row takes the string path: the differential tests and the benchmark compare the two.
+   */
+  bytePath?: boolean;
   /**
    * Whether empty outputs get their header rows (default true). A split job's shards after the
    * first write none: their outputs are joined after the first shard's.
@@ -84,6 +92,7 @@ export class RowProcessor {
   readonly #comment: number | undefined;
   #judge: RowJudge | undefined;
   #format: OutputFormat | undefined;
+  #bytes: ByteRowPath | undefined;
   /** Replaying earlier rows: the header is still to be skipped. */
   #replayHeader: boolean;
 
@@ -130,14 +139,18 @@ export class RowProcessor {
     const position = this.#position;
     position.rowNumber++;
     position.counts.read++;
-    const bytes = asBuffer(row.bytes);
-    const raw = this.#decode(bytes);
-    const judged = this.#judgeRow(row, raw);
-    if (judged.ok) this.#valid(row, judged.cells, raw as string);
-    else this.#invalid(row, judged.errors, raw ?? bytes.toString("utf8"));
-    this.#pass(row);
     const { output, rejects } = this.#in.sinks;
-    const sealing = row.start >= this.#in.writeFrom.output ? output.endRow(this.mark) : undefined;
+    const writes = row.start >= this.#in.writeFrom.output;
+    if (this.#bytes?.take(row, writes ? output : undefined)) position.counts.valid++;
+    else {
+      const bytes = asBuffer(row.bytes);
+      const raw = this.#decode(bytes);
+      const judged = this.#judgeRow(row, raw);
+      if (judged.ok) this.#valid(row, judged.cells, raw as string);
+      else this.#invalid(row, judged.errors, raw ?? bytes.toString("utf8"));
+    }
+    this.#pass(row);
+    const sealing = writes ? output.endRow(this.mark) : undefined;
     const writesReport = row.start >= this.#in.writeFrom.rejects;
     if (sealing) return writesReport ? sealing.then(() => rejects.endRow(this.mark)) : sealing;
     return writesReport ? rejects.endRow(this.mark) : undefined;
@@ -151,7 +164,8 @@ export class RowProcessor {
       return;
     }
     const text = this.#decode(asBuffer(row.bytes));
-    const parsed = text === undefined ? undefined : this.#parser.parse(text, row.quoted);
+    const parsed =
+      text === undefined ? undefined : this.#parser.parseRow(row.bytes, text, row.quoted);
     if (parsed?.ok) this.#judge?.judge(parsed.fields);
   }
 
@@ -214,7 +228,7 @@ export class RowProcessor {
     if (row.unterminated) {
       return rowError("format-error", "a quoted field is not closed before the end of the file");
     }
-    const parsed = this.#parser.parse(raw, row.quoted);
+    const parsed = this.#parser.parseRow(row.bytes, raw, row.quoted);
     if (!parsed.ok) return rowError("format-error", parsed.message);
     this.#fields = parsed.fields;
     return (this.#judge as RowJudge).judge(parsed.fields);
@@ -228,7 +242,8 @@ export class RowProcessor {
       : text === undefined
         ? "it is not valid UTF-8"
         : undefined;
-    const parsed = text === undefined ? undefined : this.#parser.parse(text, row.quoted);
+    const parsed =
+      text === undefined ? undefined : this.#parser.parseRow(row.bytes, text, row.quoted);
     if (!parsed?.ok) {
       const why = problem ?? (parsed && !parsed.ok ? parsed.message : "");
       // What s3csv infer would say of such a head: binary, compressed, another encoding.
@@ -269,6 +284,8 @@ export class RowProcessor {
     }
     const { options, sinks } = this.#in;
     this.#format = outputFormat(this.#judge, options);
+    if (this.#in.bytePath !== false)
+      this.#bytes = ByteRowPath.for(this.#judge, this.#format, options);
     if (this.#in.headers === false) return;
     if (this.#format.header !== undefined && sinks.output.empty) {
       sinks.output.write(this.#format.header);

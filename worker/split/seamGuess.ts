@@ -1,4 +1,5 @@
 import { CsvFramer, type FramedRow } from "../csv/csvFramer.ts";
+import { asBuffer } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
 
 // The seam guess: a shard of a split job starts at a byte offset in the middle of the source,
@@ -101,7 +102,9 @@ class Reading {
     if (row.bytes[0] === this.#comment) return "comment";
     this.#voters++;
     if (row.oversize || row.unterminated) return "bad";
-    const parsed = this.#parser.parse(Buffer.from(row.bytes).toString("latin1"), row.quoted);
+    // Only the field count matters: latin1 text keeps one unit per byte, whatever the encoding.
+    const text = asBuffer(row.bytes).toString("latin1");
+    const parsed = this.#parser.parseRow(row.bytes, text, row.quoted);
     if (!parsed.ok) return "bad";
     return parsed.fields.length === this.#dialect.columns ? "good" : "formed";
   }

@@ -1,0 +1,463 @@
+import { isUtf8 } from "node:buffer";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { JobOptions } from "../../shared/job.ts";
+import { TableSchema, type TableSchemaField } from "../../shared/tableSchema.ts";
+import { CsvFramer } from "../../worker/csv/csvFramer.ts";
+import { cellRule, checkCell, checkEscapedCell } from "../../worker/judge/cellBytes.ts";
+import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
+import { RowProcessor, type RowSink } from "../../worker/pipeline/rowProcessor.ts";
+import { startMark } from "../../worker/source/firstAttempt.ts";
+
+// The byte row path against the string path it stands in for. Cell by cell: a byte check may
+// only accept a cell the field's validator accepts and writes as it came (or, values as-read,
+// accepts). Row by row: on generated files, dialects, schemas and options, with invalid rows of
+// every kind and chunks cut anywhere, both paths give the same output bytes, the same reject
+// report and the same counts.
+
+/** Characters that make cells of every type, and break them. */
+const CELL_CHARS = [
+  ..."0123456789",
+  "-",
+  "+",
+  ".",
+  "e",
+  "E",
+  ":",
+  "T",
+  " ",
+  "Z",
+  "@",
+  "a",
+  "Z",
+  "é",
+  "日",
+  "😀",
+  "_",
+  "%",
+  ",",
+  "'",
+  "f",
+];
+
+/** More missing values than the byte set compares one by one. */
+const MANY_MISSING = ["", "NA", "n/a", "-", "?", "none", "null", "0", "é", "x", "true"];
+
+const cellText = fc.oneof(
+  fc.array(fc.constantFrom(...CELL_CHARS), { maxLength: 12 }).map((c) => c.join("")),
+  fc.constantFrom(
+    "\uFFFD",
+    "0",
+    "-0",
+    "+0",
+    "00",
+    "5.",
+    ".5",
+    "-.5",
+    "1e3",
+    "1E-3",
+    "1e400",
+    "999999999999999",
+    "1000000000000000",
+    "9007199254740993",
+    "0.1",
+    "-120",
+    "120",
+    "121",
+    "true",
+    "false",
+    "True",
+    "FALSE",
+    "1",
+    "NaN",
+    "INF",
+    "-INF",
+    "2024-02-29",
+    "2023-02-29",
+    "0000-01-01",
+    "0001-01-01T00:30:00+01:00",
+    "9999-12-31T23:00:00-02:00",
+    "2026-01-02T03:04:05Z",
+    "2026-01-02 03:04:05",
+    "2026-01-02T03:04:05.120Z",
+    "2026-01-02T03:04:05+0530",
+    "2026-01-02T03:04:05+24:00",
+    "2026-01-02T24:00:00Z",
+    "23:59:59.5",
+    "ada@example.com",
+    "a..b@example.com",
+    "a@b",
+    "a@example.123",
+    "a@-x.com",
+    "josé@example.com",
+    "123e4567-e89b-12d3-a456-426614174000",
+    "123E4567-E89B-12D3-A456-42661417400G",
+    "",
+    "NA",
+  ),
+);
+
+const FIELDS: TableSchemaField[] = [
+  { name: "i", type: "integer" },
+  { name: "i", type: "integer", constraints: { minimum: -5, maximum: 120 } },
+  { name: "i", type: "integer", constraints: { minimum: "3" } },
+  { name: "n", type: "number" },
+  { name: "n", type: "number", constraints: { minimum: 0, maximum: 1000000 } },
+  { name: "n", type: "number", constraints: { maximum: 0.5 } },
+  { name: "y", type: "year", constraints: { minimum: 1 } },
+  { name: "b", type: "boolean" },
+  { name: "b", type: "boolean", trueValues: ["yes", "false"], falseValues: ["no", "false"] },
+  { name: "d", type: "date" },
+  { name: "t", type: "time" },
+  { name: "dt", type: "datetime" },
+  { name: "a", type: "any" },
+  { name: "s", type: "string" },
+  { name: "s", type: "string", constraints: { minLength: 2, maxLength: 4 } },
+  { name: "s", type: "string", constraints: { enum: ["a", "é", "true", ""] } },
+  // Past eight values the byte set looks cells up by key; a lone surrogate matches no cell.
+  {
+    name: "s",
+    type: "string",
+    constraints: {
+      enum: ["b", "c", "d", "e", "f", "g", "h", "1", "0", "é", "true", "\ud800", "NA"],
+    },
+  },
+  { name: "e", type: "string", format: "email" },
+  { name: "u", type: "string", format: "uuid" },
+];
+
+function validatorVerdict(field: TableSchemaField, text: string, asRead: boolean) {
+  const judges = compileTableSchema(TableSchema.parse({ fields: [field] }), {
+    maxUniqueValues: 10,
+    values: asRead ? "as-read" : "canonical",
+  });
+  return judges.bind(null).judge([text]);
+}
+
+describe("byte cell checks (differential)", () => {
+  for (const asRead of [false, true]) {
+    it(`accept only cells the validator writes as they came (values ${asRead ? "as-read" : "canonical"})`, () => {
+      let accepted = 0;
+      fc.assert(
+        fc.property(fc.constantFrom(...FIELDS), cellText, (field, text) => {
+          const rule = cellRule(field, asRead);
+          if (!rule || text === "") return;
+          const bytes = Buffer.from(text);
+          if (!checkCell(rule, bytes, 0, bytes.length)) return;
+          accepted++;
+          expect(validatorVerdict(field, text, asRead), `${field.type} ${text}`).toEqual({
+            ok: true,
+            cells: [text],
+          });
+        }),
+        { numRuns: 20_000 },
+      );
+      // The checks decide a good share of these cells: the test compares something.
+      expect(accepted).toBeGreaterThan(2_000);
+    });
+  }
+
+  it("decide an escaped cell only where any value of its length is valid as it came", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...FIELDS), cellText, (field, text) => {
+        const rule = cellRule(field);
+        const value = `${text}"`;
+        // The cell's bytes as quoted text: one more byte per doubled quote.
+        const bytes = Buffer.byteLength(value) + 1;
+        if (!rule || !checkEscapedCell(rule, 0, bytes)) return;
+        expect(validatorVerdict(field, value, false)).toEqual({ ok: true, cells: [value] });
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+});
+
+/** An output collected as bytes, text and bytes alike. */
+class Collect implements RowSink {
+  readonly parts: Buffer[] = [];
+  get empty() {
+    return this.parts.length === 0;
+  }
+  write(text: string) {
+    this.parts.push(Buffer.from(text));
+  }
+  writeBytes(bytes: Uint8Array, suffix?: Uint8Array) {
+    this.parts.push(Buffer.from(bytes));
+    if (suffix) this.parts.push(Buffer.from(suffix));
+  }
+  endRow() {
+    return undefined;
+  }
+  text() {
+    return Buffer.concat(this.parts).toString("latin1");
+  }
+}
+
+function run(
+  source: Buffer,
+  schema: unknown,
+  options: Partial<JobOptions>,
+  cuts: number[],
+  bytePath: boolean,
+) {
+  const parsed = JobOptions.parse(options);
+  const resolved = { ...parsed, delimiter: parsed.delimiter === "auto" ? "," : parsed.delimiter };
+  const sinks = { output: new Collect(), rejects: new Collect() };
+  const processor = new RowProcessor({
+    options: resolved,
+    judges: compileTableSchema(TableSchema.parse(schema), {
+      maxUniqueValues: 1000,
+      values: resolved.values,
+    }),
+    from: startMark(),
+    writeFrom: { output: 0, rejects: 0 },
+    sinks,
+    header: null,
+    onHeader: () => {},
+    bytePath,
+  });
+  const framer = new CsvFramer({ ...resolved, startOffset: 0, startLine: 1 });
+  let at = 0;
+  try {
+    for (const cut of [...cuts, source.length]) {
+      for (const row of framer.push(source.subarray(at, cut))) processor.process(row);
+      at = cut;
+    }
+    for (const row of framer.end()) processor.process(row);
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+  return {
+    output: sinks.output.text(),
+    rejects: sinks.rejects.text(),
+    mark: processor.mark(),
+  };
+}
+
+const dialect = fc.record({
+  delimiter: fc.constantFrom(",", ";", "\t"),
+  quote: fc.constantFrom('"', "'"),
+  escape: fc.constantFrom(undefined, "\\"),
+});
+
+/** Mostly valid cells of each type, in canonical and other forms. */
+const VALID: Record<string, string[]> = {
+  integer: ["0", "5", "-3", "+5", "05", "120", "999999999999999", "-0", "42"],
+  number: ["0", "1.5", "-2.25", ".5", "5.", "1e3", "+1", "0.1", "100", "1000000", "2.50"],
+  year: ["2024", "0001", "1999"],
+  boolean: ["true", "false", "True", "0", "1", "yes", "no"],
+  date: ["2024-02-29", "2026-01-02"],
+  time: ["23:59:59", "00:00:00.5"],
+  datetime: [
+    "2026-01-02T03:04:05Z",
+    "2026-01-02 03:04:05",
+    "2026-01-02T03:04:05+05:30",
+    "2026-01-02T03:04:05.120Z",
+    "2026-12-31T23:30:00-0130",
+  ],
+  any: ["a", "hello world", "é日", "a, b", 'say "hi"', "multi\nline", ""],
+  string: ["a", "ab", "abc", "é日", "a, b", 'say "hi"', "multi\r\nline", "", "true", "é"],
+  email: ["ada@example.com", "josé@example.com", "x.y+z@sub.example.org"],
+  uuid: ["123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000"],
+};
+
+function validCells(field: TableSchemaField): string[] {
+  if (field.format === "email") return VALID.email as string[];
+  if (field.format === "uuid") return VALID.uuid as string[];
+  return VALID[field.type] as string[];
+}
+
+type Dialect = { delimiter: string; quote: string; escape: string | undefined };
+
+/** A cell as the source has it: quoted when it must be, or at random; escaped as the dialect says. */
+function quoteCell(text: string, d: Dialect, quoteIt: boolean): string {
+  const must = [d.delimiter, d.quote, "\n", "\r"].some((c) => text.includes(c));
+  if (!must && !quoteIt) return text;
+  const escaped = d.escape
+    ? text.replaceAll(d.escape, d.escape + d.escape).replaceAll(d.quote, d.escape + d.quote)
+    : text.replaceAll(d.quote, d.quote + d.quote);
+  return `${d.quote}${escaped}${d.quote}`;
+}
+
+/** Broken quoting: what the string path hands to papaparse. */
+function brokenCell(d: Dialect) {
+  const q = d.quote;
+  return fc.constantFrom(`a${q}b`, `${q}open`, `${q}x${q}y`, `x${q}`);
+}
+
+/** One row for columns of these fields: usually their width, valid cells, some quoted. */
+function sourceRow(columns: readonly TableSchemaField[], d: Dialect) {
+  const cell = (field: TableSchemaField) =>
+    fc
+      .tuple(
+        fc.oneof(
+          { weight: 8, arbitrary: fc.constantFrom(...validCells(field)) },
+          { weight: 2, arbitrary: cellText },
+        ),
+        fc.boolean(),
+        fc.nat(40),
+      )
+      .chain(([text, quoteIt, roll]) =>
+        roll === 0 ? brokenCell(d) : fc.constant(quoteCell(text, d, quoteIt && roll % 3 === 0)),
+      );
+  const exact = fc.tuple(...columns.map(cell));
+  return fc.oneof(
+    { weight: 9, arbitrary: exact },
+    { weight: 1, arbitrary: fc.array(cellText, { maxLength: columns.length + 2 }) },
+  );
+}
+
+describe("the byte row path against the string path (differential)", () => {
+  it("writes the same output and reject report, with the same counts", () => {
+    let rowsCompared = 0;
+    let validRows = 0;
+    fc.assert(
+      fc.property(
+        dialect.chain((d) =>
+          fc
+            .uniqueArray(fc.constantFrom(...FIELDS.map((f, i) => ({ ...f, name: `f${i}` }))), {
+              minLength: 1,
+              maxLength: 5,
+              selector: (f) => f.name,
+            })
+            .chain((fields) => {
+              const columns = fc
+                .boolean()
+                .map((reverse) => (reverse ? [...fields].reverse() : fields));
+              return columns.chain((order) =>
+                fc.record({
+                  d: fc.constant(d),
+                  fields: fc.constant(fields),
+                  order: fc.constant(order),
+                  rows: fc.array(sourceRow(order, d), { maxLength: 25 }),
+                  values: fc.constantFrom("canonical", "as-read"),
+                  newline: fc.constantFrom("\n", "\r\n"),
+                  lineEnd: fc.constantFrom("\n", "\r\n", "\r"),
+                  bom: fc.boolean(),
+                  invalidUtf8: fc.boolean(),
+                  missingValues: fc.constantFrom(undefined, ["", "NA"], ["NA"], MANY_MISSING),
+                  cuts: fc.array(fc.nat(), { maxLength: 5 }),
+                }),
+              );
+            }),
+        ),
+        (c) => {
+          const header = c.order.map((f) => f.name);
+          const lines = [header.join(c.d.delimiter), ...c.rows.map((r) => r.join(c.d.delimiter))];
+          let source = Buffer.from(lines.join(c.lineEnd) + c.lineEnd);
+          if (c.invalidUtf8 && c.rows.length > 0) {
+            // A stray continuation byte in the last row.
+            source = Buffer.concat([
+              source.subarray(0, source.length - 1),
+              Buffer.from([0x80, 0x0a]),
+            ]);
+          }
+          if (c.bom) source = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), source]);
+          const schema = {
+            fields: c.fields,
+            ...(c.missingValues ? { missingValues: c.missingValues } : {}),
+          };
+          const options = { ...c.d, values: c.values, newline: c.newline } as Partial<JobOptions>;
+          if (options.escape === undefined) delete options.escape;
+          const cuts = [...new Set(c.cuts.map((x) => x % (source.length + 1)))].sort(
+            (a, b) => a - b,
+          );
+          const onBytes = run(source, schema, options, cuts, true);
+          const onStrings = run(source, schema, options, cuts, false);
+          expect(onBytes).toEqual(onStrings);
+          rowsCompared += c.rows.length;
+          if (typeof onBytes.mark === "object") validRows += onBytes.mark.counts.valid;
+        },
+      ),
+      { numRuns: 1_500 },
+    );
+    expect(rowsCompared).toBeGreaterThan(5_000);
+    // Valid rows are what the byte path writes: a good share of the rows must be.
+    expect(validRows).toBeGreaterThan(rowsCompared / 4);
+  });
+
+  it("takes the rows it can: a file of valid rows is judged without the string path", () => {
+    const schema = {
+      fields: [
+        { name: "id", type: "integer", constraints: { minimum: 1 } },
+        { name: "note", type: "string", constraints: { maxLength: 20 } },
+        { name: "at", type: "datetime" },
+      ],
+    };
+    const rows = ["id,note,at"];
+    for (let i = 1; i <= 200; i++) rows.push(`${i},"a, ""b""",2026-01-0${(i % 9) + 1}T00:00:00Z`);
+    const source = Buffer.from(`${rows.join("\n")}\n`);
+    const judges = compileTableSchema(TableSchema.parse(schema));
+    // Counts the rows the string path judges (the judge's own text entry point).
+    let judgedAsText = 0;
+    const counting = {
+      bind(header: readonly string[] | null) {
+        const judge = judges.bind(header);
+        return {
+          ...judge,
+          judge(fields: readonly string[]) {
+            judgedAsText++;
+            return judge.judge(fields);
+          },
+        };
+      },
+    };
+    const options = { ...JobOptions.parse({}), delimiter: "," };
+    const sinks = { output: new Collect(), rejects: new Collect() };
+    const processor = new RowProcessor({
+      options,
+      judges: counting,
+      from: startMark(),
+      writeFrom: { output: 0, rejects: 0 },
+      sinks,
+      header: null,
+      onHeader: () => {},
+    });
+    const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
+    for (const row of [...framer.push(source), ...framer.end()]) processor.process(row);
+    expect(processor.position.counts.valid).toBe(200);
+    expect(judgedAsText).toBe(0);
+    expect(sinks.output.text().split("\r\n")[1]).toBe('1,"a, ""b""",2026-01-02T00:00:00Z');
+  });
+});
+
+describe("the framer's UTF-8 knowledge", () => {
+  it("marks a row valid UTF-8 only when it is, wherever chunks are cut", () => {
+    // "<ff>" and "<80>" stand for single raw bytes: invalid UTF-8.
+    const piece = fc.constantFrom("a", ",", "\n", '"', "é", "日", "😀", "<ff>", "<80>", "\r");
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 80 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (pieces, rawCuts) => {
+          const raw = (p: string) =>
+            p === "<ff>"
+              ? Buffer.from([0xff])
+              : p === "<80>"
+                ? Buffer.from([0x80])
+                : Buffer.from(p);
+          const source = Buffer.concat(pieces.map(raw));
+          const cuts = [...new Set(rawCuts.map((c) => c % (source.length + 1)))].sort(
+            (a, b) => a - b,
+          );
+          const framer = new CsvFramer({
+            delimiter: ",",
+            quote: '"',
+            maxRowBytes: 1 << 20,
+            startOffset: 0,
+            startLine: 1,
+          });
+          let at = 0;
+          const rows = [];
+          for (const cut of [...cuts, source.length]) {
+            rows.push(...framer.push(source.subarray(at, cut)));
+            at = cut;
+          }
+          rows.push(...framer.end());
+          for (const row of rows) if (row.utf8) expect(isUtf8(row.bytes)).toBe(true);
+        },
+      ),
+      { numRuns: 3_000 },
+    );
+  });
+});

@@ -1,0 +1,144 @@
+import { type FieldIndex, QUOTED } from "./fieldIndex.ts";
+
+// Writes a valid row's output line from its source bytes, for the byte row path: the line
+// csvWriter.ts's formatRow would write from the row's cells (RFC 4180: comma-separated, a cell
+// quoted only when it holds a comma, a quote or a line break), built by copying byte ranges
+// instead of decoding, splitting and encoding. A row with a cell whose bytes are not its output
+// (one that needs quoting the source did not give it, another escape character) is left to the
+// string writer.
+
+export interface ByteSink {
+  /** Copies `bytes`, then `suffix` if given. */
+  writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void;
+}
+
+const COMMA = 0x2c;
+const DQUOTE = 0x22;
+const CR = 0x0d;
+const LF = 0x0a;
+
+export class ByteRowWriter {
+  /** Per output column, the field it shows, and the source column that is read from (-1: none). */
+  readonly #fields: Int32Array;
+  readonly #columns: Int32Array;
+  readonly #identity: boolean;
+  readonly #newline: Uint8Array;
+  /** The source's dialect is the output's: an unquoted cell never needs quotes. */
+  readonly #sameDialect: boolean;
+  /** Quoted text with its escapes is the output's quoted text: quotes doubled, `"`. */
+  readonly #rfcQuoting: boolean;
+  #scratch = new Uint8Array(4096);
+
+  constructor(
+    fieldOfOutput: readonly number[],
+    columnOf: readonly number[],
+    dialect: { delimiter: string; quote: string; escape?: string | undefined },
+    newline: string,
+  ) {
+    this.#fields = Int32Array.from(fieldOfOutput);
+    this.#columns = Int32Array.from(fieldOfOutput, (field) => columnOf[field] as number);
+    this.#identity = this.#columns.every((column, i) => column === i);
+    this.#newline = Buffer.from(newline);
+    this.#rfcQuoting = dialect.quote === '"' && (dialect.escape ?? '"') === '"';
+    this.#sameDialect = dialect.delimiter === "," && this.#rfcQuoting;
+  }
+
+  /**
+   * Writes the output line of `row` (indexed by `index`), with `changes` (per field, a
+   * canonical text that replaces its cell) if any; false, having written nothing, when a cell's
+   * bytes or text are not what the string writer would write for it.
+   */
+  write(
+    row: Uint8Array,
+    index: FieldIndex,
+    quoted: boolean,
+    sink: ByteSink,
+    changes?: readonly (string | undefined)[],
+  ): boolean {
+    if (!changes && this.#identity && this.#sameDialect && index.count === this.#columns.length) {
+      // The row as it came, when every quote it has is one the output needs.
+      if (!quoted || quotesNeeded(row, index)) {
+        sink.writeBytes(row, this.#newline);
+        return true;
+      }
+    }
+    const columns = this.#columns;
+    // At most the row, two quotes and a comma per cell, and the changed cells' text.
+    let room = row.length + 3 * columns.length;
+    if (changes) for (const text of changes) room += text?.length ?? 0;
+    if (this.#scratch.length < room)
+      this.#scratch = new Uint8Array(Math.max(room, this.#scratch.length * 2));
+    const out = this.#scratch;
+    const { starts, ends, flags } = index;
+    let at = 0;
+    for (let k = 0; k < columns.length; k++) {
+      if (k > 0) out[at++] = COMMA;
+      const change = changes?.[this.#fields[k] as number];
+      if (change !== undefined) {
+        at = copyText(change, out, at);
+        if (at === -1) return false;
+        continue;
+      }
+      const column = columns[k] as number;
+      if (column === -1) continue;
+      let start = starts[column] as number;
+      let end = ends[column] as number;
+      const flag = flags[column] as number;
+      if (flag & QUOTED) {
+        // Quoted text is output as it came, quotes included, when its value needs them and the
+        // quoting is RFC 4180's; as its value alone when it needs none.
+        const escaped = flag !== QUOTED;
+        if (escaped || needsQuotes(row, start, end)) {
+          if (!this.#rfcQuoting) return false;
+          start--;
+          end++;
+        }
+      } else if (!this.#sameDialect && needsQuotes(row, start, end)) return false;
+      at = copy(row, start, end, out, at);
+    }
+    sink.writeBytes(out.subarray(0, at), this.#newline);
+    return true;
+  }
+}
+
+/** Every quoted field of the row holds what RFC 4180 output quotes (doubled quotes among it). */
+function quotesNeeded(row: Uint8Array, index: FieldIndex): boolean {
+  const { starts, ends, flags, count } = index;
+  for (let i = 0; i < count; i++) {
+    const flag = flags[i] as number;
+    if (flag === QUOTED && !needsQuotes(row, starts[i] as number, ends[i] as number)) return false;
+  }
+  return true;
+}
+
+/** A comma, a double quote or a line break: what RFC 4180 output quotes. */
+function needsQuotes(row: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const b = row[i];
+    if (b === COMMA || b === DQUOTE || b === CR || b === LF) return true;
+  }
+  return false;
+}
+
+/**
+ * A canonical value's text (numbers, dates, booleans: ASCII with nothing to quote), or -1 when
+ * it has other characters: the string writer then writes the row.
+ */
+function copyText(text: string, to: Uint8Array, at: number): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80 || c === COMMA || c === DQUOTE || c === CR || c === LF) return -1;
+    to[at++] = c;
+  }
+  return at;
+}
+
+function copy(from: Uint8Array, start: number, end: number, to: Uint8Array, at: number): number {
+  // Short cells by hand: a typed-array copy costs more than the bytes below this.
+  if (end - start < 32) {
+    for (let i = start; i < end; i++) to[at++] = from[i] as number;
+    return at;
+  }
+  to.set(from.subarray(start, end), at);
+  return at + end - start;
+}

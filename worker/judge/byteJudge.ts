@@ -1,0 +1,108 @@
+import type { TableSchemaField } from "../../shared/tableSchema.ts";
+import type { FieldIndex } from "../csv/fieldIndex.ts";
+import { ByteSet } from "./byteSet.ts";
+import { cellRule, checkCell, checkEscapedCell } from "./cellBytes.ts";
+import type { RowError } from "./rowErrors.ts";
+
+// A Table Schema's verdict on a row read in place: its cells judged on their bytes where the
+// bytes decide (cellBytes.ts), decoded and put through the field's validator where they do not.
+// It only ever says "valid": a row with a wrong shape or an invalid cell is handed back, and the
+// string path judges it again, so every reject, its errors and their words, come from one place.
+
+/** Every cell valid and written as it came. */
+export const SAME = 0;
+/** Every cell valid, some in another canonical form: `changes` holds their text. */
+export const CHANGED = 1;
+/** Not valid, or not decided here: the string path judges the row. */
+export const UNDECIDED = 2;
+export type ByteVerdict = typeof SAME | typeof CHANGED | typeof UNDECIDED;
+
+export interface ByteJudge {
+  /** The verdict on the row `index` was last given (`row` its bytes). */
+  judge(row: Buffer, index: FieldIndex): ByteVerdict;
+  /**
+   * After CHANGED, per field, its canonical text where that differs from the cell, else
+   * undefined (reused: read it before the next row).
+   */
+  readonly changes: (string | undefined)[];
+  /** Per field, the column of the file it is read from (-1: the file lacks it). */
+  readonly columnOf: readonly number[];
+}
+
+export interface ByteJudgeInput {
+  fields: readonly TableSchemaField[];
+  /** Per field, the validator's verdict on a cell's text: its canonical text, or an error. */
+  validators: readonly ((raw: string) => string | RowError)[];
+  /** Per field, the missing values (the schema's or the field's own). */
+  missing: readonly ReadonlySet<string>[];
+  /** Per field, the column it is read from (-1: the file lacks it). */
+  columnOf: readonly number[];
+  /** Cells in a row of the file. */
+  width: number;
+  /** Valid values are written as read: no cell is ever CHANGED. */
+  asRead: boolean;
+}
+
+export function byteJudge(input: ByteJudgeInput): ByteJudge {
+  const { validators, columnOf, width, asRead } = input;
+  const n = validators.length;
+  const rules = input.fields.map((field) => cellRule(field, asRead));
+  // An empty cell's verdict is the same in every row: valid as it is, or for the validator.
+  const emptyValid = validators.map((validate) => validate("") === "");
+  // Missing values other than "" are compared as bytes; a cell that is one goes to the validator.
+  const missingBytes = input.missing.map((set) => {
+    const values = new ByteSet([...set].filter((v) => v !== ""));
+    return values.size > 0 ? values : undefined;
+  });
+  const changes: (string | undefined)[] = new Array(n).fill(undefined);
+  // A field the file lacks reads as an empty cell in every row.
+  const lacking = columnOf.some((column, i) => column === -1 && !emptyValid[i]);
+
+  return {
+    changes,
+    columnOf,
+    judge(row, index) {
+      if (lacking || index.count !== width) return UNDECIDED;
+      const { starts, ends } = index;
+      let blank = true;
+      for (let c = 0; c < width; c++) {
+        if ((ends[c] as number) > (starts[c] as number)) {
+          blank = false;
+          break;
+        }
+      }
+      // A blank row is a reject (blank-row).
+      if (blank) return UNDECIDED;
+      let changed = false;
+      for (let i = 0; i < n; i++) {
+        const column = columnOf[i] as number;
+        changes[i] = undefined;
+        if (column === -1) continue;
+        const start = starts[column] as number;
+        const end = ends[column] as number;
+        const escaped = index.escaped(column);
+        if (start === end) {
+          if (!emptyValid[i]) return UNDECIDED;
+          continue;
+        }
+        const rule = rules[i];
+        const missing = missingBytes[i];
+        if (
+          rule !== undefined &&
+          (missing === undefined || !missing.has(row, start, end)) &&
+          (escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end))
+        ) {
+          continue;
+        }
+        const text = index.value(row, column);
+        const result = (validators[i] as (raw: string) => string | RowError)(text);
+        if (typeof result !== "string") return UNDECIDED;
+        if (result !== text && !asRead) {
+          changes[i] = result;
+          changed = true;
+        }
+      }
+      return changed ? CHANGED : SAME;
+    },
+  };
+}

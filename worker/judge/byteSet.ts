@@ -1,0 +1,48 @@
+// A set of byte strings that a cell's bytes are looked up in, in place: enum values, boolean
+// words, missing values. A lookup costs the cell's length, whatever the number of values (a
+// schema may list thousands), and builds no string for a cell no value is as long as.
+
+/** Up to this many values, comparing with each is cheaper than building a key. */
+const FEW = 8;
+
+export class ByteSet {
+  readonly #values: readonly Uint8Array[];
+  /** Each value's bytes as a latin1 string (one char per byte), past FEW values. */
+  readonly #keys: Set<string> | undefined;
+  readonly #lengths: Set<number>;
+
+  constructor(values: Iterable<string>) {
+    // A value with a lone surrogate equals no decoded cell, yet its UTF-8 (U+FFFD's bytes) would.
+    const possible = [...new Set(values)].filter((v) => v.isWellFormed());
+    this.#values = possible.map((v) => Buffer.from(v, "utf8"));
+    this.#lengths = new Set(this.#values.map((v) => v.length));
+    this.#keys =
+      this.#values.length > FEW
+        ? new Set(this.#values.map((v) => Buffer.from(v).toString("latin1")))
+        : undefined;
+  }
+
+  get size(): number {
+    return this.#values.length;
+  }
+
+  has(bytes: Uint8Array, start: number, end: number): boolean {
+    const length = end - start;
+    if (!this.#lengths.has(length)) return false;
+    if (this.#keys) {
+      let key = "";
+      for (let i = start; i < end; i++) key += String.fromCharCode(bytes[i] as number);
+      return this.#keys.has(key);
+    }
+    for (const value of this.#values) {
+      if (value.length === length && matchesAt(bytes, start, value)) return true;
+    }
+    return false;
+  }
+}
+
+/** Whether `word` lies in `bytes` at `at`. */
+export function matchesAt(bytes: Uint8Array, at: number, word: Uint8Array): boolean {
+  for (let i = 0; i < word.length; i++) if (bytes[at + i] !== word[i]) return false;
+  return true;
+}

@@ -1,0 +1,115 @@
+import type { TableSchemaField } from "../../shared/tableSchema.ts";
+import { fieldType, type TypedCell } from "./fieldTypes.ts";
+
+// A field's constraints (minLength, maxLength, minimum, maximum, pattern, enum) as checks on a
+// typed cell: the one definition of each, for the validators and the byte row path's bounds.
+
+/** The order of two values: negative, 0 or positive; NaN when they have none (NaN itself). */
+export function compare(a: TypedCell["value"], b: TypedCell["value"]): number {
+  if (typeof a === "string" || typeof b === "string") {
+    const [x, y] = [String(a), String(b)];
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  const [x, y] = [a as number | bigint, b as number | bigint];
+  if (x < y) return -1;
+  if (x > y) return 1;
+  return Number.isNaN(x) || Number.isNaN(y) ? Number.NaN : 0;
+}
+
+/** A constraint bound from the schema, parsed with the field's own type when it is text. */
+export function bound(
+  field: TableSchemaField,
+  value: number | string | undefined,
+): TypedCell["value"] | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === "number") return value;
+  const typed = fieldType(field).parse(value);
+  return typed ? typed.value : value;
+}
+
+/**
+ * A constraint's message for a cell's typed value, text and size (an array's items, an object's
+ * keys), or undefined when it holds.
+ */
+export type Constraint = (
+  value: TypedCell["value"],
+  text: string,
+  size: number | undefined,
+) => string | undefined;
+
+/**
+ * Datetimes and times in order: `…:00Z`, `…:00.5Z` and `…:00.50Z` are read as instants, not
+ * text ("." sorts before "Z"): the zone letter and a fraction's trailing zeros say nothing.
+ */
+function temporalKey(value: TypedCell["value"]): string {
+  return String(value)
+    .replace(/Z$/, "")
+    .replace(/(\.\d*?)0+$/, "$1")
+    .replace(/\.$/, "");
+}
+
+function compareTemporal(a: TypedCell["value"], b: TypedCell["value"]): number {
+  return compare(temporalKey(a), temporalKey(b));
+}
+
+export function constraintsOf(field: TableSchemaField): Constraint[] {
+  const c = field.constraints ?? {};
+  const checks: Constraint[] = [];
+  const order = field.type === "datetime" || field.type === "time" ? compareTemporal : compare;
+  const length = (value: TypedCell["value"], size: number | undefined) => {
+    if (size !== undefined) return size;
+    const text = String(value);
+    // Code points, not UTF-16 units; only text outside the BMP needs the slow count.
+    return /[\uD800-\uDFFF]/.test(text) ? [...text].length : text.length;
+  };
+  const { minLength, maxLength, pattern } = c;
+  if (minLength !== undefined) {
+    checks.push((value, text, size) =>
+      length(value, size) < minLength
+        ? `"${text}" is shorter than minLength ${minLength}`
+        : undefined,
+    );
+  }
+  if (maxLength !== undefined) {
+    checks.push((value, text, size) =>
+      length(value, size) > maxLength
+        ? `"${text}" is longer than maxLength ${maxLength}`
+        : undefined,
+    );
+  }
+  const minimum = bound(field, c.minimum);
+  if (minimum !== undefined) {
+    // Written as "not at least": NaN is not in order with anything, so it fails both bounds.
+    checks.push((value, text) =>
+      order(value, minimum) >= 0 ? undefined : `${text} is below the minimum ${String(c.minimum)}`,
+    );
+  }
+  const maximum = bound(field, c.maximum);
+  if (maximum !== undefined) {
+    checks.push((value, text) =>
+      order(value, maximum) <= 0 ? undefined : `${text} is above the maximum ${String(c.maximum)}`,
+    );
+  }
+  if (pattern !== undefined) {
+    const re = new RegExp(`^(?:${pattern})$`, "u");
+    checks.push((value, text) =>
+      re.test(String(value)) ? undefined : `"${text}" does not match the pattern ${pattern}`,
+    );
+  }
+  if (c.enum) {
+    const allowed = c.enum.map((v) => (typeof v === "string" ? bound(field, v) : v));
+    const listed = JSON.stringify(c.enum);
+    // Datetimes and times are compared as instants; other text by its exact value.
+    const temporal = order === compareTemporal;
+    const strings = new Set(allowed.filter((v) => typeof v === "string" && !temporal));
+    const others = allowed.filter(
+      (v): v is TypedCell["value"] => v !== undefined && (temporal || typeof v !== "string"),
+    );
+    checks.push((value, text) =>
+      (typeof value === "string" && strings.has(value)) || others.some((v) => order(value, v) === 0)
+        ? undefined
+        : `"${text}" is not one of ${listed}`,
+    );
+  }
+  return checks;
+}
