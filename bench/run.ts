@@ -104,16 +104,20 @@ function targets(
     if (m.throughput && m.peers) {
       const row = (what: string, value: number, target: string) =>
         bench.out(`| ${name} | ${what} | ${value.toFixed(2)} | ${target} |`);
-      row("worker CPU s per job / DuckDB's", cpu(m.throughput.get("A")) / duck, "≤ 1.5");
       row(
-        'row work CPU s (E, values "as-read") / DuckDB\'s',
-        cpu(m.peers.get("s3csv")) / duck,
+        "worker CPU s per job (A) / DuckDB's, file to file",
+        cpu(m.throughput.get("A")) / duck,
         "≤ 1.0",
+      );
+      row(
+        'row work CPU s (E, values "as-read", file to file) / DuckDB\'s',
+        cpu(m.peers.get("s3csv")) / duck,
+        "≤ 0.6",
       );
     }
     if (m.throughput) {
       bench.out(
-        `| ${name} | end to end / plain copy throughput (A/D) | ${(speed("A") / speed("D")).toFixed(2)} | ≥ 0.6 |`,
+        `| ${name} | end to end / plain copy throughput (A/D) | ${(speed("A") / speed("D")).toFixed(2)} | ≥ 0.5 |`,
       );
     }
   }

@@ -55,6 +55,17 @@ export async function peers(bench: Bench, dataset: Dataset, runs: number) {
     const e = await variant(bench, "cpu-as-read", dataset.path, s3csvOut);
     const mine = await readFile(s3csvOut);
     results.set("s3csv", [...(results.get("s3csv") ?? []), { ...e, identical: true }]);
+    // The string path beside it, timed alike: what the byte row path saves.
+    const stringsOut = join(bench.dir, `s3csv-strings-${dataset.name}-valid.csv`);
+    const s = await variant(bench, "cpu-as-read-strings", dataset.path, stringsOut);
+    const sameAsBytes = (await readFile(stringsOut)).equals(mine);
+    if (!sameAsBytes || s.valid !== e.valid || s.rejected !== e.rejected) {
+      throw new Error(`the string path wrote otherwise than the byte row path on ${dataset.name}`);
+    }
+    results.set("s3csv strings", [
+      ...(results.get("s3csv strings") ?? []),
+      { ...s, identical: true },
+    ]);
     for (const [name, script] of [
       ["DuckDB", "duckdb.mjs"],
       ["Polars", "polars.mjs"],
@@ -96,7 +107,11 @@ function print(bench: Bench, dataset: Dataset, results: Map<string, PeerRun[]>, 
   out("| --- | ---: | ---: | ---: | --- |");
   for (const [name, ms] of results) {
     const what =
-      name === "s3csv" ? 's3csv row work (E, values "as-read")' : `${name}, one thread, strict`;
+      name === "s3csv"
+        ? 's3csv row work (E, values "as-read")'
+        : name === "s3csv strings"
+          ? "s3csv row work, byte row path off (every row as strings)"
+          : `${name}, one thread, strict`;
     out(
       `| ${what} | ${(median(ms.map((m) => m.cpu)) * per100).toFixed(2)} | ${(median(ms.map((m) => m.seconds)) * per100).toFixed(2)} | ${(median(ms.map((m) => m.peakRss)) / 1e6).toFixed(0)} | ${name === "s3csv" ? "–" : ms.every((m) => m.identical) ? "yes" : "no"} |`,
     );
