@@ -12,6 +12,8 @@ export interface ByteSink {
   writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void;
 }
 
+/** The composing buffer's size, kept whatever the rows. */
+const SCRATCH = 4096;
 const COMMA = 0x2c;
 const DQUOTE = 0x22;
 const CR = 0x0d;
@@ -27,7 +29,7 @@ export class ByteRowWriter {
   readonly #sameDialect: boolean;
   /** Quoted text with its escapes is the output's quoted text: quotes doubled, `"`. */
   readonly #rfcQuoting: boolean;
-  #scratch = new Uint8Array(4096);
+  #scratch = new Uint8Array(SCRATCH);
 
   constructor(
     fieldOfOutput: readonly number[],
@@ -66,8 +68,12 @@ export class ByteRowWriter {
     // At most the row, two quotes and a comma per cell, and the changed cells' text.
     let room = row.length + 3 * columns.length;
     if (changes) for (const text of changes) room += text?.length ?? 0;
-    if (this.#scratch.length < room)
-      this.#scratch = new Uint8Array(Math.max(room, this.#scratch.length * 2));
+    // Grown for a long row, shrunk again after it (a long row is not kept for the whole job).
+    const size = this.#scratch.length;
+    if (size < room) this.#scratch = new Uint8Array(Math.max(room, size * 2));
+    else if (size > SCRATCH && room * 4 < size) {
+      this.#scratch = new Uint8Array(Math.max(SCRATCH, room * 2));
+    }
     const out = this.#scratch;
     const { starts, ends, flags } = index;
     let at = 0;

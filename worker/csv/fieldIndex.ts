@@ -8,10 +8,13 @@
 // (doubled, or behind the escape character) and is followed by a delimiter or the row's end; a
 // quote anywhere else makes the row irregular, and the string parser hands it to papaparse.
 
+/** Fields whose index arrays are kept whatever the rows that follow. */
+const RETAINED = 4096;
+
 /** The field was quoted: its range is what lies between the quotes. */
 export const QUOTED = 1;
 /** The quoted field holds escapes: its range is not yet its value (see `unescapeField`). */
-export const ESCAPED = 2;
+const ESCAPED = 2;
 
 export class FieldIndex {
   readonly #quoteChar: string;
@@ -46,6 +49,9 @@ export class FieldIndex {
   index(row: Uint8Array, quoted: boolean): boolean {
     const n = row.length;
     const delimiter = this.#delimiter;
+    // A row of very many fields (up to maxRowBytes of delimiters) leaves the arrays that large:
+    // let them go once rows are back to a quarter of it.
+    if (this.starts.length > RETAINED && this.count * 4 < this.starts.length) this.#allocate(16);
     this.count = 0;
     if (!quoted) {
       let start = 0;
@@ -118,16 +124,17 @@ export class FieldIndex {
   }
 
   #grow(): void {
-    const size = this.starts.length * 2;
-    const starts = new Int32Array(size);
-    const ends = new Int32Array(size);
-    const flags = new Uint8Array(size);
-    starts.set(this.starts);
-    ends.set(this.ends);
-    flags.set(this.flags);
-    this.starts = starts;
-    this.ends = ends;
-    this.flags = flags;
+    const { starts, ends, flags } = this;
+    this.#allocate(starts.length * 2);
+    this.starts.set(starts);
+    this.ends.set(ends);
+    this.flags.set(flags);
+  }
+
+  #allocate(size: number): void {
+    this.starts = new Int32Array(size);
+    this.ends = new Int32Array(size);
+    this.flags = new Uint8Array(size);
   }
 }
 

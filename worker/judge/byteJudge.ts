@@ -1,7 +1,7 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import type { FieldIndex } from "../csv/fieldIndex.ts";
 import { ByteSet } from "./byteSet.ts";
-import { cellRule, checkCell, checkEscapedCell } from "./cellBytes.ts";
+import { type CellRule, cellRule, checkCell, checkEscapedCell } from "./cellBytes.ts";
 import type { RowError } from "./rowErrors.ts";
 
 // A Table Schema's verdict on a row read in place: its cells judged on their bytes where the
@@ -29,31 +29,57 @@ export interface ByteJudge {
   readonly columnOf: readonly number[];
 }
 
-export interface ByteJudgeInput {
+/** What a job's schema says of cells' bytes, built once per job (`byteRules`). */
+export interface ByteRules {
+  /** Per field, its byte check, if its rules have one. */
+  readonly rules: readonly (CellRule | undefined)[];
+  /** Per field, its missing values other than "" as bytes (none: undefined). */
+  readonly missing: readonly (ByteSet | undefined)[];
+  /** Per field, whether an empty cell is valid as it is (the same in every row). */
+  readonly emptyValid: readonly boolean[];
+  readonly validators: readonly ((raw: string) => string | RowError)[];
+  readonly asRead: boolean;
+}
+
+export function byteRules(input: {
   fields: readonly TableSchemaField[];
   /** Per field, the validator's verdict on a cell's text: its canonical text, or an error. */
   validators: readonly ((raw: string) => string | RowError)[];
-  /** Per field, the missing values (the schema's or the field's own). */
+  /** Per field, the missing values (the schema's or the field's own: fields share one set). */
   missing: readonly ReadonlySet<string>[];
-  /** Per field, the column it is read from (-1: the file lacks it). */
-  columnOf: readonly number[];
-  /** Cells in a row of the file. */
-  width: number;
   /** Valid values are written as read: no cell is ever CHANGED. */
   asRead: boolean;
+}): ByteRules {
+  const { validators, asRead } = input;
+  // One byte set per set of missing values, however many fields share it.
+  const sets = new Map<ReadonlySet<string>, ByteSet | undefined>();
+  const missing = input.missing.map((set) => {
+    if (!sets.has(set)) {
+      const values = new ByteSet([...set].filter((v) => v !== ""));
+      sets.set(set, values.size > 0 ? values : undefined);
+    }
+    return sets.get(set);
+  });
+  return {
+    rules: input.fields.map((field) => cellRule(field, asRead)),
+    missing,
+    emptyValid: validators.map((validate) => validate("") === ""),
+    validators,
+    asRead,
+  };
 }
 
-export function byteJudge(input: ByteJudgeInput): ByteJudge {
-  const { validators, columnOf, width, asRead } = input;
+/**
+ * The judge for one file: `columnOf` per field, the column it is read from (-1: the file lacks
+ * it), and `width` cells in a row.
+ */
+export function byteJudge(
+  schema: ByteRules,
+  columnOf: readonly number[],
+  width: number,
+): ByteJudge {
+  const { rules, missing: missingBytes, emptyValid, validators, asRead } = schema;
   const n = validators.length;
-  const rules = input.fields.map((field) => cellRule(field, asRead));
-  // An empty cell's verdict is the same in every row: valid as it is, or for the validator.
-  const emptyValid = validators.map((validate) => validate("") === "");
-  // Missing values other than "" are compared as bytes; a cell that is one goes to the validator.
-  const missingBytes = input.missing.map((set) => {
-    const values = new ByteSet([...set].filter((v) => v !== ""));
-    return values.size > 0 ? values : undefined;
-  });
   const changes: (string | undefined)[] = new Array(n).fill(undefined);
   // A field the file lacks reads as an empty cell in every row.
   const lacking = columnOf.some((column, i) => column === -1 && !emptyValid[i]);
@@ -87,9 +113,11 @@ export function byteJudge(input: ByteJudgeInput): ByteJudge {
         }
         const rule = rules[i];
         const missing = missingBytes[i];
+        // A missing value is compared with the cell's value, which an escaped cell's bytes are
+        // not yet: such a cell goes to the validator.
         if (
           rule !== undefined &&
-          (missing === undefined || !missing.has(row, start, end)) &&
+          (missing === undefined || (!escaped && !missing.has(row, start, end))) &&
           (escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end))
         ) {
           continue;

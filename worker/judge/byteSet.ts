@@ -6,24 +6,21 @@
 const FEW = 8;
 
 export class ByteSet {
-  readonly #values: readonly Uint8Array[];
-  /** Each value's bytes as a latin1 string (one char per byte), past FEW values. */
+  /** The values' UTF-8, when they are FEW or fewer. */
+  readonly #values: readonly Uint8Array[] | undefined;
+  /** Past FEW values: each value's UTF-8 bytes as a latin1 string (one char per byte). */
   readonly #keys: Set<string> | undefined;
   readonly #lengths: Set<number>;
+  readonly size: number;
 
   constructor(values: Iterable<string>) {
     // A value with a lone surrogate equals no decoded cell, yet its UTF-8 (U+FFFD's bytes) would.
     const possible = [...new Set(values)].filter((v) => v.isWellFormed());
-    this.#values = possible.map((v) => Buffer.from(v, "utf8"));
-    this.#lengths = new Set(this.#values.map((v) => v.length));
-    this.#keys =
-      this.#values.length > FEW
-        ? new Set(this.#values.map((v) => Buffer.from(v).toString("latin1")))
-        : undefined;
-  }
-
-  get size(): number {
-    return this.#values.length;
+    this.size = possible.length;
+    this.#lengths = new Set(possible.map((v) => Buffer.byteLength(v, "utf8")));
+    if (possible.length > FEW) {
+      this.#keys = new Set(possible.map((v) => Buffer.from(v, "utf8").toString("latin1")));
+    } else this.#values = possible.map((v) => Buffer.from(v, "utf8"));
   }
 
   has(bytes: Uint8Array, start: number, end: number): boolean {
@@ -34,7 +31,7 @@ export class ByteSet {
       for (let i = start; i < end; i++) key += String.fromCharCode(bytes[i] as number);
       return this.#keys.has(key);
     }
-    for (const value of this.#values) {
+    for (const value of this.#values as readonly Uint8Array[]) {
       if (value.length === length && matchesAt(bytes, start, value)) return true;
     }
     return false;

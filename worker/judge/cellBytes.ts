@@ -1,7 +1,7 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import { ByteSet, matchesAt } from "./byteSet.ts";
 import { bound } from "./constraints.ts";
-import { validDate, validTime } from "./fieldTypes.ts";
+import { FALSE_VALUES, TRUE_VALUES, validDate, validTime } from "./fieldTypes.ts";
 
 // Cell checks on bytes, for the byte row path: each says of a cell's bytes, read in place,
 // "valid, and already its own canonical text", or "not decided here". Undecided cells are
@@ -106,8 +106,8 @@ export function cellRule(field: TableSchemaField, asRead = false): CellRule | un
     }
     case "boolean": {
       if (!only(NONE)) return;
-      const trueValues = field.trueValues ?? ["true", "True", "TRUE", "1"];
-      const falseValues = field.falseValues ?? ["false", "False", "FALSE", "0"];
+      const trueValues = field.trueValues ?? TRUE_VALUES;
+      const falseValues = field.falseValues ?? FALSE_VALUES;
       if (asRead) {
         const words = [...trueValues, ...falseValues];
         return rule(BOOLEAN_READ, { allowed: new ByteSet(words) });

@@ -5,7 +5,7 @@ import { fieldType, type TypedCell } from "./fieldTypes.ts";
 // typed cell: the one definition of each, for the validators and the byte row path's bounds.
 
 /** The order of two values: negative, 0 or positive; NaN when they have none (NaN itself). */
-export function compare(a: TypedCell["value"], b: TypedCell["value"]): number {
+function compare(a: TypedCell["value"], b: TypedCell["value"]): number {
   if (typeof a === "string" || typeof b === "string") {
     const [x, y] = [String(a), String(b)];
     return x < y ? -1 : x > y ? 1 : 0;

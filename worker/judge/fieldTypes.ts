@@ -1,5 +1,9 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
 
+/** Table Schema's default boolean words. */
+export const TRUE_VALUES = ["true", "True", "TRUE", "1"];
+export const FALSE_VALUES = ["false", "False", "FALSE", "0"];
+
 // Table Schema field types: each turns a cell's text into a typed value and the canonical text
 // written to the output, or says the text is not of the type.
 
@@ -67,8 +71,8 @@ export function fieldType(field: TableSchemaField): FieldType {
         parse: numberParser(field.bareNumber ?? true, field.decimalChar ?? ".", field.groupChar),
       };
     case "boolean": {
-      const trueValues = new Set(field.trueValues ?? ["true", "True", "TRUE", "1"]);
-      const falseValues = new Set(field.falseValues ?? ["false", "False", "FALSE", "0"]);
+      const trueValues = new Set(field.trueValues ?? TRUE_VALUES);
+      const falseValues = new Set(field.falseValues ?? FALSE_VALUES);
       return {
         label,
         parse: (raw) =>

@@ -16,8 +16,11 @@ export interface RowJudge {
   /** Verdicts depend on earlier rows (unique, primaryKey): a resume must replay those rows. */
   readonly stateful?: boolean;
   judge(fields: readonly string[]): Verdict;
-  /** The same verdicts on a row's bytes, where this judge can give them (byteJudge.ts). */
-  readonly bytes?: ByteJudge;
+  /**
+   * The same verdicts on a row's bytes, where this judge can give them (byteJudge.ts): built
+   * when asked, by a job whose rows take the byte path.
+   */
+  readonly bytes?: () => ByteJudge;
 }
 
 export interface JudgeFactory {

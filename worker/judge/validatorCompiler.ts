@@ -1,6 +1,6 @@
 import type { JobOptions } from "../../shared/job.ts";
 import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts";
-import { byteJudge } from "./byteJudge.ts";
+import { type ByteRules, byteJudge, byteRules } from "./byteJudge.ts";
 import { type Constraint, constraintsOf } from "./constraints.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
@@ -81,6 +81,13 @@ export function compileTableSchema(
     compileField(field, missing[i] as ReadonlySet<string>),
   );
 
+  // Built for the first job of the factory whose rows take the byte path, then shared.
+  let onBytes: ByteRules | undefined;
+  const rulesOnBytes = (): ByteRules => {
+    onBytes ??= byteRules({ fields: schema.fields, validators, missing, asRead });
+    return onBytes;
+  };
+
   return {
     bind(header): RowJudge {
       // Output columns follow the schema's order; input columns are found per fieldsMatch.
@@ -95,18 +102,7 @@ export function compileTableSchema(
         outputTypes: schema.fields.map(jsonType),
         stateful: unique !== undefined,
         // Uniqueness needs every row's values as text: those jobs stay on the string path.
-        ...(unique
-          ? {}
-          : {
-              bytes: byteJudge({
-                fields: schema.fields,
-                validators,
-                missing,
-                columnOf,
-                width,
-                asRead,
-              }),
-            }),
+        ...(unique ? {} : { bytes: () => byteJudge(rulesOnBytes(), columnOf, width) }),
         judge(fields): Verdict {
           const shape = shapeErrors(fields, width, labels);
           if (shape.length) {

@@ -32,7 +32,7 @@ export class ByteRowPath {
     // and CSV without formula neutralizing (which rewrites cells).
     if (!judge.bytes || options.encoding === "windows-1252") return undefined;
     if (options.format !== "csv" || options.neutralizeFormulas) return undefined;
-    return new ByteRowPath(judge.bytes, format, options);
+    return new ByteRowPath(judge.bytes(), format, options);
   }
 
   private constructor(judge: ByteJudge, format: OutputFormat, options: Options) {

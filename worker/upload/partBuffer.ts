@@ -110,8 +110,8 @@ export class PartBuffer {
       const grown = this.#filledOne
         ? this.#capacity
         : Math.min(this.#capacity, Math.max(FIRST_CAPACITY, (current?.length ?? 0) * 2));
-      // Past the usual capacity (text of 2- and 3-byte characters: parts are cut on UTF-16
-      // units), double, so a part is copied a few times, not once per batch.
+      // Past the usual capacity (a row longer than a batch of text ends the part), double, so
+      // a part is copied a few times, not once per batch.
       next = Buffer.allocUnsafe(
         needed <= grown ? grown : Math.max(needed, (current?.length ?? 0) * 2),
       );
