@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -108,11 +109,12 @@ export async function startWorker(env: NodeJS.ProcessEnv): Promise<Worker> {
   };
 }
 
-export function transformJob(source: string, dest: string) {
+export function transformJob(source: string, dest: string, options?: { values: "as-read" }) {
   return {
     source: { bucket: BUCKET, key: source },
     destination: { bucket: BUCKET, key: dest },
     schema: benchSchema,
+    ...(options ? { options } : {}),
   };
 }
 
@@ -121,10 +123,16 @@ export function transformJob(source: string, dest: string) {
  * job to the job finishing: processedOn to finishedOn), as the comparison variants time their
  * own work; CPU is the worker process's over the whole job.
  */
-export async function s3csvJob(bench: Bench, source: string, dest: string, env = bench.env) {
+export async function s3csvJob(
+  bench: Bench,
+  source: string,
+  dest: string,
+  env = bench.env,
+  options?: { values: "as-read" },
+) {
   const worker = await startWorker(env);
   const cpuAtStart = worker.cpuSeconds();
-  const id = await enqueueTransform(transformJob(source, dest), { queue: bench.queue });
+  const id = await enqueueTransform(transformJob(source, dest, options), { queue: bench.queue });
   const result = await waitForResult(bench.queue, id);
   const cpu = worker.cpuSeconds() - cpuAtStart;
   const rss = worker.peakRss();
@@ -135,6 +143,14 @@ export async function s3csvJob(bench: Bench, source: string, dest: string, env =
   return { seconds, cpu, rows: read, valid, rejected, peakRss: rss, result };
 }
 
+/** The flags bin/s3csv starts Node with (its `exec` line: the one place they are set). */
+function s3csvNodeFlags(): string[] {
+  const script = readFileSync(here("../bin/s3csv"), "utf8");
+  const exec = script.split("\n").find((line) => line.startsWith("exec "));
+  if (!exec) throw new Error("bin/s3csv has no exec line");
+  return exec.split(/\s+/).filter((word) => word.startsWith("--"));
+}
+
 /** A comparison variant (bench/variants.ts) in a process of its own. */
 export async function variant(
   bench: Bench,
@@ -142,7 +158,9 @@ export async function variant(
   source: string,
   dest: string,
 ): Promise<Measure> {
-  const child = spawn(node, [here("./variants.ts"), name, BUCKET, source, dest], {
+  // s3csv's own row work runs under the V8 flags the s3csv command starts Node with.
+  const flags = name.startsWith("cpu") ? s3csvNodeFlags() : [];
+  const child = spawn(node, [...flags, here("./variants.ts"), name, BUCKET, source, dest], {
     env: bench.env,
     stdio: ["ignore", "pipe", "inherit"],
   });

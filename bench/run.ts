@@ -105,9 +105,14 @@ function targets(
       const row = (what: string, value: number, target: string) =>
         bench.out(`| ${name} | ${what} | ${value.toFixed(2)} | ${target} |`);
       row(
-        "worker CPU s per job (A) / DuckDB's, file to file",
-        cpu(m.throughput.get("A")) / duck,
+        'worker CPU s per job (A2, values "as-read") / DuckDB\'s, file to file',
+        cpu(m.throughput.get("A2")) / duck,
         "≤ 1.0",
+      );
+      row(
+        "worker CPU s per job (A, default canonical values) / DuckDB's",
+        cpu(m.throughput.get("A")) / duck,
+        "–",
       );
       row(
         'row work CPU s (E, values "as-read", file to file) / DuckDB\'s',
@@ -118,6 +123,9 @@ function targets(
     if (m.throughput) {
       bench.out(
         `| ${name} | end to end / plain copy throughput (A/D) | ${(speed("A") / speed("D")).toFixed(2)} | ≥ 0.5 |`,
+      );
+      bench.out(
+        `| ${name} | end to end, values "as-read" / plain copy throughput (A2/D) | ${(speed("A2") / speed("D")).toFixed(2)} | – |`,
       );
     }
   }
