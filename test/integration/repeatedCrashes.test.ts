@@ -24,8 +24,8 @@ describe("repeated crashes (SIGKILL, twice in a row)", () => {
   const workers: WorkerProcess[] = [];
   const held = new Map<number, () => void>();
 
-  const startWorker = () => {
-    const w = spawnWorker(stack.env);
+  const startWorker = (env: Record<string, string> = {}) => {
+    const w = spawnWorker({ ...stack.env, ...env });
     workers.push(w);
     return w;
   };
@@ -102,8 +102,10 @@ describe("repeated crashes (SIGKILL, twice in a row)", () => {
     expect(atFirstKill.rejects.mark.offset).toBeGreaterThan(atFirstKill.output.mark.offset);
 
     // Attempt 2 resumes from part 1's mark, behind the report's; it dies right after its first
-    // checkpoint (part 2), written before reading is back where the report's carry ends.
-    const second = startWorker();
+    // checkpoint (part 2), written before reading is back where the report's carry ends. With
+    // one part in flight it reads at most two parts past part 1 before that checkpoint, where
+    // attempt 1 had read four (however fast rows are read).
+    const second = startWorker({ PARTS_IN_FLIGHT: "1" });
     holdParts(key, 3);
     const atSecondKill = await outputParts(jobId, 2);
     await second.kill("SIGKILL");
