@@ -147,8 +147,12 @@ export async function s3csvJob(
 function s3csvNodeFlags(): string[] {
   const script = readFileSync(here("../bin/s3csv"), "utf8");
   const exec = script.split("\n").find((line) => line.startsWith("exec "));
-  if (!exec) throw new Error("bin/s3csv has no exec line");
-  return exec.split(/\s+/).filter((word) => word.startsWith("--"));
+  const words = exec?.split(/\s+/) ?? [];
+  const flags = words.slice(words.indexOf('"$node"') + 1, words.indexOf('"$main"'));
+  if (flags.length === 0 || !flags.every((flag) => flag.startsWith("--"))) {
+    throw new Error('bin/s3csv\'s exec line has no flags between "$node" and "$main"');
+  }
+  return flags;
 }
 
 /** A comparison variant (bench/variants.ts) in a process of its own. */

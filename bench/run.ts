@@ -105,7 +105,7 @@ function targets(
       const row = (what: string, value: number, target: string) =>
         bench.out(`| ${name} | ${what} | ${value.toFixed(2)} | ${target} |`);
       row(
-        'worker CPU s per job (A2, values "as-read") / DuckDB\'s, file to file',
+        'worker CPU s per job (A2, values "as-read", S3 to S3) / DuckDB\'s (file to file)',
         cpu(m.throughput.get("A2")) / duck,
         "≤ 1.0",
       );

@@ -49,6 +49,14 @@ export async function throughput(bench: Bench, dataset: Dataset, runs: number) {
     }
     await deleteOutputs(bench.s3);
   }
+  // s3csv's variants judge the same rows: their counts must agree, or the figures compare
+  // different work.
+  const counts = (id: string) =>
+    (results.get(id) ?? []).map((m) => `${m.rows}/${m.valid}/${m.rejected}`);
+  const seen = new Set(["A", "A2", "E"].flatMap(counts));
+  if (seen.size !== 1) {
+    throw new Error(`s3csv's variants counted different rows: ${[...seen].join(", ")}`);
+  }
   print(bench, dataset, results, runs);
   return results;
 }

@@ -61,6 +61,8 @@ export class ByteRowWriter {
       // The row as it came, when every quote it has is one the output needs.
       if (!quoted || quotesNeeded(row, index)) {
         sink.writeBytes(row, this.#newline);
+        // A long composed row's scratch is not kept while rows take this way.
+        if (this.#scratch.length > SCRATCH) this.#scratch = new Uint8Array(SCRATCH);
         return true;
       }
     }

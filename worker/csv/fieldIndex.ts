@@ -51,7 +51,7 @@ export class FieldIndex {
     const delimiter = this.#delimiter;
     // A row of very many fields (up to maxRowBytes of delimiters) leaves the arrays that large:
     // let them go once rows are back to a quarter of it.
-    if (this.starts.length > RETAINED && this.count * 4 < this.starts.length) this.#allocate(16);
+    if (this.count * 4 < this.starts.length) this.trim();
     this.count = 0;
     if (!quoted) {
       let start = 0;
@@ -101,6 +101,17 @@ export class FieldIndex {
         if (j === n) return true;
         i = j + 1;
       }
+    }
+  }
+
+  /**
+   * Lets go of arrays grown past RETAINED fields (the row last indexed is then forgotten): for
+   * a user that may not index another row for a long time.
+   */
+  trim(): void {
+    if (this.starts.length > RETAINED) {
+      this.#allocate(16);
+      this.count = 0;
     }
   }
 

@@ -33,7 +33,12 @@ export class RowParser {
   parseRow(bytes: Uint8Array, text: string, quoted: boolean): ParsedRow {
     if (!quoted) return { ok: true, fields: text.split(this.#delimiter) };
     const index = this.#index;
-    if (index.index(bytes, true)) return { ok: true, fields: this.#fields(bytes, text) };
+    if (index.index(bytes, true)) {
+      const fields = this.#fields(bytes, text);
+      // Quoted rows may be rare: a very long one's index is not kept until the next.
+      index.trim();
+      return { ok: true, fields };
+    }
     // Irregular quoting: papaparse gives its verdict and the words for the reject report.
     const result = Papa.parse<string[]>(text, {
       delimiter: this.#delimiter,

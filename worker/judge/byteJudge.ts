@@ -114,10 +114,12 @@ export function byteJudge(
         const rule = rules[i];
         const missing = missingBytes[i];
         // A missing value is compared with the cell's value, which an escaped cell's bytes are
-        // not yet: such a cell goes to the validator.
+        // not yet: such a cell goes to the validator, unless its value (at least half its
+        // bytes: an escape and what it escapes make one) is longer than any missing value.
         if (
           rule !== undefined &&
-          (missing === undefined || (!escaped && !missing.has(row, start, end))) &&
+          (missing === undefined ||
+            (escaped ? end - start > 2 * missing.maxLength : !missing.has(row, start, end))) &&
           (escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end))
         ) {
           continue;

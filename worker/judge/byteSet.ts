@@ -12,12 +12,17 @@ export class ByteSet {
   readonly #keys: Set<string> | undefined;
   readonly #lengths: Set<number>;
   readonly size: number;
+  /** The longest value's length in bytes (0 when there is none). */
+  readonly maxLength: number;
 
   constructor(values: Iterable<string>) {
     // A value with a lone surrogate equals no decoded cell, yet its UTF-8 (U+FFFD's bytes) would.
     const possible = [...new Set(values)].filter((v) => v.isWellFormed());
     this.size = possible.length;
     this.#lengths = new Set(possible.map((v) => Buffer.byteLength(v, "utf8")));
+    let longest = 0;
+    for (const length of this.#lengths) longest = Math.max(longest, length);
+    this.maxLength = longest;
     if (possible.length > FEW) {
       this.#keys = new Set(possible.map((v) => Buffer.from(v, "utf8").toString("latin1")));
     } else this.#values = possible.map((v) => Buffer.from(v, "utf8"));

@@ -81,7 +81,7 @@ export function compileTableSchema(
     compileField(field, missing[i] as ReadonlySet<string>),
   );
 
-  // Built for the first job of the factory whose rows take the byte path, then shared.
+  // Built at the first bind whose rows take the byte path, then shared by later binds.
   let onBytes: ByteRules | undefined;
   const rulesOnBytes = (): ByteRules => {
     onBytes ??= byteRules({ fields: schema.fields, validators, missing, asRead });
