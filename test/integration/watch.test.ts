@@ -151,14 +151,20 @@ describe("s3csv watch", () => {
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
-    stack.s3Server.beforeRequest = (r) =>
-      r.method === "PUT" && r.url.includes(`/out/${key}`) ? held : undefined;
+    let writing = false;
+    stack.s3Server.beforeRequest = (r) => {
+      if (r.method !== "PUT" || !r.url.includes(`/out/${key}`)) return undefined;
+      writing = true;
+      return held;
+    };
     const w = watch(prefix);
     await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+    // The overwrite comes once the first job has read its version and is writing its output
+    // (where S3 keeps no versions, a job whose source was overwritten before it read it fails,
+    // saying so: that is not this test's case).
+    await eventually(async () => (writing ? true : undefined));
     const [v1] = await jobsFor(prefix);
-    await eventually(async () =>
-      (await queue.getJobState(v1?.id ?? "")) === "active" ? true : undefined,
-    );
+    expect(await queue.getJobState(v1?.id ?? "")).toBe("active");
     const second = data(120, 6);
     await stack.put(key, second.csv);
     // Listed several times while the first job runs: the new version waits, never dropped.
