@@ -67,57 +67,13 @@ export function cellRule(field: TableSchemaField, asRead = false): CellRule | un
   const format = field.format ?? "default";
   const c = field.constraints ?? {};
   const only = (allowed: ReadonlySet<string>) => Object.keys(c).every((k) => allowed.has(k));
-  const rule = (kind: Kind, more: Partial<CellRule> = {}): CellRule => ({
-    kind,
-    lo: undefined,
-    hi: undefined,
-    minLength: undefined,
-    maxLength: undefined,
-    allowed: undefined,
-    acceptsTrue: false,
-    acceptsFalse: false,
-    ...more,
-  });
   switch (field.type) {
     case "integer":
     case "number":
-    case "year": {
-      if (!only(NUMERIC)) return;
-      if (field.type !== "year" && (field.bareNumber === false || field.groupChar !== undefined))
-        return;
-      if (field.type === "number" && (field.decimalChar ?? ".") !== ".") return;
-      const lo = bound(field, c.minimum);
-      const hi = bound(field, c.maximum);
-      // Bounds the field's own type could not read are compared as text by the validator.
-      const numeric = (v: unknown) =>
-        v === undefined || typeof v === "number" || typeof v === "bigint";
-      if (!numeric(lo) || !numeric(hi)) return;
-      const kind =
-        field.type === "integer"
-          ? asRead
-            ? INTEGER_READ
-            : INTEGER_CELL
-          : field.type === "number"
-            ? asRead
-              ? NUMBER_READ
-              : NUMBER_CELL
-            : YEAR_CELL;
-      return rule(kind, { lo: lo as number | bigint, hi: hi as number | bigint });
-    }
-    case "boolean": {
-      if (!only(NONE)) return;
-      const trueValues = field.trueValues ?? TRUE_VALUES;
-      const falseValues = field.falseValues ?? FALSE_VALUES;
-      if (asRead) {
-        const words = [...trueValues, ...falseValues];
-        return rule(BOOLEAN_READ, { allowed: new ByteSet(words) });
-      }
-      // A true value is read first: "false" among the true values is written "true".
-      return rule(BOOLEAN_CELL, {
-        acceptsTrue: trueValues.includes("true"),
-        acceptsFalse: falseValues.includes("false") && !trueValues.includes("false"),
-      });
-    }
+    case "year":
+      return only(NUMERIC) ? numericRule(field, asRead) : undefined;
+    case "boolean":
+      return only(NONE) ? booleanRule(field, asRead) : undefined;
     case "date":
       return format === "default" && only(NONE) ? rule(DATE_CELL) : undefined;
     case "time":
@@ -140,6 +96,58 @@ export function cellRule(field: TableSchemaField, asRead = false): CellRule | un
     default:
       return;
   }
+}
+
+function rule(kind: Kind, more: Partial<CellRule> = {}): CellRule {
+  return {
+    kind,
+    lo: undefined,
+    hi: undefined,
+    minLength: undefined,
+    maxLength: undefined,
+    allowed: undefined,
+    acceptsTrue: false,
+    acceptsFalse: false,
+    ...more,
+  };
+}
+
+/** An integer, number or year field whose constraints are only bounds. */
+function numericRule(field: TableSchemaField, asRead: boolean): CellRule | undefined {
+  if (field.type !== "year" && (field.bareNumber === false || field.groupChar !== undefined))
+    return;
+  if (field.type === "number" && (field.decimalChar ?? ".") !== ".") return;
+  const lo = bound(field, field.constraints?.minimum);
+  const hi = bound(field, field.constraints?.maximum);
+  // Bounds the field's own type could not read are compared as text by the validator.
+  const numeric = (v: unknown) => v === undefined || typeof v === "number" || typeof v === "bigint";
+  if (!numeric(lo) || !numeric(hi)) return;
+  const kinds = {
+    integer: asRead ? INTEGER_READ : INTEGER_CELL,
+    number: asRead ? NUMBER_READ : NUMBER_CELL,
+    year: YEAR_CELL,
+  };
+  return rule(kinds[field.type as keyof typeof kinds], {
+    lo: lo as number | bigint,
+    hi: hi as number | bigint,
+  });
+}
+
+function booleanRule(
+  field: {
+    trueValues?: readonly string[] | undefined;
+    falseValues?: readonly string[] | undefined;
+  },
+  asRead: boolean,
+): CellRule {
+  const trueValues = field.trueValues ?? TRUE_VALUES;
+  const falseValues = field.falseValues ?? FALSE_VALUES;
+  if (asRead) return rule(BOOLEAN_READ, { allowed: new ByteSet([...trueValues, ...falseValues]) });
+  // A true value is read first: "false" among the true values is written "true".
+  return rule(BOOLEAN_CELL, {
+    acceptsTrue: trueValues.includes("true"),
+    acceptsFalse: falseValues.includes("false") && !trueValues.includes("false"),
+  });
 }
 
 /** True: the cell at bytes[start, end) is valid and canonical as it is. */
