@@ -6,6 +6,7 @@ import { TableSchema, type TableSchemaField } from "../../shared/tableSchema.ts"
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
 import { FieldIndex } from "../../worker/csv/fieldIndex.ts";
 import { cellRule, checkCell, checkEscapedCell } from "../../worker/judge/cellBytes.ts";
+import type { JudgeFactory } from "../../worker/judge/rowJudge.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 import { RowProcessor, type RowSink } from "../../worker/pipeline/rowProcessor.ts";
 import { startMark } from "../../worker/source/firstAttempt.ts";
@@ -202,6 +203,35 @@ class Collect implements RowSink {
   }
 }
 
+/** A row processor over `source`, framed in pieces cut at `cuts`, into collecting sinks. */
+function processAll(
+  source: Buffer,
+  judges: JudgeFactory,
+  options: JobOptions & { delimiter: string },
+  cuts: number[],
+  bytePath: boolean,
+) {
+  const sinks = { output: new Collect(), rejects: new Collect() };
+  const processor = new RowProcessor({
+    options,
+    judges,
+    from: startMark(),
+    writeFrom: { output: 0, rejects: 0 },
+    sinks,
+    header: null,
+    onHeader: () => {},
+    bytePath,
+  });
+  const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
+  let at = 0;
+  for (const cut of [...cuts, source.length]) {
+    for (const row of framer.push(source.subarray(at, cut))) processor.process(row);
+    at = cut;
+  }
+  for (const row of framer.end()) processor.process(row);
+  return { processor, sinks };
+}
+
 function run(
   source: Buffer,
   schema: unknown,
@@ -211,37 +241,21 @@ function run(
 ) {
   const parsed = JobOptions.parse(options);
   const resolved = { ...parsed, delimiter: parsed.delimiter === "auto" ? "," : parsed.delimiter };
-  const sinks = { output: new Collect(), rejects: new Collect() };
-  const processor = new RowProcessor({
-    options: resolved,
-    judges: compileTableSchema(TableSchema.parse(schema), {
-      maxUniqueValues: 1000,
-      values: resolved.values,
-    }),
-    from: startMark(),
-    writeFrom: { output: 0, rejects: 0 },
-    sinks,
-    header: null,
-    onHeader: () => {},
-    bytePath,
+  const judges = compileTableSchema(TableSchema.parse(schema), {
+    maxUniqueValues: 1000,
+    values: resolved.values,
   });
-  const framer = new CsvFramer({ ...resolved, startOffset: 0, startLine: 1 });
-  let at = 0;
   try {
-    for (const cut of [...cuts, source.length]) {
-      for (const row of framer.push(source.subarray(at, cut))) processor.process(row);
-      at = cut;
-    }
-    for (const row of framer.end()) processor.process(row);
+    const { processor, sinks } = processAll(source, judges, resolved, cuts, bytePath);
+    return {
+      output: sinks.output.text(),
+      rejects: sinks.rejects.text(),
+      mark: processor.mark(),
+      rowsAsBytes: sinks.output.rowsAsBytes,
+    };
   } catch (error) {
     return { error: (error as Error).message };
   }
-  return {
-    output: sinks.output.text(),
-    rejects: sinks.rejects.text(),
-    mark: processor.mark(),
-    rowsAsBytes: sinks.output.rowsAsBytes,
-  };
 }
 
 const dialect = fc.record({
@@ -425,18 +439,7 @@ describe("the byte row path against the string path (differential)", () => {
       },
     };
     const options = { ...JobOptions.parse({}), delimiter: "," };
-    const sinks = { output: new Collect(), rejects: new Collect() };
-    const processor = new RowProcessor({
-      options,
-      judges: counting,
-      from: startMark(),
-      writeFrom: { output: 0, rejects: 0 },
-      sinks,
-      header: null,
-      onHeader: () => {},
-    });
-    const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
-    for (const row of [...framer.push(source), ...framer.end()]) processor.process(row);
+    const { processor, sinks } = processAll(source, counting, options, [], true);
     expect(processor.position.counts.valid).toBe(200);
     expect(judgedAsText).toBe(0);
     expect(sinks.output.text().split("\r\n")[1]).toBe('1,"a, ""b""",2026-01-02T00:00:00Z');
