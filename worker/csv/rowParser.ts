@@ -22,13 +22,6 @@ export class RowParser {
     this.#index = new FieldIndex(dialect);
   }
 
-  /** Fields of a row given as text only. */
-  parse(text: string, quoted: boolean): ParsedRow {
-    return quoted
-      ? this.parseRow(Buffer.from(text, "utf8"), text, true)
-      : { ok: true, fields: text.split(this.#delimiter) };
-  }
-
   /** Fields of a row from its bytes and their text (decoded with the job's encoding). */
   parseRow(bytes: Uint8Array, text: string, quoted: boolean): ParsedRow {
     if (!quoted) return { ok: true, fields: text.split(this.#delimiter) };

@@ -189,7 +189,7 @@ export class HeadSampler {
   #cells(row: FramedRow, text: string | undefined): string[] | RowErrorCode {
     if (row.oversize || row.unterminated) return "format-error";
     if (text === undefined) return "encoding-error";
-    const parsed = (this.#reading as Reading).parser.parse(text, row.quoted);
+    const parsed = (this.#reading as Reading).parser.parseRow(row.bytes, text, row.quoted);
     return parsed.ok ? parsed.fields : "format-error";
   }
 
@@ -205,7 +205,7 @@ export class HeadSampler {
       );
     }
     if (text === undefined) throw new NotCsvError("has a header row that is not valid UTF-8");
-    const parsed = (this.#reading as Reading).parser.parse(text, row.quoted);
+    const parsed = (this.#reading as Reading).parser.parseRow(row.bytes, text, row.quoted);
     if (!parsed.ok)
       throw new NotCsvError(`has a header row that cannot be read: ${parsed.message}`);
     if (parsed.fields.length > maxColumns) {

@@ -87,7 +87,7 @@ export async function readHead(
       if (comment !== undefined && row.bytes[0] === comment) continue;
       if (row.oversize || row.unterminated) return undefined;
       const text = decode(asBuffer(row.bytes));
-      const parsed = text === undefined ? undefined : parser.parse(text, row.quoted);
+      const parsed = text === undefined ? undefined : parser.parseRow(row.bytes, text, row.quoted);
       if (!parsed?.ok || parsed.fields.length > options.maxColumns) return undefined;
       return { header: options.header ? parsed.fields : null, columns: parsed.fields.length };
     }
