@@ -42,10 +42,19 @@ export type Constraint = (
  * text ("." sorts before "Z"): the zone letter and a fraction's trailing zeros say nothing.
  */
 function temporalKey(value: TypedCell["value"]): string {
-  return String(value)
-    .replace(/Z$/, "")
-    .replace(/(\.\d*?)0+$/, "$1")
-    .replace(/\.$/, "");
+  let text = String(value);
+  if (text.endsWith("Z")) text = text.slice(0, -1);
+  // One pass from the end (a cell may hold a fraction of maxRowBytes digits): only a fraction
+  // of digits alone up to the end is trimmed, its trailing zeros and then a bare ".".
+  const dot = text.lastIndexOf(".");
+  if (dot === -1) return text;
+  let end = text.length;
+  for (let i = dot + 1; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return text;
+  }
+  while (end > dot + 1 && text.charCodeAt(end - 1) === 48) end--;
+  return text.slice(0, end === dot + 1 ? dot : end);
 }
 
 function compareTemporal(a: TypedCell["value"], b: TypedCell["value"]): number {
