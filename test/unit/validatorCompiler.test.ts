@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { TableSchema } from "../../shared/tableSchema.ts";
+import { constraintsOf } from "../../worker/judge/constraints.ts";
 import { fieldType } from "../../worker/judge/fieldTypes.ts";
 import { HeaderError } from "../../worker/judge/rowJudge.ts";
 import { builtInTransforms as transforms } from "../../worker/judge/transforms/builtIns.ts";
@@ -348,6 +349,63 @@ describe("Table Schema validator", () => {
     expect(() => judge(fields, ["a", "c", "c"])).toThrow(
       /duplicate-label: "c".*missing-label: "b".*extra-label: "c"/,
     );
+  });
+});
+
+describe("enum", () => {
+  // The order constraints use, written out: the reference an enum's sets must agree with.
+  const order = (a: unknown, b: unknown): number => {
+    if (typeof a === "string" || typeof b === "string") {
+      const [x, y] = [String(a), String(b)];
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    const [x, y] = [a as number, b as number];
+    if (x < y) return -1;
+    if (x > y) return 1;
+    return Number.isNaN(x) || Number.isNaN(y) ? Number.NaN : 0;
+  };
+  const value = fc.oneof(
+    fc.constantFrom(0, -0, 1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e21, 2 ** 53),
+    fc.constantFrom(0n, 1n, -1n, 10n ** 21n, 2n ** 53n),
+    fc.boolean(),
+    fc.constantFrom("1", "1.5", "NaN", "true", "Infinity", "1e+21", "a", ""),
+    fc.integer({ min: -3, max: 3 }),
+  );
+  const jsonValue = value.filter((v) => typeof v !== "bigint");
+
+  it("finds a value in an enum exactly when the field's order finds an equal one", () => {
+    fc.assert(
+      // A schema's enum is JSON (no bigints); a cell's value may be one (a big integer).
+      fc.property(fc.array(jsonValue, { maxLength: 8 }), value, (allowed, cell) => {
+        const [check] = constraintsOf({
+          name: "n",
+          type: "any",
+          constraints: { enum: allowed as never },
+        });
+        const expected = allowed.some(
+          (v) => (typeof cell === "string" || typeof v !== "string") && order(cell, v) === 0,
+        );
+        expect(check?.(cell as never, String(cell), undefined) === undefined).toBe(expected);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("compares datetimes and times in an enum as instants, without scanning it per cell", () => {
+    const allowed = Array.from(
+      { length: 20_000 },
+      (_, i) => `2024-01-01T00:00:${String(i % 60).padStart(2, "0")}.${i}Z`,
+    );
+    const [check] = constraintsOf({ name: "t", type: "datetime", constraints: { enum: allowed } });
+    expect(check?.("2024-01-01T00:00:07.7000Z", "x", undefined)).toBeUndefined();
+    expect(check?.("2024-01-01T00:00:07.70001Z", "x", undefined)).toMatch(/is not one of/);
+    const [time] = constraintsOf({
+      name: "t",
+      type: "time",
+      constraints: { enum: ["10:00:00.50"] },
+    });
+    expect(time?.("10:00:00.5", "x", undefined)).toBeUndefined();
+    expect(time?.("10:00:00.05", "x", undefined)).toMatch(/is not one of/);
   });
 });
 

@@ -61,6 +61,41 @@ function compareTemporal(a: TypedCell["value"], b: TypedCell["value"]): number {
   return compare(temporalKey(a), temporalKey(b));
 }
 
+/**
+ * Whether a value is one of an enum's, by sets (an enum may be long, and a cell's check must
+ * not grow with it): the same answer as finding a value the field's order says is equal.
+ * Datetimes and times are compared as instants; other text by its exact value, against the
+ * enum's text and the text form of its numbers; numbers, bigints and booleans by number.
+ */
+function enumLookup(
+  allowed: ReadonlyArray<TypedCell["value"]>,
+  temporal: boolean,
+): (value: TypedCell["value"]) => boolean {
+  if (temporal) {
+    const instants = new Set(allowed.map(temporalKey));
+    return (value) => instants.has(temporalKey(value));
+  }
+  const texts = new Set(allowed.map(String));
+  const numbers = new Set<string>();
+  for (const v of allowed) {
+    const key = typeof v === "string" ? undefined : numberKey(v);
+    if (key !== undefined) numbers.add(key);
+  }
+  return (value) => {
+    if (typeof value === "string") return texts.has(value);
+    const key = numberKey(value);
+    return key !== undefined && numbers.has(key);
+  };
+}
+
+/** One key per number `compare` finds equal (1, 1.0, 1n and true alike); NaN equals nothing. */
+function numberKey(value: number | bigint | boolean): string | undefined {
+  if (typeof value === "bigint") return value.toString();
+  const n = Number(value);
+  if (Number.isNaN(n)) return undefined;
+  return Number.isInteger(n) ? BigInt(n).toString() : String(n);
+}
+
 export function constraintsOf(field: TableSchemaField): Constraint[] {
   const c = field.constraints ?? {};
   const checks: Constraint[] = [];
@@ -106,18 +141,13 @@ export function constraintsOf(field: TableSchemaField): Constraint[] {
     );
   }
   if (c.enum) {
-    const allowed = c.enum.map((v) => (typeof v === "string" ? bound(field, v) : v));
+    const allowed = c.enum
+      .map((v) => (typeof v === "string" ? bound(field, v) : v))
+      .filter((v) => v !== undefined);
     const listed = JSON.stringify(c.enum);
-    // Datetimes and times are compared as instants; other text by its exact value.
-    const temporal = order === compareTemporal;
-    const strings = new Set(allowed.filter((v) => typeof v === "string" && !temporal));
-    const others = allowed.filter(
-      (v): v is TypedCell["value"] => v !== undefined && (temporal || typeof v !== "string"),
-    );
+    const isAllowed = enumLookup(allowed, order === compareTemporal);
     checks.push((value, text) =>
-      (typeof value === "string" && strings.has(value)) || others.some((v) => order(value, v) === 0)
-        ? undefined
-        : `"${text}" is not one of ${listed}`,
+      isAllowed(value) ? undefined : `"${text}" is not one of ${listed}`,
     );
   }
   return checks;
