@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { enqueueTransform } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import { type Checkpoint, CONTRACT_VERSION, type JobResult } from "../../shared/job.ts";
-import { workerProcesses } from "../../worker/split/splitPlan.ts";
+import { workerCensus } from "../../shared/workerCensus.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { type PreviousRelease, previousRelease, previousTag } from "../support/previousRelease.ts";
 import { isPartUpload } from "../support/s3Server.ts";
@@ -164,8 +164,10 @@ describe.skipIf(typeof tag !== "string")(`rolling upgrade: ${tag} beside this re
     previous();
     current();
     // The previous release's worker announces no contract: it would fail a shard.
-    await eventually(async () => ((await workerProcesses(queue))?.count === 2 ? true : undefined));
-    expect(await workerProcesses(queue)).toEqual({ count: 2, splitting: 1 });
+    await eventually(async () =>
+      (await workerCensus(queue))?.contracts.length === 2 ? true : undefined,
+    );
+    expect(await workerCensus(queue)).toEqual({ contracts: [1, 2] });
   });
 
   it("adds a shard again when a previous-release worker that joined after the split refused it", async () => {

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { enqueueTransform, JOB_NAME } from "../../producer/enqueue.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import { JobData, type JobProgress, type JobResult } from "../../shared/job.ts";
-import { workerProcesses } from "../../worker/split/splitPlan.ts";
+import { workerCensus } from "../../shared/workerCensus.ts";
 import type { SeenRequest } from "../support/s3Server.ts";
 import { seamCsv, seamSchema } from "../support/seamData.ts";
 import { BUCKET, type Stack, startStack } from "../support/stack.ts";
@@ -64,7 +64,7 @@ describe("split: one file, several shards, several workers", () => {
   it("counts the worker processes serving the queue (auto splits for two or more)", async () => {
     // Three worker processes; the test's own queue connection is not one of them.
     // Each announces a job contract with split jobs.
-    expect(await workerProcesses(queue)).toEqual({ count: 3, splitting: 3 });
+    expect(await workerCensus(queue)).toEqual({ contracts: [2, 2, 2] });
   });
 
   it("runs whole when told not to split, and says it ran as one shard", () => {

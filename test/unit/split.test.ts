@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { JobData, JobInput, JobOptions } from "../../shared/job.ts";
+import type { WorkerCensus } from "../../shared/workerCensus.ts";
 import { checkpointProblem } from "../../worker/checkpoint/checkpointTrust.ts";
 import { compositionPlan, partBytes } from "../../worker/split/compositionPlan.ts";
 import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
@@ -11,7 +12,6 @@ import {
   nominalRanges,
   shardSizeFor,
   unsplittable,
-  type WorkerCensus,
 } from "../../worker/split/splitPlan.ts";
 import { checkpointFixture } from "../support/checkpointFixture.ts";
 
@@ -417,11 +417,11 @@ describe("options.split in the job contract", () => {
         readFirstRow: head,
         workers: async () => workers,
       });
-    expect(await decide("auto", { count: 1, splitting: 1 })).toEqual({
+    expect(await decide("auto", { contracts: [2] })).toEqual({
       unsplit: expect.stringMatching(/one worker process/),
     });
     // A worker of the previous release in the pool (a rolling upgrade): it would fail shards.
-    expect(await decide("auto", { count: 3, splitting: 2 })).toEqual({
+    expect(await decide("auto", { contracts: [1, 2, 2] })).toEqual({
       unsplit: expect.stringMatching(
         /1 of the queue's 3 worker processes are of a release without split jobs/,
       ),
@@ -429,9 +429,9 @@ describe("options.split in the job contract", () => {
     expect(await decide("auto", undefined)).toEqual({
       unsplit: expect.stringMatching(/does not list its clients/),
     });
-    const auto = await decide("auto", { count: 2, splitting: 2 });
+    const auto = await decide("auto", { contracts: [2, 2] });
     expect("split" in auto && auto.split.shards).toHaveLength(16);
-    const sized = await decide(256 * MiB, { count: 1, splitting: 0 });
+    const sized = await decide(256 * MiB, { contracts: [1] });
     expect("split" in sized && sized.split.shards).toHaveLength(4);
   });
 

@@ -24,6 +24,7 @@ import {
 import type { Logger } from "../../shared/logger.ts";
 import { type QueueKeys, queueKeys } from "../../shared/queueKeys.ts";
 import { ioredisScripts, type ScriptClient } from "../../shared/redisScripts.ts";
+import { workerCensus } from "../../shared/workerCensus.ts";
 import {
   CheckpointStore,
   defineStoreScripts,
@@ -42,7 +43,7 @@ import { deleteShardObjects } from "../split/shardObjects.ts";
 import { defineShardProgressScript, reportShardProgress } from "../split/shardProgress.ts";
 import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
-import { decideSplit, readHead, shardSizeFor, workerProcesses } from "../split/splitPlan.ts";
+import { decideSplit, readHead, shardSizeFor } from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
@@ -275,7 +276,7 @@ class JobProcessor {
     if (!store.current.split && attempt.firstRead && !data.shard) {
       const source = {
         readFirstRow: () => this.#readFirstRow(attempt),
-        workers: () => workerProcesses(this.#deps.queue),
+        workers: () => workerCensus(this.#deps.queue),
       };
       const decision = await decideSplit(data, store.current, judges, job.id ?? "", source);
       if ("split" in decision) {

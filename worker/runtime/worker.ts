@@ -4,9 +4,9 @@ import { CONTRACT_VERSION, type JobResult } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { redisClient, redisConnection } from "../../shared/redis.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
+import { workerName } from "../../shared/workerCensus.ts";
 import { builtInTransforms } from "../judge/transforms/builtIns.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
-import { workerName } from "../split/splitPlan.ts";
 import { createProcessor } from "./processor.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
 

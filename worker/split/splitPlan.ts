@@ -1,4 +1,3 @@
-import type { Queue } from "bullmq";
 import {
   type Checkpoint,
   contractNeeded,
@@ -9,6 +8,7 @@ import {
   type SplitState,
 } from "../../shared/job.ts";
 import { MAX_KEY_BYTES } from "../../shared/s3Url.ts";
+import { type WorkerCensus, workersBelow } from "../../shared/workerCensus.ts";
 import { CsvFramer } from "../csv/csvFramer.ts";
 import { asBuffer, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
@@ -161,47 +161,20 @@ export async function decideSplit(
   return { split: { shards, retired: [], redone: 0, header: head.header, columns: head.columns } };
 }
 
-/** The worker processes serving a queue, and how many of them can run a split job's shards. */
-export interface WorkerCensus {
-  count: number;
-  /** Those that announce a job contract with split jobs (the rest are of an earlier release). */
-  splitting: number;
-}
-
 /** Why "auto" keeps a job whole, given the queue's workers, or undefined: it may split. */
 function autoUnsplit(census: WorkerCensus | undefined): string | undefined {
   if (!census) {
     return 'Redis does not list its clients, so "auto" cannot tell whether every worker can run a shard (a shard size in options.split splits anyway)';
   }
   // Shards on one worker run one after another, which only adds the cost of splitting.
-  if (census.count < 2) {
+  const count = census.contracts.length;
+  if (count < 2) {
     return 'one worker process serves the queue, and "auto" splits only for two or more (a shard size in options.split splits anyway)';
   }
   // In a rolling upgrade, a worker of an earlier release would fail every shard it took.
-  if (census.splitting < census.count) {
-    return `${census.count - census.splitting} of the queue's ${census.count} worker processes are of a release without split jobs ("auto" splits once every worker is upgraded)`;
+  const older = workersBelow(census, SPLIT_CONTRACT);
+  if (older > 0) {
+    return `${older} of the queue's ${count} worker processes are of a release without split jobs ("auto" splits once every worker is upgraded)`;
   }
   return undefined;
-}
-
-/** The BullMQ worker name a worker announces: its job contract, for others to read. */
-export function workerName(contract: number): string {
-  return `s3csv-contract-${contract}`;
-}
-
-/**
- * The worker processes serving the queue (one BullMQ worker each): Redis lists their blocking
- * connections by name, with the contract each announces. Undefined where Redis does not list
- * clients.
- */
-export async function workerProcesses(queue: Queue): Promise<WorkerCensus | undefined> {
-  try {
-    const workers = await queue.getWorkers();
-    if (workers.some((w) => /does not support/.test(String(w.name ?? "")))) return undefined;
-    const contracts = workers.map((w) => /:w:s3csv-contract-(\d+)$/.exec(String(w.rawname ?? "")));
-    const splitting = contracts.filter((m) => m && Number(m[1]) >= SPLIT_CONTRACT).length;
-    return { count: workers.length, splitting };
-  } catch {
-    return undefined;
-  }
 }
