@@ -1,11 +1,13 @@
 import { z } from "zod";
 
 // S3 event notifications as S3 delivers them to an SQS queue: a JSON body of Records, each
-// naming a bucket, an object key (URL-encoded, spaces as "+") and its ETag. A queue also gets
+// naming an event (a creation or a removal), its time, a bucket, an object key (URL-encoded,
+// spaces as "+") and, for a creation, its ETag. A queue also gets
 // S3's test event when a notification is configured, and may get anything else someone sent.
 
 const S3EventRecord = z.object({
   eventName: z.string(),
+  eventTime: z.string().optional(),
   s3: z.object({
     bucket: z.object({ name: z.string() }),
     object: z.object({
@@ -17,16 +19,21 @@ const S3EventRecord = z.object({
 });
 const S3Event = z.object({ Records: z.array(S3EventRecord) });
 
-export interface CreatedObject {
+export interface ObjectEvent {
   bucket: string;
   key: string;
+  /** When it happened (the event's time), ms; -1 when the event does not say. */
+  timeMs: number;
+}
+
+export interface CreatedObject extends ObjectEvent {
   /** As a listing gives it: in quotes. */
   etag: string;
 }
 
 export type ParsedMessage =
-  | { kind: "created"; objects: CreatedObject[] }
-  /** S3's test event, or events that create nothing (a removal): nothing to do. */
+  | { kind: "events"; created: CreatedObject[]; removed: ObjectEvent[] }
+  /** S3's test event, or events of other kinds: nothing to do. */
   | { kind: "nothing" }
   | { kind: "malformed"; reason: string };
 
@@ -40,20 +47,30 @@ export function parseS3EventMessage(body: string | undefined): ParsedMessage {
   if ((json as { Event?: unknown } | null)?.Event === "s3:TestEvent") return { kind: "nothing" };
   const parsed = S3Event.safeParse(json);
   if (!parsed.success) return { kind: "malformed", reason: "not an S3 event notification" };
-  const objects: CreatedObject[] = [];
+  const created: CreatedObject[] = [];
+  const removed: ObjectEvent[] = [];
   for (const record of parsed.data.Records) {
-    if (!record.eventName.startsWith("ObjectCreated:")) continue;
-    const { eTag } = record.s3.object;
-    if (!eTag) return { kind: "malformed", reason: "an ObjectCreated record without an eTag" };
+    const isCreated = record.eventName.startsWith("ObjectCreated:");
+    if (!isCreated && !record.eventName.startsWith("ObjectRemoved:")) continue;
     let key: string;
     try {
       key = decodeURIComponent(record.s3.object.key.replaceAll("+", " "));
     } catch {
       return { kind: "malformed", reason: "an object key that is not URL-encoded" };
     }
-    objects.push({ bucket: record.s3.bucket.name, key, etag: quoted(eTag) });
+    const time = record.eventTime === undefined ? Number.NaN : Date.parse(record.eventTime);
+    const event = { bucket: record.s3.bucket.name, key, timeMs: Number.isNaN(time) ? -1 : time };
+    if (!isCreated) {
+      removed.push(event);
+      continue;
+    }
+    const { eTag } = record.s3.object;
+    if (!eTag) return { kind: "malformed", reason: "an ObjectCreated record without an eTag" };
+    created.push({ ...event, etag: quoted(eTag) });
   }
-  return objects.length > 0 ? { kind: "created", objects } : { kind: "nothing" };
+  return created.length + removed.length > 0
+    ? { kind: "events", created, removed }
+    : { kind: "nothing" };
 }
 
 /** An ETag in quotes, as listings and HeadObject give it (events give it bare). */

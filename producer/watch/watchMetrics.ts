@@ -9,6 +9,8 @@ export interface WatchMetrics {
   errors: Counter<"kind">;
   malformed: Counter;
   oldestWaiting: Gauge;
+  forgotten: Counter;
+  heldForOlderWorkers: Gauge;
 }
 
 export function createWatchMetrics(): WatchMetrics {
@@ -24,7 +26,7 @@ export function createWatchMetrics(): WatchMetrics {
     added: counter("s3csv_watch_jobs_added_total", "Jobs the watch added, one per object version"),
     errors: new Counter({
       name: "s3csv_watch_errors_total",
-      help: "Rounds that failed (listing, sqs) and objects no job could be made of (invalid-job)",
+      help: "Rounds that failed (listing, sqs), objects no job could be made of (invalid-job) and objects whose output is another's (output-clash)",
       labelNames: ["kind"],
       registers: [registry],
     }),
@@ -35,6 +37,15 @@ export function createWatchMetrics(): WatchMetrics {
     oldestWaiting: new Gauge({
       name: "s3csv_watch_oldest_waiting_seconds",
       help: "Age of the oldest object version not enqueued yet (its destination is busy), at the last listing",
+      registers: [registry],
+    }),
+    forgotten: counter(
+      "s3csv_watch_objects_forgotten_total",
+      "Objects gone from the prefix (no longer listed, or removed) whose records were dropped",
+    ),
+    heldForOlderWorkers: new Gauge({
+      name: "s3csv_watch_held_for_older_workers",
+      help: "1 while the watch adds no jobs because a worker of s3csv 0.2 serves the queue",
       registers: [registry],
     }),
   };

@@ -5,8 +5,8 @@ import { checkedJob, dedupeJobId, InvalidJobError } from "../enqueue.ts";
 
 // What a watch makes of each new object version: one job, its destination (and reject report)
 // from templates, judged by the watch's schema or transform and options, pinned to that version
-// (source.etag), under a job id that names the work and the version, so that every watcher
-// makes the same id for the same version.
+// (source.etag), under a job id that names the work, the version and its claim's number, so
+// that every watcher makes the same id for the same claim.
 
 export interface WatchPlan {
   bucket: string;
@@ -22,8 +22,11 @@ export interface PlannedJob {
   jobId: string;
 }
 
-/** The job for one version of one object under the prefix. */
-export function planJob(plan: WatchPlan, key: string, etag: string): PlannedJob {
+/**
+ * The job for one version of one object under the prefix: the `seq`th version the watch
+ * claimed (see WatchState), so that content coming back after another is a new job.
+ */
+export function planJob(plan: WatchPlan, key: string, etag: string, seq: number): PlannedJob {
   const destination = filled(plan.destTemplate, plan.prefix, key);
   const options = { ...((plan.template.options as Record<string, unknown> | undefined) ?? {}) };
   if (plan.rejectsTemplate) options.rejects = filled(plan.rejectsTemplate, plan.prefix, key);
@@ -33,7 +36,13 @@ export function planJob(plan: WatchPlan, key: string, etag: string): PlannedJob 
     destination,
     options,
   };
-  return { job, jobId: dedupeJobId(job, etag) };
+  return { job, jobId: dedupeJobId(job, `${etag}#${seq}`) };
+}
+
+/** The object a key's jobs write, as one string; InvalidJobError when the template makes none. */
+export function outputOf(plan: WatchPlan, key: string): string {
+  const { bucket, key: outputKey } = filled(plan.destTemplate, plan.prefix, key);
+  return `${bucket}/${outputKey}`;
 }
 
 /** A template filled for a key, as a location; InvalidJobError when it makes none. */
@@ -72,7 +81,7 @@ export function checkPlan(plan: WatchPlan): void {
     }
   }
   try {
-    checkedJob(planJob(plan, samples[0] as string, '"0"').job);
+    checkedJob(planJob(plan, samples[0] as string, '"0"', 1).job);
   } catch (error) {
     if (error instanceof InvalidJobError) throw new UsageError(error.message);
     throw error;

@@ -1,15 +1,18 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import {
   CreateQueueCommand,
   GetQueueAttributesCommand,
   SendMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import type { Queue } from "bullmq";
+import { type Queue, Worker } from "bullmq";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../dev/redisServer.ts";
 import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
+import { redisConnection } from "../../shared/redis.ts";
+import { workerCensus } from "../../shared/workerCensus.ts";
 import { peopleData, peopleSchema } from "../support/peopleData.ts";
 import { BUCKET, S3_BACKEND, type Stack, startStack } from "../support/stack.ts";
 import { spawnWorker, type WorkerProcess } from "../support/workerProcess.ts";
@@ -47,7 +50,12 @@ describe("s3csv watch", () => {
   });
 
   /** A watcher process on `prefix`, writing its outputs under out/<prefix>. */
-  function watch(prefix: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}) {
+  function watch(
+    prefix: string,
+    extra: string[] = [],
+    env: NodeJS.ProcessEnv = {},
+    destTemplate = `s3://${BUCKET}/out/${prefix}{path}`,
+  ) {
     const child = spawn(
       process.execPath,
       [
@@ -56,7 +64,7 @@ describe("s3csv watch", () => {
         "--source-prefix",
         `s3://${BUCKET}/${prefix}`,
         "--dest-template",
-        `s3://${BUCKET}/out/${prefix}{path}`,
+        destTemplate,
         "--schema",
         schemaFile,
         "--interval",
@@ -195,6 +203,86 @@ describe("s3csv watch", () => {
     await eventually(async () => ((await jobsFor(prefix)).length === 6 ? true : undefined));
     await new Promise((r) => setTimeout(r, 1500));
     await expectOnce(prefix, files);
+  });
+
+  it("makes a new job when content comes back (A, then B, then A again) and when a deleted object is made again", async () => {
+    const prefix = "intake/g/";
+    const key = `${prefix}orders.csv`;
+    const a = data(60, 11);
+    const b = data(70, 12);
+    const port = await freePort();
+    const w = watch(prefix, ["--metrics-port", String(port)]);
+    const results: JobResult[] = [];
+    const done = new Set<string>();
+    for (const [n, file] of [a, b, a].entries()) {
+      await stack.put(key, file.csv);
+      const fresh = await eventually(async () => {
+        const found = (await jobsFor(prefix)).filter((j) => !done.has(j.id));
+        return found.length === 1 ? found[0] : undefined;
+      });
+      done.add(fresh.id);
+      results.push(await waitForResult(queue, fresh.id, { timeoutMs: 60_000 }));
+      expect((await stack.get(`out/${key}`)).equals(file.expectedOutput), `version ${n}`).toBe(
+        true,
+      );
+    }
+    expect(results.map((r) => r.rows.read)).toEqual([60, 70, 60]);
+    // Deleted, then made again with the same content once the watch has seen it gone.
+    await stack.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+    await eventually(async () => {
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /s3csv_watch_objects_forgotten_total 1\b/.test(metrics) ? true : undefined;
+    });
+    await stack.put(key, a.csv);
+    await eventually(async () => ((await jobsFor(prefix)).length === 4 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1500));
+    const jobs = await jobsFor(prefix);
+    expect(jobs).toHaveLength(4);
+    expect(new Set(jobs.map((j) => j.id)).size).toBe(4);
+    for (const job of jobs) await waitForResult(queue, job.id, { timeoutMs: 60_000 });
+    expect((await stack.get(`out/${key}`)).equals(a.expectedOutput)).toBe(true);
+    expect(w.log()).not.toMatch(/"level":50/);
+  });
+
+  it("leaves alone, saying so, an object whose output another object's jobs write", async () => {
+    const prefix = "intake/h/";
+    const first = data(30, 13);
+    await stack.put(`${prefix}a/x.csv`, first.csv);
+    await stack.put(`${prefix}b/x.csv`, data(40, 14).csv);
+    const w = watch(prefix, [], {}, `s3://${BUCKET}/out/${prefix}{name}`);
+    await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+    await eventually(async () => (/is already the output of/.test(w.log()) ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1500));
+    const jobs = await jobsFor(prefix);
+    expect(jobs.map((j) => j.source.key)).toEqual([`${prefix}a/x.csv`]);
+    await waitForResult(queue, jobs[0]?.id ?? "", { timeoutMs: 60_000 });
+    expect((await stack.get(`out/${prefix}x.csv`)).equals(first.expectedOutput)).toBe(true);
+    // Said once, not every round.
+    expect(w.log().match(/is already the output of/g)).toHaveLength(1);
+  });
+
+  it("adds no job while a worker of s3csv 0.2 serves the queue, and adds it once that worker is gone", async () => {
+    const prefix = "intake/j/";
+    // What the census sees of a 0.2 worker: a BullMQ worker that announces no job contract.
+    const older = new Worker(
+      stack.config.QUEUE_NAME,
+      async () => {
+        throw new Error("a 0.2 worker would fail a watch job");
+      },
+      { connection: redisConnection(stack.config), prefix: stack.config.QUEUE_PREFIX },
+    );
+    await eventually(async () =>
+      (await workerCensus(queue))?.contracts.includes(1) ? true : undefined,
+    );
+    const file = data(25, 15);
+    await stack.put(`${prefix}f.csv`, file.csv);
+    const w = watch(prefix);
+    await eventually(async () => (/are of s3csv 0\.2/.test(w.log()) ? true : undefined));
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await jobsFor(prefix)).toHaveLength(0);
+    await older.close();
+    await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+    await expectOnce(prefix, new Map([[`${prefix}f.csv`, file]]));
   });
 
   it("leaves what is there alone with --since now on its first start", async () => {
