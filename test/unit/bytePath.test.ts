@@ -129,6 +129,8 @@ const FIELDS: TableSchemaField[] = [
       enum: ["b", "c", "d", "e", "f", "g", "h", "1", "0", "é", "true", "\ud800", "NA"],
     },
   },
+  { name: "s", type: "string", constraints: { pattern: "[a-e]{1,3}|NA|\\d+(\\.\\d+)?" } },
+  { name: "s", type: "string", constraints: { pattern: ".*[^é]", maxLength: 3 } },
   { name: "e", type: "string", format: "email" },
   { name: "u", type: "string", format: "uuid" },
 ];

@@ -2,13 +2,14 @@ import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import { ByteSet, matchesAt } from "./byteSet.ts";
 import { bound } from "./constraints.ts";
 import { FALSE_VALUES, TRUE_VALUES, validDate, validTime } from "./fieldTypes.ts";
+import { matchesPattern, type PatternAutomaton, patternAutomaton } from "./patternBytes.ts";
 
 // Cell checks on bytes, for the byte row path: each says of a cell's bytes, read in place,
 // "valid, and already its own canonical text", or "not decided here". Undecided cells are
 // decoded and go through the field's validator (validatorCompiler.ts), which is the definition
 // of every rule: these checks accept only a subset of what it accepts unchanged (exponents,
-// offsets, signs, leading zeros, formats and patterns are left to it), and a differential test
-// holds them to that. Nothing here builds a string or a message.
+// offsets, signs, leading zeros, formats, and patterns beyond patternBytes.ts's are left to
+// it), and a differential test holds them to that. Nothing here builds a string or a message.
 //
 // A field's check is data (a CellRule) read by one switch, not a closure per field: the cell
 // loop then makes the same call for every field, which the JIT keeps fast.
@@ -43,6 +44,8 @@ export interface CellRule {
   minLength: number | undefined;
   maxLength: number | undefined;
   allowed: ByteSet | undefined;
+  /** A plain string's pattern, compiled (patternBytes.ts). */
+  pattern: PatternAutomaton | undefined;
   /** Booleans: which canonical words the field reads as themselves. */
   acceptsTrue: boolean;
   acceptsFalse: boolean;
@@ -55,7 +58,7 @@ const DOT = 0x2e;
 
 /** The constraints each kind of check can decide; any other on the field: no check. */
 const NUMERIC = new Set(["required", "minimum", "maximum"]);
-const TEXT = new Set(["required", "minLength", "maxLength", "enum"]);
+const TEXT = new Set(["required", "minLength", "maxLength", "enum", "pattern"]);
 const NONE = new Set(["required"]);
 
 /**
@@ -87,12 +90,7 @@ export function cellRule(field: TableSchemaField, asRead = false): CellRule | un
       if (format === "email" && only(NONE)) return rule(EMAIL_CELL);
       if (format === "uuid" && only(NONE)) return rule(UUID_CELL);
       if (format !== "default" || !only(TEXT)) return;
-      if (c.enum && !c.enum.every((v) => typeof v === "string")) return;
-      return rule(TEXT_CELL, {
-        minLength: c.minLength,
-        maxLength: c.maxLength,
-        allowed: c.enum ? new ByteSet(c.enum as string[]) : undefined,
-      });
+      return textRule(c);
     default:
       return;
   }
@@ -106,10 +104,24 @@ function rule(kind: Kind, more: Partial<CellRule> = {}): CellRule {
     minLength: undefined,
     maxLength: undefined,
     allowed: undefined,
+    pattern: undefined,
     acceptsTrue: false,
     acceptsFalse: false,
     ...more,
   };
+}
+
+/** A plain string's lengths, enum and pattern (one the bytes can decide). */
+function textRule(c: NonNullable<TableSchemaField["constraints"]>): CellRule | undefined {
+  if (c.enum && !c.enum.every((v) => typeof v === "string")) return;
+  const pattern = c.pattern === undefined ? undefined : patternAutomaton(c.pattern);
+  if (c.pattern !== undefined && !pattern) return;
+  return rule(TEXT_CELL, {
+    minLength: c.minLength,
+    maxLength: c.maxLength,
+    allowed: c.enum ? new ByteSet(c.enum as string[]) : undefined,
+    pattern,
+  });
 }
 
 /** An integer, number or year field whose constraints are only bounds. */
@@ -194,7 +206,8 @@ export function checkCell(rule: CellRule, bytes: Uint8Array, start: number, end:
  */
 export function checkEscapedCell(rule: CellRule, start: number, end: number): boolean {
   if (rule.kind === ANY_CELL) return true;
-  if (rule.kind !== TEXT_CELL || rule.allowed || rule.minLength !== undefined) return false;
+  if (rule.kind !== TEXT_CELL || rule.allowed || rule.pattern || rule.minLength !== undefined)
+    return false;
   return rule.maxLength === undefined || end - start <= rule.maxLength;
 }
 
@@ -226,7 +239,8 @@ function textFits(rule: CellRule, bytes: Uint8Array, start: number, end: number)
     codePoints(bytes, start, end) < minLength
   )
     return false;
-  return !allowed || allowed.has(bytes, start, end);
+  if (allowed && !allowed.has(bytes, start, end)) return false;
+  return !rule.pattern || matchesPattern(rule.pattern, bytes, start, end);
 }
 
 /**

@@ -1,0 +1,378 @@
+// A field's `pattern` read on bytes, for the byte row path: the pattern compiled once per job
+// into a deterministic automaton over ASCII, which a cell walks byte by byte. It decides the
+// same as the validator's `new RegExp(`^(?:${pattern})$`, "u")` on ASCII cells, because a full
+// match asks only whether the cell is in the pattern's language, and this compiles that
+// language: no backtracking, no string. The subset is what schemas use for codes (`[A-Z]{2}`,
+// `\d{5}(-\d{4})?`, `(EUR|USD)`, `[a-z0-9._-]+`): literals, `.`, classes, `\d \w \s` and their
+// negations, groups, alternation and quantifiers. Anything else (anchors, lookaround, back
+// references, `\p{…}`, a character outside ASCII in the pattern) compiles to nothing, and so
+// does a pattern whose automaton would be large: its cells go to the validator, as do cells
+// with a byte outside ASCII (test/unit/patternBytes.test.ts holds the two to the same answers).
+
+/** The compiled pattern: `next[state * 128 + byte]` (-1: no match possible), from state 0. */
+export interface PatternAutomaton {
+  readonly next: Int16Array;
+  readonly accepting: Uint8Array;
+}
+
+// Bounds on the work of compiling (once per job, before its first row): NFA states a pattern
+// may expand to (a quantifier's count copies its operand), and DFA states, 128 transitions each.
+const MAX_NFA_STATES = 400;
+const MAX_DFA_STATES = 256;
+
+/** True when bytes[start, end) are ASCII and the pattern matches them whole. */
+export function matchesPattern(
+  automaton: PatternAutomaton,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): boolean {
+  const { next } = automaton;
+  let state = 0;
+  for (let i = start; i < end; i++) {
+    const b = bytes[i] as number;
+    if (b >= 0x80) return false;
+    state = next[state * 128 + b] as number;
+    if (state < 0) return false;
+  }
+  return automaton.accepting[state] === 1;
+}
+
+/** The pattern's automaton, or undefined when it is outside the subset or too large. */
+export function patternAutomaton(pattern: string): PatternAutomaton | undefined {
+  let ast: Node;
+  try {
+    const parser = new Parser(pattern);
+    ast = parser.alternation();
+    if (!parser.done) return undefined;
+  } catch (error) {
+    if (error instanceof Unsupported) return undefined;
+    throw error;
+  }
+  const nfa = new Nfa();
+  try {
+    const whole = nfa.build(ast);
+    return determinize(nfa, whole.start, whole.accept);
+  } catch (error) {
+    if (error instanceof Unsupported) return undefined;
+    throw error;
+  }
+}
+
+class Unsupported extends Error {}
+
+// The pattern's syntax tree.
+type Node =
+  | { kind: "set"; bytes: Uint8Array }
+  | { kind: "seq"; items: Node[] }
+  | { kind: "alt"; options: Node[] }
+  | { kind: "repeat"; item: Node; min: number; max: number };
+
+const ASCII = 128;
+/** The characters `u` mode lets stand escaped for themselves (outside classes). */
+const SYNTAX = "^$\\.*+?()[]{}|/";
+
+function setOf(test: (b: number) => boolean): Uint8Array {
+  const bytes = new Uint8Array(ASCII);
+  for (let b = 0; b < ASCII; b++) bytes[b] = test(b) ? 1 : 0;
+  return bytes;
+}
+
+const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
+const isWord = (b: number) =>
+  isDigit(b) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f;
+// JavaScript's \s on ASCII: tab, line feed, vertical tab, form feed, carriage return, space.
+const isSpace = (b: number) => (b >= 0x09 && b <= 0x0d) || b === 0x20;
+
+/** A class escape's set (\d \D \w \W \s \S), or undefined for another letter. */
+function classEscape(letter: string): Uint8Array | undefined {
+  switch (letter) {
+    case "d":
+      return setOf(isDigit);
+    case "D":
+      return setOf((b) => !isDigit(b));
+    case "w":
+      return setOf(isWord);
+    case "W":
+      return setOf((b) => !isWord(b));
+    case "s":
+      return setOf(isSpace);
+    case "S":
+      return setOf((b) => !isSpace(b));
+    default:
+      return undefined;
+  }
+}
+
+/** A character escape's byte (\t \n \v \f \r), or -1. */
+function controlEscape(letter: string): number {
+  return { t: 0x09, n: 0x0a, v: 0x0b, f: 0x0c, r: 0x0d }[letter] ?? -1;
+}
+
+class Parser {
+  readonly #text: string;
+  #at = 0;
+
+  constructor(text: string) {
+    this.#text = text;
+  }
+
+  get done(): boolean {
+    return this.#at === this.#text.length;
+  }
+
+  #peek(): string | undefined {
+    return this.#text[this.#at];
+  }
+
+  alternation(): Node {
+    const options = [this.#sequence()];
+    while (this.#peek() === "|") {
+      this.#at++;
+      options.push(this.#sequence());
+    }
+    return options.length === 1 ? (options[0] as Node) : { kind: "alt", options };
+  }
+
+  #sequence(): Node {
+    const items: Node[] = [];
+    for (let c = this.#peek(); c !== undefined && c !== "|" && c !== ")"; c = this.#peek()) {
+      const atom = this.#atom();
+      items.push(this.#quantified(atom));
+    }
+    return { kind: "seq", items };
+  }
+
+  #atom(): Node {
+    const c = this.#peek() as string;
+    this.#at++;
+    if (c === "(") {
+      if (this.#peek() === "?") {
+        if (this.#text[this.#at + 1] !== ":") throw new Unsupported();
+        this.#at += 2;
+      }
+      const inner = this.alternation();
+      if (this.#peek() !== ")") throw new Unsupported();
+      this.#at++;
+      return inner;
+    }
+    if (c === "[") return { kind: "set", bytes: this.#class() };
+    if (c === ".") return { kind: "set", bytes: setOf((b) => b !== 0x0a && b !== 0x0d) };
+    if (c === "\\") {
+      const letter = this.#peek();
+      this.#at++;
+      if (letter === undefined) throw new Unsupported();
+      const set = classEscape(letter);
+      if (set) return { kind: "set", bytes: set };
+      const control = controlEscape(letter);
+      if (control !== -1) return single(control);
+      if (SYNTAX.includes(letter)) return single(letter.charCodeAt(0));
+      throw new Unsupported();
+    }
+    // Anchors, quantifiers with nothing to repeat, lone brackets: not in the subset.
+    if ("^$*+?{}]".includes(c)) throw new Unsupported();
+    const code = c.charCodeAt(0);
+    if (code >= ASCII) throw new Unsupported();
+    return single(code);
+  }
+
+  /** The class after "[", up to and with its "]". */
+  #class(): Uint8Array {
+    const bytes = new Uint8Array(ASCII);
+    let negated = false;
+    if (this.#peek() === "^") {
+      negated = true;
+      this.#at++;
+    }
+    for (;;) {
+      const c = this.#peek();
+      if (c === undefined) throw new Unsupported();
+      if (c === "]") {
+        this.#at++;
+        break;
+      }
+      const from = this.#classAtom();
+      if (this.#peek() === "-" && this.#text[this.#at + 1] !== "]") {
+        this.#at++;
+        const to = this.#classAtom();
+        // A range between class escapes is a syntax error in `u` mode; so is one backwards.
+        if (typeof from !== "number" || typeof to !== "number" || from > to)
+          throw new Unsupported();
+        for (let b = from; b <= to; b++) bytes[b] = 1;
+      } else if (typeof from === "number") bytes[from] = 1;
+      else for (let b = 0; b < ASCII; b++) bytes[b] = bytes[b] || (from[b] as number);
+    }
+    if (negated) for (let b = 0; b < ASCII; b++) bytes[b] = bytes[b] ? 0 : 1;
+    return bytes;
+  }
+
+  /** One member of a class: a byte, or a class escape's set. */
+  #classAtom(): number | Uint8Array {
+    const c = this.#peek() as string;
+    this.#at++;
+    if (c !== "\\") {
+      const code = c.charCodeAt(0);
+      if (code >= ASCII) throw new Unsupported();
+      return code;
+    }
+    const letter = this.#peek();
+    this.#at++;
+    if (letter === undefined) throw new Unsupported();
+    const set = classEscape(letter);
+    if (set) return set;
+    const control = controlEscape(letter);
+    if (control !== -1) return control;
+    if (SYNTAX.includes(letter) || letter === "-") return letter.charCodeAt(0);
+    throw new Unsupported();
+  }
+
+  #quantified(atom: Node): Node {
+    const c = this.#peek();
+    let min: number;
+    let max: number;
+    if (c === "*") [min, max] = [0, Number.POSITIVE_INFINITY];
+    else if (c === "+") [min, max] = [1, Number.POSITIVE_INFINITY];
+    else if (c === "?") [min, max] = [0, 1];
+    else if (c === "{") {
+      const counted = /^\{(\d+)(,(\d*))?\}/.exec(this.#text.slice(this.#at));
+      if (!counted) throw new Unsupported();
+      min = Number(counted[1]);
+      max =
+        counted[2] === undefined
+          ? min
+          : counted[3] === ""
+            ? Number.POSITIVE_INFINITY
+            : Number(counted[3]);
+      if (max < min) throw new Unsupported();
+      this.#at += counted[0].length - 1;
+    } else return atom;
+    this.#at++;
+    // A lazy quantifier matches the same language.
+    if (this.#peek() === "?") this.#at++;
+    const after = this.#peek();
+    if (after !== undefined && "*+?{".includes(after)) throw new Unsupported();
+    return { kind: "repeat", item: atom, min, max };
+  }
+}
+
+function single(code: number): Node {
+  const bytes = new Uint8Array(ASCII);
+  bytes[code] = 1;
+  return { kind: "set", bytes };
+}
+
+/** Thompson's construction: states with one byte-set edge or empty edges. */
+class Nfa {
+  /** Per state, the set its byte edge takes (undefined: none), and that edge's target. */
+  readonly sets: (Uint8Array | undefined)[] = [];
+  readonly targets: number[] = [];
+  readonly empty: number[][] = [];
+
+  state(): number {
+    if (this.sets.length >= MAX_NFA_STATES) throw new Unsupported();
+    this.sets.push(undefined);
+    this.targets.push(-1);
+    this.empty.push([]);
+    return this.sets.length - 1;
+  }
+
+  build(node: Node): { start: number; accept: number } {
+    switch (node.kind) {
+      case "set": {
+        const start = this.state();
+        const accept = this.state();
+        this.sets[start] = node.bytes;
+        this.targets[start] = accept;
+        return { start, accept };
+      }
+      case "seq": {
+        const start = this.state();
+        let accept = start;
+        for (const item of node.items) {
+          const part = this.build(item);
+          (this.empty[accept] as number[]).push(part.start);
+          accept = part.accept;
+        }
+        return { start, accept };
+      }
+      case "alt": {
+        const start = this.state();
+        const accept = this.state();
+        for (const option of node.options) {
+          const part = this.build(option);
+          (this.empty[start] as number[]).push(part.start);
+          (this.empty[part.accept] as number[]).push(accept);
+        }
+        return { start, accept };
+      }
+      case "repeat": {
+        const start = this.state();
+        let accept = start;
+        for (let i = 0; i < node.min; i++) {
+          const part = this.build(node.item);
+          (this.empty[accept] as number[]).push(part.start);
+          accept = part.accept;
+        }
+        if (node.max === Number.POSITIVE_INFINITY) {
+          const loop = this.build(node.item);
+          (this.empty[accept] as number[]).push(loop.start);
+          (this.empty[loop.accept] as number[]).push(accept);
+          return { start, accept };
+        }
+        const end = this.state();
+        (this.empty[accept] as number[]).push(end);
+        for (let i = node.min; i < node.max; i++) {
+          const part = this.build(node.item);
+          (this.empty[accept] as number[]).push(part.start);
+          (this.empty[part.accept] as number[]).push(end);
+          accept = part.accept;
+        }
+        return { start, accept: end };
+      }
+    }
+  }
+}
+
+/** The subset construction: one DFA state per set of NFA states reachable on the same input. */
+function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton {
+  const closure = (states: Iterable<number>): number[] => {
+    const seen = new Set<number>();
+    const stack = [...states];
+    while (stack.length > 0) {
+      const s = stack.pop() as number;
+      if (seen.has(s)) continue;
+      seen.add(s);
+      for (const t of nfa.empty[s] as number[]) stack.push(t);
+    }
+    return [...seen].sort((a, b) => a - b);
+  };
+  const ids = new Map<string, number>();
+  const members: number[][] = [];
+  const add = (states: number[]): number => {
+    const key = states.join(",");
+    let id = ids.get(key);
+    if (id === undefined) {
+      if (members.length >= MAX_DFA_STATES) throw new Unsupported();
+      id = members.length;
+      ids.set(key, id);
+      members.push(states);
+    }
+    return id;
+  };
+  add(closure([start]));
+  const rows: Int16Array[] = [];
+  for (let d = 0; d < members.length; d++) {
+    const row = new Int16Array(ASCII).fill(-1);
+    const states = members[d] as number[];
+    for (let b = 0; b < ASCII; b++) {
+      const moved: number[] = [];
+      for (const s of states) if (nfa.sets[s]?.[b]) moved.push(nfa.targets[s] as number);
+      if (moved.length > 0) row[b] = add(closure(moved));
+    }
+    rows.push(row);
+  }
+  const next = new Int16Array(members.length * ASCII);
+  for (const [d, row] of rows.entries()) next.set(row, d * ASCII);
+  const accepting = new Uint8Array(members.map((states) => (states.includes(accept) ? 1 : 0)));
+  return { next, accepting };
+}
