@@ -129,6 +129,8 @@ export async function watchCommand(argv: string[]): Promise<void> {
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => stop.abort());
   const where = `s3://${plan.bucket}/${plan.prefix}`;
   try {
+    // Records of 0.3.0 join the key order, so that listings find those of deleted objects.
+    await state.indexKeys();
     if (!(await state.started())) {
       if (sinceNow) {
         const recorded = await watcher.baseline(stop.signal);

@@ -2,11 +2,12 @@ import { parseS3Url } from "../../shared/s3Url.ts";
 import { UsageError } from "../../shared/usageError.ts";
 import { fillTemplate } from "../bulkSources.ts";
 import { checkedJob, dedupeJobId, InvalidJobError } from "../enqueue.ts";
+import type { WatchRecord } from "./watchState.ts";
 
 // What a watch makes of each new object version: one job, its destination (and reject report)
 // from templates, judged by the watch's schema or transform and options, pinned to that version
-// (source.etag), under a job id that names the work, the version and its claim's number, so
-// that every watcher makes the same id for the same claim.
+// (source.etag), under a job id that names the work and the version (ETag and LastModified),
+// so that every watcher makes the same id for the same version.
 
 export interface WatchPlan {
   bucket: string;
@@ -23,10 +24,12 @@ export interface PlannedJob {
 }
 
 /**
- * The job for one version of one object under the prefix: the `seq`th version the watch
- * claimed (see WatchState), so that content coming back after another is a new job.
+ * The job for one version of one object under the prefix: its ETag and its LastModified (in
+ * seconds) name it, so that content coming back after another, or an object made again, is a
+ * new job.
  */
-export function planJob(plan: WatchPlan, key: string, etag: string, seq: number): PlannedJob {
+export function planJob(plan: WatchPlan, key: string, version: WatchRecord): PlannedJob {
+  const { etag } = version;
   const destination = filled(plan.destTemplate, plan.prefix, key);
   const options = { ...((plan.template.options as Record<string, unknown> | undefined) ?? {}) };
   if (plan.rejectsTemplate) options.rejects = filled(plan.rejectsTemplate, plan.prefix, key);
@@ -36,7 +39,7 @@ export function planJob(plan: WatchPlan, key: string, etag: string, seq: number)
     destination,
     options,
   };
-  return { job, jobId: dedupeJobId(job, `${etag}#${seq}`) };
+  return { job, jobId: dedupeJobId(job, `${etag}@${version.modified}`) };
 }
 
 /** The object a key's jobs write, as one string; InvalidJobError when the template makes none. */
@@ -81,7 +84,7 @@ export function checkPlan(plan: WatchPlan): void {
     }
   }
   try {
-    checkedJob(planJob(plan, samples[0] as string, '"0"', 1).job);
+    checkedJob(planJob(plan, samples[0] as string, { etag: '"0"', modified: 0 }).job);
   } catch (error) {
     if (error instanceof InvalidJobError) throw new UsageError(error.message);
     throw error;

@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { Queue } from "bullmq";
 import { DestinationBusyError } from "../../shared/destinationClaims.ts";
 import { contractNeeded, type JobResult } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { httpStatus } from "../../shared/s3Errors.ts";
 import { workerCensus, workersBelow } from "../../shared/workerCensus.ts";
 import { objectPagesUnder } from "../bulkSources.ts";
 import { enqueueTransform, InvalidJobError } from "../enqueue.ts";
@@ -15,9 +16,11 @@ import type { WatchRecord, WatchState } from "./watchState.ts";
 
 // The watch itself: every object version under the prefix becomes one job. Versions come from
 // listing the prefix (every interval) or from S3 event notifications on an SQS queue; both go
-// through `offer`, which makes the job unless the version has one. A version whose destination
-// another job still writes (the previous version's) waits: it is offered again on the next
-// listing, or its message comes back, until that job is done. It is never dropped.
+// through `offer`. A listing or an event only says that a key may have a new version: what the
+// version is, S3 says (HeadObject), so a late event, a duplicate or a stale listing page offers
+// the object as it is now, and a version already recorded makes nothing. A version whose
+// destination another job still writes (the previous version's) waits: it is offered again on
+// the next listing, or its message comes back, until that job is done. It is never dropped.
 
 export interface WatchDeps {
   s3: S3Client;
@@ -29,7 +32,16 @@ export interface WatchDeps {
 }
 
 /** What became of an object version offered to the watch. */
-export type Offer = "added" | "known" | "waiting" | "held" | "outside" | "refused";
+export type Offer = "added" | "known" | "waiting" | "held" | "outside" | "refused" | "gone";
+
+/** What a listing or an event says of a key's version (the key's record is checked against it). */
+export interface Sighting {
+  etag: string;
+  /** A listing's LastModified, or an event's time (ms); undefined when not given. */
+  atMs: number | undefined;
+  /** Whether `atMs` is the object's LastModified (a listing's) or an event's time. */
+  from: "listing" | "event";
+}
 
 /** The job contract a watch job needs (it is pinned to its version: source.etag). */
 const WATCH_CONTRACT = contractNeeded({ source: { etag: "" } });
@@ -41,26 +53,35 @@ export class Watcher {
   readonly #in: WatchDeps;
   /** Why jobs are held back (older workers serve the queue), and when that was last asked. */
   #held: { reason: string | undefined; at: number } = { reason: undefined, at: -CENSUS_MS };
+  #saidOutOfOrder = false;
 
   constructor(deps: WatchDeps) {
     this.#in = deps;
   }
 
   /**
-   * Makes the job for a version unless it has one: the version is claimed, its job added under
-   * the claim's id, and the claim settled. `known` is the key's record when already read.
+   * Makes the job for a key's current version unless it has one. `seen` is what a listing or
+   * an event says of it; `known`, the key's record when already read.
    */
-  async offer(
-    key: string,
-    etag: string,
-    modifiedMs: number,
-    known?: WatchRecord | null,
-  ): Promise<Offer> {
+  async offer(key: string, seen: Sighting, known?: WatchRecord | null): Promise<Offer> {
     const { plan, state, queue, log, metrics } = this.#in;
     if (!key.startsWith(plan.prefix) || key.endsWith("/")) return "outside";
     metrics.seen.inc();
     const recorded = known === undefined ? (await state.records([key]))[0] : known;
-    if (recorded && settled(recorded, etag)) return "known";
+    if (recorded && sameVersion(recorded, seen)) return "known";
+    const current = await this.#head(key);
+    if (!current) {
+      await this.#forgetGone(key, recorded ?? null);
+      return "gone";
+    }
+    if (recorded && recorded.etag === current.etag) {
+      if (recorded.modified === current.modified) return "known";
+      // A record of 0.3.0 (the ETag alone) of this very version: now with its time.
+      if (recorded.modified < 0) {
+        await state.record(key, current);
+        return "known";
+      }
+    }
     if (await this.#heldBack()) return "held";
     let output = "";
     let invalid: string | undefined;
@@ -70,112 +91,149 @@ export class Watcher {
       if (!(error instanceof InvalidJobError)) throw error;
       invalid = error.message;
     }
-    const claim = await state.claim(key, etag, modifiedMs, output);
-    if (claim === "stale") return "known";
-    if ("clashesWith" in claim) {
+    const owner = output === "" ? undefined : await state.ownOutput(key, output);
+    if (owner !== undefined) {
       metrics.errors.inc({ kind: "output-clash" });
       log.warn(
-        { key, etag, output, owner: claim.clashesWith },
-        `s3://${output} is already the output of ${claim.clashesWith}: this object is left alone (use {path} or {key} in --dest-template to keep their outputs apart)`,
+        { key, etag: current.etag, output, owner },
+        `s3://${output} is already the output of ${owner}: this object is left alone (use {path} or {key} in --dest-template to keep their outputs apart)`,
       );
+      await state.record(key, current);
       return "refused";
     }
-    if (!claim.pending) return "known";
     let planned: PlannedJob | undefined;
     try {
       if (invalid !== undefined) throw new InvalidJobError(invalid);
-      planned = planJob(plan, key, etag, claim.seq);
+      planned = planJob(plan, key, current);
       await enqueueTransform(planned.job, { queue, jobId: planned.jobId });
     } catch (error) {
       if (error instanceof DestinationBusyError) return "waiting";
       if (!(error instanceof InvalidJobError)) throw error;
       // A key no job can be made of (too long for the template, say): said once, then left.
       metrics.errors.inc({ kind: "invalid-job" });
-      log.warn({ key, etag, err: error.message }, "no job can be made of this object");
-      await state.settle(key, claim);
+      log.warn(
+        { key, etag: current.etag, err: error.message },
+        "no job can be made of this object",
+      );
+      await state.record(key, current);
       return "refused";
     }
-    await state.settle(key, claim);
+    await state.record(key, current);
     metrics.added.inc();
-    log.info({ jobId: planned.jobId, key, etag }, "job added");
+    log.info({ jobId: planned.jobId, key, etag: current.etag }, "job added");
     return "added";
+  }
+
+  /** The object's version now, or undefined when there is none (deleted). */
+  async #head(key: string): Promise<WatchRecord | undefined> {
+    const { s3, plan } = this.#in;
+    try {
+      const head = await s3.send(new HeadObjectCommand({ Bucket: plan.bucket, Key: key }));
+      return { etag: head.ETag ?? "", modified: seconds(head.LastModified?.getTime() ?? 0) };
+    } catch (error) {
+      if (httpStatus(error) === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Forgets a key whose object is gone, unless a version was recorded since `seen`. */
+  async #forgetGone(key: string, seen: WatchRecord | null): Promise<void> {
+    const { plan, state, metrics } = this.#in;
+    let output = "";
+    try {
+      output = outputOf(plan, key);
+    } catch {
+      // No output: none to let go of.
+    }
+    if (await state.forget(key, seen, output)) metrics.forgotten.inc();
   }
 
   /**
    * One pass over the prefix: a page of keys is checked against the state in one round trip,
-   * and records of keys the listings no longer show (objects deleted) are forgotten.
+   * and keys recorded but no longer listed are checked and, if their objects are gone,
+   * forgotten.
    */
   async scan(signal?: AbortSignal): Promise<{ listed: number; added: number; waiting: number }> {
     const { s3, plan, state, metrics } = this.#in;
-    const startedMs = Date.now();
     let listed = 0;
     let added = 0;
     let waiting = 0;
     let oldest: number | undefined;
-    // Forgetting goes by ranges of keys, so it needs the listing in the byte order Redis keeps
-    // keys in (S3's order); a listing out of that order forgets nothing this round.
+    // Records no listing shows are found by ranges of keys, so that needs the listing in the
+    // byte order Redis keeps keys in (S3's order); out of that order, none are looked for.
     let previous: string | undefined;
     let ordered = true;
-    const anyMissed = await state.anyMissed();
     for await (const page of objectPagesUnder(s3, plan.bucket, plan.prefix, signal)) {
       listed += page.length;
-      if (anyMissed) await state.listedAgain(page.map((o) => o.key));
       const records = await state.records(page.map((o) => o.key));
       for (const [i, object] of page.entries()) {
+        const seen: Sighting = {
+          etag: object.etag,
+          atMs: object.lastModified?.getTime(),
+          from: "listing",
+        };
         const record = records[i];
-        if (record && settled(record, object.etag)) continue;
-        const modifiedMs = object.lastModified?.getTime() ?? -1;
-        const offer = await this.offer(object.key, object.etag, modifiedMs, record);
+        if (record && sameVersion(record, seen)) {
+          // A record of 0.3.0 (the ETag alone) takes the listed version's time, once.
+          if (record.modified < 0 && seen.atMs !== undefined)
+            await state.record(object.key, { etag: record.etag, modified: seconds(seen.atMs) });
+          continue;
+        }
+        const offer = await this.offer(object.key, seen, record);
         if (offer === "added") added++;
         if (offer === "waiting" || offer === "held") {
           waiting++;
-          const at = modifiedMs >= 0 ? modifiedMs : Date.now();
+          const at = seen.atMs ?? Date.now();
           oldest = Math.min(oldest ?? at, at);
         }
       }
       const keys = page.map((o) => o.key);
-      ordered &&= inByteOrder(previous, keys);
+      ordered &&= this.#inByteOrder(previous, keys);
       if (ordered && keys.length > 0) {
         const last = keys[keys.length - 1];
-        await this.#forgetUnlisted(previous, last, keys, startedMs);
+        await this.#checkUnlisted(previous, last, keys);
         previous = last;
       }
     }
-    if (ordered) await this.#forgetUnlisted(previous, undefined, [], startedMs);
+    if (ordered) await this.#checkUnlisted(previous, undefined, []);
     metrics.oldestWaiting.set(oldest === undefined ? 0 : (Date.now() - oldest) / 1000);
     return { listed, added, waiting };
   }
 
-  /** Forgets the keys recorded in (after, upTo] that a listing begun at `listedMs` did not show. */
-  async #forgetUnlisted(
+  /** Offers the keys recorded in (after, upTo] that the listing did not show: gone, or made. */
+  async #checkUnlisted(
     after: string | undefined,
     upTo: string | undefined,
     listed: readonly string[],
-    listedMs: number,
   ): Promise<void> {
     const { state } = this.#in;
-    // Every listed key has a record by now: more records in the range means some are gone.
+    // Every listed key has a record by now (or is waiting): more records in the range means
+    // some keys were not listed.
     if ((await state.countBetween(after, upTo)) <= listed.length) return;
     const shown = new Set(listed);
     for await (const batch of state.keysBetween(after, upTo)) {
-      await this.#forget(
-        batch.filter((key) => !shown.has(key)),
-        listedMs,
-        "listing",
-      );
+      const unlisted = batch.filter((key) => !shown.has(key));
+      const records = await state.records(unlisted);
+      for (const [i, key] of unlisted.entries()) {
+        const record = records[i];
+        // Offered as the record says: the object's version now decides (gone: forgotten).
+        if (record) await this.offer(key, { etag: record.etag, atMs: undefined, from: "listing" });
+        else await this.#forgetGone(key, null);
+      }
     }
   }
 
-  async #forget(keys: readonly string[], atMs: number, by: "event" | "listing"): Promise<void> {
-    const { plan, state, metrics } = this.#in;
-    const gone = keys.map((key) => {
-      try {
-        return { key, output: outputOf(plan, key) };
-      } catch {
-        return { key, output: "" };
-      }
-    });
-    metrics.forgotten.inc(await state.forget(gone, atMs, by));
+  /** Whether keys follow `previous` and each other in byte order; said once when not. */
+  #inByteOrder(previous: string | undefined, keys: readonly string[]): boolean {
+    if (inByteOrder(previous, keys)) return true;
+    if (!this.#saidOutOfOrder) {
+      this.#saidOutOfOrder = true;
+      this.#in.metrics.errors.inc({ kind: "listing-order" });
+      this.#in.log.warn(
+        "this S3 lists keys out of byte order: records of deleted objects are not looked for, and stay in Redis",
+      );
+    }
+    return false;
   }
 
   /**
@@ -210,7 +268,7 @@ export class Watcher {
         page.map((o) => ({
           key: o.key,
           etag: o.etag,
-          modifiedMs: o.lastModified?.getTime() ?? -1,
+          modified: seconds(o.lastModified?.getTime() ?? 0),
         })),
       );
       recorded += page.length;
@@ -228,13 +286,25 @@ export class Watcher {
 
   /**
    * Takes S3 event notifications from an SQS queue until `signal` aborts. A message is deleted
-   * once every object it names has its job (or had one); one naming a version that waits is
-   * left to come back; a malformed one is counted, logged and deleted.
+   * once every object it names has its job (or had one, or is gone); one naming a version that
+   * waits is left to come back; a malformed one is counted, logged and deleted. While older
+   * workers hold jobs back, no message is taken (they would come back until they expire), and
+   * once they are gone, the prefix is listed for what arrived meanwhile.
    */
   async consumeQueue(sqs: SQSClient, queueUrl: string, signal: AbortSignal): Promise<void> {
     const { log, metrics, plan } = this.#in;
+    let wasHeld = false;
     while (!signal.aborted) {
       await this.#safely("sqs", async () => {
+        if (await this.#heldBack()) {
+          wasHeld = true;
+          await sleep(CENSUS_MS, undefined, { signal });
+          return;
+        }
+        if (wasHeld) {
+          await this.scan(signal);
+          wasHeld = false;
+        }
         const received = await sqs.send(
           new ReceiveMessageCommand({
             QueueUrl: queueUrl,
@@ -253,17 +323,20 @@ export class Watcher {
               "malformed message: deleted",
             );
           } else if (parsed.kind === "events") {
-            for (const object of parsed.created) {
-              if (object.bucket !== plan.bucket) continue;
-              const offer = await this.offer(object.key, object.etag, object.timeMs);
+            // A removal is offered too: the object may be gone (its record is forgotten) or
+            // made again since (a new version).
+            const named = [
+              ...parsed.created,
+              ...parsed.removed.map((o) => ({ ...o, etag: "" })),
+            ].filter((o) => o.bucket === plan.bucket);
+            for (const object of named) {
+              const offer = await this.offer(object.key, {
+                etag: object.etag,
+                atMs: object.timeMs >= 0 ? object.timeMs : undefined,
+                from: "event",
+              });
               if (offer === "waiting" || offer === "held") done = false;
             }
-            // A removal forgets the key's record unless a version newer than the removal has
-            // been recorded since (events come in any order).
-            const removed = parsed.removed.filter(
-              (o) => o.bucket === plan.bucket && o.key.startsWith(plan.prefix) && o.timeMs >= 0,
-            );
-            for (const object of removed) await this.#forget([object.key], object.timeMs, "event");
           }
           if (done) {
             await sqs.send(
@@ -302,7 +375,25 @@ function inByteOrder(previous: string | undefined, keys: readonly string[]): boo
   return true;
 }
 
-/** Whether a record says the version is done with (its job added, or none to be made). */
-function settled(record: WatchRecord, etag: string): boolean {
-  return record.etag === etag && !record.pending && !record.legacy;
+/** How long after its version's LastModified an event of it is taken for it without asking S3. */
+const EVENT_LAG_S = 10;
+
+/** Seconds since the epoch, as S3's LastModified is compared: whole seconds. */
+function seconds(ms: number): number {
+  return Math.floor(ms / 1000);
+}
+
+/**
+ * Whether a sighting is of the recorded version, without asking S3. A listing's LastModified
+ * within a second of the recorded one (listings and HeadObject may round differently) is; an
+ * event is when its time is not past the recorded version's by more than EVENT_LAG_S (an event
+ * comes when an upload ends, its LastModified may be when it began). Anything else is checked
+ * with S3, which decides: at worst a HeadObject more, never a version missed or made twice.
+ */
+function sameVersion(record: WatchRecord, seen: Sighting): boolean {
+  if (record.etag !== seen.etag) return false;
+  if (record.modified < 0 || seen.atMs === undefined) return record.modified < 0;
+  const at = seconds(seen.atMs);
+  if (seen.from === "listing") return Math.abs(at - record.modified) <= 1;
+  return at >= record.modified && at - record.modified <= EVENT_LAG_S;
 }

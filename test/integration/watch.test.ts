@@ -92,6 +92,12 @@ describe("s3csv watch", () => {
     await exited;
   }
 
+  /** Waits until the clock is in a second after the one it was in. */
+  async function nextSecond() {
+    const now = Date.now();
+    await new Promise((r) => setTimeout(r, 1000 - (now % 1000) + 50));
+  }
+
   /** The jobs the queue holds for a prefix: source key and version of each. */
   async function jobsFor(prefix: string) {
     const all = await queue.getJobs([
@@ -215,6 +221,8 @@ describe("s3csv watch", () => {
     const results: JobResult[] = [];
     const done = new Set<string>();
     for (const [n, file] of [a, b, a].entries()) {
+      // A version is its ETag and its LastModified, to the second: each put in a second of its own.
+      await nextSecond();
       await stack.put(key, file.csv);
       const fresh = await eventually(async () => {
         const found = (await jobsFor(prefix)).filter((j) => !done.has(j.id));
@@ -233,6 +241,7 @@ describe("s3csv watch", () => {
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       return /s3csv_watch_objects_forgotten_total 1\b/.test(metrics) ? true : undefined;
     });
+    await nextSecond();
     await stack.put(key, a.csv);
     await eventually(async () => ((await jobsFor(prefix)).length === 4 ? true : undefined));
     await new Promise((r) => setTimeout(r, 1500));
@@ -276,11 +285,14 @@ describe("s3csv watch", () => {
     );
     const file = data(25, 15);
     await stack.put(`${prefix}f.csv`, file.csv);
-    const w = watch(prefix);
-    await eventually(async () => (/are of s3csv 0\.2/.test(w.log()) ? true : undefined));
-    await new Promise((r) => setTimeout(r, 2000));
-    expect(await jobsFor(prefix)).toHaveLength(0);
-    await older.close();
+    try {
+      const w = watch(prefix);
+      await eventually(async () => (/are of s3csv 0\.2/.test(w.log()) ? true : undefined));
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(await jobsFor(prefix)).toHaveLength(0);
+    } finally {
+      await older.close();
+    }
     await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
     await expectOnce(prefix, new Map([[`${prefix}f.csv`, file]]));
   });
@@ -422,6 +434,67 @@ describe("s3csv watch", () => {
       await new Promise((r) => setTimeout(r, 1000));
       await expectOnce(prefix, new Map([[key, file]]));
       expect(w.log()).toContain("malformed message");
+      sqs.destroy();
+    },
+  );
+
+  it.skipIf(S3_BACKEND !== "emulator")(
+    "makes no job of a late event for a version already overwritten, nor a second job for the version that overwrote it",
+    async () => {
+      const prefix = "intake/k/";
+      const key = `${prefix}orders.csv`;
+      const sqs = new SQSClient({
+        region: "us-east-1",
+        endpoint: stack.s3Server.endpoint,
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+      });
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: "late-events" }));
+      const { HeadObjectCommand } = await import("@aws-sdk/client-s3");
+      // Written twice while no watcher ran; the events wait in the queue, the older first.
+      const events: string[] = [];
+      const second = data(45, 17);
+      for (const file of [data(35, 16), second]) {
+        await nextSecond();
+        await stack.put(key, file.csv);
+        const head = await stack.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+        events.push(
+          JSON.stringify({
+            Records: [
+              {
+                eventName: "ObjectCreated:Put",
+                eventTime: new Date().toISOString(),
+                s3: {
+                  bucket: { name: BUCKET },
+                  object: { key, eTag: (head.ETag ?? "").replaceAll('"', "") },
+                },
+              },
+            ],
+          }),
+        );
+      }
+      for (const body of [...events, events[1] as string]) {
+        await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: body }));
+      }
+      const w = watch(prefix, ["--sqs", QueueUrl as string]);
+      await eventually(async () => {
+        const attributes = await sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl,
+            AttributeNames: [
+              "ApproximateNumberOfMessages",
+              "ApproximateNumberOfMessagesNotVisible",
+            ],
+          }),
+        );
+        const left =
+          Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 1) +
+          Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 1);
+        return left === 0 ? true : undefined;
+      });
+      await eventually(async () => ((await jobsFor(prefix)).length > 0 ? true : undefined));
+      await new Promise((r) => setTimeout(r, 1500));
+      await expectOnce(prefix, new Map([[key, second]]));
+      expect(w.log().match(/"msg":"job added"/g)).toHaveLength(1);
       sqs.destroy();
     },
   );
