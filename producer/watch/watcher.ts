@@ -216,8 +216,9 @@ export class Watcher {
       const records = await state.records(unlisted);
       for (const [i, key] of unlisted.entries()) {
         const record = records[i];
-        // Offered as the record says: the object's version now decides (gone: forgotten).
-        if (record) await this.offer(key, { etag: record.etag, atMs: undefined, from: "listing" });
+        // Offered as unknown, so that S3 is asked: gone, it is forgotten; there, its version
+        // now decides (a record of 0.3.0 included).
+        if (record) await this.offer(key, { etag: "", atMs: undefined, from: "listing" }, record);
         else await this.#forgetGone(key, null);
       }
     }

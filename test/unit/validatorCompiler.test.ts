@@ -391,6 +391,27 @@ describe("enum", () => {
     );
   });
 
+  it("reads a typed field's enum with the field's type", () => {
+    const [integer] = constraintsOf({
+      name: "i",
+      type: "integer",
+      constraints: { enum: ["1", "20"] },
+    });
+    expect(integer?.(1, "1", undefined)).toBeUndefined();
+    expect(integer?.(20n, "20", undefined)).toBeUndefined();
+    expect(integer?.(2, "2", undefined)).toMatch(/is not one of/);
+    const [number] = constraintsOf({ name: "n", type: "number", constraints: { enum: ["1.50"] } });
+    expect(number?.(1.5, "1.5", undefined)).toBeUndefined();
+    expect(number?.(15, "15", undefined)).toMatch(/is not one of/);
+    const [boolean] = constraintsOf({
+      name: "b",
+      type: "boolean",
+      constraints: { enum: ["true"] },
+    });
+    expect(boolean?.(true, "true", undefined)).toBeUndefined();
+    expect(boolean?.(false, "false", undefined)).toMatch(/is not one of/);
+  });
+
   it("compares datetimes and times in an enum as instants, without scanning it per cell", () => {
     const allowed = Array.from(
       { length: 20_000 },
