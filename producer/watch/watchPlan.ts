@@ -28,7 +28,11 @@ export interface PlannedJob {
  * seconds) name it, so that content coming back after another, or an object made again, is a
  * new job.
  */
-export function planJob(plan: WatchPlan, key: string, version: WatchRecord): PlannedJob {
+export function planJob(
+  plan: WatchPlan,
+  key: string,
+  version: Pick<WatchRecord, "etag" | "modified">,
+): PlannedJob {
   const { etag } = version;
   const destination = filled(plan.destTemplate, plan.prefix, key);
   const options = { ...((plan.template.options as Record<string, unknown> | undefined) ?? {}) };

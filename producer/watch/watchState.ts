@@ -8,54 +8,68 @@ import { ioredisScripts, type ScriptClient } from "../../shared/redisScripts.ts"
 // repeats what is done, and two watchers at once agree.
 //
 // Per key, the version its last job was made for: the object's ETag and its LastModified to the
-// second, as S3 says them (one clock: S3's). A version is recorded after its job is added, and
-// its job id names that version, so a watcher killed in between adds the job again under the
-// same id (BullMQ keeps it once), and every watcher makes the same id for the same version.
-// A record never goes back to an older version. Keys are also kept in an ordered set, so that
-// a listing can find the records of objects it no longer shows (deleted: checked, then
-// forgotten), which keeps the state as large as the prefix, not as everything ever seen.
+// second, as HeadObject says them (one clock: S3's). A version is recorded after its job is
+// added, and its job id names that version, so a watcher killed in between adds the job again
+// under the same id (BullMQ keeps it once), and every watcher makes the same id for the same
+// version. A record is replaced only by a writer that read it before asking S3 (compare and
+// set). Keys are also kept in an ordered set, so that a listing can find the keys it no longer
+// shows (deleted: checked, then forgotten), which keeps the state as large as the prefix, not
+// as everything ever seen. Each output belongs to the first key whose job writes it.
 
 /** What is known of one key: the version its last job was made for. */
 export interface WatchRecord {
   etag: string;
-  /** The version's LastModified in whole seconds; -1 for a record of 0.3.0 (the ETag alone). */
+  /** The version's LastModified in whole seconds, as HeadObject gave it; -1 when not asked. */
   modified: number;
+  /**
+   * The LastModified a listing showed for this version, in whole seconds (listings and
+   * HeadObject may round differently), or -1: a listing showing this ETag with this time is of
+   * the recorded version, and S3 is not asked again.
+   */
+  listed: number;
 }
 
-// A record in one field: "modified etag". 0.3.0 stored the bare ETag (it starts with a quote).
-const PARSE = `
-local function modifiedOf(value)
-  local modified = string.match(value, '^(%d+) ')
-  if modified then return tonumber(modified) end
-  return -1
-end
-`;
+// A record in one field: "modified listed etag". 0.3.0 stored the bare ETag (it starts with a
+// quote): read as a version known by its ETag alone.
 
-// KEYS: records, key order. ARGV: key, record, its modified. Sets the record unless the one
-// there is of a later version (a watcher that read an older version late); 1 if set.
-const RECORD = `${PARSE}
+// KEYS: records, key order. ARGV: key, record, the record it replaces ("" for none). Sets the
+// record only if the key's record is still the one its writer read before asking S3: a watcher
+// that lost the race leaves the other's record, and the next sighting asks S3 again.
+const RECORD = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and modifiedOf(current) > tonumber(ARGV[3]) then return 0 end
+if current then
+  if current ~= ARGV[3] then return 0 end
+elseif ARGV[3] ~= '' then
+  return 0
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `;
 
-// KEYS: records, output owners. ARGV: output, key. The key whose jobs write the output: the
-// first that asks, for as long as it has a record. Returns the owner if another key, else "".
+// KEYS: output owners, key order. ARGV: output, key. The key whose jobs write the output: the
+// first that asks keeps it until it is forgotten (its object gone). Returns the owner if another
+// key, else "". The key joins the key order, so that it is looked for once no longer listed
+// even if no version of it was ever recorded.
 const OWN_OUTPUT = `
-local owner = redis.call('HGET', KEYS[2], ARGV[1])
-if owner and owner ~= ARGV[2] and redis.call('HEXISTS', KEYS[1], owner) == 1 then return owner end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[2] then return owner end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
 return ''
 `;
 
 // KEYS: records, key order, output owners. ARGV: key, the record read before its object was
-// found gone, the key's output ("" for none). Forgets the key if its record is still that one
-// (a version recorded meanwhile is of an object made again), with its hold on its output.
+// found gone ("" for none), the key's output ("" for none). Forgets the key, with its hold on
+// its output, if its record is still that one (a version recorded meanwhile is of an object
+// made again).
 const FORGET = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and current ~= ARGV[2] then return 0 end
+if current then
+  if current ~= ARGV[2] then return 0 end
+elseif ARGV[2] ~= '' then
+  return 0
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[1] then
@@ -83,6 +97,7 @@ export class WatchState {
   readonly #order: string;
   readonly #owners: string;
   readonly #started: string;
+  readonly #indexed: string;
 
   constructor(redis: Redis | Cluster, keys: QueueKeys, bucket: string, prefix: string) {
     this.#redis = redis;
@@ -97,6 +112,7 @@ export class WatchState {
     this.#order = `${keys.base}:watch:${id}:keys`;
     this.#owners = `${keys.base}:watch:${id}:outputs`;
     this.#started = `${keys.base}:watch:${id}:started`;
+    this.#indexed = `${keys.base}:watch:${id}:indexed`;
   }
 
   /** Each key's record (null: none), in one round trip. */
@@ -106,14 +122,17 @@ export class WatchState {
     return values.map((value) => (value === null ? null : parseRecord(value)));
   }
 
-  /** Records the version a key's job was made for (unless a later one is recorded). */
-  async record(key: string, version: WatchRecord): Promise<boolean> {
+  /**
+   * Records the version a key's job was made for, if the key's record is still `read` (what
+   * its writer read before asking S3; null: none). Resolves to whether it was set.
+   */
+  async record(key: string, version: WatchRecord, read: WatchRecord | null): Promise<boolean> {
     const reply = await this.#scripts.run("s3csvWatchRecord", [
       this.#records,
       this.#order,
       key,
       formatRecord(version),
-      version.modified,
+      read ? formatRecord(read) : "",
     ]);
     return reply === 1;
   }
@@ -121,8 +140,8 @@ export class WatchState {
   /** Takes `output` for `key`; resolves to the key that holds it instead, if another does. */
   async ownOutput(key: string, output: string): Promise<string | undefined> {
     const owner = await this.#scripts.run("s3csvWatchOwnOutput", [
-      this.#records,
       this.#owners,
+      this.#order,
       output,
       key,
     ]);
@@ -130,16 +149,16 @@ export class WatchState {
   }
 
   /**
-   * Forgets a key whose object is gone, if its record is still `seen` (read before the object
-   * was found gone); `output`, the object its jobs write. Resolves to whether it forgot.
+   * Forgets a key whose object is gone, if its record is still `read` (read before the object
+   * was found gone); `output`, the object its jobs write. Resolves to whether it forgot one.
    */
-  async forget(key: string, seen: WatchRecord | null, output: string): Promise<boolean> {
+  async forget(key: string, read: WatchRecord | null, output: string): Promise<boolean> {
     const reply = await this.#scripts.run("s3csvWatchForget", [
       this.#records,
       this.#order,
       this.#owners,
       key,
-      seen ? formatRecord(seen) : "",
+      read ? formatRecord(read) : "",
       output,
     ]);
     return reply === 1;
@@ -148,18 +167,16 @@ export class WatchState {
   /** Records versions without jobs (--since now: what was there before the first start). */
   async recordBaseline(entries: ReadonlyArray<{ key: string } & WatchRecord>): Promise<void> {
     if (entries.length === 0) return;
-    const pairs = entries.flatMap(({ key, etag, modified }) => [
-      key,
-      formatRecord({ etag, modified }),
-    ]);
+    const pairs = entries.flatMap(({ key, ...version }) => [key, formatRecord(version)]);
     await this.#scripts.run("s3csvWatchBaseline", [this.#records, this.#order, ...pairs]);
   }
 
   /**
    * Puts every recorded key in the key order, a batch at a time: records of 0.3.0 have none,
-   * and without it a listing cannot find them gone. Once per start; idempotent.
+   * and without it a listing cannot find them gone. Once per prefix (it is marked done).
    */
   async indexKeys(): Promise<void> {
+    if ((await this.#redis.exists(this.#indexed)) === 1) return;
     let cursor = "0";
     do {
       const [next, flat] = await this.#redis.hscan(this.#records, cursor, "COUNT", 1000);
@@ -167,6 +184,7 @@ export class WatchState {
       const keys = flat.filter((_, i) => i % 2 === 0);
       if (keys.length > 0) await this.#redis.zadd(this.#order, ...keys.flatMap((k) => [0, k]));
     } while (cursor !== "0");
+    await this.#redis.set(this.#indexed, new Date().toISOString());
   }
 
   /**
@@ -207,13 +225,13 @@ export class WatchState {
 
 /** A record as stored. */
 function formatRecord(r: WatchRecord): string {
-  return r.modified < 0 ? r.etag : `${r.modified} ${r.etag}`;
+  return r.modified < 0 && r.listed < 0 ? r.etag : `${r.modified} ${r.listed} ${r.etag}`;
 }
 
 function parseRecord(value: string): WatchRecord {
-  const match = /^(\d+) (.*)$/s.exec(value);
-  if (!match) return { etag: value, modified: -1 };
-  return { modified: Number(match[1]), etag: match[2] as string };
+  const match = /^(-?\d+) (-?\d+) (.*)$/s.exec(value);
+  if (!match) return { etag: value, modified: -1, listed: -1 };
+  return { modified: Number(match[1]), listed: Number(match[2]), etag: match[3] as string };
 }
 
 const lexAfter = (key: string | undefined) => (key === undefined ? "-" : `(${key}`);

@@ -31,16 +31,26 @@ export interface WatchDeps {
   metrics: WatchMetrics;
 }
 
-/** What became of an object version offered to the watch. */
-export type Offer = "added" | "known" | "waiting" | "held" | "outside" | "refused" | "gone";
+/**
+ * What became of an object version offered to the watch. `error`: S3 could not say what the
+ * object is (it is offered again on the next sighting).
+ */
+export type Offer =
+  | "added"
+  | "known"
+  | "waiting"
+  | "held"
+  | "outside"
+  | "refused"
+  | "gone"
+  | "error";
 
-/** What a listing or an event says of a key's version (the key's record is checked against it). */
+/** What a listing or an event says of a key's version. */
 export interface Sighting {
+  /** The ETag listed, or "" when nothing is known (an event's removal, a key not listed). */
   etag: string;
-  /** A listing's LastModified, or an event's time (ms); undefined when not given. */
-  atMs: number | undefined;
-  /** Whether `atMs` is the object's LastModified (a listing's) or an event's time. */
-  from: "listing" | "event";
+  /** A listing's LastModified (ms); undefined for events. */
+  listedMs: number | undefined;
 }
 
 /** The job contract a watch job needs (it is pinned to its version: source.etag). */
@@ -48,6 +58,9 @@ const WATCH_CONTRACT = contractNeeded({ source: { etag: "" } });
 
 /** How long a census of the queue's workers is trusted before it is taken again. */
 const CENSUS_MS = 5000;
+
+/** How many keys of a listing page are offered at once (each may ask S3 and add a job). */
+const OFFERS_AT_ONCE = 8;
 
 export class Watcher {
   readonly #in: WatchDeps;
@@ -61,28 +74,43 @@ export class Watcher {
 
   /**
    * Makes the job for a key's current version unless it has one. `seen` is what a listing or
-   * an event says of it; `known`, the key's record when already read.
+   * an event says of it; `known`, the key's record when already read (before asking S3).
    */
   async offer(key: string, seen: Sighting, known?: WatchRecord | null): Promise<Offer> {
     const { plan, state, queue, log, metrics } = this.#in;
     if (!key.startsWith(plan.prefix) || key.endsWith("/")) return "outside";
     metrics.seen.inc();
-    const recorded = known === undefined ? (await state.records([key]))[0] : known;
-    if (recorded && sameVersion(recorded, seen)) return "known";
-    const current = await this.#head(key);
+    const recorded = known === undefined ? ((await state.records([key]))[0] ?? null) : known;
+    if (recorded && listedAs(recorded, seen)) return "known";
+    if (await this.#heldBack()) return "held";
+    let current: { etag: string; modified: number } | undefined;
+    try {
+      current = await this.#head(key);
+    } catch (error) {
+      metrics.errors.inc({ kind: "head" });
+      log.warn({ key, err: (error as Error).message }, "HeadObject failed: offered again later");
+      return "error";
+    }
     if (!current) {
-      await this.#forgetGone(key, recorded ?? null);
+      await this.#forgetGone(key, recorded);
       return "gone";
     }
+    // The listing's time for this version, kept so that the next listing needs no HeadObject.
+    const listed =
+      seen.etag === current.etag && seen.listedMs !== undefined ? seconds(seen.listedMs) : -1;
+    const version: WatchRecord = { ...current, listed };
     if (recorded && recorded.etag === current.etag) {
-      if (recorded.modified === current.modified) return "known";
-      // A record of 0.3.0 (the ETag alone) of this very version: now with its time.
-      if (recorded.modified < 0) {
-        await state.record(key, current);
+      // The recorded version (one recorded by its ETag alone: by 0.3.0, or --since now).
+      if (recorded.modified === current.modified || recorded.modified < 0) {
+        if (recorded.modified < 0 || (listed >= 0 && listed !== recorded.listed))
+          await state.record(
+            key,
+            { ...version, listed: listed >= 0 ? listed : recorded.listed },
+            recorded,
+          );
         return "known";
       }
     }
-    if (await this.#heldBack()) return "held";
     let output = "";
     let invalid: string | undefined;
     try {
@@ -98,7 +126,7 @@ export class Watcher {
         { key, etag: current.etag, output, owner },
         `s3://${output} is already the output of ${owner}: this object is left alone (use {path} or {key} in --dest-template to keep their outputs apart)`,
       );
-      await state.record(key, current);
+      await state.record(key, version, recorded);
       return "refused";
     }
     let planned: PlannedJob | undefined;
@@ -115,17 +143,17 @@ export class Watcher {
         { key, etag: current.etag, err: error.message },
         "no job can be made of this object",
       );
-      await state.record(key, current);
+      await state.record(key, version, recorded);
       return "refused";
     }
-    await state.record(key, current);
+    await state.record(key, version, recorded);
     metrics.added.inc();
     log.info({ jobId: planned.jobId, key, etag: current.etag }, "job added");
     return "added";
   }
 
   /** The object's version now, or undefined when there is none (deleted). */
-  async #head(key: string): Promise<WatchRecord | undefined> {
+  async #head(key: string): Promise<{ etag: string; modified: number } | undefined> {
     const { s3, plan } = this.#in;
     try {
       const head = await s3.send(new HeadObjectCommand({ Bucket: plan.bucket, Key: key }));
@@ -136,8 +164,8 @@ export class Watcher {
     }
   }
 
-  /** Forgets a key whose object is gone, unless a version was recorded since `seen`. */
-  async #forgetGone(key: string, seen: WatchRecord | null): Promise<void> {
+  /** Forgets a key whose object is gone, unless a version was recorded since `read`. */
+  async #forgetGone(key: string, read: WatchRecord | null): Promise<void> {
     const { plan, state, metrics } = this.#in;
     let output = "";
     try {
@@ -145,13 +173,12 @@ export class Watcher {
     } catch {
       // No output: none to let go of.
     }
-    if (await state.forget(key, seen, output)) metrics.forgotten.inc();
+    if (await state.forget(key, read, output)) metrics.forgotten.inc();
   }
 
   /**
    * One pass over the prefix: a page of keys is checked against the state in one round trip,
-   * and keys recorded but no longer listed are checked and, if their objects are gone,
-   * forgotten.
+   * and keys the watch knows but no longer listed are looked up in S3 (gone: forgotten).
    */
   async scan(signal?: AbortSignal): Promise<{ listed: number; added: number; waiting: number }> {
     const { s3, plan, state, metrics } = this.#in;
@@ -159,68 +186,67 @@ export class Watcher {
     let added = 0;
     let waiting = 0;
     let oldest: number | undefined;
-    // Records no listing shows are found by ranges of keys, so that needs the listing in the
-    // byte order Redis keeps keys in (S3's order); out of that order, none are looked for.
+    // Keys not listed are found by ranges of keys, so that needs the listing in the byte order
+    // Redis keeps keys in (S3's order); out of that order, none are looked for.
     let previous: string | undefined;
     let ordered = true;
     for await (const page of objectPagesUnder(s3, plan.bucket, plan.prefix, signal)) {
       listed += page.length;
       const records = await state.records(page.map((o) => o.key));
-      for (const [i, object] of page.entries()) {
-        const seen: Sighting = {
-          etag: object.etag,
-          atMs: object.lastModified?.getTime(),
-          from: "listing",
-        };
-        const record = records[i];
-        if (record && sameVersion(record, seen)) {
-          // A record of 0.3.0 (the ETag alone) takes the listed version's time, once.
-          if (record.modified < 0 && seen.atMs !== undefined)
-            await state.record(object.key, { etag: record.etag, modified: seconds(seen.atMs) });
-          continue;
+      // Listed keys the key order holds after their offers: those with a record, and those
+      // whose offer recorded one or took an output.
+      let inOrder = 0;
+      const offers = page.flatMap((object, i) => {
+        const record = records[i] ?? null;
+        const seen = { etag: object.etag, listedMs: object.lastModified?.getTime() };
+        if (record && listedAs(record, seen)) {
+          inOrder++;
+          return [];
         }
+        return [{ object, record, seen }];
+      });
+      await eachAtOnce(offers, OFFERS_AT_ONCE, async ({ object, record, seen }) => {
         const offer = await this.offer(object.key, seen, record);
         if (offer === "added") added++;
-        if (offer === "waiting" || offer === "held") {
+        if (record || offer === "added" || offer === "refused" || offer === "waiting") inOrder++;
+        if (offer === "waiting" || offer === "held" || offer === "error") {
           waiting++;
-          const at = seen.atMs ?? Date.now();
+          const at = seen.listedMs ?? Date.now();
           oldest = Math.min(oldest ?? at, at);
         }
-      }
+      });
       const keys = page.map((o) => o.key);
       ordered &&= this.#inByteOrder(previous, keys);
       if (ordered && keys.length > 0) {
         const last = keys[keys.length - 1];
-        await this.#checkUnlisted(previous, last, keys);
+        await this.#checkUnlisted(previous, last, keys, inOrder);
         previous = last;
       }
     }
-    if (ordered) await this.#checkUnlisted(previous, undefined, []);
+    if (ordered) await this.#checkUnlisted(previous, undefined, [], 0);
     metrics.oldestWaiting.set(oldest === undefined ? 0 : (Date.now() - oldest) / 1000);
     return { listed, added, waiting };
   }
 
-  /** Offers the keys recorded in (after, upTo] that the listing did not show: gone, or made. */
+  /**
+   * Offers the keys the watch knows in (after, upTo] that the listing did not show, `inOrder`
+   * of the listed ones being known: S3 says whether each is gone (forgotten) or made again.
+   */
   async #checkUnlisted(
     after: string | undefined,
     upTo: string | undefined,
     listed: readonly string[],
+    inOrder: number,
   ): Promise<void> {
     const { state } = this.#in;
-    // Every listed key has a record by now (or is waiting): more records in the range means
-    // some keys were not listed.
-    if ((await state.countBetween(after, upTo)) <= listed.length) return;
+    if ((await state.countBetween(after, upTo)) <= inOrder) return;
     const shown = new Set(listed);
     for await (const batch of state.keysBetween(after, upTo)) {
       const unlisted = batch.filter((key) => !shown.has(key));
       const records = await state.records(unlisted);
-      for (const [i, key] of unlisted.entries()) {
-        const record = records[i];
-        // Offered as unknown, so that S3 is asked: gone, it is forgotten; there, its version
-        // now decides (a record of 0.3.0 included).
-        if (record) await this.offer(key, { etag: "", atMs: undefined, from: "listing" }, record);
-        else await this.#forgetGone(key, null);
-      }
+      await eachAtOnce([...unlisted.entries()], OFFERS_AT_ONCE, async ([i, key]) => {
+        await this.offer(key, { etag: "", listedMs: undefined }, records[i] ?? null);
+      });
     }
   }
 
@@ -266,10 +292,12 @@ export class Watcher {
     let recorded = 0;
     for await (const page of objectPagesUnder(s3, plan.bucket, plan.prefix, signal)) {
       await state.recordBaseline(
+        // Known by the listing alone: S3 is asked only if the listing shows it otherwise.
         page.map((o) => ({
           key: o.key,
           etag: o.etag,
-          modified: seconds(o.lastModified?.getTime() ?? 0),
+          modified: -1,
+          listed: o.lastModified ? seconds(o.lastModified.getTime()) : -1,
         })),
       );
       recorded += page.length;
@@ -330,13 +358,10 @@ export class Watcher {
               ...parsed.created,
               ...parsed.removed.map((o) => ({ ...o, etag: "" })),
             ].filter((o) => o.bucket === plan.bucket);
+            // An event is never taken at its word: S3 is asked what the object is now.
             for (const object of named) {
-              const offer = await this.offer(object.key, {
-                etag: object.etag,
-                atMs: object.timeMs >= 0 ? object.timeMs : undefined,
-                from: "event",
-              });
-              if (offer === "waiting" || offer === "held") done = false;
+              const offer = await this.offer(object.key, { etag: "", listedMs: undefined });
+              if (offer === "waiting" || offer === "held" || offer === "error") done = false;
             }
           }
           if (done) {
@@ -376,25 +401,31 @@ function inByteOrder(previous: string | undefined, keys: readonly string[]): boo
   return true;
 }
 
-/** How long after its version's LastModified an event of it is taken for it without asking S3. */
-const EVENT_LAG_S = 10;
-
 /** Seconds since the epoch, as S3's LastModified is compared: whole seconds. */
 function seconds(ms: number): number {
   return Math.floor(ms / 1000);
 }
 
 /**
- * Whether a sighting is of the recorded version, without asking S3. A listing's LastModified
- * within a second of the recorded one (listings and HeadObject may round differently) is; an
- * event is when its time is not past the recorded version's by more than EVENT_LAG_S (an event
- * comes when an upload ends, its LastModified may be when it began). Anything else is checked
- * with S3, which decides: at worst a HeadObject more, never a version missed or made twice.
+ * Whether a listing shows the recorded version, without asking S3: the same ETag with the
+ * listed time recorded for it (a record of 0.3.0 has no time: its ETag alone). Anything else
+ * is asked of S3, which decides.
  */
-function sameVersion(record: WatchRecord, seen: Sighting): boolean {
-  if (record.etag !== seen.etag) return false;
-  if (record.modified < 0 || seen.atMs === undefined) return record.modified < 0;
-  const at = seconds(seen.atMs);
-  if (seen.from === "listing") return Math.abs(at - record.modified) <= 1;
-  return at >= record.modified && at - record.modified <= EVENT_LAG_S;
+function listedAs(record: WatchRecord, seen: Sighting): boolean {
+  if (record.etag !== seen.etag || seen.etag === "") return false;
+  if (record.modified < 0 && record.listed < 0) return true;
+  return seen.listedMs !== undefined && seconds(seen.listedMs) === record.listed;
+}
+
+/** Runs `work` on every item, at most `limit` at a time. */
+async function eachAtOnce<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }

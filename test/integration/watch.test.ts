@@ -297,11 +297,33 @@ describe("s3csv watch", () => {
     await expectOnce(prefix, new Map([[`${prefix}f.csv`, file]]));
   });
 
+  it("goes on past an object S3 will not describe, and makes its job once S3 does", async () => {
+    const prefix = "intake/m/";
+    const files = new Map([
+      [`${prefix}a.csv`, data(20, 18)],
+      [`${prefix}b.csv`, data(25, 19)],
+    ]);
+    for (const [key, file] of files) await stack.put(key, file.csv);
+    stack.s3Server.beforeRequest = (r) =>
+      r.method === "HEAD" && r.url.includes(`/${prefix}a.csv`)
+        ? { status: 403, code: "AccessDenied" }
+        : undefined;
+    const w = watch(prefix);
+    await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
+    await eventually(async () => (/HeadObject failed/.test(w.log()) ? true : undefined));
+    expect((await jobsFor(prefix)).map((j) => j.source.key)).toEqual([`${prefix}b.csv`]);
+    stack.s3Server.beforeRequest = undefined;
+    await eventually(async () => ((await jobsFor(prefix)).length === 2 ? true : undefined));
+    await expectOnce(prefix, files);
+  });
+
   it("leaves what is there alone with --since now on its first start", async () => {
     const prefix = "intake/d/";
     await stack.put(`${prefix}old.csv`, data(10).csv);
-    watch(prefix, ["--since", "now"]);
-    await new Promise((r) => setTimeout(r, 2000));
+    const w = watch(prefix, ["--since", "now"]);
+    // What is there once it has started is what it leaves alone.
+    await eventually(async () => (/"msg":"watching"/.test(w.log()) ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1500));
     expect(await jobsFor(prefix)).toHaveLength(0);
     const fresh = data(20, 7);
     await stack.put(`${prefix}new.csv`, fresh.csv);

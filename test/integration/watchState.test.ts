@@ -10,9 +10,9 @@ import { WatchState } from "../../producer/watch/watchState.ts";
 import { queueKeys } from "../../shared/queueKeys.ts";
 
 // What a watch records per key, against a real Redis: the version (ETag, LastModified) each
-// key's last job was made for, never going back to an older one; job ids that name the
-// version; records of 0.3.0; outputs two keys would share; forgetting a key only while its
-// record is the one read; and keys ranged in S3's byte order.
+// key's last job was made for, replaced only by a writer that read it (compare and set); job
+// ids that name the version; records of 0.3.0; outputs two keys would share; forgetting a key
+// only while its record is the one read; and keys ranged in S3's byte order.
 
 const keys = queueKeys("bull", "csv-transform");
 const plan: WatchPlan = {
@@ -43,68 +43,73 @@ describe("watch state (real Redis)", () => {
     state = new WatchState(redis, keys, plan.bucket, plan.prefix);
   });
 
-  it("records a key's version, never going back to an older one; job ids name the version", async () => {
+  it("replaces a key's record only for a writer that read the record there now; job ids name the version", async () => {
     const key = "orders/a.csv";
-    const a1 = { etag: '"A"', modified: 1_000 };
-    const b = { etag: '"B"', modified: 1_060 };
-    const a2 = { etag: '"A"', modified: 1_120 };
-    expect(await state.record(key, a1)).toBe(true);
-    expect(await state.record(key, b)).toBe(true);
-    // A watcher that read A late: the record stays at B.
-    expect(await state.record(key, a1)).toBe(false);
+    const a1 = { etag: '"A"', modified: 1_000, listed: 1_000 };
+    const b = { etag: '"B"', modified: 1_060, listed: -1 };
+    const a2 = { etag: '"A"', modified: 1_120, listed: 1_121 };
+    expect(await state.record(key, a1, null)).toBe(true);
+    // A second writer that also read "none": the first one's record stands.
+    expect(await state.record(key, b, null)).toBe(false);
+    expect(await state.record(key, b, a1)).toBe(true);
+    // A writer that read A before B was recorded: B stands.
+    expect(await state.record(key, a2, a1)).toBe(false);
     expect((await state.records([key]))[0]).toEqual(b);
-    expect(await state.record(key, a2)).toBe(true);
+    expect(await state.record(key, a2, b)).toBe(true);
     expect((await state.records([key]))[0]).toEqual(a2);
-    // Content that comes back, and the same version seen twice.
-    const ids = [a1, b, a2, { ...a2 }].map((v) => planJob(plan, key, v).jobId);
+    // Content that comes back is a new job; the same version is the same job.
+    const ids = [a1, b, a2, { ...a2, listed: -1 }].map((v) => planJob(plan, key, v).jobId);
     expect(new Set(ids).size).toBe(3);
     expect(ids[2]).toBe(ids[3]);
   });
 
-  it("reads a record of 0.3.0 (the ETag alone) as a version without a time, replaced by any", async () => {
+  it("reads a record of 0.3.0 (the ETag alone) as a version known by its ETag, and indexes it once", async () => {
     const key = "orders/legacy.csv";
+    const legacy = { etag: '"L"', modified: -1, listed: -1 };
     await redis.hset(`${keys.base}:watch:${hashId()}:seen`, key, '"L"');
-    expect((await state.records([key]))[0]).toEqual({ etag: '"L"', modified: -1 });
+    expect((await state.records([key]))[0]).toEqual(legacy);
     expect(await state.countBetween(undefined, undefined)).toBe(0);
     await state.indexKeys();
     expect(await state.countBetween(undefined, undefined)).toBe(1);
-    expect(await state.record(key, { etag: '"L"', modified: 7 })).toBe(true);
-    expect((await state.records([key]))[0]).toEqual({ etag: '"L"', modified: 7 });
+    expect(await state.record(key, { etag: '"L"', modified: 7, listed: 7 }, legacy)).toBe(true);
+    expect((await state.records([key]))[0]).toEqual({ etag: '"L"', modified: 7, listed: 7 });
   });
 
-  it("gives an output to the first key that asks, for as long as that key has a record", async () => {
+  it("gives an output to the first key that asks, until that key is forgotten", async () => {
     expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv")).toBeUndefined();
-    await state.record("orders/a/x.csv", { etag: '"1"', modified: 10 });
-    expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv")).toBeUndefined();
+    // Held while its job waits to be added (no record yet), and found in the key order.
     expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBe("orders/a/x.csv");
-    const seen = (await state.records(["orders/a/x.csv"]))[0] ?? null;
-    expect(await state.forget("orders/a/x.csv", seen, "clean/x.csv")).toBe(true);
+    expect(await state.countBetween(undefined, undefined)).toBe(1);
+    expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv")).toBeUndefined();
+    expect(await state.forget("orders/a/x.csv", null, "clean/x.csv")).toBe(false);
+    expect(await state.countBetween(undefined, undefined)).toBe(0);
     expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBeUndefined();
   });
 
   it("forgets a key only while its record is the one read before its object was found gone", async () => {
     const key = "orders/gone.csv";
-    const first = { etag: '"G"', modified: 100 };
-    await state.record(key, first);
+    const first = { etag: '"G"', modified: 100, listed: 100 };
+    const again = { etag: '"G"', modified: 200, listed: -1 };
+    await state.record(key, first, null);
     // Made again meanwhile (another watcher recorded the new version): kept.
-    await state.record(key, { etag: '"G"', modified: 200 });
+    await state.record(key, again, first);
     expect(await state.forget(key, first, "clean/gone.csv")).toBe(false);
+    expect(await state.forget(key, null, "clean/gone.csv")).toBe(false);
     expect(await state.countBetween(undefined, undefined)).toBe(1);
-    const now = (await state.records([key]))[0] ?? null;
-    expect(await state.forget(key, now, "clean/gone.csv")).toBe(true);
+    expect(await state.forget(key, again, "clean/gone.csv")).toBe(true);
     expect(await state.records([key])).toEqual([null]);
     expect(await state.countBetween(undefined, undefined)).toBe(0);
   });
 
   it("records a baseline only where a key has no record", async () => {
-    await state.record("orders/claimed.csv", { etag: '"NEW"', modified: 50 });
+    await state.record("orders/claimed.csv", { etag: '"NEW"', modified: 50, listed: 50 }, null);
     await state.recordBaseline([
-      { key: "orders/claimed.csv", etag: '"OLD"', modified: 40 },
-      { key: "orders/other.csv", etag: '"O"', modified: 40 },
+      { key: "orders/claimed.csv", etag: '"OLD"', modified: -1, listed: 40 },
+      { key: "orders/other.csv", etag: '"O"', modified: -1, listed: 40 },
     ]);
     expect(await state.records(["orders/claimed.csv", "orders/other.csv"])).toEqual([
-      { etag: '"NEW"', modified: 50 },
-      { etag: '"O"', modified: 40 },
+      { etag: '"NEW"', modified: 50, listed: 50 },
+      { etag: '"O"', modified: -1, listed: 40 },
     ]);
     expect(await state.countBetween(undefined, undefined)).toBe(2);
   });
@@ -114,7 +119,7 @@ describe("watch state (real Redis)", () => {
       (n) => `orders/${n}`,
     );
     for (const [i, key] of names.entries())
-      await state.record(key, { etag: `"${i}"`, modified: i });
+      await state.record(key, { etag: `"${i}"`, modified: i, listed: i }, null);
     const byBytes = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     const all: string[] = [];
     for await (const batch of state.keysBetween(undefined, undefined)) all.push(...batch);
@@ -124,7 +129,8 @@ describe("watch state (real Redis)", () => {
     for await (const batch of state.keysBetween(byBytes[1], byBytes[4])) some.push(...batch);
     expect(some).toEqual(byBytes.slice(2, 5));
     // More than one batch.
-    for (let i = 0; i < 2500; i++) await state.record(`p/${i}`, { etag: '"x"', modified: i });
+    for (let i = 0; i < 2500; i++)
+      await state.record(`p/${i}`, { etag: '"x"', modified: i, listed: i }, null);
     let batches = 0;
     let count = 0;
     for await (const batch of state.keysBetween(undefined, undefined)) {
