@@ -141,7 +141,7 @@ export async function watchCommand(argv: string[]): Promise<void> {
     log.info({ where, intervalMs, sqs: sqsUrl }, "watching");
     if (sqs && sqsUrl) {
       // What arrived while no watcher ran, then the events.
-      await watcher.scan(stop.signal);
+      await watcher.scanOnce(stop.signal);
       await Promise.all([
         watcher.consumeQueue(sqs, sqsUrl, stop.signal),
         intervalMs === undefined ? undefined : watcher.pollListing(intervalMs, stop.signal),

@@ -30,50 +30,65 @@ export interface WatchRecord {
 }
 
 // A record in one field: "modified listed etag". 0.3.0 stored the bare ETag (it starts with a
-// quote): read as a version known by its ETag alone.
+// quote): read as a version known by its ETag alone. Writers compare versions (modified and
+// ETag), not the listing time kept beside them, which any watcher may update.
+const VERSION_OF = `
+local function versionOf(value)
+  if not value then return '' end
+  local modified, _, etag = string.match(value, '^(%-?%d+) (%-?%d+) (.*)$')
+  if modified then return modified .. ' ' .. etag end
+  return '-1 ' .. value
+end
+`;
 
 // KEYS: records, key order. ARGV: key, record, the record it replaces ("" for none). Sets the
-// record only if the key's record is still the one its writer read before asking S3: a watcher
-// that lost the race leaves the other's record, and the next sighting asks S3 again.
-const RECORD = `
+// record only if the key's record is still of the version its writer read before asking S3:
+// a watcher that lost the race is told so (0) and reads again.
+const RECORD = `${VERSION_OF}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current then
-  if current ~= ARGV[3] then return 0 end
-elseif ARGV[3] ~= '' then
-  return 0
-end
+if versionOf(current) ~= versionOf(ARGV[3] ~= '' and ARGV[3] or nil) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `;
 
-// KEYS: output owners, key order. ARGV: output, key. The key whose jobs write the output: the
-// first that asks keeps it until it is forgotten (its object gone). Returns the owner if another
-// key, else "". The key joins the key order, so that it is looked for once no longer listed
-// even if no version of it was ever recorded.
+// KEYS: output owners, key order, clashes. ARGV: output, key. The key whose jobs write the
+// output: the first that asks keeps it until it is forgotten (its object gone). Returns the
+// owner if another key (and notes the key as waiting for the output: "output NUL key" in the
+// clashes), else "". The key joins the key order, so that it is looked for once no longer
+// listed even if no version of it was ever recorded.
 const OWN_OUTPUT = `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner and owner ~= ARGV[2] then return owner end
+if owner and owner ~= ARGV[2] then
+  redis.call('ZADD', KEYS[3], 0, ARGV[1] .. '\\0' .. ARGV[2])
+  return owner
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[1] .. '\\0' .. ARGV[2])
 return ''
 `;
 
-// KEYS: records, key order, output owners. ARGV: key, the record read before its object was
-// found gone ("" for none), the key's output ("" for none). Forgets the key, with its hold on
-// its output, if its record is still that one (a version recorded meanwhile is of an object
-// made again).
-const FORGET = `
+// KEYS: records, key order, output owners, clashes. ARGV: key, the record read before its
+// object was found gone ("" for none), the key's output ("" for none). Forgets the key, with its
+// hold on its output, if its record is still that one (a version recorded meanwhile is of an
+// object made again). The keys that were refused that output lose their records, so that the
+// next listing offers them again (a file moved from one key to another under {name}).
+const FORGET = `${VERSION_OF}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current then
-  if current ~= ARGV[2] then return 0 end
-elseif ARGV[2] ~= '' then
-  return 0
-end
+if versionOf(current) ~= versionOf(ARGV[2] ~= '' and ARGV[2] or nil) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[1] then
-  redis.call('HDEL', KEYS[3], ARGV[3])
+if ARGV[3] ~= '' then
+  redis.call('ZREM', KEYS[4], ARGV[3] .. '\\0' .. ARGV[1])
+  if redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[1] then
+    redis.call('HDEL', KEYS[3], ARGV[3])
+    local from, to = '[' .. ARGV[3] .. '\\0', '[' .. ARGV[3] .. '\\0\\255'
+    for _, waiting in ipairs(redis.call('ZRANGEBYLEX', KEYS[4], from, to)) do
+      redis.call('HDEL', KEYS[1], string.sub(waiting, #ARGV[3] + 2))
+    end
+    redis.call('ZREMRANGEBYLEX', KEYS[4], from, to)
+  end
 end
 if current then return 1 end
 return 0
@@ -96,6 +111,7 @@ export class WatchState {
   readonly #records: string;
   readonly #order: string;
   readonly #owners: string;
+  readonly #clashes: string;
   readonly #started: string;
   readonly #indexed: string;
 
@@ -103,14 +119,15 @@ export class WatchState {
     this.#redis = redis;
     this.#scripts = ioredisScripts(redis);
     this.#scripts.define("s3csvWatchRecord", RECORD, 2);
-    this.#scripts.define("s3csvWatchOwnOutput", OWN_OUTPUT, 2);
-    this.#scripts.define("s3csvWatchForget", FORGET, 3);
+    this.#scripts.define("s3csvWatchOwnOutput", OWN_OUTPUT, 3);
+    this.#scripts.define("s3csvWatchForget", FORGET, 4);
     this.#scripts.define("s3csvWatchBaseline", BASELINE, 2);
     const id = createHash("sha256").update(`${bucket}\n${prefix}`).digest("hex").slice(0, 16);
     // One slot with the queue's keys on a Redis Cluster (its prefix is hash-tagged).
     this.#records = `${keys.base}:watch:${id}:seen`;
     this.#order = `${keys.base}:watch:${id}:keys`;
     this.#owners = `${keys.base}:watch:${id}:outputs`;
+    this.#clashes = `${keys.base}:watch:${id}:clashes`;
     this.#started = `${keys.base}:watch:${id}:started`;
     this.#indexed = `${keys.base}:watch:${id}:indexed`;
   }
@@ -142,6 +159,7 @@ export class WatchState {
     const owner = await this.#scripts.run("s3csvWatchOwnOutput", [
       this.#owners,
       this.#order,
+      this.#clashes,
       output,
       key,
     ]);
@@ -157,6 +175,7 @@ export class WatchState {
       this.#records,
       this.#order,
       this.#owners,
+      this.#clashes,
       key,
       read ? formatRecord(read) : "",
       output,

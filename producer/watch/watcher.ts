@@ -99,17 +99,12 @@ export class Watcher {
     const listed =
       seen.etag === current.etag && seen.listedMs !== undefined ? seconds(seen.listedMs) : -1;
     const version: WatchRecord = { ...current, listed };
-    if (recorded && recorded.etag === current.etag) {
-      // The recorded version (one recorded by its ETag alone: by 0.3.0, or --since now).
-      if (recorded.modified === current.modified || recorded.modified < 0) {
-        if (recorded.modified < 0 || (listed >= 0 && listed !== recorded.listed))
-          await state.record(
-            key,
-            { ...version, listed: listed >= 0 ? listed : recorded.listed },
-            recorded,
-          );
-        return "known";
+    if (recorded && sameObjectVersion(recorded, current)) {
+      if (recorded.modified < 0 || (listed >= 0 && listed !== recorded.listed)) {
+        const listedNow = listed >= 0 ? listed : recorded.listed;
+        await state.record(key, { ...version, listed: listedNow }, recorded);
       }
+      return "known";
     }
     let output = "";
     let invalid: string | undefined;
@@ -119,14 +114,14 @@ export class Watcher {
       if (!(error instanceof InvalidJobError)) throw error;
       invalid = error.message;
     }
-    const owner = output === "" ? undefined : await state.ownOutput(key, output);
+    const owner = output === "" ? undefined : await this.#ownOutput(key, output);
     if (owner !== undefined) {
       metrics.errors.inc({ kind: "output-clash" });
       log.warn(
         { key, etag: current.etag, output, owner },
         `s3://${output} is already the output of ${owner}: this object is left alone (use {path} or {key} in --dest-template to keep their outputs apart)`,
       );
-      await state.record(key, version, recorded);
+      await this.#record(key, version, recorded);
       return "refused";
     }
     let planned: PlannedJob | undefined;
@@ -143,13 +138,43 @@ export class Watcher {
         { key, etag: current.etag, err: error.message },
         "no job can be made of this object",
       );
-      await state.record(key, version, recorded);
+      await this.#record(key, version, recorded);
       return "refused";
     }
-    await state.record(key, version, recorded);
+    await this.#record(key, version, recorded);
     metrics.added.inc();
     log.info({ jobId: planned.jobId, key, etag: current.etag }, "job added");
     return "added";
+  }
+
+  /**
+   * Records the version whose job was made (or refused), against the record read before
+   * asking S3. Another watcher may have written the key's record since: read it again, and
+   * if it is not this version, ask S3 again; record this version while S3 still says it is
+   * the object's (a newer one is the next sighting's to make).
+   */
+  async #record(key: string, version: WatchRecord, read: WatchRecord | null): Promise<void> {
+    const { state } = this.#in;
+    let last = read;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await state.record(key, version, last)) return;
+      last = (await state.records([key]))[0] ?? null;
+      if (last && last.etag === version.etag && last.modified === version.modified) return;
+      const now = await this.#head(key);
+      if (!now || now.etag !== version.etag || now.modified !== version.modified) return;
+    }
+  }
+
+  /**
+   * Takes the output for the key, or names the key that holds it. A holder whose object is
+   * gone (a file moved from one key to another, its removal not yet seen) is forgotten first.
+   */
+  async #ownOutput(key: string, output: string): Promise<string | undefined> {
+    const { state } = this.#in;
+    const owner = await state.ownOutput(key, output);
+    if (owner === undefined || (await this.#head(owner))) return owner;
+    await this.#forgetGone(owner, (await state.records([owner]))[0] ?? null);
+    return state.ownOutput(key, output);
   }
 
   /** The object's version now, or undefined when there is none (deleted). */
@@ -196,19 +221,26 @@ export class Watcher {
       // Listed keys the key order holds after their offers: those with a record, and those
       // whose offer recorded one or took an output.
       let inOrder = 0;
+      const upgrades: Array<[string, WatchRecord, WatchRecord]> = [];
       const offers = page.flatMap((object, i) => {
         const record = records[i] ?? null;
         const seen = { etag: object.etag, listedMs: object.lastModified?.getTime() };
         if (record && listedAs(record, seen)) {
           inOrder++;
+          // A record of 0.3.0 (its ETag alone) takes the listed time, so that an identical
+          // upload later (another time) is seen.
+          if (record.listed < 0 && seen.listedMs !== undefined)
+            upgrades.push([object.key, { ...record, listed: seconds(seen.listedMs) }, record]);
           return [];
         }
         return [{ object, record, seen }];
       });
+      for (const [key, version, read] of upgrades) await state.record(key, version, read);
       await eachAtOnce(offers, OFFERS_AT_ONCE, async ({ object, record, seen }) => {
         const offer = await this.offer(object.key, seen, record);
         if (offer === "added") added++;
-        if (record || offer === "added" || offer === "refused" || offer === "waiting") inOrder++;
+        const kept = record !== null && offer !== "gone";
+        if (kept || offer === "added" || offer === "refused" || offer === "waiting") inOrder++;
         if (offer === "waiting" || offer === "held" || offer === "error") {
           waiting++;
           const at = seen.listedMs ?? Date.now();
@@ -303,6 +335,11 @@ export class Watcher {
       recorded += page.length;
     }
     return recorded;
+  }
+
+  /** One listing round; an error is counted and logged (the next sighting tries again). */
+  async scanOnce(signal: AbortSignal): Promise<void> {
+    await this.#safely("listing", () => this.scan(signal));
   }
 
   /** Lists the prefix every `intervalMs` until `signal` aborts. */
@@ -415,6 +452,17 @@ function listedAs(record: WatchRecord, seen: Sighting): boolean {
   if (record.etag !== seen.etag || seen.etag === "") return false;
   if (record.modified < 0 && record.listed < 0) return true;
   return seen.listedMs !== undefined && seconds(seen.listedMs) === record.listed;
+}
+
+/**
+ * Whether a record is of the object's version as S3 gives it: the same ETag and LastModified.
+ * A record known by its listing alone (--since now) is when its listed time is within a second
+ * of it (listings and HeadObject may round differently); a record of 0.3.0, by its ETag alone.
+ */
+function sameObjectVersion(record: WatchRecord, current: { etag: string; modified: number }) {
+  if (record.etag !== current.etag) return false;
+  if (record.modified >= 0) return record.modified === current.modified;
+  return record.listed < 0 || Math.abs(record.listed - current.modified) <= 1;
 }
 
 /** Runs `work` on every item, at most `limit` at a time. */

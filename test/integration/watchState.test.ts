@@ -57,6 +57,11 @@ describe("watch state (real Redis)", () => {
     expect((await state.records([key]))[0]).toEqual(b);
     expect(await state.record(key, a2, b)).toBe(true);
     expect((await state.records([key]))[0]).toEqual(a2);
+    // A watcher that only noted the listed time of the version read is no rival: compared by
+    // version, a writer that read that version still replaces it.
+    await state.record(key, { ...a2, listed: 1_125 }, a2);
+    expect(await state.record(key, b, a2)).toBe(true);
+    expect((await state.records([key]))[0]).toEqual(b);
     // Content that comes back is a new job; the same version is the same job.
     const ids = [a1, b, a2, { ...a2, listed: -1 }].map((v) => planJob(plan, key, v).jobId);
     expect(new Set(ids).size).toBe(3);
@@ -83,6 +88,20 @@ describe("watch state (real Redis)", () => {
     expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv")).toBeUndefined();
     expect(await state.forget("orders/a/x.csv", null, "clean/x.csv")).toBe(false);
     expect(await state.countBetween(undefined, undefined)).toBe(0);
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBeUndefined();
+  });
+
+  it("offers again, once the key holding an output is forgotten, the keys it was refused to", async () => {
+    const owner = { etag: '"1"', modified: 10, listed: 10 };
+    await state.ownOutput("orders/a/x.csv", "clean/x.csv");
+    await state.record("orders/a/x.csv", owner, null);
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBe("orders/a/x.csv");
+    await state.record("orders/b/x.csv", { etag: '"2"', modified: 11, listed: 11 }, null);
+    await state.ownOutput("orders/c/y.csv", "clean/y.csv");
+    await state.record("orders/c/y.csv", owner, null);
+    expect(await state.forget("orders/a/x.csv", owner, "clean/x.csv")).toBe(true);
+    // b has no record now: the next listing offers it, and it takes the output.
+    expect(await state.records(["orders/b/x.csv", "orders/c/y.csv"])).toEqual([null, owner]);
     expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBeUndefined();
   });
 
