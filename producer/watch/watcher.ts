@@ -160,7 +160,8 @@ export class Watcher {
       if (await state.record(key, version, last)) return;
       last = (await state.records([key]))[0] ?? null;
       if (last && last.etag === version.etag && last.modified === version.modified) return;
-      const now = await this.#head(key);
+      // S3 unsure (an error) leaves it to the next sighting, which makes the same job id.
+      const now = await this.#head(key).catch(() => undefined);
       if (!now || now.etag !== version.etag || now.modified !== version.modified) return;
     }
   }
@@ -172,7 +173,8 @@ export class Watcher {
   async #ownOutput(key: string, output: string): Promise<string | undefined> {
     const { state } = this.#in;
     const owner = await state.ownOutput(key, output);
-    if (owner === undefined || (await this.#head(owner))) return owner;
+    // An owner S3 cannot say anything of (an error) is taken to be there.
+    if (owner === undefined || (await this.#head(owner).catch(() => true))) return owner;
     await this.#forgetGone(owner, (await state.records([owner]))[0] ?? null);
     return state.ownOutput(key, output);
   }
