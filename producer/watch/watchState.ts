@@ -52,15 +52,23 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 `;
 
-// KEYS: output owners, key order, clashes. ARGV: output, key. The key whose jobs write the
+// KEYS: output owners, key order, clashes, records. ARGV: output, key, the key's version as
+// refused, the record read before asking S3 ("" for none). The key whose jobs write the
 // output: the first that asks keeps it until it is forgotten (its object gone). Returns the
-// owner if another key (and notes the key as waiting for the output: "output NUL key" in the
-// clashes), else "". The key joins the key order, so that it is looked for once no longer
-// listed even if no version of it was ever recorded.
-const OWN_OUTPUT = `
+// owner if another key, else "". A key refused is recorded with its version (if its record is
+// still the one read) and noted as waiting for the output ("output NUL key" in the clashes),
+// in one step, so that the owner's forgetting, which drops the records of the keys waiting,
+// cannot come between the two. The key joins the key order, so that it is looked for once no
+// longer listed even if no version of it was ever recorded.
+const OWN_OUTPUT = `${VERSION_OF}
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner and owner ~= ARGV[2] then
-  redis.call('ZADD', KEYS[3], 0, ARGV[1] .. '\\0' .. ARGV[2])
+  local current = redis.call('HGET', KEYS[4], ARGV[2])
+  if versionOf(current) == versionOf(ARGV[4] ~= '' and ARGV[4] or nil) then
+    redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+    redis.call('ZADD', KEYS[3], 0, ARGV[1] .. '\\0' .. ARGV[2])
+  end
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
   return owner
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -119,7 +127,7 @@ export class WatchState {
     this.#redis = redis;
     this.#scripts = ioredisScripts(redis);
     this.#scripts.define("s3csvWatchRecord", RECORD, 2);
-    this.#scripts.define("s3csvWatchOwnOutput", OWN_OUTPUT, 3);
+    this.#scripts.define("s3csvWatchOwnOutput", OWN_OUTPUT, 4);
     this.#scripts.define("s3csvWatchForget", FORGET, 4);
     this.#scripts.define("s3csvWatchBaseline", BASELINE, 2);
     const id = createHash("sha256").update(`${bucket}\n${prefix}`).digest("hex").slice(0, 16);
@@ -154,14 +162,25 @@ export class WatchState {
     return reply === 1;
   }
 
-  /** Takes `output` for `key`; resolves to the key that holds it instead, if another does. */
-  async ownOutput(key: string, output: string): Promise<string | undefined> {
+  /**
+   * Takes `output` for `key`; resolves to the key that holds it instead, if another does. Then
+   * `version` is recorded as refused, if the key's record is still `read` (see OWN_OUTPUT).
+   */
+  async ownOutput(
+    key: string,
+    output: string,
+    version: WatchRecord,
+    read: WatchRecord | null,
+  ): Promise<string | undefined> {
     const owner = await this.#scripts.run("s3csvWatchOwnOutput", [
       this.#owners,
       this.#order,
       this.#clashes,
+      this.#records,
       output,
       key,
+      formatRecord(version),
+      read ? formatRecord(read) : "",
     ]);
     return owner === "" ? undefined : String(owner);
   }

@@ -114,14 +114,14 @@ export class Watcher {
       if (!(error instanceof InvalidJobError)) throw error;
       invalid = error.message;
     }
-    const owner = output === "" ? undefined : await this.#ownOutput(key, output);
+    const owner = output === "" ? undefined : await this.#ownOutput(key, output, version, recorded);
     if (owner !== undefined) {
+      // Recorded as refused by the same step that found the owner (see WatchState.ownOutput).
       metrics.errors.inc({ kind: "output-clash" });
       log.warn(
         { key, etag: current.etag, output, owner },
         `s3://${output} is already the output of ${owner}: this object is left alone (use {path} or {key} in --dest-template to keep their outputs apart)`,
       );
-      await this.#record(key, version, recorded);
       return "refused";
     }
     let planned: PlannedJob | undefined;
@@ -170,13 +170,23 @@ export class Watcher {
    * Takes the output for the key, or names the key that holds it. A holder whose object is
    * gone (a file moved from one key to another, its removal not yet seen) is forgotten first.
    */
-  async #ownOutput(key: string, output: string): Promise<string | undefined> {
+  async #ownOutput(
+    key: string,
+    output: string,
+    version: WatchRecord,
+    read: WatchRecord | null,
+  ): Promise<string | undefined> {
     const { state } = this.#in;
-    const owner = await state.ownOutput(key, output);
-    // An owner S3 cannot say anything of (an error) is taken to be there.
-    if (owner === undefined || (await this.#head(owner).catch(() => true))) return owner;
-    await this.#forgetGone(owner, (await state.records([owner]))[0] ?? null);
-    return state.ownOutput(key, output);
+    const owner = await state.ownOutput(key, output, version, read);
+    if (owner === undefined) return undefined;
+    // The holder's record is read before S3 is asked, so that forgetting it cannot drop a
+    // version recorded after its object was made again. An owner S3 cannot say anything of
+    // (an error) is taken to be there.
+    const held = (await state.records([owner]))[0] ?? null;
+    if (await this.#head(owner).catch(() => true)) return owner;
+    await this.#forgetGone(owner, held);
+    // Forgetting the holder dropped this key's refusal with the other waiting keys' records.
+    return state.ownOutput(key, output, version, null);
   }
 
   /** The object's version now, or undefined when there is none (deleted). */

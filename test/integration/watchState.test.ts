@@ -80,29 +80,43 @@ describe("watch state (real Redis)", () => {
     expect((await state.records([key]))[0]).toEqual({ etag: '"L"', modified: 7, listed: 7 });
   });
 
-  it("gives an output to the first key that asks, until that key is forgotten", async () => {
-    expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv")).toBeUndefined();
+  it("gives an output to the first key that asks, until that key is forgotten; a key refused is recorded as such", async () => {
+    const v = (etag: string) => ({ etag, modified: 10, listed: 10 });
+    expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv", v('"A"'), null)).toBeUndefined();
     // Held while its job waits to be added (no record yet), and found in the key order.
-    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBe("orders/a/x.csv");
-    expect(await state.countBetween(undefined, undefined)).toBe(1);
-    expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv")).toBeUndefined();
+    expect(await state.records(["orders/a/x.csv"])).toEqual([null]);
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv", v('"B"'), null)).toBe(
+      "orders/a/x.csv",
+    );
+    expect(await state.records(["orders/b/x.csv"])).toEqual([v('"B"')]);
+    // Refused again with a record read before another version was recorded: not recorded.
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv", v('"C"'), null)).toBe(
+      "orders/a/x.csv",
+    );
+    expect(await state.records(["orders/b/x.csv"])).toEqual([v('"B"')]);
+    expect(await state.countBetween(undefined, undefined)).toBe(2);
+    expect(await state.ownOutput("orders/a/x.csv", "clean/x.csv", v('"A"'), null)).toBeUndefined();
     expect(await state.forget("orders/a/x.csv", null, "clean/x.csv")).toBe(false);
-    expect(await state.countBetween(undefined, undefined)).toBe(0);
-    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBeUndefined();
+    // b waited for the output: its refusal is dropped, so that it is offered again.
+    expect(await state.records(["orders/b/x.csv"])).toEqual([null]);
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv", v('"B"'), null)).toBeUndefined();
   });
 
-  it("offers again, once the key holding an output is forgotten, the keys it was refused to", async () => {
+  it("offers again, once the key holding an output is forgotten, only the keys it was refused to", async () => {
     const owner = { etag: '"1"', modified: 10, listed: 10 };
-    await state.ownOutput("orders/a/x.csv", "clean/x.csv");
+    await state.ownOutput("orders/a/x.csv", "clean/x.csv", owner, null);
     await state.record("orders/a/x.csv", owner, null);
-    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBe("orders/a/x.csv");
-    await state.record("orders/b/x.csv", { etag: '"2"', modified: 11, listed: 11 }, null);
-    await state.ownOutput("orders/c/y.csv", "clean/y.csv");
+    const refused = { etag: '"2"', modified: 11, listed: 11 };
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv", refused, null)).toBe(
+      "orders/a/x.csv",
+    );
+    await state.ownOutput("orders/c/y.csv", "clean/y.csv", owner, null);
     await state.record("orders/c/y.csv", owner, null);
+    expect(await state.records(["orders/b/x.csv"])).toEqual([refused]);
     expect(await state.forget("orders/a/x.csv", owner, "clean/x.csv")).toBe(true);
     // b has no record now: the next listing offers it, and it takes the output.
     expect(await state.records(["orders/b/x.csv", "orders/c/y.csv"])).toEqual([null, owner]);
-    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv")).toBeUndefined();
+    expect(await state.ownOutput("orders/b/x.csv", "clean/x.csv", refused, null)).toBeUndefined();
   });
 
   it("forgets a key only while its record is the one read before its object was found gone", async () => {
