@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 // The previous release of s3csv, beside this one: checked out from the project's own history
-// (the newest `v*` tag other than this version), installed in a folder of its own under
+// (the release .ci/previous-release names: the last one of the job contract before this one,
+// whose hand-offs the rolling-upgrade tests check), installed in a folder of its own under
 // .cache/releases, and run by its own `s3csv` command, as an operator's older workers and
 // producers would be during a rolling upgrade.
 
@@ -21,26 +22,20 @@ export interface PreviousRelease {
 }
 
 /**
- * The release to test against: the newest `v*` tag other than this version; in a clone without
- * tags, the commit .ci/previous-release names (its history has it); or why there is none (a
- * shallow clone).
+ * The release to test against: the one .ci/previous-release names, by its tag, or, in a clone
+ * without tags, by its commit (its history has it); or why there is none (a shallow clone).
  */
 export async function previousTag(): Promise<string | { missing: string }> {
-  const { version } = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
-    version: string;
-  };
   const git = (...args: string[]) => run("git", args, { cwd: ROOT }).then((r) => r.stdout.trim());
-  let tags: string[];
-  try {
-    tags = (await git("tag", "--list", "v*", "--sort=-v:refname")).split("\n").filter(Boolean);
-  } catch (error) {
-    return { missing: `git cannot list tags here (${(error as Error).message.split("\n")[0]})` };
+  // S3CSV_PREVIOUS_RELEASE names another release to run the hand-offs against (a tag).
+  const [tag, commit] = process.env.S3CSV_PREVIOUS_RELEASE
+    ? [process.env.S3CSV_PREVIOUS_RELEASE, undefined]
+    : (await readFile(join(ROOT, ".ci", "previous-release"), "utf8")).split(/\s+/);
+  for (const name of [tag, commit]) {
+    if (name && (await git("cat-file", "-t", `${name}^{commit}`).catch(() => "")) === "commit")
+      return name;
   }
-  const tag = tags.find((t) => t !== `v${version}`);
-  if (tag) return tag;
-  const [, commit] = (await readFile(join(ROOT, ".ci", "previous-release"), "utf8")).split(/\s+/);
-  if (commit && (await git("cat-file", "-t", commit).catch(() => "")) === "commit") return commit;
-  return { missing: `no release tag other than v${version}, nor commit ${commit}, in this clone` };
+  return { missing: `neither ${tag} nor commit ${commit} is in this clone` };
 }
 
 /** Runs a command to its end, its output kept for the error should it fail. */
