@@ -26,7 +26,7 @@ export function createWatchMetrics(): WatchMetrics {
     added: counter("s3csv_watch_jobs_added_total", "Jobs the watch added, one per object version"),
     errors: new Counter({
       name: "s3csv_watch_errors_total",
-      help: "Rounds that failed (listing, sqs), objects no job could be made of (invalid-job) and objects whose output is another's (output-clash)",
+      help: "Rounds that failed (listing, sqs), keys S3 would not describe (head), objects no job could be made of (invalid-job), objects whose output is another's (output-clash), listings out of byte order (listing-order)",
       labelNames: ["kind"],
       registers: [registry],
     }),

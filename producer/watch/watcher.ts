@@ -403,11 +403,7 @@ export class Watcher {
           } else if (parsed.kind === "events") {
             // A removal is offered too: the object may be gone (its record is forgotten) or
             // made again since (a new version).
-            const named = [
-              ...parsed.created,
-              ...parsed.removed.map((o) => ({ ...o, etag: "" })),
-            ].filter((o) => o.bucket === plan.bucket);
-            // An event is never taken at its word: S3 is asked what the object is now.
+            const named = parsed.objects.filter((o) => o.bucket === plan.bucket);
             for (const object of named) {
               const offer = await this.offer(object.key, { etag: "", listedMs: undefined });
               if (offer === "waiting" || offer === "held" || offer === "error") done = false;
