@@ -1,9 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type RedisServer, startRedisServer } from "../../dev/redisServer.ts";
+import { beforeEach, describe, expect, it } from "vitest";
 import { ioredisScripts } from "../../shared/redisScripts.ts";
 import {
   CheckpointStore,
@@ -12,6 +7,7 @@ import {
   recordKeys,
 } from "../../worker/checkpoint/checkpointStore.ts";
 import { checkpointFixture } from "../support/checkpointFixture.ts";
+import { useSuiteRedis } from "../support/suiteRedis.ts";
 
 // The checkpoint store's records against a real Redis: what lives as long as the checkpoint
 // relies on it, what is dropped with the job, and that nothing is written without the lock.
@@ -26,26 +22,13 @@ const records = recordKeys(JOB_KEY);
 const checkpoint = checkpointFixture({ bucket: "b", key: "out.csv" }, "U1");
 
 describe("checkpoint store records (real Redis)", () => {
-  let server: RedisServer;
-  let dir: string;
-  let redis: Redis;
+  const suite = useSuiteRedis("store");
   let store: CheckpointStore;
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "s3csv-store-"));
-    server = await startRedisServer({ dir });
-    redis = new Redis(server.url);
-  });
-  afterAll(async () => {
-    redis?.disconnect();
-    await server?.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
   beforeEach(async () => {
-    await redis.flushall();
-    await redis.hset(JOB_KEY, "data", "{}");
-    await redis.set(LOCK_KEY, TOKEN);
-    const scripts = ioredisScripts(redis);
+    await suite.redis.flushall();
+    await suite.redis.hset(JOB_KEY, "data", "{}");
+    await suite.redis.set(LOCK_KEY, TOKEN);
+    const scripts = ioredisScripts(suite.redis);
     defineStoreScripts(scripts);
     const keys = {
       jobId: "7",
@@ -54,7 +37,7 @@ describe("checkpoint store records (real Redis)", () => {
       token: TOKEN,
       registry: REGISTRY,
     };
-    store = new CheckpointStore(scripts, redis, keys, {}, checkpoint);
+    store = new CheckpointStore(scripts, suite.redis, keys, {}, checkpoint);
   });
 
   it("a checkpoint write keeps its upload record and named carried text a week from then", async () => {
@@ -64,16 +47,18 @@ describe("checkpoint store records (real Redis)", () => {
     await store.writeCarry(named, 0, Buffer.from("row\n"));
     await store.writeCarry(orphan, 0, Buffer.from("old\n"));
     for (const key of [records.uploads, records.carries, named, orphan]) {
-      await redis.pexpire(key, 1000);
+      await suite.redis.pexpire(key, 1000);
     }
     const rejects = { ...checkpoint.rejects, carry: { key: named, bytes: 4 } };
     await store.save({ ...checkpoint, rejects });
     for (const key of [records.uploads, records.carries, named]) {
-      expect(await redis.pttl(key), key).toBeGreaterThan(WEEK_MS - 60_000);
+      expect(await suite.redis.pttl(key), key).toBeGreaterThan(WEEK_MS - 60_000);
     }
-    expect(await redis.pttl(orphan), "a key no checkpoint names ages").toBeLessThanOrEqual(1000);
+    expect(await suite.redis.pttl(orphan), "a key no checkpoint names ages").toBeLessThanOrEqual(
+      1000,
+    );
     expect(
-      JSON.parse((await redis.hget(JOB_KEY, "data")) ?? "{}").checkpoint.rejects.carry,
+      JSON.parse((await suite.redis.hget(JOB_KEY, "data")) ?? "{}").checkpoint.rejects.carry,
     ).toEqual({ key: named, bytes: 4 });
   });
 
@@ -84,9 +69,9 @@ describe("checkpoint store records (real Redis)", () => {
       await store.writeCarry(store.carryKey(name), 0, Buffer.from("text"));
     }
     await store.deleteCarry(store.carryKey("output:a:0"));
-    expect(await redis.smembers(records.carries)).toHaveLength(2);
+    expect(await suite.redis.smembers(records.carries)).toHaveLength(2);
     await store.dropRecords();
-    expect((await redis.keys(`${JOB_KEY}:*`)).sort()).toEqual([LOCK_KEY]);
+    expect((await suite.redis.keys(`${JOB_KEY}:*`)).sort()).toEqual([LOCK_KEY]);
   });
 
   it("forgets aborted uploads and keeps the rest", async () => {
@@ -101,7 +86,7 @@ describe("checkpoint store records (real Redis)", () => {
     const carry = store.carryKey("output:a:0");
     await store.writeCarry(carry, 0, Buffer.from("text"));
     await store.recordUpload("output", "U1");
-    await redis.set(LOCK_KEY, "another-worker");
+    await suite.redis.set(LOCK_KEY, "another-worker");
     const writes: Array<[string, () => Promise<unknown>]> = [
       ["save", () => store.save({ ...checkpoint, resumes: 5 })],
       ["writeCarry", () => store.writeCarry(carry, 4, Buffer.from("more"))],
@@ -114,9 +99,9 @@ describe("checkpoint store records (real Redis)", () => {
     for (const [name, write] of writes) {
       await expect(write(), name).rejects.toBeInstanceOf(LockLostError);
     }
-    expect(await redis.get(carry)).toBe("text");
-    expect(await redis.hget(JOB_KEY, "data")).toBe("{}");
+    expect(await suite.redis.get(carry)).toBe("text");
+    expect(await suite.redis.hget(JOB_KEY, "data")).toBe("{}");
     expect(await store.recordedUploads()).toEqual(new Map([["U1", "output"]]));
-    expect(await redis.exists(records.creating("output"))).toBe(0);
+    expect(await suite.redis.exists(records.creating("output"))).toBe(0);
   });
 });

@@ -92,6 +92,29 @@ describe("s3csv watch", () => {
     await exited;
   }
 
+  /** A client of the SQS queues the emulator serves. */
+  function emulatorSqs() {
+    return new SQSClient({
+      region: "us-east-1",
+      endpoint: stack.s3Server.endpoint,
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    });
+  }
+
+  /** True once the queue holds no message, visible or in flight (undefined until then). */
+  async function drained(sqs: SQSClient, queueUrl: string) {
+    const attributes = await sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+      }),
+    );
+    const left =
+      Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 1) +
+      Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 1);
+    return left === 0 ? true : undefined;
+  }
+
   /** Waits until the clock is in a second after the one it was in. */
   async function nextSecond() {
     const now = Date.now();
@@ -421,11 +444,7 @@ describe("s3csv watch", () => {
     "takes S3 events from SQS: a duplicate makes no second job, a malformed message is counted and deleted",
     async () => {
       const prefix = "intake/f/";
-      const sqs = new SQSClient({
-        region: "us-east-1",
-        endpoint: stack.s3Server.endpoint,
-        credentials: { accessKeyId: "test", secretAccessKey: "test" },
-      });
+      const sqs = emulatorSqs();
       const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: "intake-events" }));
       const port = await freePort();
       const w = watch(prefix, ["--sqs", QueueUrl as string, "--metrics-port", String(port)]);
@@ -459,21 +478,7 @@ describe("s3csv watch", () => {
         await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: body }));
       }
       await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
-      await eventually(async () => {
-        const attributes = await sqs.send(
-          new GetQueueAttributesCommand({
-            QueueUrl,
-            AttributeNames: [
-              "ApproximateNumberOfMessages",
-              "ApproximateNumberOfMessagesNotVisible",
-            ],
-          }),
-        );
-        const left =
-          Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 1) +
-          Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 1);
-        return left === 0 ? true : undefined;
-      });
+      await eventually(() => drained(sqs, QueueUrl as string));
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(/s3csv_watch_malformed_messages_total 1\b/);
       expect(metrics).toMatch(/s3csv_watch_jobs_added_total 1\b/);
@@ -490,11 +495,7 @@ describe("s3csv watch", () => {
     async () => {
       const prefix = "intake/k/";
       const key = `${prefix}orders.csv`;
-      const sqs = new SQSClient({
-        region: "us-east-1",
-        endpoint: stack.s3Server.endpoint,
-        credentials: { accessKeyId: "test", secretAccessKey: "test" },
-      });
+      const sqs = emulatorSqs();
       const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: "late-events" }));
       const { HeadObjectCommand } = await import("@aws-sdk/client-s3");
       // Written twice while no watcher ran; the events wait in the queue, the older first.
@@ -523,21 +524,7 @@ describe("s3csv watch", () => {
         await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: body }));
       }
       const w = watch(prefix, ["--sqs", QueueUrl as string]);
-      await eventually(async () => {
-        const attributes = await sqs.send(
-          new GetQueueAttributesCommand({
-            QueueUrl,
-            AttributeNames: [
-              "ApproximateNumberOfMessages",
-              "ApproximateNumberOfMessagesNotVisible",
-            ],
-          }),
-        );
-        const left =
-          Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 1) +
-          Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 1);
-        return left === 0 ? true : undefined;
-      });
+      await eventually(() => drained(sqs, QueueUrl as string));
       await eventually(async () => ((await jobsFor(prefix)).length > 0 ? true : undefined));
       await new Promise((r) => setTimeout(r, 1500));
       await expectOnce(prefix, new Map([[key, second]]));

@@ -1,13 +1,9 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type RedisServer, startRedisServer } from "../../dev/redisServer.ts";
+import { beforeEach, describe, expect, it } from "vitest";
 import { planJob, type WatchPlan } from "../../producer/watch/watchPlan.ts";
 import { WatchState } from "../../producer/watch/watchState.ts";
 import { queueKeys } from "../../shared/queueKeys.ts";
+import { useSuiteRedis } from "../support/suiteRedis.ts";
 
 // What a watch records per key, against a real Redis: the version (ETag, LastModified) each
 // key's last job was made for, replaced only by a writer that read it (compare and set); job
@@ -23,24 +19,11 @@ const plan: WatchPlan = {
 };
 
 describe("watch state (real Redis)", () => {
-  let server: RedisServer;
-  let dir: string;
-  let redis: Redis;
+  const suite = useSuiteRedis("watch-state");
   let state: WatchState;
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "s3csv-watch-state-"));
-    server = await startRedisServer({ dir });
-    redis = new Redis(server.url);
-  });
-  afterAll(async () => {
-    redis?.disconnect();
-    await server?.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
   beforeEach(async () => {
-    await redis.flushall();
-    state = new WatchState(redis, keys, plan.bucket, plan.prefix);
+    await suite.redis.flushall();
+    state = new WatchState(suite.redis, keys, plan.bucket, plan.prefix);
   });
 
   it("replaces a key's record only for a writer that read the record there now; job ids name the version", async () => {
@@ -71,7 +54,7 @@ describe("watch state (real Redis)", () => {
   it("reads a record of 0.3.0 (the ETag alone) as a version known by its ETag, and indexes it once", async () => {
     const key = "orders/legacy.csv";
     const legacy = { etag: '"L"', modified: -1, listed: -1 };
-    await redis.hset(`${keys.base}:watch:${hashId()}:seen`, key, '"L"');
+    await suite.redis.hset(`${keys.base}:watch:${hashId()}:seen`, key, '"L"');
     expect((await state.records([key]))[0]).toEqual(legacy);
     expect(await state.countBetween(undefined, undefined)).toBe(0);
     await state.indexKeys();
