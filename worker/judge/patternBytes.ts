@@ -19,6 +19,10 @@ export interface PatternAutomaton {
 // may expand to (a quantifier's count copies its operand), and DFA states, 128 transitions each.
 const MAX_NFA_STATES = 400;
 const MAX_DFA_STATES = 256;
+// And on the parse itself, which recurses once per group: a schema's pattern may be any length
+// the validator's RegExp accepts.
+const MAX_PATTERN_CHARS = 1000;
+const MAX_GROUP_DEPTH = 32;
 
 /** True when bytes[start, end) are ASCII and the pattern matches them whole. */
 export function matchesPattern(
@@ -40,6 +44,7 @@ export function matchesPattern(
 
 /** The pattern's automaton, or undefined when it is outside the subset or too large. */
 export function patternAutomaton(pattern: string): PatternAutomaton | undefined {
+  if (pattern.length > MAX_PATTERN_CHARS) return undefined;
   let ast: Node;
   try {
     const parser = new Parser(pattern);
@@ -112,6 +117,7 @@ function controlEscape(letter: string): number {
 class Parser {
   readonly #text: string;
   #at = 0;
+  #depth = 0;
 
   constructor(text: string) {
     this.#text = text;
@@ -147,6 +153,7 @@ class Parser {
     const c = this.#peek() as string;
     this.#at++;
     if (c === "(") {
+      if (++this.#depth > MAX_GROUP_DEPTH) throw new Unsupported();
       if (this.#peek() === "?") {
         if (this.#text[this.#at + 1] !== ":") throw new Unsupported();
         this.#at += 2;
@@ -154,6 +161,7 @@ class Parser {
       const inner = this.alternation();
       if (this.#peek() !== ")") throw new Unsupported();
       this.#at++;
+      this.#depth--;
       return inner;
     }
     if (c === "[") return { kind: "set", bytes: this.#class() };
