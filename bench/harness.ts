@@ -37,6 +37,8 @@ export interface Bench {
   s3Pid: number;
   s3Counts(): Promise<Record<string, number>>;
   dir: string;
+  /** The s3csv command workers are started with (bench/installedCommand.ts). */
+  command: string;
   out(line?: string): void;
   say(line: string): void;
 }
@@ -81,9 +83,9 @@ export interface Worker {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startWorker(env: NodeJS.ProcessEnv): Promise<Worker> {
+export async function startWorker(bench: Bench, env = bench.env): Promise<Worker> {
   // The command users run: its launcher adds the worker's V8 heap settings.
-  const child = spawn(here("../bin/s3csv"), ["worker"], {
+  const child = spawn(bench.command, ["worker"], {
     env: { ...env, LOG_LEVEL: "info", NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? "" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -130,7 +132,7 @@ export async function s3csvJob(
   env = bench.env,
   options?: { values: "as-read" },
 ) {
-  const worker = await startWorker(env);
+  const worker = await startWorker(bench, env);
   const cpuAtStart = worker.cpuSeconds();
   const id = await enqueueTransform(transformJob(source, dest, options), { queue: bench.queue });
   const result = await waitForResult(bench.queue, id);

@@ -10,6 +10,7 @@ import { loadConfig } from "../shared/config.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { benchCsv, messyCsv } from "./dataset.ts";
 import { type Bench, BUCKET, here, lines, median, node, upload } from "./harness.ts";
+import { installedCommand } from "./installedCommand.ts";
 import { memory } from "./suites/memory.ts";
 import { type PeerRun, peers } from "./suites/peers.ts";
 import { resume } from "./suites/resume.ts";
@@ -56,6 +57,8 @@ const small = quick ? 100 : Number(values.small);
 const suites = new Set((values.only ?? "throughput,peers,memory,resume,small").split(","));
 
 const dir = await mkdtemp(join(tmpdir(), "s3csv-bench-"));
+// Built before any server starts: a compile error ends the run instead of leaving them running.
+const command = await installedCommand(dir);
 const redis = await startRedisServer({ dir });
 const s3Server = spawn(node, [here("./s3Server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
 const endpoint = (await lines(s3Server).next()).value as string;
@@ -76,6 +79,7 @@ const bench: Bench = {
   s3Counts: async () =>
     (await (await fetch(`${endpoint}/__counts`)).json()) as Record<string, number>,
   dir,
+  command,
   out: (line = "") => process.stdout.write(`${line}\n`),
   say: (line) => process.stderr.write(`bench: ${line}\n`),
 };

@@ -10,7 +10,7 @@ import type { Dataset } from "./throughput.ts";
 export async function resume(bench: Bench, dataset: Dataset) {
   const env = { ...bench.env, LOCK_DURATION_MS: "2000", STALLED_INTERVAL_MS: "500" };
   const clean = await s3csvJob(bench, dataset.key, "resume-clean.csv", env);
-  const first = await startWorker(env);
+  const first = await startWorker(bench, env);
   const start = performance.now();
   const id = await enqueueTransform(transformJob(dataset.key, "resume.csv"), {
     queue: bench.queue,
@@ -30,7 +30,7 @@ export async function resume(bench: Bench, dataset: Dataset) {
     await new Promise((r) => setTimeout(r, 5));
   }
   const afterKill = await bench.s3Counts();
-  const second = await startWorker(env);
+  const second = await startWorker(bench, env);
   const result = await waitForResult(bench.queue, id);
   const total = (performance.now() - start) / 1000;
   await second.stop();

@@ -24,7 +24,7 @@ export async function smallJobs(bench: Bench, count: number) {
   ] as const) {
     const workers = await Promise.all(
       Array.from({ length: processes }, () =>
-        startWorker({ ...bench.env, WORKER_CONCURRENCY: String(concurrency) }),
+        startWorker(bench, { ...bench.env, WORKER_CONCURRENCY: String(concurrency) }),
       ),
     );
     const before = await bench.s3Counts();

@@ -59,7 +59,7 @@ export async function once(
   job: (dest: string) => Record<string, unknown> = (dest) => transformJob(key, dest),
 ): Promise<SplitRun> {
   const { workers, split } = setup;
-  const started = await Promise.all(Array.from({ length: workers }, () => startWorker(bench.env)));
+  const started = await Promise.all(Array.from({ length: workers }, () => startWorker(bench)));
   const cpuBefore = started.map((w) => w.cpuSeconds());
   const s3Before = cpuSeconds(bench.s3Pid);
   const dest = `split-out/${workers}-${split}-${run}.csv`;
