@@ -14,8 +14,8 @@ const MAX_BYTES_PER_UNIT = 3;
 export class PartBuffer {
   readonly #capacity: number;
   readonly #maxSpares: number;
-  readonly #spares: Buffer[] = [];
-  #buffer: Buffer | undefined;
+  readonly #spares: Buffer<ArrayBuffer>[] = [];
+  #buffer: Buffer<ArrayBuffer> | undefined;
   #bytes = 0;
   #batch = "";
   #filledOne = false;
@@ -89,8 +89,10 @@ export class PartBuffer {
   /** Gives back a body from take() once nothing reads it any more (its part is uploaded). */
   release(body: Buffer): void {
     // Part buffers are never pool slices (they are far above Buffer.poolSize): each owns its memory.
-    if (body.byteOffset !== 0 || body.buffer.byteLength < this.#capacity) return;
-    if (this.#spares.length < this.#maxSpares) this.#spares.push(Buffer.from(body.buffer));
+    const memory = body.buffer;
+    if (body.byteOffset !== 0 || !(memory instanceof ArrayBuffer)) return;
+    if (memory.byteLength < this.#capacity) return;
+    if (this.#spares.length < this.#maxSpares) this.#spares.push(Buffer.from(memory));
   }
 
   #encode(): void {
@@ -105,18 +107,21 @@ export class PartBuffer {
     const current = this.#buffer;
     if (current && current.length >= needed) return;
     const spare = this.#spares.at(-1);
-    let next = spare && spare.length >= needed ? this.#spares.pop() : undefined;
-    if (!next) {
-      const grown = this.#filledOne
-        ? this.#capacity
-        : Math.min(this.#capacity, Math.max(FIRST_CAPACITY, (current?.length ?? 0) * 2));
-      // Past the usual capacity (a row longer than a batch of text ends the part), double, so
-      // a part is copied a few times, not once per batch.
-      next = Buffer.allocUnsafe(
-        needed <= grown ? grown : Math.max(needed, (current?.length ?? 0) * 2),
-      );
+    if (spare && spare.length >= needed) {
+      this.#spares.pop();
+      if (current) current.copy(spare, 0, 0, this.#bytes);
+      this.#buffer = spare;
+      return;
     }
-    if (current) current.copy(next, 0, 0, this.#bytes);
-    this.#buffer = next;
+    const grown = this.#filledOne
+      ? this.#capacity
+      : Math.min(this.#capacity, Math.max(FIRST_CAPACITY, (current?.length ?? 0) * 2));
+    // Past the usual capacity (a row longer than a batch of text ends the part), double, so
+    // a part is copied a few times, not once per batch.
+    const size = needed <= grown ? grown : Math.max(needed, (current?.length ?? 0) * 2);
+    // A grown buffer takes the bytes over and frees the one it outgrew at once (transfer()
+    // detaches it): left to the GC, the first part's doublings (64 KiB to a part's size, per
+    // output) were held as garbage while the part filled, up to 16 MiB an output.
+    this.#buffer = current ? Buffer.from(current.buffer.transfer(size)) : Buffer.allocUnsafe(size);
   }
 }
