@@ -17,6 +17,6 @@ COPY --from=build /src/pkg ./pkg
 COPY --from=build /src/package-lock.json ./
 RUN tar -xzf pkg/s3csv-*.tgz --strip-components=1 && rm -rf pkg && npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 USER node
-# The launcher adds the V8 heap settings the workers are measured with.
+# The launcher adds the V8 flags and the glibc mmap threshold the workers are measured with.
 ENTRYPOINT ["/app/bin/s3csv"]
 CMD ["worker"]

@@ -84,7 +84,7 @@ export interface Worker {
 }
 
 export async function startWorker(bench: Bench, env = bench.env): Promise<Worker> {
-  // The command users run: its launcher adds the worker's V8 heap settings.
+  // The command users run: its launcher adds the worker's V8 flags and glibc setting.
   const child = spawn(bench.command, ["worker"], {
     env: { ...env, LOG_LEVEL: "info", NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? "" },
     stdio: ["ignore", "pipe", "inherit"],
@@ -145,16 +145,23 @@ export async function s3csvJob(
   return { seconds, cpu, rows: read, valid, rejected, peakRss: rss, result };
 }
 
-/** The flags bin/s3csv starts Node with (its `exec` line: the one place they are set). */
-function s3csvNodeFlags(): string[] {
+/**
+ * The flags bin/s3csv starts Node with (its `exec` line: the one place they are set) and the
+ * variables it exports (`export NAME="${NAME:-value}"`).
+ */
+function s3csvLaunch(): { flags: string[]; env: Record<string, string> } {
   const script = readFileSync(here("../bin/s3csv"), "utf8");
+  const env: Record<string, string> = {};
+  for (const [, name, value] of script.matchAll(/^export (\w+)="\$\{\1:-([^}]*)\}"$/gm)) {
+    env[name as string] = value as string;
+  }
   const exec = script.split("\n").find((line) => line.startsWith("exec "));
   const words = exec?.split(/\s+/) ?? [];
   const flags = words.slice(words.indexOf('"$node"') + 1, words.indexOf('"$main"'));
   if (flags.length === 0 || !flags.every((flag) => flag.startsWith("--"))) {
     throw new Error('bin/s3csv\'s exec line has no flags between "$node" and "$main"');
   }
-  return flags;
+  return { flags, env };
 }
 
 /** A comparison variant (bench/variants.ts) in a process of its own. */
@@ -164,10 +171,11 @@ export async function variant(
   source: string,
   dest: string,
 ): Promise<Measure> {
-  // s3csv's own row work runs under the V8 flags the s3csv command starts Node with.
-  const flags = name.startsWith("cpu") ? s3csvNodeFlags() : [];
-  const child = spawn(node, [...flags, here("./variants.ts"), name, BUCKET, source, dest], {
-    env: bench.env,
+  // s3csv's own row work runs under the flags and variables the s3csv command starts Node with
+  // (from the TypeScript sources: its peak RSS holds Node's type stripper, a worker's does not).
+  const launch = name.startsWith("cpu") ? s3csvLaunch() : { flags: [], env: {} };
+  const child = spawn(node, [...launch.flags, here("./variants.ts"), name, BUCKET, source, dest], {
+    env: { ...launch.env, ...bench.env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const first = await lines(child).next();

@@ -58,7 +58,10 @@ const suites = new Set((values.only ?? "throughput,peers,memory,resume,small").s
 
 const dir = await mkdtemp(join(tmpdir(), "s3csv-bench-"));
 // Built before any server starts: a compile error ends the run instead of leaving them running.
-const command = await installedCommand(dir);
+const command = await installedCommand(dir).catch(async (error: unknown) => {
+  await rm(dir, { recursive: true, force: true });
+  throw error;
+});
 const redis = await startRedisServer({ dir });
 const s3Server = spawn(node, [here("./s3Server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
 const endpoint = (await lines(s3Server).next()).value as string;

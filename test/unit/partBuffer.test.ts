@@ -54,6 +54,24 @@ describe("PartBuffer", () => {
     expect(buffer.take().buffer === second.buffer).toBe(false);
   });
 
+  it("grows a refilled buffer past its capacity without touching a part still in flight", () => {
+    const partSize = 64 * 1024;
+    const buffer = new PartBuffer(partSize, 2);
+    buffer.append("a".repeat(partSize));
+    const first = buffer.take();
+    buffer.append("b".repeat(partSize));
+    const inFlight = buffer.take();
+    buffer.release(first);
+    // Refills first's buffer, then outgrows it: the bytes move to a larger buffer and the one
+    // outgrown is freed (detached), while the body still being uploaded is left as it is.
+    buffer.append("start,");
+    buffer.appendBytes(Buffer.from("c".repeat(3 * partSize)));
+    expect(first.buffer.detached).toBe(true);
+    expect(inFlight.buffer.detached).toBe(false);
+    expect(inFlight.toString()).toBe("b".repeat(partSize));
+    expect(buffer.take().toString()).toBe(`start,${"c".repeat(3 * partSize)}`);
+  });
+
   it("holds text of 3-byte characters far past its usual capacity, exactly", () => {
     const partSize = 64 * 1024;
     const buffer = new PartBuffer(partSize, 1);

@@ -119,9 +119,9 @@ export class PartBuffer {
     // Past the usual capacity (a row longer than a batch of text ends the part), double, so
     // a part is copied a few times, not once per batch.
     const size = needed <= grown ? grown : Math.max(needed, (current?.length ?? 0) * 2);
-    // A grown buffer takes the bytes over and frees the one it outgrew at once (transfer()
-    // detaches it): left to the GC, the first part's doublings (64 KiB to a part's size, per
-    // output) were held as garbage while the part filled, up to 16 MiB an output.
+    // A grown buffer takes the bytes over and frees the one it outgrew now (transfer() detaches
+    // it): left to the GC, a first part's doublings (64 KiB to a part's size, up to 16 MiB an
+    // output) stay allocated until a collection finds them.
     this.#buffer = current ? Buffer.from(current.buffer.transfer(size)) : Buffer.allocUnsafe(size);
   }
 }
