@@ -278,17 +278,25 @@ describe("s3csv watch", () => {
 
   it("leaves alone, saying so, an object whose output another object's jobs write", async () => {
     const prefix = "intake/h/";
-    const first = data(30, 13);
-    await stack.put(`${prefix}a/x.csv`, first.csv);
-    await stack.put(`${prefix}b/x.csv`, data(40, 14).csv);
+    const files = new Map([
+      [`${prefix}a/x.csv`, data(30, 13)],
+      [`${prefix}b/x.csv`, data(40, 14)],
+    ]);
+    for (const [key, file] of files) await stack.put(key, file.csv);
     const w = watch(prefix, [], {}, `s3://${BUCKET}/out/${prefix}{name}`);
     await eventually(async () => ((await jobsFor(prefix)).length === 1 ? true : undefined));
     await eventually(async () => (/is already the output of/.test(w.log()) ? true : undefined));
     await new Promise((r) => setTimeout(r, 1500));
+    // Keys are offered several at a time: whichever claims the output first has it, the other
+    // is refused, named as the owner in the warning.
     const jobs = await jobsFor(prefix);
-    expect(jobs.map((j) => j.source.key)).toEqual([`${prefix}a/x.csv`]);
+    expect(jobs).toHaveLength(1);
+    const owner = jobs[0]?.source.key ?? "";
+    expect([...files.keys()]).toContain(owner);
+    expect(w.log()).toContain(`is already the output of ${owner}:`);
     await waitForResult(queue, jobs[0]?.id ?? "", { timeoutMs: 60_000 });
-    expect((await stack.get(`out/${prefix}x.csv`)).equals(first.expectedOutput)).toBe(true);
+    const expected = files.get(owner)?.expectedOutput ?? Buffer.alloc(0);
+    expect((await stack.get(`out/${prefix}x.csv`)).equals(expected)).toBe(true);
     // Said once, not every round.
     expect(w.log().match(/is already the output of/g)).toHaveLength(1);
   });

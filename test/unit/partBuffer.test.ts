@@ -66,8 +66,8 @@ describe("PartBuffer", () => {
     // outgrown is freed (detached), while the body still being uploaded is left as it is.
     buffer.append("start,");
     buffer.appendBytes(Buffer.from("c".repeat(3 * partSize)));
-    expect(first.buffer.detached).toBe(true);
-    expect(inFlight.buffer.detached).toBe(false);
+    expect((first.buffer as ArrayBuffer).detached).toBe(true);
+    expect((inFlight.buffer as ArrayBuffer).detached).toBe(false);
     expect(inFlight.toString()).toBe("b".repeat(partSize));
     expect(buffer.take().toString()).toBe(`start,${"c".repeat(3 * partSize)}`);
   });
