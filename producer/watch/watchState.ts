@@ -31,10 +31,11 @@ export interface WatchRecord {
 
 // A record in one field: "modified listed etag". 0.3.0 stored the bare ETag (it starts with a
 // quote): read as a version known by its ETag alone. Writers compare versions (modified and
-// ETag), not the listing time kept beside them, which any watcher may update.
+// ETag), not the listing time kept beside them, which any watcher may update; "" (a writer
+// that read no record) is no version, as a missing record is.
 const VERSION_OF = `
 local function versionOf(value)
-  if not value then return '' end
+  if not value or value == '' then return '' end
   local modified, _, etag = string.match(value, '^(%-?%d+) (%-?%d+) (.*)$')
   if modified then return modified .. ' ' .. etag end
   return '-1 ' .. value
@@ -46,7 +47,7 @@ end
 // a watcher that lost the race is told so (0) and reads again.
 const RECORD = `${VERSION_OF}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if versionOf(current) ~= versionOf(ARGV[3] ~= '' and ARGV[3] or nil) then return 0 end
+if versionOf(current) ~= versionOf(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
@@ -64,7 +65,7 @@ const OWN_OUTPUT = `${VERSION_OF}
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner and owner ~= ARGV[2] then
   local current = redis.call('HGET', KEYS[4], ARGV[2])
-  if versionOf(current) == versionOf(ARGV[4] ~= '' and ARGV[4] or nil) then
+  if versionOf(current) == versionOf(ARGV[4]) then
     redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
     redis.call('ZADD', KEYS[3], 0, ARGV[1] .. '\\0' .. ARGV[2])
   end
@@ -84,7 +85,7 @@ return ''
 // next listing offers them again (a file moved from one key to another under {name}).
 const FORGET = `${VERSION_OF}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if versionOf(current) ~= versionOf(ARGV[2] ~= '' and ARGV[2] or nil) then return 0 end
+if versionOf(current) ~= versionOf(ARGV[2]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if ARGV[3] ~= '' then

@@ -159,10 +159,10 @@ export class Watcher {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (await state.record(key, version, last)) return;
       last = (await state.records([key]))[0] ?? null;
-      if (last && last.etag === version.etag && last.modified === version.modified) return;
+      if (last && isVersion(last, version)) return;
       // S3 unsure (an error) leaves it to the next sighting, which makes the same job id.
       const now = await this.#head(key).catch(() => undefined);
-      if (!now || now.etag !== version.etag || now.modified !== version.modified) return;
+      if (!now || !isVersion(now, version)) return;
     }
   }
 
@@ -471,6 +471,11 @@ function sameObjectVersion(record: WatchRecord, current: { etag: string; modifie
   if (record.etag !== current.etag) return false;
   if (record.modified >= 0) return record.modified === current.modified;
   return record.listed < 0 || Math.abs(record.listed - current.modified) <= 1;
+}
+
+/** Exactly the same version: ETag and LastModified. */
+function isVersion(a: { etag: string; modified: number }, b: { etag: string; modified: number }) {
+  return a.etag === b.etag && a.modified === b.modified;
 }
 
 /** Runs `work` on every item, at most `limit` at a time. */
