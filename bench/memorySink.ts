@@ -1,6 +1,7 @@
 import { writeSync } from "node:fs";
 import type { ResumeMark } from "../shared/job.ts";
 import type { RowSink } from "../worker/pipeline/rowProcessor.ts";
+import { PartBudget } from "../worker/upload/partBudget.ts";
 import { PartBuffer } from "../worker/upload/partBuffer.ts";
 
 // An output kept in memory the way an uploader keeps it: text encoded into part buffers, a part
@@ -19,7 +20,7 @@ export class MemorySink implements RowSink {
 
   constructor(partSize: number, options: { file?: number } = {}) {
     this.#partSize = partSize;
-    this.#part = new PartBuffer(partSize, 2);
+    this.#part = new PartBuffer(partSize, new PartBudget(2));
     this.#file = options.file;
   }
 

@@ -3,8 +3,9 @@ import { enqueueTransforms } from "../../producer/enqueue.ts";
 import { benchCsv } from "../dataset.ts";
 import { type Bench, BUCKET, startWorker, transformJob } from "../harness.ts";
 
-// Many 1 KB jobs on one and two worker processes: jobs per second, and the S3 requests (and
-// writes) each job costs, as the S3 server counted them.
+// Many 1 KB jobs on one and two worker processes: jobs per second, the worker CPU each job
+// costs (every worker process, from the first job enqueued to the last one finished), and the S3
+// requests (and writes) each job costs, as the S3 server counted them.
 
 export async function smallJobs(bench: Bench, count: number) {
   const body = benchCsv(1000);
@@ -15,8 +16,10 @@ export async function smallJobs(bench: Bench, count: number) {
   }
   const { out } = bench;
   out(`\n### ${count} small jobs (${body.length} bytes each)\n`);
-  out("| worker processes | concurrency each | jobs/s | S3 requests per job | S3 writes per job |");
-  out("| ---: | ---: | ---: | ---: | ---: |");
+  out(
+    "| worker processes | concurrency each | jobs/s | worker CPU ms per job | S3 requests per job | S3 writes per job |",
+  );
+  out("| ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const [processes, concurrency] of [
     [1, 2],
     [2, 2],
@@ -28,6 +31,7 @@ export async function smallJobs(bench: Bench, count: number) {
       ),
     );
     const before = await bench.s3Counts();
+    const cpuBefore = workers.reduce((sum, w) => sum + w.cpuSeconds(), 0);
     const start = performance.now();
     const tag = `${processes}x${concurrency}`;
     const inputs = Array.from({ length: count }, (_, i) =>
@@ -41,6 +45,7 @@ export async function smallJobs(bench: Bench, count: number) {
     }
     const seconds = (performance.now() - start) / 1000;
     const after = await bench.s3Counts();
+    const cpu = workers.reduce((sum, w) => sum + w.cpuSeconds(), 0) - cpuBefore;
     await Promise.all(workers.map((w) => w.stop()));
     const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
     const kinds = Object.keys(after).filter((k) => !k.startsWith("bytes"));
@@ -50,7 +55,7 @@ export async function smallJobs(bench: Bench, count: number) {
       .reduce((a, b) => a + b, 0);
     await bench.queue.clean(0, 100_000, "completed");
     out(
-      `| ${processes} | ${concurrency} | ${(count / seconds).toFixed(0)} | ${(requests / count).toFixed(1)} | ${(writes / count).toFixed(1)} |`,
+      `| ${processes} | ${concurrency} | ${(count / seconds).toFixed(0)} | ${((cpu * 1000) / count).toFixed(2)} | ${(requests / count).toFixed(1)} | ${(writes / count).toFixed(1)} |`,
     );
   }
 }

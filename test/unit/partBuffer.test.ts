@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { PartBudget } from "../../worker/upload/partBudget.ts";
 import { PartBuffer } from "../../worker/upload/partBuffer.ts";
 
 describe("PartBuffer", () => {
   it("encodes appended text exactly, multi-byte characters and surrogate pairs included", () => {
-    const buffer = new PartBuffer(1024, 2);
+    const buffer = new PartBuffer(1024, new PartBudget(2));
     const rows = ["a,b\n", "Zoë,Núñez\r\n", "😀,日本\n"];
     let expected = "";
     for (let i = 0; i < 5000; i++) {
@@ -18,7 +19,7 @@ describe("PartBuffer", () => {
   });
 
   it("says when a part's worth of bytes is in, text and bytes alike, and gives copies for carries", () => {
-    const buffer = new PartBuffer(1024, 2);
+    const buffer = new PartBuffer(1024, new PartBudget(2));
     buffer.append("x".repeat(8));
     buffer.append("é😀");
     // 8 + 2 + 4 bytes: the two characters are 3 UTF-16 units but 6 bytes.
@@ -41,7 +42,7 @@ describe("PartBuffer", () => {
 
   it("refills the buffer of an uploaded part instead of allocating a new one", () => {
     const partSize = 256 * 1024;
-    const buffer = new PartBuffer(partSize, 1);
+    const buffer = new PartBuffer(partSize, new PartBudget(1));
     buffer.append("a".repeat(partSize));
     const first = buffer.take();
     buffer.release(first);
@@ -56,7 +57,7 @@ describe("PartBuffer", () => {
 
   it("grows a refilled buffer past its capacity without touching a part still in flight", () => {
     const partSize = 64 * 1024;
-    const buffer = new PartBuffer(partSize, 2);
+    const buffer = new PartBuffer(partSize, new PartBudget(2));
     buffer.append("a".repeat(partSize));
     const first = buffer.take();
     buffer.append("b".repeat(partSize));
@@ -74,7 +75,7 @@ describe("PartBuffer", () => {
 
   it("holds text of 3-byte characters far past its usual capacity, exactly", () => {
     const partSize = 64 * 1024;
-    const buffer = new PartBuffer(partSize, 1);
+    const buffer = new PartBuffer(partSize, new PartBudget(1));
     const row = "日本語のテキスト,東京\n";
     let expected = "";
     let units = 0;
@@ -90,7 +91,7 @@ describe("PartBuffer", () => {
 
 describe("PartBuffer, text and bytes interleaved", () => {
   it("keeps the order of text and bytes, whichever comes first", () => {
-    const buffer = new PartBuffer(64 * 1024, 1);
+    const buffer = new PartBuffer(64 * 1024, new PartBudget(1));
     let expected = "";
     for (let i = 0; i < 20_000; i++) {
       const row = i % 3 === 0 ? `text ${i},Zoë\r\n` : `bytes ${i},東京\r\n`;

@@ -1,6 +1,7 @@
 import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import type { OutputCheckpoint, ResumeMark } from "../../shared/job.ts";
+import { PartBudget } from "../../worker/upload/partBudget.ts";
 import { ResumableUpload } from "../../worker/upload/resumableUpload.ts";
 
 // The carry rules of one output, with an in-memory S3 that answers the two requests a part
@@ -34,7 +35,7 @@ function uploader(state: Partial<OutputCheckpoint> = {}, carried = new Map<strin
     s3: fakeS3(),
     state: { bucket: "out-bucket", key: "out.csv", parts: [], bytes: 0, mark: markAt(0), ...state },
     partSize: PART,
-    partsInFlight: 2,
+    budget: new PartBudget(2),
     checksums: false,
     contentType: "text/csv",
     gzip: false,

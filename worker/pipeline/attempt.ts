@@ -18,6 +18,7 @@ import { HandBackError, PermanentJobError } from "../errors.ts";
 import type { JudgeFactory } from "../judge/rowJudge.ts";
 import { type OpenedBody, readSource } from "../source/sourceReader.ts";
 import type { Utf16Order } from "../source/utf16Source.ts";
+import { PartBudget } from "../upload/partBudget.ts";
 import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
 import { abortStrayUploads } from "../upload/strayUploads.ts";
 import { ratioExceeded } from "./invalidRowPolicy.ts";
@@ -32,6 +33,7 @@ export interface AttemptInput {
   s3: S3Client;
   store: AttemptStore;
   judges: JudgeFactory;
+  /** Parts uploading at once, the output and the reject report together. */
   partsInFlight: number;
   reportProgress(progress: JobProgress): Promise<void>;
   signal?: AbortSignal | undefined;
@@ -128,12 +130,14 @@ function createOutputs(
   // Unique to this attempt: an attempt that dies before its first checkpoint leaves keys that
   // a retry, which may count the same resumes, must never write to.
   const attempt = randomUUID();
+  // Both outputs upload within one window of parts in flight and refill each other's buffers.
+  const budget = new PartBudget(input.partsInFlight);
   const uploader = (side: OutputSide, contentType: string) =>
     new ResumableUpload({
       s3,
       state: start[side],
       partSize: start.partSize,
-      partsInFlight: input.partsInFlight,
+      budget,
       checksums: start.checksums,
       contentType,
       gzip: side === "output" && options.outputCompression === "gzip",

@@ -1,8 +1,11 @@
+import type { PartBudget } from "./partBudget.ts";
+
 // The text of the part being built, encoded into one buffer. Rows arrive as strings (gathered
 // into a batch and encoded together: one native call per batch instead of two per row) or as
-// bytes already encoded (the byte row path's), and the buffers of uploaded parts come back to be filled again: a fresh part-sized
-// allocation per part costs page faults and leaves external memory for the GC to find late,
-// which is most of a worker's RSS above its baseline.
+// bytes already encoded (the byte row path's), and the buffers of uploaded parts come back,
+// through the job's PartBudget, to be filled again: a fresh part-sized allocation per part
+// costs page faults and leaves external memory for the GC to find late, which is most of a
+// worker's RSS above its baseline.
 
 /** Text gathered before it is encoded. */
 const BATCH_CHARS = 16 * 1024;
@@ -13,17 +16,16 @@ const MAX_BYTES_PER_UNIT = 3;
 
 export class PartBuffer {
   readonly #capacity: number;
-  readonly #maxSpares: number;
-  readonly #spares: Buffer<ArrayBuffer>[] = [];
+  readonly #budget: PartBudget;
   #buffer: Buffer<ArrayBuffer> | undefined;
   #bytes = 0;
   #batch = "";
   #filledOne = false;
 
-  /** Holds at most `maxSpares` buffers of uploaded parts for reuse. */
-  constructor(partSize: number, maxSpares: number) {
+  /** Buffers of uploaded parts are kept in, and taken from, `budget` (the job's). */
+  constructor(partSize: number, budget: PartBudget) {
     this.#capacity = partSize + BATCH_CHARS * MAX_BYTES_PER_UNIT + FIRST_CAPACITY;
-    this.#maxSpares = maxSpares;
+    this.#budget = budget;
   }
 
   append(text: string): void {
@@ -92,7 +94,7 @@ export class PartBuffer {
     const memory = body.buffer;
     if (body.byteOffset !== 0 || !(memory instanceof ArrayBuffer)) return;
     if (memory.byteLength < this.#capacity) return;
-    if (this.#spares.length < this.#maxSpares) this.#spares.push(Buffer.from(memory));
+    this.#budget.keepSpare(Buffer.from(memory));
   }
 
   #encode(): void {
@@ -106,9 +108,8 @@ export class PartBuffer {
   #reserve(needed: number): void {
     const current = this.#buffer;
     if (current && current.length >= needed) return;
-    const spare = this.#spares.at(-1);
-    if (spare && spare.length >= needed) {
-      this.#spares.pop();
+    const spare = this.#budget.takeSpare(needed);
+    if (spare) {
       if (current) current.copy(spare, 0, 0, this.#bytes);
       this.#buffer = spare;
       return;

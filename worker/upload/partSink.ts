@@ -1,5 +1,6 @@
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
+import type { PartBudget } from "./partBudget.ts";
 import { PartBuffer } from "./partBuffer.ts";
 
 // An output's text on its way to parts. Plain text is cut into a part once a part's worth is
@@ -16,11 +17,11 @@ export class PartSink {
   #members: Buffer[] = [];
   #memberBytes = 0;
 
-  /** `spares`: part buffers kept for reuse (one filling, those in flight, one to spare). */
-  constructor(partSize: number, spares: number, gzip: boolean) {
+  /** `budget`: the job's part buffers kept for reuse, shared with its other output. */
+  constructor(partSize: number, budget: PartBudget, gzip: boolean) {
     this.#partSize = partSize;
     this.#gzip = gzip;
-    this.#text = new PartBuffer(partSize, spares);
+    this.#text = new PartBuffer(partSize, budget);
   }
 
   write(text: string): void {

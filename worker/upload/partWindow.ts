@@ -1,8 +1,9 @@
 import type { ResumeMark, UploadedPart } from "../../shared/job.ts";
 
-// Parts in flight and the durable prefix. Up to `limit` parts upload at once and may finish in
-// any order; only the contiguous run of finished parts after the durable ones is durable (a
-// part still in flight is a gap), each with the input position its last row ends at.
+// An output's parts in flight and its durable prefix. Parts upload at once (as many as the
+// job's PartBudget has slots for) and may finish in any order; only the contiguous run of
+// finished parts after the durable ones is durable (a part still in flight is a gap), each with
+// the input position its last row ends at.
 
 export interface FinishedPart {
   part: UploadedPart;
@@ -10,14 +11,9 @@ export interface FinishedPart {
 }
 
 export class PartWindow {
-  readonly #limit: number;
   readonly #inFlight = new Map<number, Promise<void>>();
   readonly #finished = new Map<number, FinishedPart>();
   #failure: unknown;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
 
   /** The first failure of a part: every later step of the output rethrows it. */
   get failure(): unknown {
@@ -31,12 +27,6 @@ export class PartWindow {
 
   get inFlight(): number {
     return this.#inFlight.size;
-  }
-
-  /** Waits for a free slot; throws the failure of a part that ended meanwhile. */
-  async slot(): Promise<void> {
-    while (this.#inFlight.size >= this.#limit) await Promise.race(this.#inFlight.values());
-    if (this.#failure !== undefined) throw this.#failure;
   }
 
   /** Tracks a part's upload; `upload` resolves once the part is finished (and recorded). */

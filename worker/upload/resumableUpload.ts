@@ -3,11 +3,12 @@ import type { OutputCheckpoint, ResumeMark } from "../../shared/job.ts";
 import { OutputLostError } from "../errors.ts";
 import { CarriedText, type CarrySnapshot } from "./carriedText.ts";
 import { MultipartSession } from "./multipartSession.ts";
+import type { PartBudget } from "./partBudget.ts";
 import { PartSink } from "./partSink.ts";
 import { type FinishedPart, PartWindow } from "./partWindow.ts";
 
 // The resumable uploader: one per output object per job attempt, never shared. It cuts the
-// output into parts at row boundaries (PartSink), uploads up to `partsInFlight` of them at once
+// output into parts at row boundaries (PartSink), uploads them as the job's PartBudget has slots
 // (PartWindow, through the MultipartSession), and reports the contiguous prefix of uploaded
 // parts, with the input position it covers, as its durable state; between parts, the text
 // written since the last one can ride in the checkpoint (CarriedText). A new attempt starts
@@ -19,7 +20,8 @@ export interface UploaderOptions {
   s3: S3Client;
   state: OutputCheckpoint;
   partSize: number;
-  partsInFlight: number;
+  /** The job's upload slots and part buffers, shared with its other output. */
+  budget: PartBudget;
   checksums: boolean;
   contentType: string;
   /** The object is gzip: members of about partSize text each, every part whole members. */
@@ -76,9 +78,8 @@ export class ResumableUpload {
       assertOwner,
       uploads,
     });
-    // One buffer filling, the ones in flight, and one to spare.
-    this.#sink = new PartSink(options.partSize, options.partsInFlight + 1, options.gzip);
-    this.#window = new PartWindow(options.partsInFlight);
+    this.#sink = new PartSink(options.partSize, options.budget, options.gzip);
+    this.#window = new PartWindow();
     this.#carried = new CarriedText(options.carryKey);
     // The durable state keeps its carry until a part or a newer carry covers that text: until
     // then a checkpoint that cannot take a new carry of this output must still name the old one.
@@ -249,14 +250,27 @@ export class ResumableUpload {
     }
     this.#handingOver = true;
     const body = this.#sink.takeBody();
-    await this.#window.slot();
-    if (!this.#state.uploadId) {
-      const uploadId = await this.#session.create();
-      this.#state = { ...this.#state, uploadId };
-      // Checkpointed before any part, so a crash from here on never orphans the upload.
-      await this.#o.persist(this.#state);
+    const { budget } = this.#o;
+    await budget.acquire();
+    let uploading = false;
+    try {
+      // A part of this output that failed meanwhile fails the row loop here.
+      if (this.#window.failure !== undefined) throw this.#window.failure;
+      if (!this.#state.uploadId) {
+        const uploadId = await this.#session.create();
+        this.#state = { ...this.#state, uploadId };
+        // Checkpointed before any part, so a crash from here on never orphans the upload.
+        await this.#o.persist(this.#state);
+      }
+      const upload = this.#upload(partNumber, body, mark);
+      uploading = true;
+      this.#window.track(
+        partNumber,
+        upload.finally(() => budget.release()),
+      );
+    } finally {
+      if (!uploading) budget.release();
     }
-    this.#window.track(partNumber, this.#upload(partNumber, body, mark));
     this.#handingOver = false;
   }
 

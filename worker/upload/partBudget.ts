@@ -1,0 +1,47 @@
+// A job attempt's part memory, shared by its two outputs (the output and the reject report):
+// at most `slots` parts upload at once across both, and the buffer of an uploaded part waits
+// here until either output fills it again. With a window and spare buffers of its own, each
+// output held up to PARTS_IN_FLIGHT + 1 part buffers, twice that a job; shared, a job holds at
+// most PARTS_IN_FLIGHT + 2 (one filling per output, the rest uploading). The reject report
+// fills slowly and rarely holds a slot the output could use.
+
+export class PartBudget {
+  readonly #slots: number;
+  #busy = 0;
+  /** Uploads waiting for a slot; at most one per output (its row loop waits with it). */
+  readonly #waiting: (() => void)[] = [];
+  readonly #spares: Buffer<ArrayBuffer>[] = [];
+
+  constructor(slots: number) {
+    this.#slots = slots;
+  }
+
+  /** Waits for a free upload slot; release() it once the part's upload has ended. */
+  async acquire(): Promise<void> {
+    if (this.#busy < this.#slots) {
+      this.#busy++;
+      return;
+    }
+    // The slot passes straight to the waiter: no later caller can take it first.
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#busy--;
+  }
+
+  /** A kept buffer of at least `bytes`, to fill again, if there is one. */
+  takeSpare(bytes: number): Buffer<ArrayBuffer> | undefined {
+    const spare = this.#spares.at(-1);
+    if (!spare || spare.length < bytes) return undefined;
+    this.#spares.pop();
+    return spare;
+  }
+
+  /** Keeps a buffer S3 is done with, unless as many are kept as parts can be in flight. */
+  keepSpare(buffer: Buffer<ArrayBuffer>): void {
+    if (this.#spares.length < this.#slots) this.#spares.push(buffer);
+  }
+}
