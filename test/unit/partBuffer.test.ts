@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { PartBudget } from "../../worker/upload/partBudget.ts";
 import { PartBuffer } from "../../worker/upload/partBuffer.ts";
 
@@ -71,6 +71,23 @@ describe("PartBuffer", () => {
     expect((inFlight.buffer as ArrayBuffer).detached).toBe(false);
     expect(inFlight.toString()).toBe("b".repeat(partSize));
     expect(buffer.take().toString()).toBe(`start,${"c".repeat(3 * partSize)}`);
+  });
+
+  it("reaches a part's size in three steps from its small start, not by doubling", () => {
+    // Each step copies the bytes so far into fresh pages; doubling from 64 KiB to 8 MiB took
+    // eight and faulted a part's pages twice.
+    const transfer = vi.spyOn(ArrayBuffer.prototype, "transfer");
+    try {
+      const partSize = 8 * 1024 * 1024;
+      const buffer = new PartBuffer(partSize, new PartBudget(1));
+      const row = Buffer.from(`${"r".repeat(99)}\n`);
+      for (let i = 0; i < partSize / row.length; i++) buffer.appendBytes(row);
+      // 64 KiB to 256 KiB, to 1 MiB, to a part's capacity.
+      expect(transfer).toHaveBeenCalledTimes(3);
+      expect(buffer.take().length).toBe(Math.ceil(partSize / row.length) * row.length);
+    } finally {
+      transfer.mockRestore();
+    }
   });
 
   it("holds text of 3-byte characters far past its usual capacity, exactly", () => {
