@@ -18,22 +18,35 @@ function markAt(offset: number): ResumeMark {
   };
 }
 
-/** An S3 that holds every UploadPart until `answer()`, counting the most held at once. */
+/**
+ * An S3 that holds every UploadPart until the test answers or fails it, counting the most held
+ * at once, the parts sent, the buffers each object's parts were cut from, and the bodies whose
+ * bytes changed before S3 answered (a buffer handed out again while still being uploaded).
+ */
 function heldS3() {
-  const held: (() => void)[] = [];
-  const bodies = new Set<ArrayBufferLike>();
+  const held: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  const buffers = new Map<string, Set<ArrayBufferLike>>();
   let most = 0;
+  let sent = 0;
+  let changed = 0;
   let etag = 0;
   const s3 = {
     send: async (command: unknown) => {
       if (command instanceof CreateMultipartUploadCommand) return { UploadId: "u" };
       if (command instanceof UploadPartCommand) {
-        // A first part is cut from a buffer still growing from its small start, never kept.
-        if ((command.input.PartNumber ?? 0) > 1) bodies.add((command.input.Body as Buffer).buffer);
-        await new Promise<void>((resolve) => {
-          held.push(resolve);
+        sent++;
+        const body = command.input.Body as Buffer;
+        const copy = Buffer.from(body);
+        // A first part is cut from a buffer on its way from its small start: left out.
+        if ((command.input.PartNumber ?? 0) > 1) {
+          const key = command.input.Key as string;
+          buffers.set(key, (buffers.get(key) ?? new Set()).add(body.buffer));
+        }
+        await new Promise<void>((resolve, reject) => {
+          held.push({ resolve, reject });
           most = Math.max(most, held.length);
         });
+        if (!body.equals(copy)) changed++;
         return { ETag: `"e${++etag}"` };
       }
       throw new Error(`unexpected ${String(command)}`);
@@ -42,18 +55,44 @@ function heldS3() {
   return {
     s3,
     /** Answers the oldest held UploadPart, if any. */
-    answer: () => held.shift()?.(),
+    answer: () => held.shift()?.resolve(),
+    /** Fails the oldest held UploadPart. */
+    fail: (error: Error) => held.shift()?.reject(error),
     get held() {
       return held.length;
     },
     get most() {
       return most;
     },
-    /** The distinct buffers the bodies of parts after the first were cut from. */
-    get buffers() {
-      return bodies.size;
+    get sent() {
+      return sent;
+    },
+    get changed() {
+      return changed;
+    },
+    /** The distinct buffers the parts after the first were cut from: of one object, or all. */
+    buffers(key?: string): number {
+      const sets = key ? [buffers.get(key) ?? new Set()] : [...buffers.values()];
+      return new Set(sets.flatMap((set) => [...set])).size;
     },
   };
+}
+
+/** Waits for a sealed part's slot, answering held parts while it is stuck (as S3 would). */
+async function sealedAnswering(sealed: Promise<void>, s3: ReturnType<typeof heldS3>) {
+  let done = false;
+  void sealed.then(() => {
+    done = true;
+  });
+  for (await tick(); !done; await tick()) s3.answer();
+  await sealed;
+}
+
+async function answerAll(s3: ReturnType<typeof heldS3>) {
+  while (s3.held > 0) {
+    s3.answer();
+    await tick();
+  }
 }
 
 function uploader(s3: S3Client, key: string, budget: PartBudget): ResumableUpload {
@@ -111,28 +150,73 @@ describe("PartBudget", () => {
     const outputs = [uploader(s3.s3, "out.csv", budget), uploader(s3.s3, "rejects.csv", budget)];
     const row = `${"x".repeat(1023)}\n`;
     // Rows go to both outputs in turn, as the row loop writes them; a part is sealed every 1,024
-    // rows of each. The row loop waits while a seal waits for a slot; the test answers S3 each
-    // time it is stuck.
+    // rows of each. The row loop waits while a seal waits for a slot.
     for (let i = 0; i < 1024 * 12; i++) {
       for (const output of outputs) {
         output.write(row);
         const sealed = output.endRow(() => markAt(i));
-        if (!sealed) continue;
-        let done = false;
-        void sealed.then(() => {
-          done = true;
-        });
-        for (await tick(); !done; await tick()) s3.answer();
+        if (sealed) await sealedAnswering(sealed, s3);
       }
     }
     expect(s3.most).toBe(2);
-    while (s3.held > 0) {
-      s3.answer();
-      await tick();
-    }
+    await answerAll(s3);
     // Per output, a window of its own held up to three buffers (six a job); shared, one
     // filling per output and the two in flight.
-    expect(s3.buffers).toBeLessThanOrEqual(4);
+    expect(s3.buffers()).toBeLessThanOrEqual(4);
+    expect(s3.changed).toBe(0);
     expect(outputs.map((o) => o.state.parts.length)).toEqual([12, 12]);
+  });
+
+  it("lets a small reject report grow in buffers of its own, not the output's part buffers", async () => {
+    const s3 = heldS3();
+    const budget = new PartBudget(2);
+    const output = uploader(s3.s3, "out.csv", budget);
+    const rejects = uploader(s3.s3, "rejects.csv", budget);
+    const row = `${"x".repeat(1023)}\n`;
+    const rejected = `${"r".repeat(16_999)}\n`;
+    // Each part is answered once the output fills the next, and then a long reject is written:
+    // the report outgrows its first buffer (at its fourth) while the answered part's buffer waits
+    // for the output's next part. The report never makes a part, so a part buffer it took would
+    // cost the output a fresh one.
+    for (let i = 0; i < 1024 * 12; i++) {
+      output.write(row);
+      const sealed = output.endRow(() => markAt(i));
+      if (sealed) await sealedAnswering(sealed, s3);
+      if (i % 1024 === 100) {
+        await answerAll(s3);
+        rejects.write(rejected);
+        rejects.endRow(() => markAt(i));
+      }
+    }
+    await answerAll(s3);
+    expect(rejects.state.parts).toEqual([]);
+    expect(s3.buffers("out.csv")).toBeLessThanOrEqual(2);
+    expect(s3.changed).toBe(0);
+  });
+
+  it("fails the row loop, sending nothing more, when a part fails while the next waits for its slot", async () => {
+    const s3 = heldS3();
+    const output = uploader(s3.s3, "out.csv", new PartBudget(1));
+    const row = `${"x".repeat(1023)}\n`;
+    const seal = () => {
+      for (let i = 0; i < 1024; i++) {
+        output.write(row);
+        const sealed = output.endRow(() => markAt(i));
+        if (sealed) return sealed;
+      }
+      throw new Error("no part sealed");
+    };
+    await seal();
+    const second = seal();
+    let failed: unknown;
+    second.catch((error: unknown) => {
+      failed = error;
+    });
+    await tick();
+    expect(failed).toBeUndefined();
+    s3.fail(new Error("part 1 failed"));
+    await tick();
+    await expect(second).rejects.toThrow("part 1 failed");
+    expect(s3.sent).toBe(1);
   });
 });

@@ -56,7 +56,8 @@ describe("PartBuffer", () => {
   });
 
   it("grows a refilled buffer past its capacity without touching a part still in flight", () => {
-    const partSize = 64 * 1024;
+    // A part at least half its buffer: what a real part size (5 MiB or more) always is.
+    const partSize = 256 * 1024;
     const buffer = new PartBuffer(partSize, new PartBudget(2));
     buffer.append("a".repeat(partSize));
     const first = buffer.take();

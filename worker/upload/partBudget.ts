@@ -1,9 +1,10 @@
 // A job attempt's part memory, shared by its two outputs (the output and the reject report):
 // at most `slots` parts upload at once across both, and the buffer of an uploaded part waits
 // here until either output fills it again. With a window and spare buffers of its own, each
-// output held up to PARTS_IN_FLIGHT + 1 part buffers, twice that a job; shared, a job holds at
-// most PARTS_IN_FLIGHT + 2 (one filling per output, the rest uploading). The reject report
-// fills slowly and rarely holds a slot the output could use.
+// output held up to PARTS_IN_FLIGHT + 1 part buffers, twice that a job; shared, a job with plain
+// output holds at most PARTS_IN_FLIGHT + 2 (one filling per output, the rest uploading; gzip
+// output adds a part body built from its members). The reject report fills slowly and rarely
+// holds a slot the output could use; when its parts are slow, the output waits for them.
 
 export class PartBudget {
   readonly #slots: number;
@@ -27,6 +28,7 @@ export class PartBudget {
   }
 
   release(): void {
+    if (this.#busy === 0) throw new Error("PartBudget.release() without a slot acquired");
     const next = this.#waiting.shift();
     if (next) next();
     else this.#busy--;

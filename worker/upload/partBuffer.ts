@@ -12,7 +12,7 @@ const BATCH_CHARS = 16 * 1024;
 /**
  * A small output starts small and grows fourfold; past GROW_TO_PART it takes a part-sized buffer
  * at once, as outputs that filled a part do. A fresh buffer's pages cost memory only once
- * written, but every copy on the way writes them twice, and a page fault is dear (10-25 us
+ * written, but every copy on the way writes them twice, and a page fault is dear (13-28 us
  * measured on this project's machines): 64 KiB doubling to 8 MiB faulted twice a part's pages.
  */
 const FIRST_CAPACITY = 64 * 1024;
@@ -114,13 +114,16 @@ export class PartBuffer {
   #reserve(needed: number): void {
     const current = this.#buffer;
     if (current && current.length >= needed) return;
-    const spare = this.#budget.takeSpare(needed);
+    const length = current?.length ?? 0;
+    // A spare is part-sized: only a buffer on its way to a part's size takes one, so that a
+    // small reject report never holds a part buffer the output then allocates again.
+    const large = this.#filledOne || Math.max(length, needed) >= GROW_TO_PART;
+    const spare = large ? this.#budget.takeSpare(needed) : undefined;
     if (spare) {
       if (current) current.copy(spare, 0, 0, this.#bytes);
       this.#buffer = spare;
       return;
     }
-    const length = current?.length ?? 0;
     const grown =
       this.#filledOne || length >= GROW_TO_PART
         ? this.#capacity

@@ -29,15 +29,21 @@ export class PartWindow {
     return this.#inFlight.size;
   }
 
-  /** Tracks a part's upload; `upload` resolves once the part is finished (and recorded). */
-  track(partNumber: number, upload: Promise<void>): void {
+  /**
+   * Tracks a part's upload; `upload` resolves once the part is finished (and recorded). Then
+   * `settled` is called, a failure already recorded: a part waiting for the slot it frees sees
+   * the failure.
+   */
+  track(partNumber: number, upload: Promise<void>, settled: () => void): void {
     const tracked = upload.then(
       () => {
         this.#inFlight.delete(partNumber);
+        settled();
       },
       (error: unknown) => {
         this.#inFlight.delete(partNumber);
         this.#failure ??= error;
+        settled();
       },
     );
     this.#inFlight.set(partNumber, tracked);

@@ -262,12 +262,8 @@ export class ResumableUpload {
         // Checkpointed before any part, so a crash from here on never orphans the upload.
         await this.#o.persist(this.#state);
       }
-      const upload = this.#upload(partNumber, body, mark);
+      this.#window.track(partNumber, this.#upload(partNumber, body, mark), () => budget.release());
       uploading = true;
-      this.#window.track(
-        partNumber,
-        upload.finally(() => budget.release()),
-      );
     } finally {
       if (!uploading) budget.release();
     }
