@@ -1,4 +1,4 @@
-import type { Checkpoint } from "../../shared/job.ts";
+import type { Checkpoint, ResumeMark } from "../../shared/job.ts";
 import { startMark } from "../../worker/source/firstAttempt.ts";
 
 /**
@@ -27,5 +27,15 @@ export function checkpointFixture(
     },
     rejects: { bucket, key: rejectsKey, parts: [], bytes: 0, mark: startMark() },
     resumes: 0,
+  };
+}
+
+/** A resume mark at `offset`, its row and line numbers following it, no rows counted. */
+export function markAt(offset: number): ResumeMark {
+  return {
+    offset,
+    rowNumber: offset,
+    lineNumber: offset + 1,
+    counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
   };
 }

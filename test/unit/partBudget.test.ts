@@ -1,22 +1,14 @@
 import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, it, vi } from "vitest";
-import type { OutputCheckpoint, ResumeMark } from "../../shared/job.ts";
+import type { OutputCheckpoint } from "../../shared/job.ts";
 import { PartBudget } from "../../worker/upload/partBudget.ts";
 import { ResumableUpload } from "../../worker/upload/resumableUpload.ts";
+import { markAt } from "../support/checkpointFixture.ts";
 
 // A job's two outputs share one window of parts in flight and one set of part buffers: counted
 // here with an S3 whose UploadPart answers only when the test lets it.
 
 const PART = 1024 * 1024;
-
-function markAt(offset: number): ResumeMark {
-  return {
-    offset,
-    rowNumber: offset,
-    lineNumber: offset + 1,
-    counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
-  };
-}
 
 /**
  * An S3 that holds every UploadPart until the test answers or fails it, counting the most held

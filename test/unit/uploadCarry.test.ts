@@ -1,22 +1,14 @@
 import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import type { OutputCheckpoint, ResumeMark } from "../../shared/job.ts";
+import type { OutputCheckpoint } from "../../shared/job.ts";
 import { PartBudget } from "../../worker/upload/partBudget.ts";
 import { ResumableUpload } from "../../worker/upload/resumableUpload.ts";
+import { markAt } from "../support/checkpointFixture.ts";
 
 // The carry rules of one output, with an in-memory S3 that answers the two requests a part
 // needs: what the checkpoint coordinator relies on when it writes the other output's state.
 
 const PART = 5 * 1024 * 1024;
-
-function markAt(offset: number): ResumeMark {
-  return {
-    offset,
-    rowNumber: offset,
-    lineNumber: offset + 1,
-    counts: { read: 0, valid: 0, rejected: 0, errors: {}, fields: {} },
-  };
-}
 
 function fakeS3(): S3Client {
   let etag = 0;

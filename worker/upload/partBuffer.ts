@@ -117,17 +117,16 @@ export class PartBuffer {
     const length = current?.length ?? 0;
     // A spare is part-sized: only a buffer on its way to a part's size takes one, so that a
     // small reject report never holds a part buffer the output then allocates again.
-    const large = this.#filledOne || Math.max(length, needed) >= GROW_TO_PART;
-    const spare = large ? this.#budget.takeSpare(needed) : undefined;
+    const toPart = this.#filledOne || Math.max(length, needed) >= GROW_TO_PART;
+    const spare = toPart ? this.#budget.takeSpare(needed) : undefined;
     if (spare) {
       if (current) current.copy(spare, 0, 0, this.#bytes);
       this.#buffer = spare;
       return;
     }
-    const grown =
-      this.#filledOne || length >= GROW_TO_PART
-        ? this.#capacity
-        : Math.min(this.#capacity, Math.max(FIRST_CAPACITY, length * 4));
+    const grown = toPart
+      ? this.#capacity
+      : Math.min(this.#capacity, Math.max(FIRST_CAPACITY, length * 4));
     // Past the usual capacity (a row longer than a batch of text ends the part), double, so
     // a part is copied a few times, not once per batch.
     const size = needed <= grown ? grown : Math.max(needed, length * 2);
