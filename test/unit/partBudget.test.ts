@@ -103,6 +103,13 @@ function uploader(s3: S3Client, key: string, budget: PartBudget): ResumableUploa
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * Row `i` of an output, 1,024 bytes: rows differ, so a part buffer handed out again while its
+ * part uploads changes the part's bytes (identical rows would write the same bytes over it).
+ */
+const rowOf = (name: string, i: number, length = 1024) =>
+  `${`${name} ${i} `.padEnd(length - 1, "x")}\n`;
+
 describe("PartBudget", () => {
   it("hands a released slot to the longest waiter and never lets more than its slots run", async () => {
     const budget = new PartBudget(2);
@@ -136,12 +143,11 @@ describe("PartBudget", () => {
     const s3 = heldS3();
     const budget = new PartBudget(2);
     const outputs = [uploader(s3.s3, "out.csv", budget), uploader(s3.s3, "rejects.csv", budget)];
-    const row = `${"x".repeat(1023)}\n`;
     // Rows go to both outputs in turn, as the row loop writes them; a part is sealed every 1,024
     // rows of each. The row loop waits while a seal waits for a slot.
     for (let i = 0; i < 1024 * 12; i++) {
-      for (const output of outputs) {
-        output.write(row);
+      for (const [k, output] of outputs.entries()) {
+        output.write(rowOf(`output${k}`, i));
         const sealed = output.endRow(() => markAt(i));
         if (sealed) await sealedAnswering(sealed, s3);
       }
@@ -165,19 +171,17 @@ describe("PartBudget", () => {
       const budget = new PartBudget(2);
       const output = uploader(s3.s3, "out.csv", budget);
       const rejects = uploader(s3.s3, "rejects.csv", budget);
-      const row = `${"x".repeat(1023)}\n`;
-      const rejected = `${"r".repeat(16_999)}\n`;
       // Each part is answered once the output fills the next, and then a long reject is
       // written: the report outgrows its first buffer (at its second) while the answered part's
       // buffer waits for the output's next part. The report never makes a part, so a part
       // buffer it took would cost the output a fresh one.
       for (let i = 0; i < 1024 * 12; i++) {
-        output.write(row);
+        output.write(rowOf("output", i));
         const sealed = output.endRow(() => markAt(i));
         if (sealed) await sealedAnswering(sealed, s3);
         if (i % 1024 === 100) {
           await answerAll(s3);
-          rejects.write(rejected);
+          rejects.write(rowOf("rejected", i, 17_000));
           rejects.endRow(() => markAt(i));
         }
       }
@@ -198,10 +202,9 @@ describe("PartBudget", () => {
   it("fails the row loop, sending nothing more, when a part fails while the next waits for its slot", async () => {
     const s3 = heldS3();
     const output = uploader(s3.s3, "out.csv", new PartBudget(1));
-    const row = `${"x".repeat(1023)}\n`;
     const seal = () => {
       for (let i = 0; i < 1024; i++) {
-        output.write(row);
+        output.write(rowOf("output", i));
         const sealed = output.endRow(() => markAt(i));
         if (sealed) return sealed;
       }
