@@ -9,7 +9,7 @@
 export class PartBudget {
   readonly #slots: number;
   #busy = 0;
-  /** Uploads waiting for a slot; at most one per output (its row loop waits with it). */
+  /** Uploads waiting for a slot: at most one, since one row loop drives both outputs. */
   readonly #waiting: (() => void)[] = [];
   readonly #spares: Buffer<ArrayBuffer>[] = [];
 
