@@ -129,6 +129,39 @@ describe("PartBudget", () => {
     expect(order).toEqual(["third", "fourth"]);
   });
 
+  it("refuses a release without a slot acquired", async () => {
+    const budget = new PartBudget(1);
+    expect(() => budget.release()).toThrow("without a slot acquired");
+    await budget.acquire();
+    budget.release();
+    expect(() => budget.release()).toThrow("without a slot acquired");
+  });
+
+  it("gives the slot back when the upload cannot even be created", async () => {
+    const budget = new PartBudget(2);
+    const failing = {
+      send: async () => {
+        throw new Error("CreateMultipartUpload failed");
+      },
+    } as unknown as S3Client;
+    const output = uploader(failing, "out.csv", budget);
+    let sealed: Promise<void> | undefined;
+    for (let i = 0; !sealed; i++) {
+      output.write(rowOf("output", i));
+      sealed = output.endRow(() => markAt(i));
+    }
+    await expect(sealed).rejects.toThrow("CreateMultipartUpload failed");
+    // Both slots are free: a third acquire waits, the first two do not.
+    await budget.acquire();
+    await budget.acquire();
+    let third = false;
+    void budget.acquire().then(() => {
+      third = true;
+    });
+    await tick();
+    expect(third).toBe(false);
+  });
+
   it("keeps at most as many spare buffers as it has slots, and only gives one big enough", () => {
     const budget = new PartBudget(2);
     const buffers = [1, 2, 3].map(() => Buffer.alloc(100));
