@@ -368,14 +368,20 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
     return id;
   };
   add(closure([start]));
+  // Bytes that every edge takes alike (all of A-Z in `[A-Z]{2}`) move every state alike: each
+  // DFA state works out one move per such class, not one per byte (compiling is per job).
+  const classes = byteClasses(nfa);
   const rows: Int16Array[] = [];
   for (let d = 0; d < members.length; d++) {
     const row = new Int16Array(ASCII).fill(-1);
     const states = members[d] as number[];
-    for (let b = 0; b < ASCII; b++) {
+    for (const bytes of classes) {
+      const b = bytes[0] as number;
       const moved: number[] = [];
       for (const s of states) if (nfa.sets[s]?.[b]) moved.push(nfa.targets[s] as number);
-      if (moved.length > 0) row[b] = add(closure(moved));
+      if (moved.length === 0) continue;
+      const id = add(closure(moved));
+      for (const byte of bytes) row[byte] = id;
     }
     rows.push(row);
   }
@@ -383,4 +389,19 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
   for (const [d, row] of rows.entries()) next.set(row, d * ASCII);
   const accepting = new Uint8Array(members.map((states) => (states.includes(accept) ? 1 : 0)));
   return { next, accepting };
+}
+
+/** The bytes, grouped by the NFA edges that take them: bytes of one group are interchangeable. */
+function byteClasses(nfa: Nfa): number[][] {
+  let classes = [Array.from({ length: ASCII }, (_, b) => b)];
+  // A quantifier's copies of its operand share its set: each set splits the groups once.
+  for (const set of new Set(nfa.sets)) {
+    if (!set) continue;
+    classes = classes.flatMap((group) => {
+      const taken = group.filter((b) => set[b]);
+      const left = group.filter((b) => !set[b]);
+      return [taken, left].filter((part) => part.length > 0);
+    });
+  }
+  return classes;
 }
