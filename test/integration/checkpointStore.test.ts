@@ -4,6 +4,7 @@ import {
   CheckpointStore,
   defineStoreScripts,
   LockLostError,
+  recordedUploads,
   recordKeys,
 } from "../../worker/checkpoint/checkpointStore.ts";
 import { checkpointFixture } from "../support/checkpointFixture.ts";
@@ -74,12 +75,49 @@ describe("checkpoint store records (real Redis)", () => {
     expect((await suite.redis.keys(`${JOB_KEY}:*`)).sort()).toEqual([LOCK_KEY]);
   });
 
+  it("a job that carried nothing drops its records in one script, with none of its own keys left", async () => {
+    await store.recordUpload("output", "U1");
+    await store.markCreating("rejects");
+    const before = await commandCalls(suite.redis);
+    await store.dropRecords();
+    const after = await commandCalls(suite.redis);
+    expect(after.scripts - before.scripts).toBe(1);
+    expect(after.smembers - before.smembers).toBe(0);
+    expect((await suite.redis.keys(`${JOB_KEY}:*`)).sort()).toEqual([LOCK_KEY]);
+    expect(await suite.redis.hkeys(REGISTRY)).toEqual([]);
+  });
+
+  it("reads the records of what earlier attempts may have left in one script", async () => {
+    await store.recordUpload("output", "U1");
+    await store.recordUpload("rejects", "U2");
+    await store.markCreating("output");
+    const marked = Number(await suite.redis.get(records.creating("output")));
+    const before = await commandCalls(suite.redis);
+    const strays = await store.strayRecords();
+    const after = await commandCalls(suite.redis);
+    expect(after.scripts - before.scripts).toBe(1);
+    expect(strays.uploads).toEqual(
+      new Map([
+        ["U1", "output"],
+        ["U2", "rejects"],
+      ]),
+    );
+    expect(strays.creating.output?.getTime()).toBe(marked);
+    expect(strays.creating.rejects).toBeUndefined();
+  });
+
+  it("reads no records once another worker holds the lock", async () => {
+    await store.recordUpload("output", "U1");
+    await suite.redis.set(LOCK_KEY, "another-worker");
+    await expect(store.strayRecords()).rejects.toBeInstanceOf(LockLostError);
+  });
+
   it("forgets aborted uploads and keeps the rest", async () => {
     await store.recordUpload("output", "U1");
     await store.recordUpload("output", "U2");
     await store.recordUpload("rejects", "U3");
     await store.forgetUploads(["U1", "U3"]);
-    expect(await store.recordedUploads()).toEqual(new Map([["U2", "output"]]));
+    expect((await store.strayRecords()).uploads).toEqual(new Map([["U2", "output"]]));
   });
 
   it("writes nothing once another worker holds the lock", async () => {
@@ -101,7 +139,21 @@ describe("checkpoint store records (real Redis)", () => {
     }
     expect(await suite.redis.get(carry)).toBe("text");
     expect(await suite.redis.hget(JOB_KEY, "data")).toBe("{}");
-    expect(await store.recordedUploads()).toEqual(new Map([["U1", "output"]]));
+    expect(await recordedUploads(suite.redis, JOB_KEY)).toEqual(new Map([["U1", "output"]]));
     expect(await suite.redis.exists(records.creating("output"))).toBe(0);
   });
 });
+
+/**
+ * How many scripts the server has run, and SMEMBERS calls, from INFO commandstats. ioredis sends
+ * a script by EVALSHA and, the first time (NOSCRIPT, a failed call), by EVAL: that is one run.
+ */
+async function commandCalls(redis: { info(section: string): Promise<string> }) {
+  const stats = await redis.info("commandstats");
+  const stat = (name: string, field: string) =>
+    Number(stats.match(new RegExp(`cmdstat_${name}:.*\\b${field}=(\\d+)`))?.[1] ?? 0);
+  return {
+    scripts: stat("evalsha", "calls") - stat("evalsha", "failed_calls") + stat("eval", "calls"),
+    smembers: stat("smembers", "calls"),
+  };
+}

@@ -51,11 +51,18 @@ const SCRIPTS: Record<string, Script> = {
   },
   s3csvDropRecords: (r, [lock = "", registry = "", uploads = "", ...keys], [token, job]) => {
     if (!r.holds(lock, token)) return FENCED;
+    const [carries = ""] = keys;
+    if (r.members(carries).size > 0) return 0;
     for (const uploadId of r.hash(uploads).keys()) r.remove(registry, `u:${uploadId}`);
     for (const field of [`c:${job}:output`, `c:${job}:rejects`, `s:${job}`])
       r.remove(registry, field);
     for (const key of [uploads, ...keys]) r.values.delete(key);
     return 1;
+  },
+  s3csvStrayRecords: (r, [uploads = "", output = "", rejects = "", lock = ""], [token]) => {
+    if (!r.holds(lock, token)) return FENCED;
+    const mark = (key: string) => r.string(key)?.toString() ?? "";
+    return [[...r.fields(uploads)].flat(), mark(output), mark(rejects)];
   },
   s3csvMarkCreating: (
     r,

@@ -55,14 +55,26 @@ for i = 2, #ARGV do
 end
 return 1`;
 
-// KEYS: lock, registry, then the records to delete (upload record first). ARGV: token, job id.
+// KEYS: lock, registry, then the records to delete (upload record first, then the carry list).
+// ARGV: token, job id. Answers 0, dropping nothing, while the carry list names a carry key: the
+// caller deletes those (each is a KEY of its own script) and runs this again. A job that
+// carried nothing, most of them, drops its records in one round trip.
 const DROP_RECORDS = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('SCARD', KEYS[4]) > 0 then return 0 end
 for _, id in ipairs(redis.call('HKEYS', KEYS[3])) do redis.call('HDEL', KEYS[2], 'u:' .. id) end
 local job = ARGV[2]
 redis.call('HDEL', KEYS[2], 'c:' .. job .. ':output', 'c:' .. job .. ':rejects', 's:' .. job)
 for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`;
+
+// KEYS: upload record, the two creating markers (output, rejects), lock. ARGV: token. What an
+// earlier attempt may have left in S3: {the record as field, value, ..., output's mark, rejects'
+// mark} ("" where none), read in one round trip and only while this worker holds the lock (a
+// mark read after it was lost may be the new owner's, made for its own upload).
+const STRAY_RECORDS = `
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}`;
 
 // KEYS: creating marker, registry, lock. ARGV: token, ttl, registry field, bucket, key, job.
 // Notes that an upload is about to be created.
@@ -152,6 +164,15 @@ export function defineStoreScripts(scripts: ScriptClient): void {
   scripts.define("s3csvRecordUpload", RECORD_UPLOAD, 4);
   scripts.define("s3csvClearCreating", CLEAR_CREATING, 3);
   scripts.define("s3csvRegisterShards", REGISTER_SHARDS, 2);
+  scripts.define("s3csvStrayRecords", STRAY_RECORDS, 4);
+}
+
+/** What earlier attempts at a job may have left in S3, as its records say. */
+export interface StrayRecords {
+  /** The uploads the job's workers recorded creating, and the output each is of. */
+  uploads: Map<string, OutputSide>;
+  /** Per output, when an earlier attempt was about to create an upload it may not have recorded. */
+  creating: Record<OutputSide, Date | undefined>;
 }
 
 /** What a job attempt keeps through its store: the checkpoint and the records beside it. */
@@ -165,11 +186,10 @@ export interface AttemptStore {
   deleteCarry(key: string): Promise<void>;
   markCreating(side: OutputSide): Promise<void>;
   recordUpload(side: OutputSide, uploadId: string): Promise<void>;
-  /** The uploads the job's workers recorded creating, and the output each is of. */
-  recordedUploads(): Promise<Map<string, OutputSide>>;
+  /** The job's records of uploads that may exist, read while this worker holds the lock. */
+  strayRecords(): Promise<StrayRecords>;
   /** Drops aborted uploads from the record. */
   forgetUploads(uploadIds: readonly string[]): Promise<void>;
-  creatingSince(side: OutputSide): Promise<Date | undefined>;
   clearCreating(side: OutputSide): Promise<void>;
   assertOwner(): Promise<void>;
 }
@@ -311,8 +331,21 @@ export class CheckpointStore implements AttemptStore {
     return `c:${this.#keys.jobId}:${side}`;
   }
 
-  recordedUploads(): Promise<Map<string, OutputSide>> {
-    return recordedUploads(this.#redis, this.#keys.jobKey);
+  async strayRecords(): Promise<StrayRecords> {
+    const { uploads, creating } = this.#records;
+    const keys = [uploads, creating("output"), creating("rejects"), this.#keys.lockKey];
+    const read = await this.#scripts.run("s3csvStrayRecords", [...keys, this.#keys.token]);
+    if (!Array.isArray(read)) throw new LockLostError(this.#keys.jobId);
+    const [record, output, rejects] = read as [string[], string, string];
+    const since = (at: string) => (at ? new Date(Number(at)) : undefined);
+    const pairs: Array<[string, OutputSide]> = [];
+    for (let i = 0; i < record.length; i += 2) {
+      pairs.push([record[i] as string, record[i + 1] as OutputSide]);
+    }
+    return {
+      uploads: new Map(pairs),
+      creating: { output: since(output), rejects: since(rejects) },
+    };
   }
 
   async forgetUploads(uploadIds: readonly string[]): Promise<void> {
@@ -330,8 +363,17 @@ export class CheckpointStore implements AttemptStore {
    * queue's registry names for the job (its shard objects are deleted by then).
    */
   async dropRecords(): Promise<void> {
+    if ((await this.#dropRecords()) === 1) return;
     const carries = await this.#redis.smembers(this.#records.carries);
     for (const key of carries) await this.deleteCarry(key);
+    // Only this worker, holding the lock, writes carry keys: the list is empty now.
+    if ((await this.#dropRecords()) !== 1) {
+      throw new Error(`job ${this.#keys.jobId}: its carry list refilled while it was dropped`);
+    }
+  }
+
+  /** 1: the records are dropped; 0: the carry list names carry keys, none dropped. */
+  async #dropRecords(): Promise<number> {
     const { uploads, creating } = this.#records;
     const keys = [
       this.#keys.lockKey,
@@ -347,7 +389,8 @@ export class CheckpointStore implements AttemptStore {
       this.#keys.token,
       this.#keys.jobId,
     ]);
-    if (done !== 1) throw new LockLostError(this.#keys.jobId);
+    if (done !== 0 && done !== 1) throw new LockLostError(this.#keys.jobId);
+    return done;
   }
 
   /**
@@ -362,12 +405,6 @@ export class CheckpointStore implements AttemptStore {
   /** Why the job runs whole, as noted by any of its attempts. */
   async unsplitReason(): Promise<string | undefined> {
     return (await this.#redis.get(this.#records.unsplit)) ?? undefined;
-  }
-
-  /** When an earlier attempt was about to create an upload it may not have recorded. */
-  async creatingSince(side: OutputSide): Promise<Date | undefined> {
-    const at = await this.#redis.get(this.#records.creating(side));
-    return at ? new Date(Number(at)) : undefined;
   }
 
   async clearCreating(side: OutputSide): Promise<void> {

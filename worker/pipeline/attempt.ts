@@ -175,11 +175,11 @@ async function prepareOutputs(store: AttemptStore, outputs: Outputs): Promise<vo
   const checks = [output.verify(), rejects.verify(), output.restore(), rejects.restore()];
   const failed = (await Promise.allSettled(checks)).find((c) => c.status === "rejected");
   if (failed) throw failed.reason;
-  const recorded = await store.recordedUploads();
+  const records = await store.strayRecords();
   await Promise.all(
     OUTPUT_SIDES.map((side) => {
       const upload = outputs[side];
-      return abortStrayUploads(store, side, recorded, upload.state.uploadId, upload);
+      return abortStrayUploads(store, side, records, upload.state.uploadId, upload);
     }),
   );
 }

@@ -398,14 +398,14 @@ class JobProcessor {
     const { s3 } = this.#deps;
     const done = OUTPUT_SIDES.filter((side) => checkpoint[side].completed);
     const finished = new Set(done.map((side) => checkpoint[side].uploadId));
-    const recorded = [...(await store.recordedUploads())].filter(([id]) => !finished.has(id));
+    // Read only while this worker holds the job: a new owner's records are its own.
+    const records = await store.strayRecords();
+    const recorded = [...records.uploads].filter(([id]) => !finished.has(id));
     const aborts = recorded.map(([uploadId, side]) =>
       abortUpload(s3, { ...checkpoint[side], completed: undefined, uploadId }),
     );
     for (const side of OUTPUT_SIDES) {
-      // A mark read after the lock was lost may be the new owner's, made for its own upload.
-      await store.assertOwner();
-      const creating = await store.creatingSince(side);
+      const creating = records.creating[side];
       if (creating) aborts.push(abortUploadsStartedNear(s3, checkpoint[side], creating));
     }
     const settled = await Promise.allSettled(aborts);
