@@ -91,6 +91,40 @@ describe("PartBuffer", () => {
     }
   });
 
+  it("frees its small buffer at once when it moves into a spare part buffer", () => {
+    // A reject report growing past 1 MiB takes the spare the output gave back: the buffer it
+    // grew in so far must not wait for the GC.
+    const partSize = 2 * 1024 * 1024;
+    const budget = new PartBudget(2);
+    const output = new PartBuffer(partSize, budget);
+    output.append("o".repeat(partSize));
+    const uploaded = output.take();
+    output.release(uploaded);
+    const grown: ArrayBuffer[] = [];
+    const allocUnsafe = vi.spyOn(Buffer, "allocUnsafe");
+    const transfer = vi.spyOn(ArrayBuffer.prototype, "transfer");
+    try {
+      const report = new PartBuffer(partSize, budget);
+      const row = Buffer.from(`${"r".repeat(1023)}\n`);
+      for (let i = 0; i < 1200; i++) report.appendBytes(row);
+      // Every buffer the report grew in: its first, and each a step of growth made (a transfer
+      // to length 0 is the freeing, not a step).
+      for (const result of allocUnsafe.mock.results)
+        grown.push((result.value as Buffer).buffer as ArrayBuffer);
+      transfer.mock.calls.forEach(([length], i) => {
+        if (length !== 0) grown.push(transfer.mock.results[i]?.value as ArrayBuffer);
+      });
+      const body = report.take();
+      expect(body.buffer === uploaded.buffer).toBe(true);
+      expect(body.equals(Buffer.concat(Array.from({ length: 1200 }, () => row)))).toBe(true);
+      // 64 KiB, then 256 KiB, then 1 MiB: the spare is taken on the way past 1 MiB.
+      expect(grown.map((memory) => memory.detached)).toEqual([true, true, true]);
+    } finally {
+      allocUnsafe.mockRestore();
+      transfer.mockRestore();
+    }
+  });
+
   it("holds text of 3-byte characters far past its usual capacity, exactly", () => {
     const partSize = 64 * 1024;
     const buffer = new PartBuffer(partSize, new PartBudget(1));

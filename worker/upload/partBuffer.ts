@@ -120,7 +120,11 @@ export class PartBuffer {
     const toPart = this.#filledOne || Math.max(length, needed) >= GROW_TO_PART;
     const spare = toPart ? this.#budget.takeSpare(needed) : undefined;
     if (spare) {
-      if (current) current.copy(spare, 0, 0, this.#bytes);
+      if (current) {
+        current.copy(spare, 0, 0, this.#bytes);
+        // Freed now, as a grown buffer's is below (nothing else holds a part being built).
+        current.buffer.transfer(0);
+      }
       this.#buffer = spare;
       return;
     }
