@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
-// The previous release of s3csv, beside this one: checked out from the project's own history
-// (the release .ci/previous-release names: the last one of the job contract before this one,
-// whose hand-offs the rolling-upgrade tests check), installed in a folder of its own under
-// .cache/releases, and run by its own `s3csv` command, as an operator's older workers and
-// producers would be during a rolling upgrade.
+// A previous release of s3csv, beside this one: checked out from the project's own history,
+// installed in a folder of its own under .cache/releases, and run by its own `s3csv` command, as
+// an operator's older workers and producers would be during a rolling upgrade. Two are named in
+// .ci/: `previous-release`, the last release of the job contract before this one (every
+// rolling-upgrade test runs against it), and `latest-release`, the last release of this
+// contract (the hand-offs run against it: what an upgrade to this commit meets).
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -21,16 +22,22 @@ export interface PreviousRelease {
   command: string;
 }
 
+/** Which release of the two .ci/ names. */
+export type ReleaseFile = "previous-release" | "latest-release";
+
 /**
- * The release to test against: the one .ci/previous-release names, by its tag, or, in a clone
- * without tags, by its commit (its history has it); or why there is none (a shallow clone).
+ * The release to test against: the one `.ci/<file>` names, by its tag, or, in a clone without
+ * tags, by its commit (its history has it); or why there is none (a shallow clone).
  */
-export async function previousTag(): Promise<string | { missing: string }> {
+export async function previousTag(
+  file: ReleaseFile = "previous-release",
+): Promise<string | { missing: string }> {
   const git = (...args: string[]) => run("git", args, { cwd: ROOT }).then((r) => r.stdout.trim());
   // S3CSV_PREVIOUS_RELEASE names another release to run the hand-offs against (a tag).
-  const [tag, commit] = process.env.S3CSV_PREVIOUS_RELEASE
-    ? [process.env.S3CSV_PREVIOUS_RELEASE, undefined]
-    : (await readFile(join(ROOT, ".ci", "previous-release"), "utf8")).split(/\s+/);
+  const [tag, commit] =
+    process.env.S3CSV_PREVIOUS_RELEASE && file === "previous-release"
+      ? [process.env.S3CSV_PREVIOUS_RELEASE, undefined]
+      : (await readFile(join(ROOT, ".ci", file), "utf8")).split(/\s+/);
   for (const name of [tag, commit]) {
     if (name && (await git("cat-file", "-t", `${name}^{commit}`).catch(() => "")) === "commit")
       return name;
@@ -59,8 +66,10 @@ function sh(command: string, cwd: string): Promise<void> {
  * The previous release, checked out and installed (once; later runs reuse the folder), or why
  * it cannot be had here.
  */
-export async function previousRelease(): Promise<PreviousRelease | { missing: string }> {
-  const tag = await previousTag();
+export async function previousRelease(
+  file: ReleaseFile = "previous-release",
+): Promise<PreviousRelease | { missing: string }> {
+  const tag = await previousTag(file);
   if (typeof tag !== "string") return tag;
   // Not under node_modules: Node strips types only outside it, and the release runs its sources.
   const dir = join(ROOT, ".cache", "releases", tag);
