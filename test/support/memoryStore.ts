@@ -49,17 +49,17 @@ const SCRIPTS: Record<string, Script> = {
     }
     return 1;
   },
-  s3csvDropRecords: (r, [lock = "", registry = "", uploads = "", ...keys], [token, job]) => {
+  s3csvDropRecords: (r, [lock = "", registry = "", uploads = "", ...keys], [token, job, mode]) => {
     if (!r.holds(lock, token)) return FENCED;
     const [carries = ""] = keys;
-    if (r.members(carries).size > 0) return 0;
+    if (mode !== "all" && r.members(carries).size > 0) return [...r.members(carries)];
     for (const uploadId of r.hash(uploads).keys()) r.remove(registry, `u:${uploadId}`);
     for (const field of [`c:${job}:output`, `c:${job}:rejects`, `s:${job}`])
       r.remove(registry, field);
     for (const key of [uploads, ...keys]) r.values.delete(key);
     return 1;
   },
-  s3csvStrayRecords: (r, [uploads = "", output = "", rejects = "", lock = ""], [token]) => {
+  s3csvUploadRecords: (r, [uploads = "", output = "", rejects = "", lock = ""], [token]) => {
     if (!r.holds(lock, token)) return FENCED;
     const mark = (key: string) => r.string(key)?.toString() ?? "";
     return [[...r.fields(uploads)].flat(), mark(output), mark(rejects)];

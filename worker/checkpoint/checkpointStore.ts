@@ -56,12 +56,16 @@ end
 return 1`;
 
 // KEYS: lock, registry, then the records to delete (upload record first, then the carry list).
-// ARGV: token, job id. Answers 0, dropping nothing, while the carry list names a carry key: the
-// caller deletes those (each is a KEY of its own script) and runs this again. A job that
-// carried nothing, most of them, drops its records in one round trip.
+// ARGV: token, job id, and "all" to drop them whatever the carry list names. Without it, while
+// the carry list names carry keys, answers those keys and drops nothing: the caller deletes each
+// (a KEY of its own script, as Redis Cluster wants) and runs this again with "all". A completed
+// attempt has deleted its own carry keys by then, so most jobs drop their records in one call.
 const DROP_RECORDS = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('SCARD', KEYS[4]) > 0 then return 0 end
+if ARGV[3] ~= 'all' then
+  local carries = redis.call('SMEMBERS', KEYS[4])
+  if #carries > 0 then return carries end
+end
 for _, id in ipairs(redis.call('HKEYS', KEYS[3])) do redis.call('HDEL', KEYS[2], 'u:' .. id) end
 local job = ARGV[2]
 redis.call('HDEL', KEYS[2], 'c:' .. job .. ':output', 'c:' .. job .. ':rejects', 's:' .. job)
@@ -72,7 +76,7 @@ return 1`;
 // earlier attempt may have left in S3: {the record as field, value, ..., output's mark, rejects'
 // mark} ("" where none), read in one round trip and only while this worker holds the lock (a
 // mark read after it was lost may be the new owner's, made for its own upload).
-const STRAY_RECORDS = `
+const UPLOAD_RECORDS = `
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}`;
 
@@ -164,11 +168,11 @@ export function defineStoreScripts(scripts: ScriptClient): void {
   scripts.define("s3csvRecordUpload", RECORD_UPLOAD, 4);
   scripts.define("s3csvClearCreating", CLEAR_CREATING, 3);
   scripts.define("s3csvRegisterShards", REGISTER_SHARDS, 2);
-  scripts.define("s3csvStrayRecords", STRAY_RECORDS, 4);
+  scripts.define("s3csvUploadRecords", UPLOAD_RECORDS, 4);
 }
 
 /** What earlier attempts at a job may have left in S3, as its records say. */
-export interface StrayRecords {
+export interface UploadRecords {
   /** The uploads the job's workers recorded creating, and the output each is of. */
   uploads: Map<string, OutputSide>;
   /** Per output, when an earlier attempt was about to create an upload it may not have recorded. */
@@ -187,7 +191,7 @@ export interface AttemptStore {
   markCreating(side: OutputSide): Promise<void>;
   recordUpload(side: OutputSide, uploadId: string): Promise<void>;
   /** The job's records of uploads that may exist, read while this worker holds the lock. */
-  strayRecords(): Promise<StrayRecords>;
+  uploadRecords(): Promise<UploadRecords>;
   /** Drops aborted uploads from the record. */
   forgetUploads(uploadIds: readonly string[]): Promise<void>;
   clearCreating(side: OutputSide): Promise<void>;
@@ -331,10 +335,10 @@ export class CheckpointStore implements AttemptStore {
     return `c:${this.#keys.jobId}:${side}`;
   }
 
-  async strayRecords(): Promise<StrayRecords> {
+  async uploadRecords(): Promise<UploadRecords> {
     const { uploads, creating } = this.#records;
     const keys = [uploads, creating("output"), creating("rejects"), this.#keys.lockKey];
-    const read = await this.#scripts.run("s3csvStrayRecords", [...keys, this.#keys.token]);
+    const read = await this.#scripts.run("s3csvUploadRecords", [...keys, this.#keys.token]);
     if (!Array.isArray(read)) throw new LockLostError(this.#keys.jobId);
     const [record, output, rejects] = read as [string[], string, string];
     const since = (at: string) => (at ? new Date(Number(at)) : undefined);
@@ -363,17 +367,14 @@ export class CheckpointStore implements AttemptStore {
    * queue's registry names for the job (its shard objects are deleted by then).
    */
   async dropRecords(): Promise<void> {
-    if ((await this.#dropRecords()) === 1) return;
-    const carries = await this.#redis.smembers(this.#records.carries);
+    const carries = await this.#dropRecords("unless-carried");
+    if (carries.length === 0) return;
     for (const key of carries) await this.deleteCarry(key);
-    // Only this worker, holding the lock, writes carry keys: the list is empty now.
-    if ((await this.#dropRecords()) !== 1) {
-      throw new Error(`job ${this.#keys.jobId}: its carry list refilled while it was dropped`);
-    }
+    await this.#dropRecords("all");
   }
 
-  /** 1: the records are dropped; 0: the carry list names carry keys, none dropped. */
-  async #dropRecords(): Promise<number> {
+  /** Drops the records; or, while the carry list names carry keys (and not `all`), answers them. */
+  async #dropRecords(mode: "unless-carried" | "all"): Promise<string[]> {
     const { uploads, creating } = this.#records;
     const keys = [
       this.#keys.lockKey,
@@ -388,9 +389,11 @@ export class CheckpointStore implements AttemptStore {
       ...keys,
       this.#keys.token,
       this.#keys.jobId,
+      mode === "all" ? "all" : "",
     ]);
-    if (done !== 0 && done !== 1) throw new LockLostError(this.#keys.jobId);
-    return done;
+    if (Array.isArray(done)) return done as string[];
+    if (done !== 1) throw new LockLostError(this.#keys.jobId);
+    return [];
   }
 
   /**

@@ -175,7 +175,7 @@ async function prepareOutputs(store: AttemptStore, outputs: Outputs): Promise<vo
   const checks = [output.verify(), rejects.verify(), output.restore(), rejects.restore()];
   const failed = (await Promise.allSettled(checks)).find((c) => c.status === "rejected");
   if (failed) throw failed.reason;
-  const records = await store.strayRecords();
+  const records = await store.uploadRecords();
   await Promise.all(
     OUTPUT_SIDES.map((side) => {
       const upload = outputs[side];

@@ -377,7 +377,7 @@ class JobProcessor {
   async #abandon(attempt: Attempt): Promise<void> {
     const { store, data, jobLog } = attempt;
     const checkpoint = store.current;
-    await store.assertOwner();
+    // Its first read (the upload records) is fenced: a worker that lost the job stops there.
     const failures = await this.#abortUploads(store, checkpoint);
     for (const err of failures) jobLog.warn({ err }, "could not abort an upload");
     const output = restartedOutput(checkpoint.output, checkpoint);
@@ -399,7 +399,7 @@ class JobProcessor {
     const done = OUTPUT_SIDES.filter((side) => checkpoint[side].completed);
     const finished = new Set(done.map((side) => checkpoint[side].uploadId));
     // Read only while this worker holds the job: a new owner's records are its own.
-    const records = await store.strayRecords();
+    const records = await store.uploadRecords();
     const recorded = [...records.uploads].filter(([id]) => !finished.has(id));
     const aborts = recorded.map(([uploadId, side]) =>
       abortUpload(s3, { ...checkpoint[side], completed: undefined, uploadId }),

@@ -87,7 +87,7 @@ async function composeOnce(
   }
   if (!state.uploadId) {
     // A parent that died between CreateMultipartUpload and its checkpoint left one behind.
-    await abortStrayUploads(store, side, await store.strayRecords(), undefined, session);
+    await abortStrayUploads(store, side, await store.uploadRecords(), undefined, session);
   }
   const uploadId = state.uploadId ?? (await session.create());
   if (!state.uploadId) await saved({ ...state, uploadId });

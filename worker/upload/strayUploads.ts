@@ -1,5 +1,5 @@
 import type { OutputSide } from "../../shared/job.ts";
-import type { AttemptStore, StrayRecords } from "../checkpoint/checkpointStore.ts";
+import type { AttemptStore, UploadRecords } from "../checkpoint/checkpointStore.ts";
 
 // Before an output goes on, the uploads of it that an earlier run created and the checkpoint
 // does not name are aborted (nothing left to bill), and the job's records of them dropped: an
@@ -8,8 +8,8 @@ import type { AttemptStore, StrayRecords } from "../checkpoint/checkpointStore.t
 export async function abortStrayUploads(
   store: Pick<AttemptStore, "forgetUploads" | "clearCreating">,
   side: OutputSide,
-  /** The job's records (store.strayRecords()). */
-  records: StrayRecords,
+  /** The job's records (store.uploadRecords()). */
+  records: UploadRecords,
   /** The upload the checkpoint names for this output, which stays. */
   kept: string | undefined,
   upload: { abortStrays(strays: readonly string[], creating: Date | undefined): Promise<void> },
