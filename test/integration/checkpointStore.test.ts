@@ -107,6 +107,12 @@ describe("checkpoint store records (real Redis)", () => {
     expect(strays?.creating.rejects).toBeUndefined();
   });
 
+  it("reads empty records as no uploads and no marks", async () => {
+    const none = await store.uploadRecords();
+    expect(none.uploads).toEqual(new Map());
+    expect(none.creating).toEqual({ output: undefined, rejects: undefined });
+  });
+
   it("reads no records once another worker holds the lock", async () => {
     await store.recordUpload("output", "U1");
     await suite.redis.set(LOCK_KEY, "another-worker");
