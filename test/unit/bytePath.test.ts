@@ -448,6 +448,69 @@ describe("the byte row path against the string path (differential)", () => {
   });
 });
 
+describe("rejects on the byte row path", () => {
+  /** A judge factory that counts the rows the string path judges (its text entry point). */
+  function counting(judges: JudgeFactory) {
+    const count = { rows: 0 };
+    const factory: JudgeFactory = {
+      bind(header) {
+        const judge = judges.bind(header);
+        return {
+          ...judge,
+          judge(fields) {
+            count.rows++;
+            return judge.judge(fields);
+          },
+        };
+      },
+    };
+    return { factory, count };
+  }
+
+  it("answers a reject of the right shape with its errors, and hands only wrong shapes to the string path", () => {
+    const schema = TableSchema.parse({
+      fields: [
+        { name: "id", type: "integer", constraints: { required: true, minimum: 1 } },
+        { name: "note", type: "string", constraints: { maxLength: 5 } },
+        { name: "at", type: "datetime" },
+      ],
+    });
+    const rows = ["id,note,at"];
+    for (let i = 1; i <= 60; i++) {
+      const cells = [String(i), `"n, ${i % 10}"`, "2026-01-02T00:00:00Z"];
+      // Every third row has one bad cell, every fifth two (a row may have several errors).
+      if (i % 3 === 0) cells[0] = "x";
+      if (i % 5 === 0) cells[1] = '"too, long"';
+      if (i % 5 === 0) cells[2] = "yesterday";
+      if (i % 7 === 0) cells[0] = "";
+      rows.push(cells.join(","));
+    }
+    // Shapes the string path judges: a blank row, too few cells, too many.
+    rows.push(",,", "1,a", "1,a,2026-01-02T00:00:00Z,extra");
+    const source = Buffer.from(`${rows.join("\n")}\n`);
+    const options = { ...JobOptions.parse({}), delimiter: "," };
+    const onBytes = counting(compileTableSchema(schema));
+    const onStrings = counting(compileTableSchema(schema));
+    const bytes = processAll(source, onBytes.factory, options, [], true);
+    const strings = processAll(source, onStrings.factory, options, [], false);
+    const { counts } = bytes.processor.position;
+    // Rows 1-60 with a multiple of 3, 5 or 7 (33 of them), and the three shapes.
+    expect(counts.rejected).toBe(33 + 3);
+    // ids "x" (multiples of 3 but not of 7: 18) and datetimes (12); empty ids (8) and notes (12).
+    expect(counts.errors).toEqual({
+      "type-error": 18 + 12,
+      "constraint-error": 8 + 12,
+      "blank-row": 1,
+      "missing-cell": 1,
+      "extra-cell": 1,
+    });
+    expect(bytes.sinks.rejects.text()).toBe(strings.sinks.rejects.text());
+    expect(bytes.processor.position.counts).toEqual(strings.processor.position.counts);
+    expect(onStrings.count.rows).toBe(63);
+    expect(onBytes.count.rows).toBe(3);
+  });
+});
+
 describe("the framer's UTF-8 knowledge", () => {
   it("marks a row valid UTF-8 only when it is, wherever chunks are cut", () => {
     // "<ff>" and "<80>" stand for single raw bytes: invalid UTF-8.

@@ -6,16 +6,20 @@ import type { RowError } from "./rowErrors.ts";
 
 // A Table Schema's verdict on a row read in place: its cells judged on their bytes where the
 // bytes decide (cellBytes.ts), decoded and put through the field's validator where they do not.
-// It only ever says "valid": a row with a wrong shape or an invalid cell is handed back, and the
-// string path judges it again, so every reject, its errors and their words, come from one place.
+// A row of the right shape whose cells the validators refuse is a reject with their errors: a
+// byte check only ever accepts a cell its validator accepts, so the errors are those the string
+// path finds, from the same validators, in the same order. A row with a wrong shape (blank, too
+// few or too many cells) is handed back, and the string path judges it.
 
 /** Every cell valid and written as it came. */
 export const SAME = 0;
 /** Every cell valid, some in another canonical form: `changes` holds their text. */
 export const CHANGED = 1;
-/** Not valid, or not decided here: the string path judges the row. */
+/** Not decided here: the string path judges the row. */
 export const UNDECIDED = 2;
-export type ByteVerdict = typeof SAME | typeof CHANGED | typeof UNDECIDED;
+/** Not valid: `errors` holds the row's errors. */
+export const INVALID = 3;
+export type ByteVerdict = typeof SAME | typeof CHANGED | typeof UNDECIDED | typeof INVALID;
 
 export interface ByteJudge {
   /** The verdict on the row `index` was last given (`row` its bytes). */
@@ -25,6 +29,8 @@ export interface ByteJudge {
    * undefined (reused: read it before the next row).
    */
   readonly changes: (string | undefined)[];
+  /** After INVALID, the row's errors in field order (a new array for each invalid row). */
+  readonly errors: readonly RowError[];
   /** Per field, the column of the file it is read from (-1: the file lacks it). */
   readonly columnOf: readonly number[];
 }
@@ -84,8 +90,12 @@ export function byteJudge(
   // A field the file lacks reads as an empty cell in every row.
   const lacking = columnOf.some((column, i) => column === -1 && !emptyValid[i]);
 
+  let errors: RowError[] = [];
   return {
     changes,
+    get errors() {
+      return errors;
+    },
     columnOf,
     judge(row, index) {
       if (lacking || index.count !== width) return UNDECIDED;
@@ -100,6 +110,7 @@ export function byteJudge(
       // A blank row is a reject (blank-row).
       if (blank) return UNDECIDED;
       let changed = false;
+      let invalid: RowError[] | undefined;
       for (let i = 0; i < n; i++) {
         const column = columnOf[i] as number;
         changes[i] = undefined;
@@ -108,29 +119,36 @@ export function byteJudge(
         const end = ends[column] as number;
         const escaped = index.escaped(column);
         if (start === end) {
-          if (!emptyValid[i]) return UNDECIDED;
-          continue;
-        }
-        const rule = rules[i];
-        const missing = missingBytes[i];
-        // A missing value is compared with the cell's value, which an escaped cell's bytes are
-        // not yet: such a cell goes to the validator, unless its value (at least half its
-        // bytes: an escape and what it escapes make one) is longer than any missing value.
-        if (
-          rule !== undefined &&
-          (missing === undefined ||
-            (escaped ? end - start > 2 * missing.maxLength : !missing.has(row, start, end))) &&
-          (escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end))
-        ) {
-          continue;
+          // An empty cell is valid as it is, or its validator says what it is.
+          if (emptyValid[i]) continue;
+        } else {
+          const rule = rules[i];
+          const missing = missingBytes[i];
+          // A missing value is compared with the cell's value, which an escaped cell's bytes
+          // are not yet: such a cell goes to the validator, unless its value (at least half its
+          // bytes: an escape and what it escapes make one) is longer than any missing value.
+          if (
+            rule !== undefined &&
+            (missing === undefined ||
+              (escaped ? end - start > 2 * missing.maxLength : !missing.has(row, start, end))) &&
+            (escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end))
+          ) {
+            continue;
+          }
         }
         const text = index.value(row, column);
         const result = (validators[i] as (raw: string) => string | RowError)(text);
-        if (typeof result !== "string") return UNDECIDED;
-        if (result !== text && !asRead) {
+        if (typeof result !== "string") {
+          invalid ??= [];
+          invalid.push(result);
+        } else if (result !== text && !asRead) {
           changes[i] = result;
           changed = true;
         }
+      }
+      if (invalid) {
+        errors = invalid;
+        return INVALID;
       }
       return changed ? CHANGED : SAME;
     },

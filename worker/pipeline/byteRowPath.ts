@@ -4,16 +4,18 @@ import { ByteRowWriter } from "../csv/byteRowWriter.ts";
 import type { FramedRow } from "../csv/csvFramer.ts";
 import { FieldIndex } from "../csv/fieldIndex.ts";
 import { asBuffer } from "../csv/rowDecoder.ts";
-import { type ByteJudge, CHANGED, UNDECIDED } from "../judge/byteJudge.ts";
+import { type ByteJudge, CHANGED, INVALID, UNDECIDED } from "../judge/byteJudge.ts";
+import type { RowError } from "../judge/rowErrors.ts";
 import type { RowJudge } from "../judge/rowJudge.ts";
 import type { OutputFormat } from "./outputFormat.ts";
 import type { RowSink } from "./rowProcessor.ts";
 
 // The byte row path: a row indexed, judged and written on its bytes, with no string made for
-// it unless a cell needs one. It takes the rows it can prove valid and hands every other row
-// back (a reject, a row whose quoting is irregular, a cell its bytes do not decide and whose
-// validator refuses it), and the string path then does for that row exactly what it did before
-// this path existed: one definition of each verdict, each message and each output line.
+// it unless a cell needs one. It takes the rows it can prove valid, answers the errors of a row
+// of the right shape whose cells their validators refuse (byteJudge.ts), and hands every other
+// row back (a blank row, a wrong number of cells, irregular quoting, bytes that are not UTF-8),
+// and the string path then does for that row exactly what it did before this path existed:
+// one definition of each verdict, each message and each output line.
 
 type Options = Pick<
   JobOptions,
@@ -43,16 +45,17 @@ export class ByteRowPath {
   }
 
   /**
-   * Judges the row and, when it is valid, writes its output line to `sink` (none: the line is
-   * already in an uploaded part). False when the string path is to take the row; then nothing
-   * was written.
+   * Judges the row. True when it is valid: its output line is written to `sink` (none: the line
+   * is already in an uploaded part). Its errors when it is invalid, and false when the string
+   * path is to take the row: then nothing was written.
    */
-  take(row: FramedRow, sink: RowSink | undefined): boolean {
+  take(row: FramedRow, sink: RowSink | undefined): boolean | readonly RowError[] {
     if (row.oversize || row.unterminated) return false;
     const bytes = asBuffer(row.bytes);
     if (!(row.utf8 || isUtf8(bytes)) || !this.#index.index(bytes, row.quoted)) return false;
     const verdict = this.#judge.judge(bytes, this.#index);
     if (verdict === UNDECIDED) return false;
+    if (verdict === INVALID) return this.#judge.errors;
     if (!sink) return true;
     const changes = verdict === CHANGED ? this.#judge.changes : undefined;
     if (!this.#writer.write(bytes, this.#index, row.quoted, sink, changes)) {

@@ -141,7 +141,9 @@ export class RowProcessor {
     position.counts.read++;
     const { output, rejects } = this.#in.sinks;
     const writes = row.start >= this.#in.writeFrom.output;
-    if (this.#bytes?.take(row, writes ? output : undefined)) position.counts.valid++;
+    const taken = this.#bytes?.take(row, writes ? output : undefined);
+    if (taken === true) position.counts.valid++;
+    else if (taken) this.#invalid(row, taken, this.#decode(asBuffer(row.bytes)) as string);
     else {
       const bytes = asBuffer(row.bytes);
       const raw = this.#decode(bytes);
