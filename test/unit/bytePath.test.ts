@@ -5,6 +5,7 @@ import { JobOptions } from "../../shared/job.ts";
 import { TableSchema, type TableSchemaField } from "../../shared/tableSchema.ts";
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
 import { FieldIndex } from "../../worker/csv/fieldIndex.ts";
+import { type ByteJudge, INVALID } from "../../worker/judge/byteJudge.ts";
 import { cellRule, checkCell, checkEscapedCell } from "../../worker/judge/cellBytes.ts";
 import type { JudgeFactory } from "../../worker/judge/rowJudge.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
@@ -243,10 +244,37 @@ function run(
 ) {
   const parsed = JobOptions.parse(options);
   const resolved = { ...parsed, delimiter: parsed.delimiter === "auto" ? "," : parsed.delimiter };
-  const judges = compileTableSchema(TableSchema.parse(schema), {
+  const compiled = compileTableSchema(TableSchema.parse(schema), {
     maxUniqueValues: 1000,
     values: resolved.values,
   });
+  // Counts the rows the byte judge answers as invalid (their errors its own).
+  let rejectsOnBytes = 0;
+  const judges: JudgeFactory = {
+    bind(header) {
+      const judge = compiled.bind(header);
+      const { bytes } = judge;
+      if (!bytes) return judge;
+      return {
+        ...judge,
+        bytes(): ByteJudge {
+          const inner = bytes();
+          return {
+            changes: inner.changes,
+            columnOf: inner.columnOf,
+            get errors() {
+              return inner.errors;
+            },
+            judge(row, index) {
+              const verdict = inner.judge(row, index);
+              if (verdict === INVALID) rejectsOnBytes++;
+              return verdict;
+            },
+          };
+        },
+      };
+    },
+  };
   try {
     const { processor, sinks } = processAll(source, judges, resolved, cuts, bytePath);
     return {
@@ -254,6 +282,7 @@ function run(
       rejects: sinks.rejects.text(),
       mark: processor.mark(),
       rowsAsBytes: sinks.output.rowsAsBytes,
+      rejectsOnBytes,
     };
   } catch (error) {
     return { error: (error as Error).message };
@@ -338,6 +367,7 @@ describe("the byte row path against the string path (differential)", () => {
     let rowsCompared = 0;
     let takenOnBytes = 0;
     const tookRows = new Set<string>();
+    const tookRejects = new Set<string>();
     fc.assert(
       fc.property(
         dialect.chain((d) =>
@@ -395,14 +425,27 @@ describe("the byte row path against the string path (differential)", () => {
           const cuts = [...new Set(c.cuts.map((x) => x % (source.length + 1)))].sort(
             (a, b) => a - b,
           );
-          const { rowsAsBytes, ...onBytes } = run(source, schema, options, cuts, true);
-          const { rowsAsBytes: none, ...onStrings } = run(source, schema, options, cuts, false);
+          const { rowsAsBytes, rejectsOnBytes, ...onBytes } = run(
+            source,
+            schema,
+            options,
+            cuts,
+            true,
+          );
+          const {
+            rowsAsBytes: none,
+            rejectsOnBytes: noRejects,
+            ...onStrings
+          } = run(source, schema, options, cuts, false);
           expect(onBytes).toEqual(onStrings);
           expect(none ?? 0).toBe(0);
+          expect(noRejects ?? 0).toBe(0);
           rowsCompared += c.rows.length;
           takenOnBytes += rowsAsBytes ?? 0;
+          const kind = `${c.d.delimiter}${c.d.quote}${c.d.escape ?? ""} ${c.values}`;
+          if (rejectsOnBytes) tookRejects.add(kind);
           if (rowsAsBytes) {
-            tookRows.add(`${c.d.delimiter}${c.d.quote}${c.d.escape ?? ""} ${c.values}`);
+            tookRows.add(kind);
           }
         },
       ),
@@ -412,6 +455,8 @@ describe("the byte row path against the string path (differential)", () => {
     // The byte path wrote a good share of the rows, in every dialect and both value modes.
     expect(takenOnBytes).toBeGreaterThan(rowsCompared / 8);
     expect(tookRows.size).toBe(3 * 2 * 2 * 2);
+    // And it answered rejects with their errors, in every dialect and both value modes.
+    expect(tookRejects.size).toBe(3 * 2 * 2 * 2);
   });
 
   it("takes the rows it can: a file of valid rows is judged without the string path", () => {
@@ -508,6 +553,60 @@ describe("rejects on the byte row path", () => {
     expect(bytes.processor.position.counts).toEqual(strings.processor.position.counts);
     expect(onStrings.count.rows).toBe(63);
     expect(onBytes.count.rows).toBe(3);
+  });
+});
+
+describe("a file that lacks a field", () => {
+  it("that may not be empty: every row goes to the string path, and each is a reject", () => {
+    const schema = TableSchema.parse({
+      fields: [
+        { name: "id", type: "integer" },
+        { name: "note", type: "string", constraints: { required: true } },
+        { name: "at", type: "date" },
+      ],
+      fieldsMatch: "superset",
+    });
+    const source = Buffer.from("id,at\n1,2026-01-02\n2,2026-01-03\n");
+    const options = { ...JobOptions.parse({}), delimiter: "," };
+    const judges = compileTableSchema(schema);
+    let judgedAsText = 0;
+    const counting: JudgeFactory = {
+      bind(header) {
+        const judge = judges.bind(header);
+        return {
+          ...judge,
+          judge(fields) {
+            judgedAsText++;
+            return judge.judge(fields);
+          },
+        };
+      },
+    };
+    const bytes = processAll(source, counting, options, [], true);
+    const strings = processAll(source, judges, options, [], false);
+    expect(judgedAsText).toBe(2);
+    expect(bytes.processor.position.counts.rejected).toBe(2);
+    expect(bytes.sinks.rejects.text()).toBe(strings.sinks.rejects.text());
+    expect(bytes.sinks.rejects.text()).toContain("a value is required");
+  });
+
+  it("that may be empty: its rows stay on the byte path and read it as empty", () => {
+    const schema = TableSchema.parse({
+      fields: [
+        { name: "id", type: "integer" },
+        { name: "note", type: "string" },
+        { name: "at", type: "date" },
+      ],
+      fieldsMatch: "superset",
+    });
+    const source = Buffer.from("id,at\n1,2026-01-02\nx,2026-01-03\n");
+    const options = { ...JobOptions.parse({}), delimiter: "," };
+    const bytes = processAll(source, compileTableSchema(schema), options, [], true);
+    const strings = processAll(source, compileTableSchema(schema), options, [], false);
+    expect(bytes.sinks.output.rowsAsBytes).toBe(1);
+    expect(bytes.sinks.output.text()).toBe(strings.sinks.output.text());
+    expect(bytes.sinks.rejects.text()).toBe(strings.sinks.rejects.text());
+    expect(bytes.processor.position.counts).toEqual(strings.processor.position.counts);
   });
 });
 

@@ -9,7 +9,8 @@ import type { RowError } from "./rowErrors.ts";
 // A row of the right shape whose cells the validators refuse is a reject with their errors: a
 // byte check only ever accepts a cell its validator accepts, so the errors are those the string
 // path finds, from the same validators, in the same order. A row with a wrong shape (blank, too
-// few or too many cells) is handed back, and the string path judges it.
+// few or too many cells), and every row of a file that lacks a field which may not be empty, is
+// handed back, and the string path judges it.
 
 /** Every cell valid and written as it came. */
 export const SAME = 0;

@@ -13,7 +13,8 @@ import type { RowSink } from "./rowProcessor.ts";
 // The byte row path: a row indexed, judged and written on its bytes, with no string made for
 // it unless a cell needs one. It takes the rows it can prove valid, answers the errors of a row
 // of the right shape whose cells their validators refuse (byteJudge.ts), and hands every other
-// row back (a blank row, a wrong number of cells, irregular quoting, bytes that are not UTF-8),
+// row back (a blank row, a wrong number of cells, irregular or unclosed quoting, bytes that
+// are not UTF-8, a row past maxRowBytes, a file lacking a field which may not be empty),
 // and the string path then does for that row exactly what it did before this path existed:
 // one definition of each verdict, each message and each output line.
 
