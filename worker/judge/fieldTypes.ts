@@ -52,8 +52,6 @@ const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const TIME = /^(\d{2}):(\d{2}):(\d{2})(\.\d+)?$/;
-const DATETIME =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/;
 
 export function fieldType(field: TableSchemaField): FieldType {
   const format = field.format ?? "default";
@@ -272,29 +270,92 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
   }
   return (raw) => {
     if (isValidUtcSeconds(raw)) return { value: raw, text: raw };
-    const m = DATETIME.exec(raw);
-    if (!m) return null;
-    const [, y, mo, d, h, mi, s, frac, zone] = m;
-    if (!validDate(Number(y), Number(mo), Number(d))) return null;
-    if (!validTime(Number(h), Number(mi), Number(s))) return null;
+    const at = datetimeAt(raw);
+    if (!at) return null;
+    if (!validDate(at.year, at.month, at.day)) return null;
+    if (!validTime(at.hours, at.minutes, at.seconds)) return null;
+    const { zone } = at;
     // The common canonical form comes back as it came, without rebuilding the string.
     if (zone === "Z" && raw.charCodeAt(10) === 84 /* T */) return { value: raw, text: raw };
-    const local = `${y}-${mo}-${d}T${h}:${mi}:${s}${frac ?? ""}`;
-    if (!zone) return { value: local, text: local };
+    // The date, "T", the time and its fraction as written.
+    const local = `${raw.slice(0, 10)}T${raw.slice(11, at.fractionEnd)}`;
+    if (zone === undefined) return { value: local, text: local };
     if (zone === "Z") return { value: `${local}Z`, text: `${local}Z` };
     // Offsets are normalized to UTC so that equal instants compare and print equal.
-    const utc = utcText(m);
+    const utc = utcText(raw, at);
     if (utc !== undefined) return utc === null ? null : { value: utc, text: utc };
     const instant = new Date(
       `${local}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`,
     );
     if (Number.isNaN(instant.getTime())) return null;
-    const iso = isoUtc(instant, frac);
+    const iso = isoUtc(instant, at.fractionEnd > 19 ? raw.slice(19, at.fractionEnd) : undefined);
     return { value: iso, text: iso };
   };
 }
 
 const pad = (n: number, width: number) => String(n).padStart(width, "0");
+
+/** A datetime's fields, read where `YYYY-MM-DD[T ]hh:mm:ss[.f…][Z|±hh[:]mm]` has them. */
+interface DatetimeAt {
+  year: number;
+  month: number;
+  day: number;
+  hours: number;
+  minutes: number;
+  seconds: number;
+  /** Where the seconds' fraction ends (19: none). */
+  fractionEnd: number;
+  /** "Z", an offset as written (`+02:00`, `-0530`), or undefined (local time). */
+  zone: string | undefined;
+}
+
+/**
+ * The fields of `YYYY-MM-DD[T ]hh:mm:ss[.f…][Z|±hh[:]mm]` (digits 0-9 only, a fraction of one
+ * digit or more), read by position, or undefined when the text is not of that form. A regular
+ * expression's match and its eight captured strings cost more than the whole check.
+ */
+function datetimeAt(raw: string): DatetimeAt | undefined {
+  const n = raw.length;
+  if (n < 19) return undefined;
+  const sep = raw.charCodeAt(10);
+  if (sep !== 84 /* T */ && sep !== 32 /* space */) return undefined;
+  if (raw.charCodeAt(4) !== 45 || raw.charCodeAt(7) !== 45) return undefined;
+  if (raw.charCodeAt(13) !== 58 || raw.charCodeAt(16) !== 58) return undefined;
+  const year = digitsAt(raw, 0, 4);
+  const month = digitsAt(raw, 5, 2);
+  const day = digitsAt(raw, 8, 2);
+  const hours = digitsAt(raw, 11, 2);
+  const minutes = digitsAt(raw, 14, 2);
+  const seconds = digitsAt(raw, 17, 2);
+  if (year < 0 || month < 0 || day < 0 || hours < 0 || minutes < 0 || seconds < 0) {
+    return undefined;
+  }
+  let at = 19;
+  if (raw.charCodeAt(at) === 46 /* . */) {
+    at++;
+    const digits = at;
+    while (at < n && isDigit(raw.charCodeAt(at))) at++;
+    if (at === digits) return undefined;
+  }
+  const fractionEnd = at;
+  if (at === n) return { year, month, day, hours, minutes, seconds, fractionEnd, zone: undefined };
+  const sign = raw.charCodeAt(at);
+  if (sign === 90 /* Z */) {
+    if (at + 1 !== n) return undefined;
+  } else if (sign === 43 /* + */ || sign === 45 /* - */) {
+    // ±hh:mm or ±hhmm, and nothing after it.
+    const colon = raw.charCodeAt(at + 3) === 58;
+    if (n !== at + (colon ? 6 : 5)) return undefined;
+    if (digitsAt(raw, at + 1, 2) < 0 || digitsAt(raw, colon ? at + 4 : at + 3, 2) < 0) {
+      return undefined;
+    }
+  } else return undefined;
+  return { year, month, day, hours, minutes, seconds, fractionEnd, zone: raw.slice(at) };
+}
+
+function isDigit(code: number): boolean {
+  return code >= 48 && code <= 57;
+}
 
 /**
  * A valid datetime with an offset in UTC, as Date's toISOString writes it (`…:ssZ`, or
@@ -303,13 +364,13 @@ const pad = (n: number, width: number) => String(n).padStart(width, "0");
  * minutes over 59: Date refuses them too); undefined when the UTC year leaves 0000-9999, which
  * Date writes in another form.
  */
-function utcText(m: RegExpExecArray): string | null | undefined {
-  const [, y, mo, d, h, mi, s, frac, zone = ""] = m;
+function utcText(raw: string, at: DatetimeAt): string | null | undefined {
+  const zone = at.zone ?? "";
   const [zoneHours, zoneMinutes] = [Number(zone.slice(1, 3)), Number(zone.slice(-2))];
   if (zoneHours > 23 || zoneMinutes > 59) return null;
   const east = zone.charCodeAt(0) === 43; /* + */
-  let minutes = Number(h) * 60 + Number(mi) + (east ? -1 : 1) * (zoneHours * 60 + zoneMinutes);
-  let [year, month, day] = [Number(y), Number(mo), Number(d)];
+  let minutes = at.hours * 60 + at.minutes + (east ? -1 : 1) * (zoneHours * 60 + zoneMinutes);
+  let { year, month, day } = at;
   if (minutes < 0) {
     minutes += 1440;
     day--;
@@ -329,8 +390,9 @@ function utcText(m: RegExpExecArray): string | null | undefined {
   // Before year 1 there is no date to write (there is no year 0).
   if (year < 1) return null;
   if (year > 9999) return undefined;
-  const ms = frac ? `.${`${frac.slice(1)}00`.slice(0, 3)}` : "";
-  const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${s}${ms}Z`;
+  // The fraction, to milliseconds (after its point, at 20).
+  const ms = at.fractionEnd > 19 ? `.${`${raw.slice(20, at.fractionEnd)}00`.slice(0, 3)}` : "";
+  const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${raw.slice(17, 19)}${ms}Z`;
   return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${time}`;
 }
 

@@ -1,0 +1,163 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { fieldType, type TypedCell } from "../../worker/judge/fieldTypes.ts";
+
+// A datetime cell is read by position (fieldTypes.ts's datetimeAt), where it was read by a
+// regular expression. The expression and what was built from its captures are kept here as the
+// specification: on cells of that shape and near it, both give the same value and text, or
+// both refuse the cell.
+
+const DATETIME =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/;
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const daysIn = (y: number, m: number) =>
+  (DAYS[m - 1] as number) + (m === 2 && y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0) ? 1 : 0);
+const validDate = (y: number, m: number, d: number) =>
+  y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m);
+const pad = (n: number, width: number) => String(n).padStart(width, "0");
+
+/** The parser as the regular expression read it (0.4.1). */
+function specification(raw: string): TypedCell | null {
+  const m = DATETIME.exec(raw);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, s, frac, zone] = m;
+  if (!validDate(Number(y), Number(mo), Number(d))) return null;
+  if (!(Number(h) <= 23 && Number(mi) <= 59 && Number(s) <= 59)) return null;
+  if (zone === "Z" && raw.charCodeAt(10) === 84) return { value: raw, text: raw };
+  const local = `${y}-${mo}-${d}T${h}:${mi}:${s}${frac ?? ""}`;
+  if (!zone) return { value: local, text: local };
+  if (zone === "Z") return { value: `${local}Z`, text: `${local}Z` };
+  const [zoneHours, zoneMinutes] = [Number(zone.slice(1, 3)), Number(zone.slice(-2))];
+  if (zoneHours > 23 || zoneMinutes > 59) return null;
+  const east = zone.charCodeAt(0) === 43;
+  let minutes = Number(h) * 60 + Number(mi) + (east ? -1 : 1) * (zoneHours * 60 + zoneMinutes);
+  let [year, month, day] = [Number(y), Number(mo), Number(d)];
+  if (minutes < 0) {
+    minutes += 1440;
+    day--;
+    if (day < 1) {
+      month--;
+      if (month < 1) [month, year] = [12, year - 1];
+      day = daysIn(year, month);
+    }
+  } else if (minutes >= 1440) {
+    minutes -= 1440;
+    day++;
+    if (day > daysIn(year, month)) {
+      [day, month] = [1, month + 1];
+      if (month > 12) [month, year] = [1, year + 1];
+    }
+  }
+  if (year < 1) return null;
+  if (year <= 9999) {
+    const ms = frac ? `.${`${frac.slice(1)}00`.slice(0, 3)}` : "";
+    const text = `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${s}${ms}Z`;
+    return { value: text, text };
+  }
+  const instant = new Date(
+    `${local}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`,
+  );
+  if (Number.isNaN(instant.getTime())) return null;
+  const iso = instant.toISOString();
+  const text = frac ? iso : `${iso.slice(0, -5)}Z`;
+  return { value: text, text };
+}
+
+const digits = (count: number) =>
+  fc.array(fc.constantFrom(..."0123456789"), { minLength: count, maxLength: count });
+const two = (max: number) => fc.integer({ min: 0, max }).map((n) => pad(n, 2));
+
+/** Cells of the datetime's shape with edge values in every field, some of them bent. */
+const datetimeCell = fc
+  .record({
+    year: fc.oneof(
+      fc.constantFrom("0000", "0001", "1900", "2000", "2024", "9999"),
+      digits(4).map((d) => d.join("")),
+    ),
+    month: two(13),
+    day: two(32),
+    sep: fc.constantFrom("T", " ", "t", "_"),
+    hours: two(25),
+    minutes: two(60),
+    seconds: two(60),
+    frac: fc.oneof(
+      fc.constant(""),
+      fc.constant("."),
+      digits(1).map((d) => `.${d.join("")}`),
+      fc
+        .array(fc.constantFrom(..."0123456789"), { minLength: 2, maxLength: 12 })
+        .map((d) => `.${d.join("")}`),
+    ),
+    zone: fc.oneof(
+      { weight: 1, arbitrary: fc.constantFrom("", "Z") },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom("z", "+", "-", "+2", "+02", "+02:", "+02:0", "+02:00:", "Z "),
+      },
+      {
+        weight: 2,
+        arbitrary: fc
+          .tuple(fc.constantFrom("+", "-"), two(25), fc.constantFrom(":", ""), two(60))
+          .map(([s, h, c, m]) => `${s}${h}${c}${m}`),
+      },
+    ),
+    // One cell in four is bent: a character replaced or dropped anywhere.
+    bend: fc.oneof(
+      { weight: 3, arbitrary: fc.constant(null) },
+      {
+        weight: 1,
+        arbitrary: fc.tuple(fc.nat(40), fc.constantFrom("x", "٣", "-", ":", " ", "", "0")),
+      },
+    ),
+  })
+  .map(({ year, month, day, sep, hours, minutes, seconds, frac, zone, bend }) => {
+    const text = `${year}-${month}-${day}${sep}${hours}:${minutes}:${seconds}${frac}${zone}`;
+    if (!bend) return text;
+    const [at, by] = bend;
+    const i = at % (text.length + 1);
+    return text.slice(0, i) + by + text.slice(i + 1);
+  });
+
+describe("a datetime read by position", () => {
+  const parse = fieldType({ name: "t", type: "datetime" }).parse;
+
+  it("gives what the regular expression gave, on cells of its shape and near it", () => {
+    let valid = 0;
+    fc.assert(
+      fc.property(datetimeCell, (cell) => {
+        const expected = specification(cell);
+        expect(parse(cell), cell).toEqual(expected);
+        if (expected) valid++;
+      }),
+      { numRuns: 20_000 },
+    );
+    // The cells are not mostly refused: both sides of the verdict are compared.
+    expect(valid).toBeGreaterThan(1_500);
+  });
+
+  it("agrees on cells at the edges of the calendar, the day and the offsets", () => {
+    const cells = [
+      "2024-02-29T00:00:00",
+      "2023-02-29T00:00:00",
+      "2000-02-29 12:00:00",
+      "1900-02-29T00:00:00",
+      "0001-01-01T00:30:00+01:00",
+      "0001-01-01T00:00:00Z",
+      "9999-12-31T23:30:00-01:00",
+      "9999-12-31T23:59:59.999-00:01",
+      "2026-12-31T23:59:59.5-0001",
+      "2026-01-01T00:00:00.123456789+23:59",
+      "2026-01-01T00:00:00+24:00",
+      "2026-01-01T00:00:00+00:60",
+      "2026-01-01T00:00:00.Z",
+      "2026-01-01T00:00:00Z",
+      "2026-01-01 00:00:00Z",
+      "2026-1-01T00:00:00",
+      "2026-01-01T00:00:00+02:000",
+      "2026-01-01T00:00:00+0200",
+      "20260101T000000Z",
+      "",
+    ];
+    for (const cell of cells) expect(parse(cell), cell).toEqual(specification(cell));
+  });
+});
