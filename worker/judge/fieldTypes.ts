@@ -198,13 +198,23 @@ function numberParser(
     if (!DECIMAL.test(text)) return null;
     // Canonical text keeps every digit the source had (no float round trip): only the sign,
     // group characters and a bare leading decimal point are normalized.
-    const canonical = PLAIN_DECIMAL.test(text)
-      ? text
-      : (text.startsWith("+") ? text.slice(1) : text)
-          .replace(/^(-?)\./, "$10.")
-          .replace(/^(-?)0+(?=\d)/, "$1");
+    const canonical = PLAIN_DECIMAL.test(text) ? text : canonicalDecimal(text);
     return { value: Number(canonical), text: canonical };
   };
+}
+
+/**
+ * A decimal's text (of DECIMAL's form) without a plus sign, with a 0 before a bare point and
+ * without leading zeros: "+.5" is "0.5", "-007.50" is "-7.50", "000" is "0".
+ */
+export function canonicalDecimal(text: string): string {
+  let at = text.charCodeAt(0) === 43 /* + */ ? 1 : 0;
+  const negative = text.charCodeAt(at) === 45; /* - */
+  if (negative) at++;
+  // A zero followed by a digit is a leading zero; the last digit before the point stays.
+  while (text.charCodeAt(at) === 48 /* 0 */ && isDigit(text.charCodeAt(at + 1))) at++;
+  const digits = text.charCodeAt(at) === 46 /* . */ ? `0${text.slice(at)}` : text.slice(at);
+  return negative ? `-${digits}` : digits;
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];

@@ -1,11 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { fieldType, type TypedCell } from "../../worker/judge/fieldTypes.ts";
+import { canonicalDecimal, fieldType, type TypedCell } from "../../worker/judge/fieldTypes.ts";
 
-// A datetime cell is read by position (fieldTypes.ts's datetimeAt), where it was read by a
-// regular expression. The expression and what was built from its captures are kept here as the
-// specification: on cells of that shape and near it, both give the same value and text, or
-// both refuse the cell.
+// Cells read by position and character code where they were read by regular expressions: a
+// datetime (fieldTypes.ts's datetimeAt) and a decimal's canonical text (canonicalDecimal). The
+// expressions and what was built from them are kept here as the specification: on cells of
+// that shape and near it, both give the same value and text, or both refuse the cell.
 
 const DATETIME =
   /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/;
@@ -159,5 +159,51 @@ describe("a datetime read by position", () => {
       "",
     ];
     for (const cell of cells) expect(parse(cell), cell).toEqual(specification(cell));
+  });
+});
+
+describe("a decimal's canonical text", () => {
+  const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+  /** As the regular expressions wrote it (0.4.1). */
+  const specification = (text: string) =>
+    (text.startsWith("+") ? text.slice(1) : text)
+      .replace(/^(-?)\./, "$10.")
+      .replace(/^(-?)0+(?=\d)/, "$1");
+  const decimal = fc
+    .tuple(
+      fc.constantFrom("", "+", "-"),
+      fc.array(fc.constantFrom("0", "0", "0", "1", "5", "9"), { maxLength: 6 }),
+      fc.option(fc.array(fc.constantFrom("0", "3", "9"), { maxLength: 4 })),
+      fc.option(fc.tuple(fc.constantFrom("e", "E"), fc.constantFrom("", "+", "-"), digits(2))),
+    )
+    .map(([sign, whole, fraction, exponent]) => {
+      const point = fraction === null ? "" : `.${fraction.join("")}`;
+      const e = exponent === null ? "" : `${exponent[0]}${exponent[1]}${exponent[2].join("")}`;
+      return `${sign}${whole.join("")}${point}${e}`;
+    })
+    .filter((text) => DECIMAL.test(text));
+
+  it("is what the regular expressions wrote, for every decimal", () => {
+    fc.assert(
+      fc.property(decimal, (text) => {
+        expect(canonicalDecimal(text), text).toBe(specification(text));
+      }),
+      { numRuns: 20_000 },
+    );
+    for (const text of [
+      ".5",
+      "+.5",
+      "-.5",
+      "000",
+      "-000",
+      "007.50",
+      "-00.5",
+      "0.0",
+      "+0",
+      "5.",
+      "00e5",
+    ]) {
+      expect(canonicalDecimal(text), text).toBe(specification(text));
+    }
   });
 });
