@@ -78,6 +78,12 @@ export class ByteRowWriter {
     }
     const out = this.#scratch;
     const { starts, ends, flags } = index;
+    if (this.#identity && this.#sameDialect && index.count === columns.length) {
+      const at = this.#composeRuns(row, index, out, changes);
+      if (at === -1) return false;
+      sink.writeBytes(out.subarray(0, at), this.#newline);
+      return true;
+    }
     let at = 0;
     for (let k = 0; k < columns.length; k++) {
       if (k > 0) out[at++] = COMMA;
@@ -106,6 +112,42 @@ export class ByteRowWriter {
     }
     sink.writeBytes(out.subarray(0, at), this.#newline);
     return true;
+  }
+
+  /**
+   * The output line of a row whose columns are the output's, in the output's dialect: the
+   * source's bytes, copied in runs, except where a cell changes (its canonical text) or is
+   * quoted without needing it (its value alone). What the cell loop above writes, with one copy
+   * per run of cells instead of one per cell. The end in `out`, or -1 as copyText says.
+   */
+  #composeRuns(
+    row: Uint8Array,
+    index: FieldIndex,
+    out: Uint8Array,
+    changes: readonly (string | undefined)[] | undefined,
+  ): number {
+    const { starts, ends, flags, count } = index;
+    let at = 0;
+    // The source's bytes from here on are not yet in `out`.
+    let from = 0;
+    for (let k = 0; k < count; k++) {
+      const start = starts[k] as number;
+      const end = ends[k] as number;
+      const flag = flags[k] as number;
+      const change = changes?.[this.#fields[k] as number];
+      if (change !== undefined) {
+        // The whole cell, its quotes too, gives way to the text.
+        at = copy(row, from, flag & QUOTED ? start - 1 : start, out, at);
+        at = copyText(change, out, at);
+        if (at === -1) return -1;
+        from = flag & QUOTED ? end + 1 : end;
+      } else if (flag === QUOTED && !needsQuotes(row, start, end)) {
+        at = copy(row, from, start - 1, out, at);
+        at = copy(row, start, end, out, at);
+        from = end + 1;
+      }
+    }
+    return copy(row, from, row.length, out, at);
   }
 }
 
