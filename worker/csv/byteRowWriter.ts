@@ -101,8 +101,7 @@ export class ByteRowWriter {
       if (flag & QUOTED) {
         // Quoted text is output as it came, quotes included, when its value needs them and the
         // quoting is RFC 4180's; as its value alone when it needs none.
-        const escaped = flag !== QUOTED;
-        if (escaped || needsQuotes(row, start, end)) {
+        if (keepsQuotes(row, start, end, flag)) {
           if (!this.#rfcQuoting) return false;
           start--;
           end++;
@@ -141,7 +140,7 @@ export class ByteRowWriter {
         at = copyText(change, out, at);
         if (at === -1) return -1;
         from = flag & QUOTED ? end + 1 : end;
-      } else if (flag === QUOTED && !needsQuotes(row, start, end)) {
+      } else if (flag & QUOTED && !keepsQuotes(row, start, end, flag)) {
         at = copy(row, from, start - 1, out, at);
         at = copy(row, start, end, out, at);
         from = end + 1;
@@ -156,9 +155,16 @@ function quotesNeeded(row: Uint8Array, index: FieldIndex): boolean {
   const { starts, ends, flags, count } = index;
   for (let i = 0; i < count; i++) {
     const flag = flags[i] as number;
-    if (flag === QUOTED && !needsQuotes(row, starts[i] as number, ends[i] as number)) return false;
+    if (flag & QUOTED && !keepsQuotes(row, starts[i] as number, ends[i] as number, flag)) {
+      return false;
+    }
   }
   return true;
+}
+
+/** Whether a quoted cell's output keeps its quotes: its value needs them, or it has escapes. */
+function keepsQuotes(row: Uint8Array, start: number, end: number, flag: number): boolean {
+  return flag !== QUOTED || needsQuotes(row, start, end);
 }
 
 /** A comma, a double quote or a line break: what RFC 4180 output quotes. */

@@ -239,24 +239,6 @@ function digitsAt(raw: string, from: number, count: number): number {
   return n;
 }
 
-/**
- * A valid `YYYY-MM-DDTHH:MM:SSZ`, the form most files use and already canonical, checked by
- * character codes: the regex and its eight captures cost more than the rest of the row.
- */
-function isValidUtcSeconds(raw: string): boolean {
-  if (raw.length !== 20 || raw.charCodeAt(19) !== 90 /* Z */ || raw.charCodeAt(10) !== 84 /* T */)
-    return false;
-  if (raw.charCodeAt(4) !== 45 || raw.charCodeAt(7) !== 45) return false;
-  if (raw.charCodeAt(13) !== 58 || raw.charCodeAt(16) !== 58) return false;
-  const y = digitsAt(raw, 0, 4);
-  const mo = digitsAt(raw, 5, 2);
-  const d = digitsAt(raw, 8, 2);
-  const h = digitsAt(raw, 11, 2);
-  const mi = digitsAt(raw, 14, 2);
-  const sec = digitsAt(raw, 17, 2);
-  return y >= 0 && h >= 0 && mi >= 0 && sec >= 0 && validDate(y, mo, d) && validTime(h, mi, sec);
-}
-
 function temporalParser(format: string, kind: "date" | "time" | "datetime"): CellParser {
   if (format === "default") return defaultTemporal(kind);
   if (format === "any") return anyTemporal(kind);
@@ -279,7 +261,6 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
     };
   }
   return (raw) => {
-    if (isValidUtcSeconds(raw)) return { value: raw, text: raw };
     const at = datetimeAt(raw);
     if (!at) return null;
     if (!validDate(at.year, at.month, at.day)) return null;
