@@ -207,6 +207,24 @@ class Collect implements RowSink {
 }
 
 /** A row processor over `source`, framed in pieces cut at `cuts`, into collecting sinks. */
+/** A judge factory that counts the rows the string path judges (the judge's text entry point). */
+function countingTextJudges(judges: JudgeFactory) {
+  const count = { rows: 0 };
+  const factory: JudgeFactory = {
+    bind(header) {
+      const judge = judges.bind(header);
+      return {
+        ...judge,
+        judge(fields) {
+          count.rows++;
+          return judge.judge(fields);
+        },
+      };
+    },
+  };
+  return { factory, count };
+}
+
 function processAll(
   source: Buffer,
   judges: JudgeFactory,
@@ -470,48 +488,16 @@ describe("the byte row path against the string path (differential)", () => {
     const rows = ["id,note,at"];
     for (let i = 1; i <= 200; i++) rows.push(`${i},"a, ""b""",2026-01-0${(i % 9) + 1}T00:00:00Z`);
     const source = Buffer.from(`${rows.join("\n")}\n`);
-    const judges = compileTableSchema(TableSchema.parse(schema));
-    // Counts the rows the string path judges (the judge's own text entry point).
-    let judgedAsText = 0;
-    const counting = {
-      bind(header: readonly string[] | null) {
-        const judge = judges.bind(header);
-        return {
-          ...judge,
-          judge(fields: readonly string[]) {
-            judgedAsText++;
-            return judge.judge(fields);
-          },
-        };
-      },
-    };
+    const counting = countingTextJudges(compileTableSchema(TableSchema.parse(schema)));
     const options = { ...JobOptions.parse({}), delimiter: "," };
-    const { processor, sinks } = processAll(source, counting, options, [], true);
+    const { processor, sinks } = processAll(source, counting.factory, options, [], true);
     expect(processor.position.counts.valid).toBe(200);
-    expect(judgedAsText).toBe(0);
+    expect(counting.count.rows).toBe(0);
     expect(sinks.output.text().split("\r\n")[1]).toBe('1,"a, ""b""",2026-01-02T00:00:00Z');
   });
 });
 
 describe("rejects on the byte row path", () => {
-  /** A judge factory that counts the rows the string path judges (its text entry point). */
-  function counting(judges: JudgeFactory) {
-    const count = { rows: 0 };
-    const factory: JudgeFactory = {
-      bind(header) {
-        const judge = judges.bind(header);
-        return {
-          ...judge,
-          judge(fields) {
-            count.rows++;
-            return judge.judge(fields);
-          },
-        };
-      },
-    };
-    return { factory, count };
-  }
-
   it("answers a reject of the right shape with its errors, and hands only wrong shapes to the string path", () => {
     const schema = TableSchema.parse({
       fields: [
@@ -534,8 +520,8 @@ describe("rejects on the byte row path", () => {
     rows.push(",,", "1,a", "1,a,2026-01-02T00:00:00Z,extra");
     const source = Buffer.from(`${rows.join("\n")}\n`);
     const options = { ...JobOptions.parse({}), delimiter: "," };
-    const onBytes = counting(compileTableSchema(schema));
-    const onStrings = counting(compileTableSchema(schema));
+    const onBytes = countingTextJudges(compileTableSchema(schema));
+    const onStrings = countingTextJudges(compileTableSchema(schema));
     const bytes = processAll(source, onBytes.factory, options, [], true);
     const strings = processAll(source, onStrings.factory, options, [], false);
     const { counts } = bytes.processor.position;
@@ -620,22 +606,10 @@ describe("a file that lacks a field", () => {
     const source = Buffer.from("id,at\n1,2026-01-02\n2,2026-01-03\n");
     const options = { ...JobOptions.parse({}), delimiter: "," };
     const judges = compileTableSchema(schema);
-    let judgedAsText = 0;
-    const counting: JudgeFactory = {
-      bind(header) {
-        const judge = judges.bind(header);
-        return {
-          ...judge,
-          judge(fields) {
-            judgedAsText++;
-            return judge.judge(fields);
-          },
-        };
-      },
-    };
-    const bytes = processAll(source, counting, options, [], true);
+    const counting = countingTextJudges(judges);
+    const bytes = processAll(source, counting.factory, options, [], true);
     const strings = processAll(source, judges, options, [], false);
-    expect(judgedAsText).toBe(2);
+    expect(counting.count.rows).toBe(2);
     expect(bytes.processor.position.counts.rejected).toBe(2);
     expect(bytes.sinks.rejects.text()).toBe(strings.sinks.rejects.text());
     expect(bytes.sinks.rejects.text()).toContain("a value is required");
