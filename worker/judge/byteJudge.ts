@@ -91,6 +91,26 @@ export function byteJudge(
   // A field the file lacks reads as an empty cell in every row.
   const lacking = columnOf.some((column, i) => column === -1 && !emptyValid[i]);
 
+  /** Whether field i's cell (in `column`) is valid as its bytes stand, no text made for it. */
+  const validOnBytes = (i: number, row: Buffer, index: FieldIndex, column: number): boolean => {
+    const start = index.starts[column] as number;
+    const end = index.ends[column] as number;
+    // An empty cell is valid as it is, or its validator says what it is.
+    if (start === end) return emptyValid[i] as boolean;
+    const rule = rules[i];
+    if (rule === undefined) return false;
+    const missing = missingBytes[i];
+    const escaped = index.escaped(column);
+    // A missing value is compared with the cell's value, which an escaped cell's bytes are not
+    // yet: such a cell goes to the validator, unless its value (at least half its bytes: an
+    // escape and what it escapes make one) is longer than any missing value.
+    const maybeMissing =
+      missing !== undefined &&
+      (escaped ? end - start <= 2 * missing.maxLength : missing.has(row, start, end));
+    if (maybeMissing) return false;
+    return escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end);
+  };
+
   let errors: RowError[] = [];
   return {
     changes,
@@ -115,28 +135,7 @@ export function byteJudge(
       for (let i = 0; i < n; i++) {
         const column = columnOf[i] as number;
         changes[i] = undefined;
-        if (column === -1) continue;
-        const start = starts[column] as number;
-        const end = ends[column] as number;
-        const escaped = index.escaped(column);
-        if (start === end) {
-          // An empty cell is valid as it is, or its validator says what it is.
-          if (emptyValid[i]) continue;
-        } else {
-          const rule = rules[i];
-          const missing = missingBytes[i];
-          // A missing value is compared with the cell's value, which an escaped cell's bytes
-          // are not yet: such a cell goes to the validator, unless its value (at least half its
-          // bytes: an escape and what it escapes make one) is longer than any missing value.
-          if (
-            rule !== undefined &&
-            (missing === undefined ||
-              (escaped ? end - start > 2 * missing.maxLength : !missing.has(row, start, end))) &&
-            (escaped ? checkEscapedCell(rule, start, end) : checkCell(rule, row, start, end))
-          ) {
-            continue;
-          }
-        }
+        if (column === -1 || validOnBytes(i, row, index, column)) continue;
         const text = index.value(row, column);
         const result = (validators[i] as (raw: string) => string | RowError)(text);
         if (typeof result !== "string") {
