@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -17,6 +17,12 @@ export async function nodeBinary(major: number): Promise<string> {
   const binary = join(dir, "node_modules/node/bin/node");
   if (existsSync(binary)) return binary;
   await mkdir(dir, { recursive: true });
+  // npm 11.19 and later run a dependency's install script only where package.json allows it,
+  // and the `node` package's preinstall is what puts the binary in place.
+  await writeFile(
+    join(dir, "package.json"),
+    '{ "private": true, "allowScripts": { "node": true } }',
+  );
   await exec("npm", ["install", "--no-audit", "--no-fund", "--no-save", `node@${major}`], {
     cwd: dir,
     env: { ...process.env, PATH: SYSTEM_PATH },
