@@ -149,39 +149,6 @@ describe("checkpoint store records (real Redis)", () => {
     expect(await recordedUploads(suite.redis, JOB_KEY)).toEqual(new Map([["U1", "output"]]));
     expect(await suite.redis.exists(records.creating("output"))).toBe(0);
   });
-
-  it("checks the lock once for the S3 writes of the next second, while the lock lives longer", async () => {
-    await suite.redis.set(LOCK_KEY, TOKEN, "PX", 30_000);
-    const sent = await commandsSent(suite.redis, async () => {
-      await store.assertOwner();
-      await store.assertOwner();
-      await store.assertOwner();
-    });
-    expect(sent).toEqual(["script"]);
-  });
-
-  it("refuses a write once another worker holds the lock and the lease is over", async () => {
-    // However long the lock lives, a lease lasts a second at most.
-    await suite.redis.set(LOCK_KEY, TOKEN, "PX", 30_000);
-    await store.assertOwner();
-    await suite.redis.set(LOCK_KEY, "another-worker", "PX", 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
-    await expect(store.assertOwner()).rejects.toBeInstanceOf(LockLostError);
-  });
-
-  it("takes no lease on a lock about to expire, or one without a time to live", async () => {
-    for (const ttl of [900, undefined]) {
-      if (ttl === undefined) await suite.redis.set(LOCK_KEY, TOKEN);
-      else await suite.redis.set(LOCK_KEY, TOKEN, "PX", ttl);
-      const sent = await commandsSent(suite.redis, async () => {
-        await store.assertOwner();
-        await store.assertOwner();
-      });
-      expect(sent, `lock ttl ${ttl}`).toEqual(["script", "script"]);
-    }
-    await suite.redis.set(LOCK_KEY, "another-worker");
-    await expect(store.assertOwner()).rejects.toBeInstanceOf(LockLostError);
-  });
 });
 
 /**

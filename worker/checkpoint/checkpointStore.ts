@@ -119,26 +119,6 @@ local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('HSET', KEYS[1], ARGV[2], cjson.encode({bucket = ARGV[3], key = ARGV[4], job = ARGV[5], children = cjson.decode(ARGV[6]), at = ms}))
 return 1`;
 
-// KEYS: lock. ARGV: token. The lock's time to live in ms while this worker holds it (0 when it
-// has none), -1 when it does not.
-const LOCK_TTL = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then return 0 end
-return ttl`;
-
-/**
- * How long a check that this worker holds the job's lock stands for the S3 writes after it: a
- * small job's two PUTs, or a large job's parts a second apart, cost one round trip where each
- * cost its own. Never past the lock's own time to live less LEASE_MARGIN_MS (for clocks that
- * drift): until then no other worker can have taken the job, as BullMQ hands a job on only once
- * its lock has expired. A worker frozen for longer finds the lease over when it wakes: the
- * monotonic clock runs on while a process is stopped, and the wall clock while a machine sleeps;
- * the lease ends when either clock says so.
- */
-const OWNER_LEASE_MS = 1000;
-const LEASE_MARGIN_MS = 1000;
-
 /**
  * A job's records (and the carried text its checkpoint names) live this long past its latest
  * checkpoint, then expire by themselves: a job retried later starts those outputs over.
@@ -189,7 +169,6 @@ export function defineStoreScripts(scripts: ScriptClient): void {
   scripts.define("s3csvClearCreating", CLEAR_CREATING, 3);
   scripts.define("s3csvRegisterShards", REGISTER_SHARDS, 2);
   scripts.define("s3csvUploadRecords", UPLOAD_RECORDS, 4);
-  scripts.define("s3csvLockTtl", LOCK_TTL, 1);
 }
 
 /** What earlier attempts at a job may have left in S3, as its records say. */
@@ -229,8 +208,6 @@ export class CheckpointStore implements AttemptStore {
   #checkpoint: Checkpoint;
   #dirty = false;
   #writing: Promise<void> | null = null;
-  /** Until when, by both clocks, the lock is known to be this worker's (assertOwner). */
-  #ownedUntil = { monotonic: 0, wall: 0 };
 
   /** `scripts` must have the store's scripts defined (defineStoreScripts). */
   constructor(
@@ -441,16 +418,9 @@ export class CheckpointStore implements AttemptStore {
     );
   }
 
-  /** Before an S3 write: throws when this worker no longer holds the job (see OWNER_LEASE_MS). */
   async assertOwner(): Promise<void> {
-    const until = this.#ownedUntil;
-    if (performance.now() < until.monotonic && Date.now() < until.wall) return;
-    // Taken before asking: the lock lives at least its answered time to live past this.
-    const asked = { monotonic: performance.now(), wall: Date.now() };
-    const ttl = await this.#scripts.run("s3csvLockTtl", [this.#keys.lockKey, this.#keys.token]);
-    if (typeof ttl !== "number" || ttl < 0) throw new LockLostError(this.#keys.jobId);
-    const lease = Math.min(OWNER_LEASE_MS, ttl - LEASE_MARGIN_MS);
-    this.#ownedUntil = { monotonic: asked.monotonic + lease, wall: asked.wall + lease };
+    const holder = await this.#redis.get(this.#keys.lockKey);
+    if (holder !== this.#keys.token) throw new LockLostError(this.#keys.jobId);
   }
 
   /** Runs a fenced script whose KEYS are `keys` and the lock; a refusal is a lost lock. */
