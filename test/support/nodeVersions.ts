@@ -17,8 +17,8 @@ export async function nodeBinary(major: number): Promise<string> {
   const binary = join(dir, "node_modules/node/bin/node");
   if (existsSync(binary)) return binary;
   await mkdir(dir, { recursive: true });
-  // npm 11.19 and later run a dependency's install script only where package.json allows it,
-  // and the `node` package's preinstall is what puts the binary in place.
+  // The `node` package's preinstall puts the binary in place: allowed, so that npm neither
+  // warns (11.19 and later) nor, under strict-allow-scripts, refuses it.
   await writeFile(
     join(dir, "package.json"),
     '{ "private": true, "allowScripts": { "node": true } }',

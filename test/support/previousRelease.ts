@@ -78,10 +78,10 @@ export async function previousRelease(
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     await sh(`git -C '${ROOT}' archive '${tag}' | tar -x -C '${dir}'`, ROOT);
-    // Its own lock file, its own Node 24 (the `node` package), its build (prepare). Releases
-    // before 0.4.2 do not allow the `node` package's install script, which npm 11.19 and later
-    // skip unless allowed.
-    await sh("npm pkg set allowScripts.node=true --json", dir);
+    // Its own lock file, its own Node 24 (the `node` package), its build (prepare). Releases up
+    // to v0.4.1 do not allow their dependencies' install scripts, which npm refuses under
+    // strict-allow-scripts (and warns of from 11.19 on).
+    await sh("npm pkg set allowScripts.node=true allowScripts.msgpackr-extract=true --json", dir);
     await sh("npm ci --no-audit --no-fund --loglevel=error", dir);
     await writeFile(ready, `${tag}\n`);
   }
