@@ -23,7 +23,11 @@ export class ByteRowWriter {
   /** Per output column, the field it shows, and the source column that is read from (-1: none). */
   readonly #fields: Int32Array;
   readonly #columns: Int32Array;
-  readonly #identity: boolean;
+  /**
+   * The output's columns are the source's, in its order and dialect: a row of that many cells
+   * is its own output line wherever no cell changes or sheds quotes it does not need.
+   */
+  readonly #sourceLayout: boolean;
   readonly #newline: Uint8Array;
   /** The source's dialect is the output's: an unquoted cell never needs quotes. */
   readonly #sameDialect: boolean;
@@ -39,10 +43,10 @@ export class ByteRowWriter {
   ) {
     this.#fields = Int32Array.from(fieldOfOutput);
     this.#columns = Int32Array.from(fieldOfOutput, (field) => columnOf[field] as number);
-    this.#identity = this.#columns.every((column, i) => column === i);
     this.#newline = Buffer.from(newline);
     this.#rfcQuoting = dialect.quote === '"' && (dialect.escape ?? '"') === '"';
     this.#sameDialect = dialect.delimiter === "," && this.#rfcQuoting;
+    this.#sourceLayout = this.#sameDialect && this.#columns.every((column, i) => column === i);
   }
 
   /**
@@ -57,7 +61,9 @@ export class ByteRowWriter {
     sink: ByteSink,
     changes?: readonly (string | undefined)[],
   ): boolean {
-    if (!changes && this.#identity && this.#sameDialect && index.count === this.#columns.length) {
+    const columns = this.#columns;
+    const asSource = this.#sourceLayout && index.count === columns.length;
+    if (asSource && !changes) {
       // The row as it came, when every quote it has is one the output needs.
       if (!quoted || quotesNeeded(row, index)) {
         sink.writeBytes(row, this.#newline);
@@ -66,7 +72,6 @@ export class ByteRowWriter {
         return true;
       }
     }
-    const columns = this.#columns;
     // At most the row, two quotes and a comma per cell, and the changed cells' text.
     let room = row.length + 3 * columns.length;
     if (changes) for (const text of changes) room += text?.length ?? 0;
@@ -78,7 +83,7 @@ export class ByteRowWriter {
     }
     const out = this.#scratch;
     const { starts, ends, flags } = index;
-    if (this.#identity && this.#sameDialect && index.count === columns.length) {
+    if (asSource) {
       const at = this.#composeRuns(row, index, out, changes);
       if (at === -1) return false;
       sink.writeBytes(out.subarray(0, at), this.#newline);
