@@ -203,8 +203,10 @@ describe("faults and chaos", () => {
     await stack.put("chaos/in-0.csv", (sets[0] as PeopleData).csv);
     await stack.put("chaos/in-1.csv", (sets[1] as PeopleData).csv);
     // A SIGKILL stalls each job its worker had: a long job can be stalled by several, and at
-    // BullMQ's default limit (5) it would fail for the soak's kill rate, not for anything s3csv
-    // does. The limit is set above the most SIGKILLs the soak can make (one per 1.5 s for 40 s).
+    // s3csv's default limit (MAX_STALLED_COUNT, 5) it would fail for the soak's kill rate, not
+    // for anything s3csv does. The limit is set above the most SIGKILLs the soak can make (one
+    // per 1.5 s for 40 s); a lock renewal a frozen worker misses is a stall too, which the
+    // stalls logged below would show.
     const KILL_WINDOW_MS = 40_000;
     const soakWorker = () =>
       start({ MAX_STALLED_COUNT: String(Math.ceil(KILL_WINDOW_MS / 1500) + 1) });

@@ -45,8 +45,11 @@ const CELL_CHARS = [
 
 /** More missing values than the byte set compares one by one. */
 const MANY_MISSING = ["", "NA", "n/a", "-", "?", "none", "null", "0", "é", "x", "true"];
-/** Missing values with a quote or an escape in them: an escaped cell's value can be one. */
-const QUOTED_MISSING = ["", 'N"A', "N'A", "\\N", "a,b"];
+/**
+ * Missing values with a quote or an escape in them: an escaped cell's value can be one (`"`
+ * alone is the shortest: its escaped cell is twice as long as its value).
+ */
+const QUOTED_MISSING = ["", 'N"A', "N'A", "\\N", "a,b", '"'];
 
 const cellText = fc.oneof(
   fc.array(fc.constantFrom(...CELL_CHARS), { maxLength: 12 }).map((c) => c.join("")),
@@ -590,6 +593,19 @@ describe("rows written in runs of their source bytes", () => {
     const source = 'p,o,n\n"1, 2","{""a"": 1}",+5\n"3,4","{}",6\n';
     const output = both(schema, source, {});
     expect(output.text()).toContain('"1,2"');
+  });
+
+  it("reads an escaped cell whose value is a missing value as missing, however short", () => {
+    // `""""` is the value `"`: twice the missing value's length, on the bytes.
+    const schema = {
+      missingValues: ['"'],
+      fields: [
+        { name: "a", type: "string" },
+        { name: "b", type: "string" },
+      ],
+    };
+    const output = both(schema, 'a,b\n"""",x\n', {});
+    expect(output.text()).toBe("a,b\r\n,x\r\n");
   });
 });
 
