@@ -595,6 +595,19 @@ describe("rows written in runs of their source bytes", () => {
     expect(output.text()).toContain('"1,2"');
   });
 
+  it("quotes a row of one empty cell, which readers would skip as an empty line", () => {
+    const schema = { missingValues: ["", "NA"], fields: [{ name: "v", type: "integer" }] };
+    expect(both(schema, "v\nNA\n+5\n", {}).text()).toBe('v\r\n""\r\n5\r\n');
+    // One column selected of two.
+    const two = {
+      fields: [
+        { name: "v", type: "string" },
+        { name: "w", type: "string" },
+      ],
+    };
+    expect(both(two, 'v,w\n,x\n"",y\n', { select: ["v"] }).text()).toBe('v\r\n""\r\n""\r\n');
+  });
+
   it("reads an escaped cell whose value is a missing value as missing, however short", () => {
     // `""""` is the value `"`: twice the missing value's length, on the bytes.
     const schema = {

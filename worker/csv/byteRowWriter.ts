@@ -82,20 +82,35 @@ export class ByteRowWriter {
       this.#scratch = new Uint8Array(Math.max(SCRATCH, room * 2));
     }
     const out = this.#scratch;
+    const at = asSource
+      ? this.#composeRuns(row, index, out, changes)
+      : this.#composeCells(row, index, out, changes);
+    // A row of one empty cell is the string writer's, which quotes it (formatRow): an empty
+    // line is one readers skip.
+    if (at === -1 || (at === 0 && columns.length === 1)) return false;
+    sink.writeBytes(out.subarray(0, at), this.#newline);
+    return true;
+  }
+
+  /**
+   * The output line, cell by cell, in `out`: its end, or -1 when a cell's bytes or text are
+   * not what the string writer would write for it.
+   */
+  #composeCells(
+    row: Uint8Array,
+    index: FieldIndex,
+    out: Uint8Array,
+    changes: readonly (string | undefined)[] | undefined,
+  ): number {
+    const columns = this.#columns;
     const { starts, ends, flags } = index;
-    if (asSource) {
-      const at = this.#composeRuns(row, index, out, changes);
-      if (at === -1) return false;
-      sink.writeBytes(out.subarray(0, at), this.#newline);
-      return true;
-    }
     let at = 0;
     for (let k = 0; k < columns.length; k++) {
       if (k > 0) out[at++] = COMMA;
       const change = changes?.[this.#fields[k] as number];
       if (change !== undefined) {
         at = copyText(change, out, at);
-        if (at === -1) return false;
+        if (at === -1) return -1;
         continue;
       }
       const column = columns[k] as number;
@@ -107,21 +122,20 @@ export class ByteRowWriter {
         // Quoted text is output as it came, quotes included, when its value needs them and the
         // quoting is RFC 4180's; as its value alone when it needs none.
         if (keepsQuotes(row, start, end, flag)) {
-          if (!this.#rfcQuoting) return false;
+          if (!this.#rfcQuoting) return -1;
           start--;
           end++;
         }
-      } else if (!this.#sameDialect && needsQuotes(row, start, end)) return false;
+      } else if (!this.#sameDialect && needsQuotes(row, start, end)) return -1;
       at = copy(row, start, end, out, at);
     }
-    sink.writeBytes(out.subarray(0, at), this.#newline);
-    return true;
+    return at;
   }
 
   /**
    * The output line of a row whose columns are the output's, in the output's dialect: the
    * source's bytes, copied in runs, except where a cell changes (its canonical text) or is
-   * quoted without needing it (its value alone). What the cell loop above writes, with one copy
+   * quoted without needing it (its value alone). What #composeCells writes, with one copy
    * per run of cells instead of one per cell. The end in `out`, or -1 as copyText says.
    */
   #composeRuns(

@@ -18,6 +18,9 @@ export function neutralizeFormula(cell: string): string {
 }
 
 export function formatRow(cells: readonly string[], newline: string): string {
+  // A row of one empty cell is quoted, as Python's csv module writes it: bare, it is an empty
+  // line, which readers skip (pandas, Python's csv module), and the row would be lost.
+  if (cells.length === 1 && cells[0] === "") return `""${newline}`;
   let line = "";
   for (let i = 0; i < cells.length; i++) {
     if (i > 0) line += ",";
