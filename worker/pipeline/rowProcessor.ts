@@ -64,6 +64,18 @@ export function cloneCounts(counts: RowCounts): RowCounts {
   return { ...counts, errors: { ...counts.errors }, fields };
 }
 
+/** Room for one row's lines in the reject report, in UTF-16 units (one line may pass it). */
+export const ROW_REPORT_CHARS = 64 * 1024;
+
+/** What a row's report leaves out: "and 3 more errors of this row, not listed: 3 extra-cell". */
+function unlisted(errors: readonly RowError[]): string {
+  const byCode = new Map<string, number>();
+  for (const { code } of errors) byCode.set(code, (byCode.get(code) ?? 0) + 1);
+  const codes = [...byCode].map(([code, n]) => `${n} ${code}`).join(", ");
+  const noun = errors.length === 1 ? "error" : "errors";
+  return `and ${errors.length} more ${noun} of this row, not listed: ${codes}`;
+}
+
 /** Counts an error in the summary by field ("(row)" for an error about the whole row). */
 function summarize(fields: RowCounts["fields"], error: RowError, rowNumber: number): void {
   const entry = summaryEntry(fields, error.field || "(row)");
@@ -206,16 +218,34 @@ export class RowProcessor {
       counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
       summarize(counts.fields, error, rowNumber);
     }
-    if (row.start >= this.#in.writeFrom.rejects) {
-      const number = String(rowNumber);
-      const line = String(row.line);
-      let report = "";
-      for (const e of errors) {
-        report += this.#reportLine([number, line, e.field, e.code, e.message, text]);
-      }
-      this.#in.sinks.rejects.write(report);
-    }
+    if (row.start >= this.#in.writeFrom.rejects) this.#report(row, errors, text);
     enforcePolicy(this.#in.options, rowNumber, row.line, errors, counts);
+  }
+
+  /**
+   * The row's lines in the reject report, one per error, each with the row's text, up to the
+   * line that fills ROW_REPORT_CHARS: that line says which errors it leaves out (the job's
+   * result counts them all). Every line repeats the row, and a row holds up to one error per
+   * delimiter: listing them all would cost the row's length squared (a long row of extra cells
+   * made a report of gigabytes, in one string, holding the event loop).
+   */
+  #report(row: FramedRow, errors: readonly RowError[], text: string): void {
+    const number = String(this.#position.rowNumber);
+    const line = String(row.line);
+    const reportLine = (e: RowError, message: string) =>
+      this.#reportLine([number, line, e.field, e.code, message, text]);
+    let report = "";
+    for (const [i, e] of errors.entries()) {
+      const next = reportLine(e, e.message);
+      const more = i < errors.length - 1;
+      if (more && report.length + next.length > ROW_REPORT_CHARS) {
+        // This line fills the row's room: it says what is left out.
+        report += reportLine(e, `${e.message} (${unlisted(errors.slice(i + 1))})`);
+        break;
+      }
+      report += next;
+    }
+    this.#in.sinks.rejects.write(report);
   }
 
   #judgeRow(row: FramedRow, raw: string | undefined): Verdict {
