@@ -207,3 +207,87 @@ describe("a decimal's canonical text", () => {
     }
   });
 });
+
+describe("dates and datetimes of format any", () => {
+  const date = fieldType({ name: "d", type: "date", format: "any" });
+  const datetime = fieldType({ name: "t", type: "datetime", format: "any" });
+  const read = (cells: readonly string[]) =>
+    cells.map((cell) => [cell, date.parse(cell)?.text ?? null, datetime.parse(cell)?.text ?? null]);
+
+  /** Runs `work` with the process's time zone set to `zone` (Node reads TZ as it changes). */
+  function inZone<T>(zone: string, work: () => T): T {
+    const before = process.env.TZ;
+    process.env.TZ = zone;
+    try {
+      return work();
+    } finally {
+      if (before === undefined) delete process.env.TZ;
+      else process.env.TZ = before;
+    }
+  }
+
+  it("read the date and time the cell writes, whatever the worker's time zone", () => {
+    const cells = [
+      "Tue, 1 Jan 2030 00:00:00",
+      "Tue, 1 Jan 2030 00:00:00 GMT",
+      "Tue, 1 Jan 2030 00:00:00 +0200",
+      "March 7, 2020 10:00",
+      "2020/03/07 10:00",
+      "2020-03-07T10:00",
+      "2020-03-07T01:00+02:00",
+      "2020-03-07 10:00 EST",
+      "Sat Mar 07 2020 10:00:00 GMT+0100 (CET)",
+      "7 March 2020",
+      "2020-03-07 10:00 PM",
+      "2021-03-14 02:30",
+    ];
+    const zones = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"];
+    // The zones do move Date.parse: without the care taken, the readings would differ.
+    const local = zones.map((zone) => inZone(zone, () => Date.parse("2020/03/07 10:00")));
+    expect(new Set(local).size).toBe(zones.length);
+    const readings = zones.map((zone) => inZone(zone, () => read(cells)));
+    for (const reading of readings.slice(1)) expect(reading).toEqual(readings[0]);
+    expect(readings[0]).toEqual([
+      ["Tue, 1 Jan 2030 00:00:00", "2030-01-01", "2030-01-01T00:00:00Z"],
+      ["Tue, 1 Jan 2030 00:00:00 GMT", "2030-01-01", "2030-01-01T00:00:00Z"],
+      // A date is the one written; a datetime with a zone is its instant, in UTC.
+      ["Tue, 1 Jan 2030 00:00:00 +0200", "2030-01-01", "2029-12-31T22:00:00Z"],
+      ["March 7, 2020 10:00", "2020-03-07", "2020-03-07T10:00:00Z"],
+      ["2020/03/07 10:00", "2020-03-07", "2020-03-07T10:00:00Z"],
+      ["2020-03-07T10:00", "2020-03-07", "2020-03-07T10:00:00Z"],
+      ["2020-03-07T01:00+02:00", "2020-03-07", "2020-03-06T23:00:00Z"],
+      ["2020-03-07 10:00 EST", "2020-03-07", "2020-03-07T15:00:00Z"],
+      ["Sat Mar 07 2020 10:00:00 GMT+0100 (CET)", "2020-03-07", "2020-03-07T09:00:00Z"],
+      ["7 March 2020", "2020-03-07", "2020-03-07T00:00:00Z"],
+      ["2020-03-07 10:00 PM", "2020-03-07", "2020-03-07T22:00:00Z"],
+      // A wall clock New York skips (its clocks went from 2:00 to 3:00 that night).
+      ["2021-03-14 02:30", "2021-03-14", "2021-03-14T02:30:00Z"],
+    ]);
+  });
+
+  it("refuse a cell without a four-digit year, a month and a day of its own, or outside years 1 to 9999", () => {
+    const refused = [
+      "1",
+      "12",
+      "March 7",
+      "x 2020",
+      "2020-02-30",
+      "2021-02-29 10:00",
+      "2020-02-30 03:01",
+      "2020-02-30T03:01+01:00",
+      "0000-01-01",
+      "0000-01-01T00:00:00Z",
+      "-000001-01-01",
+      "+010000-01-01",
+      "20 March 99",
+    ];
+    for (const zone of ["UTC", "America/New_York"]) {
+      const readings = inZone(zone, () => read(refused));
+      expect(readings).toEqual(refused.map((cell) => [cell, null, null]));
+    }
+    // An instant before year 1 has no date to write, as in the default format.
+    expect(read(["0001-01-01T00:00+01:00"])).toEqual([
+      ["0001-01-01T00:00+01:00", "0001-01-01", null],
+    ]);
+  });
+});

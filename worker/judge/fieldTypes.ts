@@ -403,12 +403,61 @@ function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
   return (raw) => {
     const exact = strict(raw);
     if (exact || kind === "time") return exact;
-    const ms = Date.parse(raw);
-    if (Number.isNaN(ms)) return null;
-    const iso = new Date(ms).toISOString();
+    const read = looseTemporal(raw);
+    if (!read) return null;
+    // A date is the one written; a datetime with a zone is its instant in UTC, as the default
+    // format writes offsets, and one without is its wall clock, marked UTC.
+    const value = new Date(kind === "date" || !read.zoned ? read.wall : read.instant);
+    const year = value.getUTCFullYear();
+    if (year < 1 || year > 9999) return null;
+    const iso = value.toISOString();
     const text = kind === "date" ? iso.slice(0, 10) : `${iso.slice(0, 19)}Z`;
     return { value: text, text };
   };
+}
+
+/** A zone V8's date parser reads: a name, or an offset after a time. */
+const ZONE_NAME = /(?<![a-z])(?:ut|utc|gmt|z|[ecmp][sd]t)(?![a-z])/i;
+const ZONE_OFFSET = /\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:[ap]m)?\s*[+-]\d/i;
+const TIME_AND_OFFSET =
+  /\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?(?:\s*[ap]m)?(?:\s*(?:gmt|utc)?\s*[+-]\d\d(?::?\d\d)?)?/gi;
+const NAMED_OFFSET = /(?:gmt|utc)\s*[+-]\d\d(?::?\d\d)?/gi;
+/** An ISO form's own offset, which takes no other zone after it. */
+const ISO_OFFSET = /[+-]\d\d(?::?\d\d)?$/;
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+
+/**
+ * What JavaScript's Date.parse reads in a cell, when the date it reads is the one written: a
+ * four-digit year from 1 to 9999, the month (a number or its English name) and the day, each
+ * in the cell. Date.parse alone takes "1" for 2001-01-01, rolls 2020-02-30 over to March, and
+ * reads a time without a zone in the worker's own time zone: a cell would then be worth one
+ * value on one worker and another on the next, and a resumed job would not be byte-identical.
+ * `wall` is the date and time as written, read as UTC; `instant` is the moment, when `zoned`.
+ */
+function looseTemporal(raw: string): { wall: number; instant: number; zoned: boolean } | null {
+  const instant = Date.parse(raw);
+  if (Number.isNaN(instant)) return null;
+  // A zone appended to a cell overrides any it has, so this reads the wall clock as written
+  // whatever the worker's zone; an ISO form takes "Z" instead, in place of its own offset.
+  let wall = Date.parse(`${raw} UTC`);
+  if (Number.isNaN(wall)) wall = Date.parse(`${raw}Z`);
+  const zoned = Number.isNaN(wall) || ZONE_NAME.test(raw) || ZONE_OFFSET.test(raw);
+  if (Number.isNaN(wall)) wall = Date.parse(`${raw.replace(ISO_OFFSET, "")}Z`);
+  if (Number.isNaN(wall)) return null;
+  const date = new Date(wall);
+  const year = date.getUTCFullYear();
+  if (year < 1 || year > 9999) return null;
+  // The date's numbers: the cell's own, less its time and offset (2020-02-30 03:01, rolled over
+  // to March 1, would otherwise find its month and day in the hour and the minute).
+  const dateText = raw.replace(TIME_AND_OFFSET, " ").replace(NAMED_OFFSET, " ");
+  const numbers = (dateText.match(/\d+/g) ?? []).map((n) => ({ n: Number(n), digits: n.length }));
+  const written = (value: number) => numbers.some(({ n }) => n === value);
+  const month = date.getUTCMonth();
+  const lower = raw.toLowerCase();
+  if (!numbers.some(({ n, digits }) => n === year && digits === 4)) return null;
+  if (!written(month + 1) && !lower.includes(MONTHS[month] as string)) return null;
+  if (!written(date.getUTCDate())) return null;
+  return { wall, instant, zoned };
 }
 
 /** Python strptime directives, the form Frictionless patterns use (`%d/%m/%Y`). */
