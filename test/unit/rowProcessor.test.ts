@@ -6,11 +6,13 @@ import { TableSchema } from "../../shared/tableSchema.ts";
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 import {
-  ROW_REPORT_CHARS,
+  ROW_REPORT_MAX,
   RowProcessor,
   type RowSink,
+  rowReportRoom,
 } from "../../worker/pipeline/rowProcessor.ts";
 import { startMark } from "../../worker/source/firstAttempt.ts";
+import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
 
 // The row processor on its own: rows from memory, outputs into memory.
 
@@ -31,20 +33,29 @@ class TextSink implements RowSink {
   }
 }
 
-function process(csv: string, schema: unknown, rejects: RowSink = new MemorySink(1 << 20)) {
+/** `shard`: rows from a byte offset on, the header known, as a split job's shard reads them. */
+function process(
+  csv: string,
+  schema: unknown,
+  rejects: RowSink = new MemorySink(1 << 20),
+  shard?: { offset: number; header: string[] },
+) {
   const options = { ...JobOptions.parse({}), delimiter: "," };
   const sinks = { output: new MemorySink(1 << 20), rejects };
+  const offset = shard?.offset ?? 0;
   const processor = new RowProcessor({
     options,
     judges: compileTableSchema(TableSchema.parse(schema)),
-    from: startMark(),
+    from: { ...startMark(), offset },
     writeFrom: { output: 0, rejects: 0 },
     sinks,
-    header: null,
+    header: shard?.header ?? null,
     onHeader: () => {},
+    headers: shard === undefined,
   });
-  const framer = new CsvFramer({ ...options, startOffset: 0, startLine: 1 });
-  for (const row of [...framer.push(Buffer.from(csv)), ...framer.end()]) processor.process(row);
+  const framer = new CsvFramer({ ...options, startOffset: offset, startLine: 1 });
+  const bytes = Buffer.from(csv).subarray(offset);
+  for (const row of [...framer.push(bytes), ...framer.end()]) processor.process(row);
   return processor.position.counts;
 }
 
@@ -81,22 +92,34 @@ describe("RowProcessor's error summary by field", () => {
   });
 });
 
+async function* chunks(text: string): AsyncGenerator<Uint8Array> {
+  yield Buffer.from(text);
+}
+
 describe("RowProcessor's reject report", () => {
   const report = (csv: string, schema: unknown) => {
     const rejects = new TextSink();
     const counts = process(csv, schema, rejects);
-    const lines = Papa.parse<string[]>(rejects.text, { skipEmptyLines: true }).data;
+    const lines = Papa.parse<string[]>(rejects.text, { skipEmptyLines: true }).data.slice(1);
     // The report's physical lines (no cell here holds a newline), the header's first.
     const physical = rejects.text.split(/(?<=\n)/).slice(1);
-    return { counts, lines: lines.slice(1), physical, chars: rejects.text.length };
+    // What a line takes of its row's room: all of it but the row and line numbers.
+    const used = physical.map((text, i) => {
+      const [number, line] = lines[i] as string[];
+      return text.length - (number as string).length - (line as string).length;
+    });
+    return { counts, lines, used, chars: rejects.text.length };
   };
   const integers = (width: number) => {
     const names = Array.from({ length: width }, (_, i) => `f${i}`);
     return {
+      names,
       header: names.join(","),
       schema: { fields: names.map((name) => ({ name, type: "integer" })) },
     };
   };
+  const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
+  const NOTE = / \(and (\d+) more errors? of this row, not listed: [^)]*\)$/;
 
   it("lists every error of a row, each line with the row's text", () => {
     const { header, schema } = integers(3);
@@ -107,38 +130,90 @@ describe("RowProcessor's reject report", () => {
       ["2", "f1", "missing-cell", "1"],
       ["2", "f2", "missing-cell", "1"],
     ]);
-    expect(lines.some(([, , , , message]) => message?.includes("not listed"))).toBe(false);
+    expect(lines.some(([, , , , message]) => NOTE.test(message as string))).toBe(false);
   });
 
-  it("bounds a row's lines by ROW_REPORT_CHARS however long and wide the row, and says what it leaves out", () => {
+  it("bounds a row's lines by rowReportRoom however long and wide the row, and says what it leaves out", () => {
     const { header, schema } = integers(2000);
-    for (const length of [100, 1_000, 10_000, 200_000]) {
+    for (const length of [1, 100, 1_000, 10_000, 200_000]) {
       // A short row: a cell missing for each of the 1,999 columns after its first.
       const row = "y".repeat(length);
       const next = `z${",1".repeat(1999)}`;
-      const { counts, lines, physical, chars } = report(`${header}\n${row}\n${next}\n`, schema);
+      const { counts, lines, used, chars } = report(`${header}\n${row}\n${next}\n`, schema);
       const listed = lines.filter(([number]) => number === "1").length;
-      const long = physical.slice(0, listed);
       expect(lines.slice(0, listed).every(([, , , , , raw]) => raw === row)).toBe(true);
       // Lines are listed up to the first that passes the room (which says what is left out):
       // at least one, never all 1,999.
       expect(listed).toBeGreaterThanOrEqual(1);
       expect(listed).toBeLessThan(1999);
       const left = 1999 - listed;
-      const note = ` (and ${left} more errors of this row, not listed: ${left} missing-cell)`;
-      expect(lines[listed - 1]?.[4]?.endsWith(note)).toBe(true);
-      const before = long.slice(0, -1).join("").length;
-      expect(before).toBeLessThanOrEqual(ROW_REPORT_CHARS);
-      expect(before + (long.at(-1) as string).length - note.length).toBeGreaterThan(
-        ROW_REPORT_CHARS,
+      const note = NOTE.exec(lines[listed - 1]?.[4] as string);
+      expect(note?.[0]).toBe(
+        ` (and ${left} more errors of this row, not listed: ${left} missing-cell)`,
       );
+      const room = rowReportRoom(row);
+      const before = sum(used.slice(0, listed - 1));
+      expect(before).toBeLessThanOrEqual(room);
+      expect(before + (used[listed - 1] as number) - (note?.[0].length ?? 0)).toBeGreaterThan(room);
       // The row after it is reported as before; the result counts every error.
       expect(lines.slice(listed)).toEqual([
         ["2", "3", "f0", "type-error", expect.any(String), next],
       ]);
       expect(counts.errors).toEqual({ "type-error": 1, "missing-cell": 1999 });
-      // What the report holds past the room: about one line of the long row, and the next row.
-      expect(chars).toBeLessThan(ROW_REPORT_CHARS + row.length + next.length + 1000);
+      // What the report holds past the room: a line of the long row, and the next row.
+      expect(chars).toBeLessThan(room + row.length + next.length + 2000);
+    }
+  });
+
+  it("fills the room to the unit: a line that ends exactly at it is not the last", () => {
+    const { header, schema } = integers(200);
+    let exact = 0;
+    for (let length = 100; length < 400; length++) {
+      const row = "y".repeat(length);
+      const { lines, used } = report(`${header}\n${row}\n`, schema);
+      const listed = lines.length;
+      const before = sum(used.slice(0, listed - 1));
+      if (before === rowReportRoom(row)) exact++;
+      expect(before).toBeLessThanOrEqual(rowReportRoom(row));
+      expect(NOTE.test(lines.at(-1)?.[4] as string)).toBe(true);
+    }
+    // Lengths where the lines before the last fill the room exactly (the boundary is tried).
+    expect(exact).toBeGreaterThan(0);
+  });
+
+  it("writes a row's last error whole, with no note, when it is the line that passes the room", () => {
+    const { header, schema } = integers(3);
+    const row = "y".repeat(40_000);
+    const { lines, used } = report(`${header}\n${row}\n`, schema);
+    expect(lines.map(([, , field, code]) => [field, code])).toEqual([
+      ["f1", "missing-cell"],
+      ["f2", "missing-cell"],
+    ]);
+    expect(sum(used)).toBeGreaterThan(ROW_REPORT_MAX);
+    expect(lines.some(([, , , , message]) => NOTE.test(message as string))).toBe(false);
+  });
+
+  it("is the same for a row read by a shard of a split job, once renumbered, as in the whole run", async () => {
+    const { names, header, schema } = integers(2000);
+    const valid = names.map(() => "1").join(",");
+    for (const length of [100, 101, 102, 150, 1_000, 70_000]) {
+      const row = "y".repeat(length);
+      const csv = `${header}\n${`${valid}\n`.repeat(9)}${row}\n`;
+      const whole = new TextSink();
+      process(csv, schema, whole);
+      // The shard starts at the long row, the header known, its numbers counted from 1.
+      const shard = new TextSink();
+      process(csv, schema, shard, { offset: csv.indexOf(row), header: names });
+      const renumbered: Buffer[] = [];
+      for await (const chunk of renumberedReport(chunks(shard.text), {
+        rows: 9,
+        lines: 10,
+      })) {
+        renumbered.push(chunk);
+      }
+      const rows = whole.text.slice(whole.text.indexOf("\n") + 1);
+      expect(Buffer.concat(renumbered).toString()).toBe(rows);
+      expect(rows).toMatch(/not listed/);
     }
   });
 });

@@ -64,8 +64,19 @@ export function cloneCounts(counts: RowCounts): RowCounts {
   return { ...counts, errors: { ...counts.errors }, fields };
 }
 
-/** Room for one row's lines in the reject report, in UTF-16 units (one line may pass it). */
-export const ROW_REPORT_CHARS = 64 * 1024;
+/**
+ * Room for one row's lines in the reject report, in UTF-16 units of their text less the row and
+ * line numbers (which a split job's shards count from their own start): 16 times the row's
+ * length, at least ROW_REPORT_MIN and at most ROW_REPORT_MAX. The line that fills it is written
+ * whole, and the first line always is.
+ */
+export const ROW_REPORT_MIN = 4 * 1024;
+export const ROW_REPORT_MAX = 64 * 1024;
+export const ROW_REPORT_PER_CHAR = 16;
+
+export function rowReportRoom(text: string): number {
+  return Math.min(ROW_REPORT_MAX, Math.max(ROW_REPORT_MIN, ROW_REPORT_PER_CHAR * text.length));
+}
 
 /** What a row's report leaves out: "and 3 more errors of this row, not listed: 3 extra-cell". */
 function unlisted(errors: readonly RowError[]): string {
@@ -224,21 +235,24 @@ export class RowProcessor {
 
   /**
    * The row's lines in the reject report, one per error, each with the row's text, up to the
-   * line that fills ROW_REPORT_CHARS: that line says which errors it leaves out (the job's
-   * result counts them all). Every line repeats the row, and a row holds up to one error per
-   * delimiter: listing them all would cost the row's length squared (a long row of extra cells
-   * made a report of gigabytes, in one string, holding the event loop).
+   * line that fills the row's room (rowReportRoom): that line says which errors it leaves out
+   * (the job's result counts them all). A row has up to one error per column of the header:
+   * every one listed, a long row in a wide file made a report of gigabytes (one string, the
+   * event loop held), and a short row in one thousands of times its size.
    */
   #report(row: FramedRow, errors: readonly RowError[], text: string): void {
     const number = String(this.#position.rowNumber);
     const line = String(row.line);
+    const numbers = number.length + line.length;
+    const room = rowReportRoom(text);
     const reportLine = (e: RowError, message: string) =>
       this.#reportLine([number, line, e.field, e.code, message, text]);
     let report = "";
+    let used = 0;
     for (const [i, e] of errors.entries()) {
       const next = reportLine(e, e.message);
-      const more = i < errors.length - 1;
-      if (more && report.length + next.length > ROW_REPORT_CHARS) {
+      used += next.length - numbers;
+      if (i < errors.length - 1 && used > room) {
         // This line fills the row's room: it says what is left out.
         report += reportLine(e, `${e.message} (${unlisted(errors.slice(i + 1))})`);
         break;
