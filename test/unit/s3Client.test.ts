@@ -1,0 +1,57 @@
+import { createHash } from "node:crypto";
+import { GetObjectCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../shared/config.ts";
+import { createS3Client } from "../../shared/s3Client.ts";
+
+// What the worker's S3 client signs: the request as it leaves the signer, caught before it is
+// sent (the servers' side is the integration tests').
+
+async function signed(env: NodeJS.ProcessEnv, command: "put" | "part" | "get") {
+  const s3 = createS3Client(loadConfig({ AWS_REGION: "us-east-1", ...env }), {
+    credentials: { accessKeyId: "id", secretAccessKey: "secret" },
+    maxAttempts: 1,
+  });
+  let headers: Record<string, string> = {};
+  s3.middlewareStack.addRelativeTo(
+    (() => async (args: { request: unknown }) => {
+      headers = { ...(args.request as { headers: Record<string, string> }).headers };
+      return { response: { statusCode: 200, headers: {} }, output: { $metadata: {} } };
+    }) as never,
+    { relation: "after", toMiddleware: "httpSigningMiddleware", name: "caught" },
+  );
+  const body = Buffer.from("id,name\n1,Ada\n");
+  const target = { Bucket: "b", Key: "k" };
+  if (command === "put") await s3.send(new PutObjectCommand({ ...target, Body: body }));
+  else if (command === "part") {
+    await s3.send(new UploadPartCommand({ ...target, UploadId: "u", PartNumber: 1, Body: body }));
+  } else await s3.send(new GetObjectCommand(target));
+  const sha256 = createHash("sha256")
+    .update(command === "get" ? "" : body)
+    .digest("hex");
+  return { headers, sha256 };
+}
+
+describe("the S3 client's payload signing", () => {
+  it("sends uploads over HTTPS unsigned, their CRC32 checked by the server, the signature covering the header", async () => {
+    for (const command of ["put", "part"] as const) {
+      const { headers } = await signed({ S3_ENDPOINT: "https://s3.example.test" }, command);
+      expect(headers["x-amz-content-sha256"]).toBe("UNSIGNED-PAYLOAD");
+      expect(headers["x-amz-checksum-crc32"]).toMatch(/^[A-Za-z0-9+/]{6}==$/);
+      expect(headers.authorization).toContain("x-amz-content-sha256");
+    }
+  });
+
+  it("signs the body's SHA-256 over plain HTTP, without a checksum, and for a body-less request", async () => {
+    const cases = [
+      [{ S3_ENDPOINT: "http://127.0.0.1:9000" }, "part"],
+      [{ S3_ENDPOINT: "http://127.0.0.1:9000" }, "put"],
+      [{ S3_ENDPOINT: "https://s3.example.test", S3_CHECKSUMS: "when_required" }, "part"],
+      [{ S3_ENDPOINT: "https://s3.example.test" }, "get"],
+    ] as const;
+    for (const [env, command] of cases) {
+      const { headers, sha256 } = await signed(env, command);
+      expect(headers["x-amz-content-sha256"], `${env.S3_ENDPOINT} ${command}`).toBe(sha256);
+    }
+  });
+});
