@@ -240,6 +240,8 @@ describe("dates and datetimes of format any", () => {
       "7 March 2020",
       "2020-03-07 10:00 PM",
       "2021-03-14 02:30",
+      "2020-06-15 10:00 (UTC)",
+      "Jun 15 2020 10:00 PM (GMT+0530)",
     ];
     const zones = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"];
     // The zones do move Date.parse: without the care taken, the readings would differ.
@@ -262,6 +264,9 @@ describe("dates and datetimes of format any", () => {
       ["2020-03-07 10:00 PM", "2020-03-07", "2020-03-07T22:00:00Z"],
       // A wall clock New York skips (its clocks went from 2:00 to 3:00 that night).
       ["2021-03-14 02:30", "2021-03-14", "2021-03-14T02:30:00Z"],
+      // Text in parentheses is a comment to Date.parse: no zone.
+      ["2020-06-15 10:00 (UTC)", "2020-06-15", "2020-06-15T10:00:00Z"],
+      ["Jun 15 2020 10:00 PM (GMT+0530)", "2020-06-15", "2020-06-15T22:00:00Z"],
     ]);
   });
 
@@ -274,6 +279,11 @@ describe("dates and datetimes of format any", () => {
       "2020-02-30",
       "2021-02-29 10:00",
       "2020-02-30 03:01",
+      "2020-02-30 (3 1)",
+      "Feb 30 2020 (Mar 1)",
+      "2020-04-31 5:1",
+      // Longer than any date: not read (the zone and time expressions never see it).
+      `2020-06-15 10:00${" ".repeat(300)}`,
       "2020-02-30T03:01+01:00",
       "0000-01-01",
       "0000-01-01T00:00:00Z",

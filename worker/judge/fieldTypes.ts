@@ -418,9 +418,13 @@ function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
 
 /** A zone V8's date parser reads: a name, or an offset after a time. */
 const ZONE_NAME = /(?<![a-z])(?:ut|utc|gmt|z|[ecmp][sd]t)(?![a-z])/i;
-const ZONE_OFFSET = /\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:[ap]m)?\s*[+-]\d/i;
+const ZONE_OFFSET = /\d:\d{1,2}(?::\d{1,2}(?:\.\d+)?)?(?:\s*[ap]m)?\s*[+-]\d/i;
 const TIME_AND_OFFSET =
-  /\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?(?:\s*[ap]m)?(?:\s*(?:gmt|utc)?\s*[+-]\d\d(?::?\d\d)?)?/gi;
+  /\d{1,2}:\d{1,2}(?::\d{1,2}(?:\.\d+)?)?(?:\s*[ap]m)?(?:\s*(?:gmt|utc))?(?:\s*[+-]\d\d(?::?\d\d)?)?/gi;
+/** Text in parentheses, which V8's date parser skips (`GMT+0100 (CET)`). */
+const COMMENT = /\([^)]*\)/g;
+/** Longer than any date a cell writes: such a cell is not read (bounds the work on it). */
+const MAX_LOOSE_CHARS = 256;
 const NAMED_OFFSET = /(?:gmt|utc)\s*[+-]\d\d(?::?\d\d)?/gi;
 /** An ISO form's own offset, which takes no other zone after it. */
 const ISO_OFFSET = /[+-]\d\d(?::?\d\d)?$/;
@@ -435,13 +439,15 @@ const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "
  * `wall` is the date and time as written, read as UTC; `instant` is the moment, when `zoned`.
  */
 function looseTemporal(raw: string): { wall: number; instant: number; zoned: boolean } | null {
+  if (raw.length > MAX_LOOSE_CHARS) return null;
   const instant = Date.parse(raw);
   if (Number.isNaN(instant)) return null;
   // A zone appended to a cell overrides any it has, so this reads the wall clock as written
   // whatever the worker's zone; an ISO form takes "Z" instead, in place of its own offset.
   let wall = Date.parse(`${raw} UTC`);
   if (Number.isNaN(wall)) wall = Date.parse(`${raw}Z`);
-  const zoned = Number.isNaN(wall) || ZONE_NAME.test(raw) || ZONE_OFFSET.test(raw);
+  const text = raw.replace(COMMENT, " ");
+  const zoned = Number.isNaN(wall) || ZONE_NAME.test(text) || ZONE_OFFSET.test(text);
   if (Number.isNaN(wall)) wall = Date.parse(`${raw.replace(ISO_OFFSET, "")}Z`);
   if (Number.isNaN(wall)) return null;
   const date = new Date(wall);
@@ -449,11 +455,11 @@ function looseTemporal(raw: string): { wall: number; instant: number; zoned: boo
   if (year < 1 || year > 9999) return null;
   // The date's numbers: the cell's own, less its time and offset (2020-02-30 03:01, rolled over
   // to March 1, would otherwise find its month and day in the hour and the minute).
-  const dateText = raw.replace(TIME_AND_OFFSET, " ").replace(NAMED_OFFSET, " ");
+  const dateText = text.replace(TIME_AND_OFFSET, " ").replace(NAMED_OFFSET, " ");
   const numbers = (dateText.match(/\d+/g) ?? []).map((n) => ({ n: Number(n), digits: n.length }));
   const written = (value: number) => numbers.some(({ n }) => n === value);
   const month = date.getUTCMonth();
-  const lower = raw.toLowerCase();
+  const lower = text.toLowerCase();
   if (!numbers.some(({ n, digits }) => n === year && digits === 4)) return null;
   if (!written(month + 1) && !lower.includes(MONTHS[month] as string)) return null;
   if (!written(date.getUTCDate())) return null;
