@@ -1,5 +1,5 @@
 import Papa from "papaparse";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MemorySink } from "../../bench/memorySink.ts";
 import { JobOptions, SUMMARY_FIELDS, SUMMARY_ROWS } from "../../shared/job.ts";
 import { TableSchema } from "../../shared/tableSchema.ts";
@@ -60,6 +60,27 @@ function process(
 }
 
 describe("RowProcessor's error summary by field", () => {
+  it("finds each error's entry without counting the entries again once the summary is full", () => {
+    // A short row in a wide file: an error per column, most of them for fields without an entry.
+    const names = Array.from({ length: 2000 }, (_, i) => `f${i}`);
+    const schema = { fields: names.map((name) => ({ name, type: "integer" })) };
+    const keysCalled = (rows: number) => {
+      const keys = vi.spyOn(Object, "keys");
+      try {
+        const counts = process(`${names.join(",")}\n${"1\n".repeat(rows)}`, schema);
+        expect(counts.errors["missing-cell"]).toBe(rows * 1999);
+        const other = counts.fields["(other fields)"]?.errors["missing-cell"];
+        expect(other).toBe(rows * (1999 - SUMMARY_FIELDS));
+        return keys.mock.calls.length;
+      } finally {
+        keys.mockRestore();
+      }
+    };
+    // Twenty rows more, 39,980 errors more, of which 39,000 for fields without an entry: fewer
+    // calls than rows added (other code's), where the entries were counted once per error.
+    expect(keysCalled(40) - keysCalled(20)).toBeLessThan(20);
+  });
+
   it("counts each field's errors by code and names its first rows", () => {
     const schema = {
       fields: [
