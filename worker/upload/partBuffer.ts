@@ -96,7 +96,8 @@ export class PartBuffer {
 
   /** Gives back a body from take() once nothing reads it any more (its part is uploaded). */
   release(body: Buffer): void {
-    // Part buffers are never pool slices (they are far above Buffer.poolSize): each owns its memory.
+    // Only a buffer of its own, at least a part buffer's capacity, is kept: a body that is a
+    // slice (of Node's pool: a small gzip part's concatenation) is left to the GC.
     const memory = body.buffer;
     if (body.byteOffset !== 0 || !(memory instanceof ArrayBuffer)) return;
     if (memory.byteLength < this.#capacity) return;
