@@ -46,7 +46,7 @@ const CONTENT_SHA256 = "x-amz-content-sha256";
  * (63 ms of CPU per 100 MB a worker writes, measured). Over plain HTTP (a local emulator) the
  * body stays signed: nothing else protects it there.
  */
-export function sendsUnsigned(request: RequestShape): boolean {
+function sendsUnsigned(request: RequestShape): boolean {
   if (request.protocol !== "https:" || request.body == null) return false;
   if (request.headers[CONTENT_SHA256] !== undefined) return false;
   return Object.keys(request.headers).some((name) => {

@@ -9,8 +9,9 @@ import { type ByteJudge, INVALID } from "../../worker/judge/byteJudge.ts";
 import { cellRule, checkCell, checkEscapedCell } from "../../worker/judge/cellBytes.ts";
 import type { JudgeFactory } from "../../worker/judge/rowJudge.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
-import { RowProcessor, type RowSink } from "../../worker/pipeline/rowProcessor.ts";
+import { RowProcessor } from "../../worker/pipeline/rowProcessor.ts";
 import { startMark } from "../../worker/source/firstAttempt.ts";
+import { CollectSink } from "../support/collectSink.ts";
 
 // The byte row path against the string path it stands in for. Cell by cell: a byte check may
 // only accept a cell the field's validator accepts and writes as it came (or, values as-read,
@@ -185,30 +186,6 @@ describe("byte cell checks (differential)", () => {
   });
 });
 
-/** An output collected as bytes, text and bytes alike. */
-class Collect implements RowSink {
-  readonly parts: Buffer[] = [];
-  /** Rows written as bytes: the byte path's (the string path writes text). */
-  rowsAsBytes = 0;
-  get empty() {
-    return this.parts.length === 0;
-  }
-  write(text: string) {
-    this.parts.push(Buffer.from(text));
-  }
-  writeBytes(bytes: Uint8Array, suffix?: Uint8Array) {
-    this.rowsAsBytes++;
-    this.parts.push(Buffer.from(bytes));
-    if (suffix) this.parts.push(Buffer.from(suffix));
-  }
-  endRow() {
-    return undefined;
-  }
-  text() {
-    return Buffer.concat(this.parts).toString("latin1");
-  }
-}
-
 /** A row processor over `source`, framed in pieces cut at `cuts`, into collecting sinks. */
 /** A judge factory that counts the rows the string path judges (the judge's text entry point). */
 function countingTextJudges(judges: JudgeFactory) {
@@ -235,7 +212,7 @@ function processAll(
   cuts: number[],
   bytePath: boolean,
 ) {
-  const sinks = { output: new Collect(), rejects: new Collect() };
+  const sinks = { output: new CollectSink(), rejects: new CollectSink() };
   const processor = new RowProcessor({
     options,
     judges,

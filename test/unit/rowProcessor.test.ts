@@ -13,25 +13,9 @@ import {
 } from "../../worker/pipeline/rowProcessor.ts";
 import { startMark } from "../../worker/source/firstAttempt.ts";
 import { renumberedReport } from "../../worker/split/rejectRenumber.ts";
+import { CollectSink } from "../support/collectSink.ts";
 
 // The row processor on its own: rows from memory, outputs into memory.
-
-/** A sink that keeps its text, to read the reject report back. */
-class TextSink implements RowSink {
-  text = "";
-  get empty(): boolean {
-    return this.text === "";
-  }
-  write(text: string): void {
-    this.text += text;
-  }
-  writeBytes(bytes: Uint8Array, suffix?: Uint8Array): void {
-    this.text += Buffer.from(bytes).toString() + (suffix ? Buffer.from(suffix).toString() : "");
-  }
-  endRow(): undefined {
-    return undefined;
-  }
-}
 
 /** `shard`: rows from a byte offset on, the header known, as a split job's shard reads them. */
 function process(
@@ -119,17 +103,20 @@ async function* chunks(text: string): AsyncGenerator<Uint8Array> {
 
 describe("RowProcessor's reject report", () => {
   const report = (csv: string, schema: unknown) => {
-    const rejects = new TextSink();
+    const rejects = new CollectSink();
     const counts = process(csv, schema, rejects);
-    const lines = Papa.parse<string[]>(rejects.text, { skipEmptyLines: true }).data.slice(1);
+    const lines = Papa.parse<string[]>(rejects.text(), { skipEmptyLines: true }).data.slice(1);
     // The report's physical lines (no cell here holds a newline), the header's first.
-    const physical = rejects.text.split(/(?<=\n)/).slice(1);
+    const physical = rejects
+      .text()
+      .split(/(?<=\n)/)
+      .slice(1);
     // What a line takes of its row's room: all of it but the row and line numbers.
     const used = physical.map((text, i) => {
       const [number, line] = lines[i] as string[];
       return text.length - (number as string).length - (line as string).length;
     });
-    return { counts, lines, used, chars: rejects.text.length };
+    return { counts, lines, used, chars: rejects.text().length };
   };
   const integers = (width: number) => {
     const names = Array.from({ length: width }, (_, i) => `f${i}`);
@@ -220,19 +207,19 @@ describe("RowProcessor's reject report", () => {
     for (const length of [100, 101, 102, 150, 1_000, 70_000]) {
       const row = "y".repeat(length);
       const csv = `${header}\n${`${valid}\n`.repeat(9)}${row}\n`;
-      const whole = new TextSink();
+      const whole = new CollectSink();
       process(csv, schema, whole);
       // The shard starts at the long row, the header known, its numbers counted from 1.
-      const shard = new TextSink();
+      const shard = new CollectSink();
       process(csv, schema, shard, { offset: csv.indexOf(row), header: names });
       const renumbered: Buffer[] = [];
-      for await (const chunk of renumberedReport(chunks(shard.text), {
+      for await (const chunk of renumberedReport(chunks(shard.text()), {
         rows: 9,
         lines: 10,
       })) {
         renumbered.push(chunk);
       }
-      const rows = whole.text.slice(whole.text.indexOf("\n") + 1);
+      const rows = whole.text().slice(whole.text().indexOf("\n") + 1);
       expect(Buffer.concat(renumbered).toString()).toBe(rows);
       expect(rows).toMatch(/not listed/);
     }

@@ -416,18 +416,18 @@ function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
   };
 }
 
-/** A zone V8's date parser reads: a name, or an offset after a time. */
+/** A zone name V8's date parser reads. */
 const ZONE_NAME = /(?<![a-z])(?:ut|utc|gmt|z|[ecmp][sd]t)(?![a-z])/i;
-const ZONE_OFFSET = /\d:\d{1,2}(?::\d{1,2}(?:\.\d+)?)?(?:\s*[ap]m)?\s*[+-]\d/i;
+/** A time as V8's date parser reads one, and the offset after it if any (captured). */
 const TIME_AND_OFFSET =
-  /\d{1,2}:\d{1,2}(?::\d{1,2}(?:\.\d+)?)?(?:\s*[ap]m)?(?:\s*(?:gmt|utc))?(?:\s*[+-]\d\d(?::?\d\d)?)?/gi;
+  /\d{1,2}:\d{1,2}(?::\d{1,2}(?:\.\d+)?)?(?:\s*[ap]m)?(?:\s*(?:gmt|utc))?(?:\s*([+-]\d{1,2}(?::?\d\d)?))?/gi;
+const NAMED_OFFSET = /(?:gmt|utc)\s*[+-]\d\d(?::?\d\d)?/gi;
 /** Text in parentheses, which V8's date parser skips (`GMT+0100 (CET)`). */
 const COMMENT = /\([^)]*\)/g;
-/** Longer than any date a cell writes: such a cell is not read (bounds the work on it). */
-const MAX_LOOSE_CHARS = 256;
-const NAMED_OFFSET = /(?:gmt|utc)\s*[+-]\d\d(?::?\d\d)?/gi;
 /** An ISO form's own offset, which takes no other zone after it. */
 const ISO_OFFSET = /[+-]\d\d(?::?\d\d)?$/;
+/** Longer than any date a cell writes: such a cell is not read (bounds the work on it). */
+const MAX_LOOSE_CHARS = 256;
 const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 
 /**
@@ -447,15 +447,21 @@ function looseTemporal(raw: string): { wall: number; instant: number; zoned: boo
   let wall = Date.parse(`${raw} UTC`);
   if (Number.isNaN(wall)) wall = Date.parse(`${raw}Z`);
   const text = raw.replace(COMMENT, " ");
-  const zoned = Number.isNaN(wall) || ZONE_NAME.test(text) || ZONE_OFFSET.test(text);
+  // The date's numbers: the cell's own, less its time and offset (2020-02-30 03:01, rolled over
+  // to March 1, would otherwise find its month and day in the hour and the minute).
+  let offset = false;
+  const dateText = text
+    .replace(TIME_AND_OFFSET, (_time, sign: string | undefined) => {
+      offset ||= sign !== undefined;
+      return " ";
+    })
+    .replace(NAMED_OFFSET, " ");
+  const zoned = Number.isNaN(wall) || offset || ZONE_NAME.test(text);
   if (Number.isNaN(wall)) wall = Date.parse(`${raw.replace(ISO_OFFSET, "")}Z`);
   if (Number.isNaN(wall)) return null;
   const date = new Date(wall);
   const year = date.getUTCFullYear();
   if (year < 1 || year > 9999) return null;
-  // The date's numbers: the cell's own, less its time and offset (2020-02-30 03:01, rolled over
-  // to March 1, would otherwise find its month and day in the hour and the minute).
-  const dateText = text.replace(TIME_AND_OFFSET, " ").replace(NAMED_OFFSET, " ");
   const numbers = (dateText.match(/\d+/g) ?? []).map((n) => ({ n: Number(n), digits: n.length }));
   const written = (value: number) => numbers.some(({ n }) => n === value);
   const month = date.getUTCMonth();

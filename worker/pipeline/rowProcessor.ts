@@ -70,9 +70,9 @@ export function cloneCounts(counts: RowCounts): RowCounts {
  * length, at least ROW_REPORT_MIN and at most ROW_REPORT_MAX. The line that fills it is written
  * whole, and the first line always is.
  */
-export const ROW_REPORT_MIN = 4 * 1024;
+const ROW_REPORT_MIN = 4 * 1024;
 export const ROW_REPORT_MAX = 64 * 1024;
-export const ROW_REPORT_PER_CHAR = 16;
+const ROW_REPORT_PER_CHAR = 16;
 
 export function rowReportRoom(text: string): number {
   return Math.min(ROW_REPORT_MAX, Math.max(ROW_REPORT_MIN, ROW_REPORT_PER_CHAR * text.length));
