@@ -8,6 +8,7 @@ import { HeaderError } from "../../worker/judge/rowJudge.ts";
 import { builtInTransforms as transforms } from "../../worker/judge/transforms/builtIns.ts";
 import { compileTransform, defineTransform } from "../../worker/judge/transforms/registry.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
+import { listErrors } from "../support/listErrors.ts";
 
 function judge(fields: unknown[], header: string[] | null = null) {
   return compileTableSchema(TableSchema.parse({ fields })).bind(header);
@@ -159,7 +160,7 @@ describe("Table Schema validator", () => {
       '{"lon": 90}',
       '{"type": "Nope"}',
     ]);
-    expect(bad.ok ? [] : bad.errors.map((e) => [e.field, e.code])).toEqual([
+    expect(bad.ok ? [] : listErrors(bad.errors).map((e) => [e.field, e.code])).toEqual([
       ["d", "type-error"],
       ["o", "type-error"],
       ["a", "type-error"],
@@ -180,14 +181,14 @@ describe("Table Schema validator", () => {
     const verdict = j.judge(["-1", "", "ABD", "2023-02-29"]);
     expect(verdict.ok).toBe(false);
     if (verdict.ok) return;
-    expect(verdict.errors.map((e) => [e.field, e.code])).toEqual([
+    expect(listErrors(verdict.errors).map((e) => [e.field, e.code])).toEqual([
       ["age", "constraint-error"],
       ["email", "constraint-error"],
       ["code", "constraint-error"],
       ["day", "type-error"],
     ]);
-    expect(verdict.errors[0]?.message).toBe("-1 is below the minimum 0");
-    expect(verdict.errors[3]?.message).toBe('"2023-02-29" is not of type date/default');
+    expect(verdict.errors.at(0)?.message).toBe("-1 is below the minimum 0");
+    expect(verdict.errors.at(3)?.message).toBe('"2023-02-29" is not of type date/default');
   });
 
   it("holds NaN to no order: it meets neither a minimum nor a maximum (INF only its side)", () => {
@@ -197,7 +198,7 @@ describe("Table Schema validator", () => {
     ]);
     const codes = (cells: string[]) => {
       const v = j.judge(cells);
-      return v.ok ? [] : v.errors.map((e) => `${e.field} ${e.code}`);
+      return v.ok ? [] : listErrors(v.errors).map((e) => `${e.field} ${e.code}`);
     };
     expect(codes(["NaN", "5"])).toEqual(["low constraint-error"]);
     expect(codes(["5", "NaN"])).toEqual(["high constraint-error"]);
@@ -210,7 +211,7 @@ describe("Table Schema validator", () => {
     const codes = (field: Record<string, unknown>, cells: string[]) =>
       cells.map((cell) => {
         const v = judge([field]).judge([cell]);
-        return v.ok ? "ok" : (v.errors[0]?.code ?? "?");
+        return v.ok ? "ok" : (v.errors.at(0)?.code ?? "?");
       });
     // minLength and maxLength count an array's items and an object's keys.
     expect(
@@ -333,10 +334,14 @@ describe("Table Schema validator", () => {
     ]);
     expect(j.judge(["", ""])).toMatchObject({ ok: false, errors: [{ code: "blank-row" }] });
     expect(j.judge(["1", "2", "3"])).toMatchObject({ ok: false, errors: [{ code: "extra-cell" }] });
-    expect(j.judge(["1"])).toMatchObject({
-      ok: false,
-      errors: [{ code: "missing-cell", field: "b" }],
-    });
+    const short = j.judge(["1"]);
+    expect(short.ok ? [] : listErrors(short.errors)).toEqual([
+      {
+        field: "b",
+        code: "missing-cell",
+        message: 'the row has 1 cells, the header has 2: "b" is missing',
+      },
+    ]);
   });
 
   it("maps columns by header name and refuses a header that does not match", () => {

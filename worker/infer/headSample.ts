@@ -3,8 +3,8 @@ import type { JobOptions } from "../../shared/job.ts";
 import { CsvFramer, type FramedRow } from "../csv/csvFramer.ts";
 import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
-import type { RowErrorCode } from "../judge/rowErrors.ts";
-import { shapeErrors } from "../judge/rowJudge.ts";
+import type { RowErrorCode, RowErrors } from "../judge/rowErrors.ts";
+import { shapeCheck } from "../judge/rowJudge.ts";
 import { sniffDelimiter } from "../source/delimiterSniffer.ts";
 import { nonTextReason, otherDelimiterReason } from "../source/textSniffer.ts";
 import { utf16Order } from "../source/utf16Source.ts";
@@ -73,6 +73,8 @@ export class HeadSampler {
   #pendingBytes = 0;
   #reading: Reading | undefined;
   #labels: string[] | undefined;
+  /** The shape check for #labels, once they are known. */
+  #shape: ((fields: readonly string[]) => RowErrors) | undefined;
   #rows: string[][] = [];
   #read = 0;
   #unusable: Partial<Record<RowErrorCode, number>> = {};
@@ -177,8 +179,9 @@ export class HeadSampler {
     if (typeof fields === "string") this.#count(fields);
     else {
       this.#labels ??= fields.map((_, i) => `field${i + 1}`);
-      const shape = shapeErrors(fields, this.#labels.length, this.#labels);
-      if (shape[0]) this.#count(shape[0].code);
+      this.#shape ??= shapeCheck(this.#labels);
+      const shape = this.#shape(fields).at(0);
+      if (shape) this.#count(shape.code);
       else this.#rows.push(fields);
     }
     this.#enough = this.#read >= this.#wanted;

@@ -22,6 +22,49 @@ export interface RowError {
   message: string;
 }
 
+/**
+ * A row's errors in order, read by index: an array, or a short row's MissingCells. A short row
+ * in a wide file has an error per column it lacks, and a file of such rows would cost rows ×
+ * columns made one by one: what counts, summarizes or reports them reads what it needs.
+ */
+export type RowErrors = readonly RowError[] | MissingCells;
+
+/**
+ * A short row's errors, one missing-cell per label from `cells` on (the row has `cells` of the
+ * header's `labels.length`), each made only when read.
+ */
+export class MissingCells {
+  readonly code = "missing-cell";
+  readonly labels: readonly string[];
+  readonly cells: number;
+  /** Per label, the columns it names (built once per header, when first asked). */
+  readonly columnsOf: () => ReadonlyMap<string, readonly number[]>;
+
+  constructor(
+    labels: readonly string[],
+    cells: number,
+    columnsOf: () => ReadonlyMap<string, readonly number[]>,
+  ) {
+    this.labels = labels;
+    this.cells = cells;
+    this.columnsOf = columnsOf;
+  }
+
+  get length(): number {
+    return this.labels.length - this.cells;
+  }
+
+  at(index: number): RowError | undefined {
+    const label = this.labels[this.cells + index];
+    if (index < 0 || label === undefined) return undefined;
+    return {
+      field: label,
+      code: "missing-cell",
+      message: `the row has ${this.cells} cells, the header has ${this.labels.length}: "${label}" is missing`,
+    };
+  }
+}
+
 export const REJECT_REPORT_HEADER = [
   "row_number",
   "line_number",

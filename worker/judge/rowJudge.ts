@@ -1,12 +1,12 @@
 import type { ByteJudge } from "./byteJudge.ts";
-import type { RowError } from "./rowErrors.ts";
+import { MissingCells, type RowError, type RowErrors } from "./rowErrors.ts";
 
 // What both ways of judging rows (a Table Schema, a registered transform) give the pipeline.
 
 /** How an output cell is typed in NDJSON output. */
 export type JsonType = "string" | "integer" | "number" | "boolean" | "json";
 
-export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: readonly RowError[] };
+export type Verdict = { ok: true; cells: string[] } | { ok: false; errors: RowErrors };
 
 export interface RowJudge {
   /** Column names of the output file. */
@@ -93,32 +93,39 @@ export function matchHeader(
 const NO_ERRORS: readonly RowError[] = Object.freeze([]);
 
 /**
- * Errors about the row's shape that come before any field is judged: a blank row, or a row
- * whose cell count differs from the header's.
+ * The check of a row's shape that comes before any field is judged, for a header's labels: the
+ * errors of a blank row, or of a row whose cell count differs from the header's (none: an empty
+ * list). A short row's are MissingCells, whatever the header's width.
  */
-export function shapeErrors(
-  fields: readonly string[],
-  width: number,
-  labels: readonly string[],
-): readonly RowError[] {
-  if (fields.every((f) => f === "")) {
-    return [{ field: "", code: "blank-row", message: "the row is blank" }];
-  }
-  if (fields.length > width) {
-    return [
-      {
-        field: "",
-        code: "extra-cell",
-        message: `the row has ${fields.length} cells, the header has ${width}`,
-      },
-    ];
-  }
-  if (fields.length < width) {
-    return labels.slice(fields.length).map((label) => ({
-      field: label,
-      code: "missing-cell" as const,
-      message: `the row has ${fields.length} cells, the header has ${width}: "${label}" is missing`,
-    }));
-  }
-  return NO_ERRORS;
+export function shapeCheck(labels: readonly string[]): (fields: readonly string[]) => RowErrors {
+  const width = labels.length;
+  let columns: Map<string, number[]> | undefined;
+  const columnsOf = (): ReadonlyMap<string, readonly number[]> => {
+    if (columns === undefined) {
+      const map = new Map<string, number[]>();
+      labels.forEach((label, column) => {
+        const list = map.get(label);
+        if (list) list.push(column);
+        else map.set(label, [column]);
+      });
+      columns = map;
+    }
+    return columns;
+  };
+  return (fields) => {
+    if (fields.every((f) => f === "")) {
+      return [{ field: "", code: "blank-row", message: "the row is blank" }];
+    }
+    if (fields.length > width) {
+      return [
+        {
+          field: "",
+          code: "extra-cell",
+          message: `the row has ${fields.length} cells, the header has ${width}`,
+        },
+      ];
+    }
+    if (fields.length < width) return new MissingCells(labels, fields.length, columnsOf);
+    return NO_ERRORS;
+  };
 }

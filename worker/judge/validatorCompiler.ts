@@ -9,7 +9,7 @@ import {
   type JudgeFactory,
   matchHeader,
   type RowJudge,
-  shapeErrors,
+  shapeCheck,
   type Verdict,
 } from "./rowJudge.ts";
 import { UniqueIndex } from "./uniqueIndex.ts";
@@ -97,6 +97,7 @@ export function compileTableSchema(
       const unique = UniqueIndex.for(schema, options.maxUniqueValues);
       const labels = header ?? names;
       const width = labels.length;
+      const shapeErrors = shapeCheck(labels);
       return {
         outputHeader: names,
         outputTypes: schema.fields.map(jsonType),
@@ -104,10 +105,11 @@ export function compileTableSchema(
         // Uniqueness needs every row's values as text: those jobs stay on the string path.
         ...(unique ? {} : { bytes: () => byteJudge(rulesOnBytes(), columnOf, width) }),
         judge(fields): Verdict {
-          const shape = shapeErrors(fields, width, labels);
-          if (shape.length) {
-            const blank = unique && shape[0]?.code === "blank-row";
-            return { ok: false, errors: blank ? [...shape, ...unique.blankRowErrors()] : shape };
+          const shape = shapeErrors(fields);
+          const first = shape.at(0);
+          if (first) {
+            const blank = unique && first.code === "blank-row";
+            return { ok: false, errors: blank ? [first, ...unique.blankRowErrors()] : shape };
           }
           const cells: string[] = new Array(validators.length);
           const read: string[] | undefined = asRead ? new Array(validators.length) : undefined;

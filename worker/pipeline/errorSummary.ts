@@ -4,6 +4,7 @@ import {
   SUMMARY_FIELDS,
   SUMMARY_ROWS,
 } from "../../shared/job.ts";
+import type { MissingCells } from "../judge/rowErrors.ts";
 
 // The errors by field in a job's row counts stay bounded however many rows fail: at most
 // SUMMARY_FIELDS fields have an entry (the rest share "(other fields)"), each naming its first
@@ -11,6 +12,12 @@ import {
 // shards' summaries the same way.
 
 const OTHER_FIELDS = "(other fields)";
+/** The entry of errors about the whole row (field ""). */
+const ROW = "(row)";
+const NONE: readonly number[] = [];
+
+/** The name an error of `field` is summarized under. */
+export const summaryName = (field: string): string => field || ROW;
 
 /** The entry errors of `field` are counted in (created, or the shared one when full). */
 export function summaryEntry(fields: RowCounts["fields"], field: string): FieldErrors {
@@ -35,4 +42,49 @@ export function noteRow(entry: FieldErrors, rowNumber: number): void {
   if (entry.rows.length < SUMMARY_ROWS && entry.rows.at(-1) !== rowNumber) {
     entry.rows.push(rowNumber);
   }
+}
+
+/** Counts an error of `code` in an entry, `n` times, for the row numbered `rowNumber`. */
+export function countIn(entry: FieldErrors, code: string, n: number, rowNumber: number): void {
+  entry.errors[code] = (entry.errors[code] ?? 0) + n;
+  noteRow(entry, rowNumber);
+}
+
+/**
+ * Counts a short row's missing cells as summaryEntry would one by one, in column order, at a
+ * cost bounded by SUMMARY_FIELDS, not by the header's width: once the shared entry exists, a
+ * missing column with an entry of its own counts there and the rest count in the shared one at
+ * once.
+ */
+export function summarizeMissing(
+  fields: RowCounts["fields"],
+  missing: MissingCells,
+  rowNumber: number,
+): void {
+  const { labels } = missing;
+  let column = missing.cells;
+  // Until the shared entry exists, each column finds its entry or makes one. A job's labels are
+  // distinct (matchHeader), and fewer than SUMMARY_FIELDS entries exist until then: at most
+  // that many steps a row.
+  for (; column < labels.length && fields[OTHER_FIELDS] === undefined; column++) {
+    const entry = summaryEntry(fields, summaryName(labels[column] as string));
+    countIn(entry, missing.code, 1, rowNumber);
+  }
+  if (column === labels.length) return;
+  let shared = labels.length - column;
+  const columnsOf = missing.columnsOf();
+  const from = (label: string): number => {
+    let n = 0;
+    for (const c of columnsOf.get(label) ?? NONE) if (c >= column) n++;
+    return n;
+  };
+  // A column named "(other fields)" counts in the shared entry either way: its own name is it.
+  for (const name in fields) {
+    const own = name === ROW ? from(ROW) + from("") : from(name);
+    if (own > 0) {
+      countIn(fields[name] as FieldErrors, missing.code, own, rowNumber);
+      shared -= own;
+    }
+  }
+  if (shared > 0) countIn(fields[OTHER_FIELDS] as FieldErrors, missing.code, shared, rowNumber);
 }

@@ -1,6 +1,6 @@
 import type { JobOptions, RowCounts } from "../../shared/job.ts";
 import { PermanentJobError } from "../errors.ts";
-import type { RowError } from "../judge/rowErrors.ts";
+import type { RowError, RowErrors } from "../judge/rowErrors.ts";
 
 // What a job does about invalid rows beyond reporting them: options.onInvalid "fail",
 // options.maxInvalidRows and options.maxInvalidRatio fail it for good.
@@ -25,10 +25,10 @@ export function enforcePolicy(
   policy: Policy,
   rowNumber: number,
   line: number,
-  errors: readonly RowError[],
+  errors: RowErrors,
   counts: RowCounts,
 ): void {
-  const first = errors[0] as RowError;
+  const first = errors.at(0) as RowError;
   if (policy.onInvalid === "fail") {
     throw new PermanentJobError(
       `row ${rowNumber} (line ${line}) is invalid and options.onInvalid is "fail": ${first.code}${first.field ? ` in "${first.field}"` : ""}: ${first.message}`,

@@ -3,11 +3,17 @@ import type { FramedRow } from "../csv/csvFramer.ts";
 import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
 import { PermanentJobError } from "../errors.ts";
-import { REJECT_REPORT_HEADER, type RowError } from "../judge/rowErrors.ts";
+import {
+  MissingCells,
+  REJECT_REPORT_HEADER,
+  type RowError,
+  type RowErrorCode,
+  type RowErrors,
+} from "../judge/rowErrors.ts";
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
 import { nonTextReason, otherDelimiterReason } from "../source/textSniffer.ts";
 import { ByteRowPath } from "./byteRowPath.ts";
-import { noteRow, summaryEntry } from "./errorSummary.ts";
+import { countIn, summarizeMissing, summaryEntry, summaryName } from "./errorSummary.ts";
 import { enforcePolicy } from "./invalidRowPolicy.ts";
 import { csvLineFormat, type OutputFormat, outputFormat } from "./outputFormat.ts";
 
@@ -78,20 +84,38 @@ export function rowReportRoom(text: string): number {
   return Math.min(ROW_REPORT_MAX, Math.max(ROW_REPORT_MIN, ROW_REPORT_PER_CHAR * text.length));
 }
 
-/** What a row's report leaves out: "and 3 more errors of this row, not listed: 3 extra-cell". */
-function unlisted(errors: readonly RowError[]): string {
-  const byCode = new Map<string, number>();
-  for (const { code } of errors) byCode.set(code, (byCode.get(code) ?? 0) + 1);
-  const codes = [...byCode].map(([code, n]) => `${n} ${code}`).join(", ");
-  const noun = errors.length === 1 ? "error" : "errors";
-  return `and ${errors.length} more ${noun} of this row, not listed: ${codes}`;
+/** The number of each code among a row's errors from `from` on, in their order. */
+function codeCounts(errors: RowErrors, from: number): Map<RowErrorCode, number> {
+  const byCode = new Map<RowErrorCode, number>();
+  if (errors instanceof MissingCells) {
+    if (errors.length > from) byCode.set(errors.code, errors.length - from);
+    return byCode;
+  }
+  for (let i = from; i < errors.length; i++) {
+    const { code } = errors[i] as RowError;
+    byCode.set(code, (byCode.get(code) ?? 0) + 1);
+  }
+  return byCode;
 }
 
-/** Counts an error in the summary by field ("(row)" for an error about the whole row). */
-function summarize(fields: RowCounts["fields"], error: RowError, rowNumber: number): void {
-  const entry = summaryEntry(fields, error.field || "(row)");
-  entry.errors[error.code] = (entry.errors[error.code] ?? 0) + 1;
-  noteRow(entry, rowNumber);
+/** What a row's report leaves out: "and 3 more errors of this row, not listed: 3 extra-cell". */
+function unlisted(errors: RowErrors, from: number): string {
+  const codes = [...codeCounts(errors, from)].map(([code, n]) => `${n} ${code}`).join(", ");
+  const left = errors.length - from;
+  return `and ${left} more ${left === 1 ? "error" : "errors"} of this row, not listed: ${codes}`;
+}
+
+/** Counts a row's errors by code and in the summary by field. */
+function count(counts: RowCounts, errors: RowErrors, rowNumber: number): void {
+  if (errors instanceof MissingCells) {
+    counts.errors[errors.code] = (counts.errors[errors.code] ?? 0) + errors.length;
+    summarizeMissing(counts.fields, errors, rowNumber);
+    return;
+  }
+  for (const { field, code } of errors) {
+    counts.errors[code] = (counts.errors[code] ?? 0) + 1;
+    countIn(summaryEntry(counts.fields, summaryName(field)), code, 1, rowNumber);
+  }
 }
 
 function rowError(code: RowError["code"], message: string): Verdict {
@@ -222,13 +246,10 @@ export class RowProcessor {
     this.#in.sinks.output.write(passes ? raw + this.#in.options.newline : format.line(cells));
   }
 
-  #invalid(row: FramedRow, errors: readonly RowError[], text: string): void {
+  #invalid(row: FramedRow, errors: RowErrors, text: string): void {
     const { counts, rowNumber } = this.#position;
     counts.rejected++;
-    for (const error of errors) {
-      counts.errors[error.code] = (counts.errors[error.code] ?? 0) + 1;
-      summarize(counts.fields, error, rowNumber);
-    }
+    count(counts, errors, rowNumber);
     if (row.start >= this.#in.writeFrom.rejects) this.#report(row, errors, text);
     enforcePolicy(this.#in.options, rowNumber, row.line, errors, counts);
   }
@@ -240,7 +261,7 @@ export class RowProcessor {
    * every one listed, a long row in a wide file made a report of gigabytes (one string, the
    * event loop held), and a short row in one thousands of times its size.
    */
-  #report(row: FramedRow, errors: readonly RowError[], text: string): void {
+  #report(row: FramedRow, errors: RowErrors, text: string): void {
     const number = String(this.#position.rowNumber);
     const line = String(row.line);
     const numbers = number.length + line.length;
@@ -249,12 +270,13 @@ export class RowProcessor {
       this.#reportLine([number, line, e.field, e.code, message, text]);
     let report = "";
     let used = 0;
-    for (const [i, e] of errors.entries()) {
+    for (let i = 0; i < errors.length; i++) {
+      const e = errors.at(i) as RowError;
       const next = reportLine(e, e.message);
       used += next.length - numbers;
       if (i < errors.length - 1 && used > room) {
         // This line fills the row's room: it says what is left out.
-        report += reportLine(e, `${e.message} (${unlisted(errors.slice(i + 1))})`);
+        report += reportLine(e, `${e.message} (${unlisted(errors, i + 1)})`);
         break;
       }
       report += next;

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { RowError } from "../rowErrors.ts";
-import { type JudgeFactory, matchHeader, shapeErrors } from "../rowJudge.ts";
+import { type JudgeFactory, matchHeader, shapeCheck } from "../rowJudge.ts";
 
 // A registered transform: what a declarative schema cannot say, in TypeScript. `input` is a zod
 // object over the header's column names (cells arrive as strings); `map` turns a parsed row
@@ -53,10 +53,11 @@ export function compileTransform(transform: Transform): JudgeFactory {
       if (header) matchHeader(header, names);
       const labels = header ?? names;
       const width = labels.length;
+      const shapeErrors = shapeCheck(labels);
       return {
         outputHeader: transform.columns,
         judge(fields) {
-          const shape = shapeErrors(fields, width, labels);
+          const shape = shapeErrors(fields);
           if (shape.length) return { ok: false, errors: shape };
           const record: Record<string, string> = {};
           for (let i = 0; i < width; i++) record[labels[i] as string] = fields[i] as string;
