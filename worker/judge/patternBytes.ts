@@ -1,22 +1,27 @@
-// A field's `pattern` read on bytes, for the byte row path: the pattern compiled once per job
-// into a deterministic automaton over ASCII, which a cell walks byte by byte. It decides the
-// same as the validator's `new RegExp(`^(?:${pattern})$`, "u")` on ASCII cells, because a full
-// match asks only whether the cell is in the pattern's language, and this compiles that
-// language: no backtracking, no string. The subset is what schemas use for codes (`[A-Z]{2}`,
-// `\d{5}(-\d{4})?`, `(EUR|USD)`, `[a-z0-9._-]+`): literals, `.`, classes, `\d \w \s` and their
-// negations, groups, alternation and quantifiers. Anything else (anchors, lookaround, back
-// references, `\p{…}`, a character outside ASCII in the pattern) compiles to nothing, and so
-// does a pattern whose automaton would be large: its cells go to the validator, as do cells
-// with a byte outside ASCII (test/unit/patternBytes.test.ts holds the two to the same answers).
+// A field's `pattern`, compiled once per job into a deterministic automaton that a cell walks
+// character by character: on its UTF-8 bytes in the byte row path, on its text in the
+// validator. It decides what `new RegExp(`^(?:${pattern})$`, "u")` decides, because a full match
+// asks only whether the cell is in the pattern's language, and this compiles that language: no
+// backtracking (a pattern such as `(a*)*b` holds V8's engine for seconds on a cell of thirty
+// characters, and a worker's event loop with it), no string. The subset is what schemas use for
+// codes (`[A-Z]{2}`, `\d{5}(-\d{4})?`, `(EUR|USD)`, `[a-z0-9._-]+`): literals, `.`, classes,
+// `\d \w \s` and their negations, groups, alternation and quantifiers. Anything else (anchors,
+// lookaround, back references, `\p{…}`, a character outside ASCII in the pattern) compiles to
+// nothing, and so does a pattern whose automaton would be large: the validator runs those as a
+// RegExp (test/unit/patternBytes.test.ts holds the two to the same answers).
+//
+// Its alphabet is ASCII's 128 characters and three classes of the code points past ASCII. A
+// pattern of the subset names no such code point, so it can only tell them apart by what `.`
+// and `\s` (and their negations) take: every code point of one class moves the automaton alike.
 
-/** The compiled pattern: `next[state * 128 + byte]` (-1: no match possible), from state 0. */
+/** The compiled pattern: `next[state * SYMBOLS + symbol]` (-1: no match possible), from 0. */
 export interface PatternAutomaton {
   readonly next: Int16Array;
   readonly accepting: Uint8Array;
 }
 
 // Bounds on the work of compiling (once per job, before its first row): NFA states a pattern
-// may expand to (a quantifier's count copies its operand), and DFA states, 128 transitions each.
+// may expand to (a quantifier's count copies its operand), and DFA states, SYMBOLS moves each.
 const MAX_NFA_STATES = 400;
 const MAX_DFA_STATES = 256;
 // And on the parse itself, which recurses once per group: a schema's pattern may be any length
@@ -24,7 +29,30 @@ const MAX_DFA_STATES = 256;
 const MAX_PATTERN_CHARS = 1000;
 const MAX_GROUP_DEPTH = 32;
 
-/** True when bytes[start, end) are ASCII and the pattern matches them whole. */
+const ASCII = 128;
+/** U+2028 and U+2029: line terminators, which `\s` takes and `.` does not. */
+const LINE_SEPARATOR = 128;
+/** The other white space past ASCII, which `\s` and `.` take (see `wideSymbol`). */
+const WIDE_SPACE = 129;
+/** Every other code point past ASCII (a lone surrogate too, as flag u reads one). */
+const WIDE = 130;
+const SYMBOLS = 131;
+
+/** The symbol of a code point past ASCII: JavaScript's `\s` past ASCII is these. */
+function wideSymbol(code: number): number {
+  if (code === 0x2028 || code === 0x2029) return LINE_SEPARATOR;
+  const space =
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff;
+  return space ? WIDE_SPACE : WIDE;
+}
+
+/** True when bytes[start, end), valid UTF-8 (the caller checked), match the pattern whole. */
 export function matchesPattern(
   automaton: PatternAutomaton,
   bytes: Uint8Array,
@@ -33,10 +61,47 @@ export function matchesPattern(
 ): boolean {
   const { next } = automaton;
   let state = 0;
-  for (let i = start; i < end; i++) {
+  for (let i = start; i < end; ) {
     const b = bytes[i] as number;
-    if (b >= 0x80) return false;
-    state = next[state * 128 + b] as number;
+    let symbol = b;
+    if (b < 0x80) i++;
+    else if (b < 0xe0) {
+      symbol = wideSymbol(((b & 0x1f) << 6) | ((bytes[i + 1] as number) & 0x3f));
+      i += 2;
+    } else if (b < 0xf0) {
+      const code =
+        ((b & 0x0f) << 12) |
+        (((bytes[i + 1] as number) & 0x3f) << 6) |
+        ((bytes[i + 2] as number) & 0x3f);
+      symbol = wideSymbol(code);
+      i += 3;
+    } else {
+      // Past the Basic Multilingual Plane: no white space there.
+      symbol = WIDE;
+      i += 4;
+    }
+    state = next[state * SYMBOLS + symbol] as number;
+    if (state < 0) return false;
+  }
+  return automaton.accepting[state] === 1;
+}
+
+/** True when the pattern matches `text` whole, read as flag u reads it (by code point). */
+export function matchesText(automaton: PatternAutomaton, text: string): boolean {
+  const { next } = automaton;
+  let state = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    let symbol = c;
+    if (c >= ASCII) {
+      // A surrogate pair is one code point, past the Basic Multilingual Plane.
+      if (c >= 0xd800 && c <= 0xdbff) {
+        const low = text.charCodeAt(i + 1);
+        if (low >= 0xdc00 && low <= 0xdfff) i++;
+      }
+      symbol = wideSymbol(c);
+    }
+    state = next[state * SYMBOLS + symbol] as number;
     if (state < 0) return false;
   }
   return automaton.accepting[state] === 1;
@@ -68,26 +133,27 @@ class Unsupported extends Error {}
 
 // The pattern's syntax tree.
 type Node =
-  | { kind: "set"; bytes: Uint8Array }
+  | { kind: "set"; symbols: Uint8Array }
   | { kind: "seq"; items: Node[] }
   | { kind: "alt"; options: Node[] }
   | { kind: "repeat"; item: Node; min: number; max: number };
 
-const ASCII = 128;
 /** The characters `u` mode lets stand escaped for themselves (outside classes). */
 const SYNTAX = "^$\\.*+?()[]{}|/";
 
-function setOf(test: (b: number) => boolean): Uint8Array {
-  const bytes = new Uint8Array(ASCII);
-  for (let b = 0; b < ASCII; b++) bytes[b] = test(b) ? 1 : 0;
-  return bytes;
+function setOf(test: (symbol: number) => boolean): Uint8Array {
+  const symbols = new Uint8Array(SYMBOLS);
+  for (let s = 0; s < SYMBOLS; s++) symbols[s] = test(s) ? 1 : 0;
+  return symbols;
 }
 
 const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
 const isWord = (b: number) =>
   isDigit(b) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f;
-// JavaScript's \s on ASCII: tab, line feed, vertical tab, form feed, carriage return, space.
-const isSpace = (b: number) => (b >= 0x09 && b <= 0x0d) || b === 0x20;
+// JavaScript's \s: tab, line feed, vertical tab, form feed, carriage return, space, and the
+// white space and line terminators past ASCII. (\d and \w are ASCII's alone under flag u.)
+const isSpace = (s: number) =>
+  (s >= 0x09 && s <= 0x0d) || s === 0x20 || s === LINE_SEPARATOR || s === WIDE_SPACE;
 
 /** A class escape's set (\d \D \w \W \s \S), or undefined for another letter. */
 function classEscape(letter: string): Uint8Array | undefined {
@@ -164,14 +230,20 @@ class Parser {
       this.#depth--;
       return inner;
     }
-    if (c === "[") return { kind: "set", bytes: this.#class() };
-    if (c === ".") return { kind: "set", bytes: setOf((b) => b !== 0x0a && b !== 0x0d) };
+    if (c === "[") return { kind: "set", symbols: this.#class() };
+    // Any character but a line terminator.
+    if (c === ".") {
+      return {
+        kind: "set",
+        symbols: setOf((s) => s !== 0x0a && s !== 0x0d && s !== LINE_SEPARATOR),
+      };
+    }
     if (c === "\\") {
       const letter = this.#peek();
       this.#at++;
       if (letter === undefined) throw new Unsupported();
       const set = classEscape(letter);
-      if (set) return { kind: "set", bytes: set };
+      if (set) return { kind: "set", symbols: set };
       const control = controlEscape(letter);
       if (control !== -1) return single(control);
       if (SYNTAX.includes(letter)) return single(letter.charCodeAt(0));
@@ -186,7 +258,7 @@ class Parser {
 
   /** The class after "[", up to and with its "]". */
   #class(): Uint8Array {
-    const bytes = new Uint8Array(ASCII);
+    const symbols = new Uint8Array(SYMBOLS);
     let negated = false;
     if (this.#peek() === "^") {
       negated = true;
@@ -206,12 +278,13 @@ class Parser {
         // A range between class escapes is a syntax error in `u` mode; so is one backwards.
         if (typeof from !== "number" || typeof to !== "number" || from > to)
           throw new Unsupported();
-        for (let b = from; b <= to; b++) bytes[b] = 1;
-      } else if (typeof from === "number") bytes[from] = 1;
-      else for (let b = 0; b < ASCII; b++) bytes[b] = bytes[b] || (from[b] as number);
+        for (let b = from; b <= to; b++) symbols[b] = 1;
+      } else if (typeof from === "number") symbols[from] = 1;
+      else for (let s = 0; s < SYMBOLS; s++) symbols[s] = symbols[s] || (from[s] as number);
     }
-    if (negated) for (let b = 0; b < ASCII; b++) bytes[b] = bytes[b] ? 0 : 1;
-    return bytes;
+    // A negated class takes every code point past ASCII that it does not name by an escape.
+    if (negated) for (let s = 0; s < SYMBOLS; s++) symbols[s] = symbols[s] ? 0 : 1;
+    return symbols;
   }
 
   /** One member of a class: a byte, or a class escape's set. */
@@ -264,9 +337,9 @@ class Parser {
 }
 
 function single(code: number): Node {
-  const bytes = new Uint8Array(ASCII);
-  bytes[code] = 1;
-  return { kind: "set", bytes };
+  const symbols = new Uint8Array(SYMBOLS);
+  symbols[code] = 1;
+  return { kind: "set", symbols };
 }
 
 /** Thompson's construction: states with one byte-set edge or empty edges. */
@@ -289,7 +362,7 @@ class Nfa {
       case "set": {
         const start = this.state();
         const accept = this.state();
-        this.sets[start] = node.bytes;
+        this.sets[start] = node.symbols;
         this.targets[start] = accept;
         return { start, accept };
       }
@@ -368,38 +441,38 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
     return id;
   };
   add(closure([start]));
-  // Bytes that every edge takes alike (all of A-Z in `[A-Z]{2}`) move every state alike: each
-  // DFA state works out one move per such class, not one per byte (compiling is per job).
-  const classes = byteClasses(nfa);
+  // Symbols that every edge takes alike (all of A-Z in `[A-Z]{2}`) move every state alike: each
+  // DFA state works out one move per such class, not one per symbol (compiling is per job).
+  const classes = symbolClasses(nfa);
   const rows: Int16Array[] = [];
   for (let d = 0; d < members.length; d++) {
-    const row = new Int16Array(ASCII).fill(-1);
+    const row = new Int16Array(SYMBOLS).fill(-1);
     const states = members[d] as number[];
-    for (const bytes of classes) {
-      const b = bytes[0] as number;
+    for (const group of classes) {
+      const symbol = group[0] as number;
       const moved: number[] = [];
-      for (const s of states) if (nfa.sets[s]?.[b]) moved.push(nfa.targets[s] as number);
+      for (const s of states) if (nfa.sets[s]?.[symbol]) moved.push(nfa.targets[s] as number);
       if (moved.length === 0) continue;
       const id = add(closure(moved));
-      for (const byte of bytes) row[byte] = id;
+      for (const member of group) row[member] = id;
     }
     rows.push(row);
   }
-  const next = new Int16Array(members.length * ASCII);
-  for (const [d, row] of rows.entries()) next.set(row, d * ASCII);
+  const next = new Int16Array(members.length * SYMBOLS);
+  for (const [d, row] of rows.entries()) next.set(row, d * SYMBOLS);
   const accepting = new Uint8Array(members.map((states) => (states.includes(accept) ? 1 : 0)));
   return { next, accepting };
 }
 
-/** The bytes, grouped by the NFA edges that take them: bytes of one group are interchangeable. */
-function byteClasses(nfa: Nfa): number[][] {
-  let classes = [Array.from({ length: ASCII }, (_, b) => b)];
+/** The symbols, grouped by the NFA edges that take them: those of a group are interchangeable. */
+function symbolClasses(nfa: Nfa): number[][] {
+  let classes = [Array.from({ length: SYMBOLS }, (_, s) => s)];
   // A quantifier's copies of its operand share its set: each set splits the groups once.
   for (const set of new Set(nfa.sets)) {
     if (!set) continue;
     classes = classes.flatMap((group) => {
-      const taken = group.filter((b) => set[b]);
-      const left = group.filter((b) => !set[b]);
+      const taken = group.filter((symbol) => set[symbol]);
+      const left = group.filter((symbol) => !set[symbol]);
       return [taken, left].filter((part) => part.length > 0);
     });
   }
