@@ -4,10 +4,10 @@
 // asks only whether the cell is in the pattern's language, and this compiles that language: no
 // backtracking (a pattern such as `(a*)*b` holds V8's engine for seconds on a cell of thirty
 // characters, and a worker's event loop with it), no string. The subset is what schemas use for
-// codes (`[A-Z]{2}`, `\d{5}(-\d{4})?`, `(EUR|USD)`, `[a-z0-9._-]+`): literals, `.`, classes,
-// `\d \w \s` and their negations, groups, alternation and quantifiers. Anything else (anchors,
-// lookaround, back references, `\p{…}`, a character outside ASCII in the pattern) compiles to
-// nothing, and so does a pattern whose automaton would be large: the validator runs those as a
+// codes (`[A-Z]{2}`, `\d{5}(-\d{4})?`, `(EUR|USD)`, `^[a-z0-9._-]+$`): literals, `.`, classes,
+// `\d \w \s` and their negations, groups, alternation, quantifiers and the anchors `^ $`.
+// Anything else (lookaround, back references, `\b`, `\p{…}`, a character outside ASCII in the
+// pattern) compiles to nothing, and so does a pattern whose automaton would be large: the validator runs those as a
 // RegExp (test/unit/patternBytes.test.ts holds the two to the same answers).
 //
 // Its alphabet is ASCII's 128 characters and three classes of the code points past ASCII. A
@@ -136,7 +136,9 @@ type Node =
   | { kind: "set"; symbols: Uint8Array }
   | { kind: "seq"; items: Node[] }
   | { kind: "alt"; options: Node[] }
-  | { kind: "repeat"; item: Node; min: number; max: number };
+  | { kind: "repeat"; item: Node; min: number; max: number }
+  /** `^` or `$`: the cell's start or end (no flag m), where the whole cell is matched. */
+  | { kind: "anchor"; at: "start" | "end" };
 
 /** The characters `u` mode lets stand escaped for themselves (outside classes). */
 const SYNTAX = "^$\\.*+?()[]{}|/";
@@ -249,8 +251,9 @@ class Parser {
       if (SYNTAX.includes(letter)) return single(letter.charCodeAt(0));
       throw new Unsupported();
     }
-    // Anchors, quantifiers with nothing to repeat, lone brackets: not in the subset.
-    if ("^$*+?{}]".includes(c)) throw new Unsupported();
+    if (c === "^" || c === "$") return { kind: "anchor", at: c === "^" ? "start" : "end" };
+    // Quantifiers with nothing to repeat, lone brackets: not in the subset.
+    if ("*+?{}]".includes(c)) throw new Unsupported();
     const code = c.charCodeAt(0);
     if (code >= ASCII) throw new Unsupported();
     return single(code);
@@ -309,6 +312,11 @@ class Parser {
 
   #quantified(atom: Node): Node {
     const c = this.#peek();
+    // An assertion has nothing to repeat (a syntax error under flag u).
+    if (atom.kind === "anchor") {
+      if (c !== undefined && "*+?{".includes(c)) throw new Unsupported();
+      return atom;
+    }
     let min: number;
     let max: number;
     if (c === "*") [min, max] = [0, Number.POSITIVE_INFINITY];
@@ -348,12 +356,17 @@ class Nfa {
   readonly sets: (Uint8Array | undefined)[] = [];
   readonly targets: number[] = [];
   readonly empty: number[][] = [];
+  /** Empty edges taken only at the cell's start (`^`), or only at its end (`$`). */
+  readonly atStart: number[][] = [];
+  readonly atEnd: number[][] = [];
 
   state(): number {
     if (this.sets.length >= MAX_NFA_STATES) throw new Unsupported();
     this.sets.push(undefined);
     this.targets.push(-1);
     this.empty.push([]);
+    this.atStart.push([]);
+    this.atEnd.push([]);
     return this.sets.length - 1;
   }
 
@@ -364,6 +377,12 @@ class Nfa {
         const accept = this.state();
         this.sets[start] = node.symbols;
         this.targets[start] = accept;
+        return { start, accept };
+      }
+      case "anchor": {
+        const start = this.state();
+        const accept = this.state();
+        (node.at === "start" ? this.atStart : this.atEnd)[start]?.push(accept);
         return { start, accept };
       }
       case "seq": {
@@ -416,7 +435,8 @@ class Nfa {
 
 /** The subset construction: one DFA state per set of NFA states reachable on the same input. */
 function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton {
-  const closure = (states: Iterable<number>): number[] => {
+  /** The states reached on no input, `^` edges taken at the cell's start, `$` at its end. */
+  const closure = (states: Iterable<number>, at: { start: boolean; end: boolean }): number[] => {
     const seen = new Set<number>();
     const stack = [...states];
     while (stack.length > 0) {
@@ -424,6 +444,8 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
       if (seen.has(s)) continue;
       seen.add(s);
       for (const t of nfa.empty[s] as number[]) stack.push(t);
+      if (at.start) for (const t of nfa.atStart[s] as number[]) stack.push(t);
+      if (at.end) for (const t of nfa.atEnd[s] as number[]) stack.push(t);
     }
     return [...seen].sort((a, b) => a - b);
   };
@@ -440,7 +462,9 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
     }
     return id;
   };
-  add(closure([start]));
+  // The first state, the cell's start, holds the pattern's own start state, which no edge
+  // enters: no later state is the same set (and it alone may take `^` edges to accept).
+  add(closure([start], { start: true, end: false }));
   // Symbols that every edge takes alike (all of A-Z in `[A-Z]{2}`) move every state alike: each
   // DFA state works out one move per such class, not one per symbol (compiling is per job).
   const classes = symbolClasses(nfa);
@@ -453,14 +477,19 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
       const moved: number[] = [];
       for (const s of states) if (nfa.sets[s]?.[symbol]) moved.push(nfa.targets[s] as number);
       if (moved.length === 0) continue;
-      const id = add(closure(moved));
+      const id = add(closure(moved, { start: false, end: false }));
       for (const member of group) row[member] = id;
     }
     rows.push(row);
   }
   const next = new Int16Array(members.length * SYMBOLS);
   for (const [d, row] of rows.entries()) next.set(row, d * SYMBOLS);
-  const accepting = new Uint8Array(members.map((states) => (states.includes(accept) ? 1 : 0)));
+  // A state accepts when the cell may end there: its `$` edges (and at the start `^`) taken.
+  const accepting = new Uint8Array(
+    members.map((states, d) =>
+      closure(states, { start: d === 0, end: true }).includes(accept) ? 1 : 0,
+    ),
+  );
   return { next, accepting };
 }
 
