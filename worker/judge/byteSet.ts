@@ -10,7 +10,8 @@ export class ByteSet {
   readonly #values: readonly Uint8Array[] | undefined;
   /** Past FEW values: each value's UTF-8 bytes as a latin1 string (one char per byte). */
   readonly #keys: Set<string> | undefined;
-  readonly #lengths: Set<number>;
+  /** Per byte length up to the longest value's, 1 when a value is that long. */
+  readonly #lengths: Uint8Array;
   readonly size: number;
   /** The longest value's length in bytes (0 when there is none). */
   readonly maxLength: number;
@@ -19,10 +20,10 @@ export class ByteSet {
     // A value with a lone surrogate equals no decoded cell, yet its UTF-8 (U+FFFD's bytes) would.
     const possible = [...new Set(values)].filter((v) => v.isWellFormed());
     this.size = possible.length;
-    this.#lengths = new Set(possible.map((v) => Buffer.byteLength(v, "utf8")));
-    let longest = 0;
-    for (const length of this.#lengths) longest = Math.max(longest, length);
-    this.maxLength = longest;
+    const lengths = possible.map((v) => Buffer.byteLength(v, "utf8"));
+    this.maxLength = lengths.reduce((longest, length) => Math.max(longest, length), 0);
+    this.#lengths = new Uint8Array(this.maxLength + 1);
+    for (const length of lengths) this.#lengths[length] = 1;
     if (possible.length > FEW) {
       this.#keys = new Set(possible.map((v) => Buffer.from(v, "utf8").toString("latin1")));
     } else this.#values = possible.map((v) => Buffer.from(v, "utf8"));
@@ -30,7 +31,7 @@ export class ByteSet {
 
   has(bytes: Uint8Array, start: number, end: number): boolean {
     const length = end - start;
-    if (!this.#lengths.has(length)) return false;
+    if (length > this.maxLength || this.#lengths[length] === 0) return false;
     if (this.#keys) {
       let key = "";
       for (let i = start; i < end; i++) key += String.fromCharCode(bytes[i] as number);
