@@ -45,16 +45,18 @@ function process(
 
 describe("RowProcessor's error summary by field", () => {
   it("finds each error's entry without counting the entries again once the summary is full", () => {
-    // A short row in a wide file: an error per column, most of them for fields without an entry.
+    // A wide row whose every cell is invalid: an error per column, most of them for fields
+    // without an entry. (A short row's missing cells are counted at once: missingCells.test.ts.)
     const names = Array.from({ length: 2000 }, (_, i) => `f${i}`);
     const schema = { fields: names.map((name) => ({ name, type: "integer" })) };
+    const row = `${names.map(() => "x").join(",")}\n`;
     const keysCalled = (rows: number) => {
       const keys = vi.spyOn(Object, "keys");
       try {
-        const counts = process(`${names.join(",")}\n${"1\n".repeat(rows)}`, schema);
-        expect(counts.errors["missing-cell"]).toBe(rows * 1999);
-        const other = counts.fields["(other fields)"]?.errors["missing-cell"];
-        expect(other).toBe(rows * (1999 - SUMMARY_FIELDS));
+        const counts = process(`${names.join(",")}\n${row.repeat(rows)}`, schema);
+        expect(counts.errors["type-error"]).toBe(rows * 2000);
+        const other = counts.fields["(other fields)"]?.errors["type-error"];
+        expect(other).toBe(rows * (2000 - SUMMARY_FIELDS));
         return keys.mock.calls.length;
       } finally {
         keys.mockRestore();
@@ -63,6 +65,18 @@ describe("RowProcessor's error summary by field", () => {
     // Twenty rows more, 39,980 errors more, of which 39,000 for fields without an entry: fewer
     // calls than rows added (other code's), where the entries were counted once per error.
     expect(keysCalled(40) - keysCalled(20)).toBeLessThan(20);
+  });
+
+  it("summarizes a column named as a property every object has, as any other", () => {
+    const names = ["id", "constructor", "toString", "__proto__"];
+    const schema = { fields: names.map((name) => ({ name, type: "integer" })) };
+    const counts = process(`${names.join(",")}\n1,x,2,y\n3\n`, schema);
+    expect(JSON.parse(JSON.stringify(counts.fields))).toEqual(
+      JSON.parse(
+        '{"constructor":{"errors":{"type-error":1,"missing-cell":1},"rows":[1,2]},"__proto__":{"errors":{"type-error":1,"missing-cell":1},"rows":[1,2]},"toString":{"errors":{"missing-cell":1},"rows":[2]}}',
+      ),
+    );
+    expect(Object.getPrototypeOf(counts.fields)).toBe(Object.prototype);
   });
 
   it("counts each field's errors by code and names its first rows", () => {

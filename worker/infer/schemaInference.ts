@@ -258,7 +258,7 @@ export function inferSchema(input: InferenceInput): Inference {
     const verdict = judge.judge(row);
     if (!verdict.ok) {
       throw new Error(
-        `the inferred schema rejects a sampled row (${verdict.errors.at(0)?.message}, of ${verdict.errors.length} errors): a bug in inference`,
+        `the inferred schema rejects a sampled row (${verdict.errors.at(0)?.message}${verdict.errors.length > 1 ? `, and ${verdict.errors.length - 1} more` : ""}): a bug in inference`,
       );
     }
   }

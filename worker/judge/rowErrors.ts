@@ -54,12 +54,15 @@ export class MissingCells {
     return this.labels.length - this.cells;
   }
 
+  /** The error at `index`, counted from the end when negative (as an array's `at`). */
   at(index: number): RowError | undefined {
-    const label = this.labels[this.cells + index];
-    if (index < 0 || label === undefined) return undefined;
+    const whole = Math.trunc(index) || 0;
+    const i = whole < 0 ? whole + this.length : whole;
+    if (!(i >= 0 && i < this.length)) return undefined;
+    const label = this.labels[this.cells + i] as string;
     return {
       field: label,
-      code: "missing-cell",
+      code: this.code,
       message: `the row has ${this.cells} cells, the header has ${this.labels.length}: "${label}" is missing`,
     };
   }

@@ -95,7 +95,10 @@ const NO_ERRORS: readonly RowError[] = Object.freeze([]);
 /**
  * The check of a row's shape that comes before any field is judged, for a header's labels: the
  * errors of a blank row, or of a row whose cell count differs from the header's (none: an empty
- * list). A short row's are MissingCells, whatever the header's width.
+ * list). A short row's are MissingCells, whatever the header's width. A job's labels are
+ * distinct (matchHeader refuses a header that repeats one, the schema a repeated field name,
+ * and a transform's are an object's keys), which the summary's cost per row relies on; the
+ * sampler of `s3csv infer` reads only a row's first error.
  */
 export function shapeCheck(labels: readonly string[]): (fields: readonly string[]) => RowErrors {
   const width = labels.length;

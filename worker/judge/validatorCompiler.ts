@@ -97,7 +97,7 @@ export function compileTableSchema(
       const unique = UniqueIndex.for(schema, options.maxUniqueValues);
       const labels = header ?? names;
       const width = labels.length;
-      const shapeErrors = shapeCheck(labels);
+      const checkShape = shapeCheck(labels);
       return {
         outputHeader: names,
         outputTypes: schema.fields.map(jsonType),
@@ -105,7 +105,7 @@ export function compileTableSchema(
         // Uniqueness needs every row's values as text: those jobs stay on the string path.
         ...(unique ? {} : { bytes: () => byteJudge(rulesOnBytes(), columnOf, width) }),
         judge(fields): Verdict {
-          const shape = shapeErrors(fields);
+          const shape = checkShape(fields);
           const first = shape.at(0);
           if (first) {
             const blank = unique && first.code === "blank-row";

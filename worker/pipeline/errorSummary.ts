@@ -19,21 +19,38 @@ const NONE: readonly number[] = [];
 /** The name an error of `field` is summarized under. */
 export const summaryName = (field: string): string => field || ROW;
 
+/**
+ * The summary's own entry named `name`, if it has one: a column may be named `constructor` or
+ * `toString`, which a plain read finds on Object.prototype.
+ */
+function entryOf(fields: RowCounts["fields"], name: string): FieldErrors | undefined {
+  return Object.hasOwn(fields, name) ? fields[name] : undefined;
+}
+
+/** Adds an entry as the summary's own, whatever its name (`__proto__` would set a prototype). */
+export function putEntry(fields: RowCounts["fields"], name: string, entry: FieldErrors): void {
+  Object.defineProperty(fields, name, {
+    value: entry,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+}
+
 /** The entry errors of `field` are counted in (created, or the shared one when full). */
 export function summaryEntry(fields: RowCounts["fields"], field: string): FieldErrors {
-  const own = fields[field];
+  const own = entryOf(fields, field);
   if (own) return own;
   // Counting the entries costs one per entry: done only until the shared one exists, which is
   // at most SUMMARY_FIELDS times a job (it was done for every error of a field without an
   // entry, and a short row in a wide file has an error per column: 73% of such a job's time).
   // A column named "(other fields)" itself shares its entry with the rest from its first error
   // on, where the name already made the two one entry once the summary was full.
-  const name =
-    fields[OTHER_FIELDS] === undefined && Object.keys(fields).length < SUMMARY_FIELDS
-      ? field
-      : OTHER_FIELDS;
-  const entry = fields[name] ?? { errors: {}, rows: [] };
-  fields[name] = entry;
+  const shared = entryOf(fields, OTHER_FIELDS);
+  if (shared) return shared;
+  const name = Object.keys(fields).length < SUMMARY_FIELDS ? field : OTHER_FIELDS;
+  const entry = { errors: {}, rows: [] };
+  putEntry(fields, name, entry);
   return entry;
 }
 
@@ -64,9 +81,9 @@ export function summarizeMissing(
   const { labels } = missing;
   let column = missing.cells;
   // Until the shared entry exists, each column finds its entry or makes one. A job's labels are
-  // distinct (matchHeader), and fewer than SUMMARY_FIELDS entries exist until then: at most
-  // that many steps a row.
-  for (; column < labels.length && fields[OTHER_FIELDS] === undefined; column++) {
+  // distinct (see shapeCheck), and fewer than SUMMARY_FIELDS entries exist until then: at most
+  // SUMMARY_FIELDS + 1 steps a row, the last making the shared entry.
+  for (; column < labels.length && entryOf(fields, OTHER_FIELDS) === undefined; column++) {
     const entry = summaryEntry(fields, summaryName(labels[column] as string));
     countIn(entry, missing.code, 1, rowNumber);
   }
@@ -80,11 +97,14 @@ export function summarizeMissing(
   };
   // A column named "(other fields)" counts in the shared entry either way: its own name is it.
   for (const name in fields) {
+    const entry = entryOf(fields, name);
+    if (entry === undefined) continue;
     const own = name === ROW ? from(ROW) + from("") : from(name);
     if (own > 0) {
-      countIn(fields[name] as FieldErrors, missing.code, own, rowNumber);
+      countIn(entry, missing.code, own, rowNumber);
       shared -= own;
     }
   }
-  if (shared > 0) countIn(fields[OTHER_FIELDS] as FieldErrors, missing.code, shared, rowNumber);
+  if (shared > 0)
+    countIn(entryOf(fields, OTHER_FIELDS) as FieldErrors, missing.code, shared, rowNumber);
 }

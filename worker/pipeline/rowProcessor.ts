@@ -13,7 +13,7 @@ import {
 import { HeaderError, type JudgeFactory, type RowJudge, type Verdict } from "../judge/rowJudge.ts";
 import { nonTextReason, otherDelimiterReason } from "../source/textSniffer.ts";
 import { ByteRowPath } from "./byteRowPath.ts";
-import { countIn, summarizeMissing, summaryEntry, summaryName } from "./errorSummary.ts";
+import { countIn, putEntry, summarizeMissing, summaryEntry, summaryName } from "./errorSummary.ts";
 import { enforcePolicy } from "./invalidRowPolicy.ts";
 import { csvLineFormat, type OutputFormat, outputFormat } from "./outputFormat.ts";
 
@@ -65,7 +65,7 @@ export interface RowProcessorInput {
 export function cloneCounts(counts: RowCounts): RowCounts {
   const fields: RowCounts["fields"] = {};
   for (const [name, f] of Object.entries(counts.fields)) {
-    fields[name] = { errors: { ...f.errors }, rows: [...f.rows] };
+    putEntry(fields, name, { errors: { ...f.errors }, rows: [...f.rows] });
   }
   return { ...counts, errors: { ...counts.errors }, fields };
 }

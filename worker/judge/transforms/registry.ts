@@ -53,11 +53,11 @@ export function compileTransform(transform: Transform): JudgeFactory {
       if (header) matchHeader(header, names);
       const labels = header ?? names;
       const width = labels.length;
-      const shapeErrors = shapeCheck(labels);
+      const checkShape = shapeCheck(labels);
       return {
         outputHeader: transform.columns,
         judge(fields) {
-          const shape = shapeErrors(fields);
+          const shape = checkShape(fields);
           if (shape.length) return { ok: false, errors: shape };
           const record: Record<string, string> = {};
           for (let i = 0; i < width; i++) record[labels[i] as string] = fields[i] as string;
