@@ -2,7 +2,12 @@ import v8 from "node:v8";
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
 import { TableSchema } from "../../shared/tableSchema.ts";
-import { matchesPattern, matchesText, patternAutomaton } from "../../worker/judge/patternBytes.ts";
+import {
+  matchesPattern,
+  matchesText,
+  PatternAutomaton,
+  patternAutomaton,
+} from "../../worker/judge/patternBytes.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 
 // A pattern's automaton answers as `new RegExp(`^(?:p)$`, "u")` does on every cell, read on its
@@ -152,6 +157,15 @@ describe("patterns on bytes", () => {
       ["(^a|b)+", ["a", "ab", "ba", "aa", "bb", ""]],
       ["(a$)*", ["", "a", "aa"]],
       ["(?:^|,)x", ["x", ",x", "y,x"]],
+      ["$a", ["a", ""]],
+      ["(?:$|a)b", ["b", "ab", ""]],
+      ["a(?:^)?", ["a", ""]],
+      ["(^)*a", ["a", ""]],
+      // Automata of more states than are kept at once (a full DFA of 2^13 states here).
+      [
+        "(a|b)*a(a|b){12}",
+        ["a".repeat(13), `b${"a".repeat(12)}`, `${"ab".repeat(20)}b`, `${"ba".repeat(20)}`],
+      ],
     ];
     for (const [p, cells] of cases) {
       expect(patternAutomaton(p), p).toBeDefined();
@@ -178,6 +192,10 @@ describe("patterns on bytes", () => {
       ["\\w|\\d", ["é", "٣", "a", "3"]],
       ["\\W\\D", ["é٣", "😀😀", "a3"]],
       ["[a-z]+.", ["abcé", "abc😀", "abc\u2029"]],
+      [".+", ["\udc00", "a\udc00", "\udc00\ud800"]],
+      // Past what the linear engine runs (cells on which flag u does not backtrack long), and
+      // more states than the automaton once compiled whole, which then fell back on RegExp.
+      ["(?:\\w+\\s?){1,20}", ["a b c", "a".repeat(40), "a!", "ab ".repeat(20), "ab ab!"]],
     ];
     for (const [p, cells] of cases) {
       const automaton = patternAutomaton(p);
@@ -192,6 +210,69 @@ describe("patterns on bytes", () => {
           expect(matchesPattern(automaton as never, bytes, 0, bytes.length), name).toBe(expected);
         }
       }
+    }
+  });
+
+  it("read every code point past ASCII as \\s and . do under flag u", () => {
+    const space = patternAutomaton("\\s") as never;
+    const any = patternAutomaton(".") as never;
+    const differ: string[] = [];
+    for (let code = 0x80; code <= 0x10ffff; code++) {
+      const c = String.fromCodePoint(code);
+      if (matchesText(space, c) !== /^\s$/u.test(c) || matchesText(any, c) !== /^.$/u.test(c)) {
+        differ.push(code.toString(16));
+      }
+    }
+    expect(differ).toEqual([]);
+  });
+
+  it("match nothing on bytes that are not UTF-8, or a character cut by the cell's end", () => {
+    const any = patternAutomaton(".*") as never;
+    for (const bytes of [[0x61, 0xf0], [0xff], [0x80], [0xc3], [0xe2, 0x82], [0xc3, 0x41]]) {
+      expect(matchesPattern(any, Buffer.from(bytes), 0, bytes.length), String(bytes)).toBe(false);
+    }
+    const cut = Buffer.from("aé");
+    expect(matchesPattern(any, cut, 0, 2)).toBe(false);
+    expect(matchesPattern(any, cut, 0, 3)).toBe(true);
+  });
+
+  it("keep at most so many states however many a cell reaches", () => {
+    const automaton = patternAutomaton("(a|b)*a(a|b){12}");
+    expect(automaton).toBeDefined();
+    // Random a's and b's reach every one of the 2^13 states; the 13th letter from the end
+    // decides the match.
+    let random = "";
+    let x = 2463534242; // xorshift32
+    for (let i = 0; i < 20_000; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      random += x & 1 ? "a" : "b";
+    }
+    for (const letter of ["a", "b"]) {
+      const cell = `${random}${letter}${random.slice(0, 12)}`;
+      const bytes = Buffer.from(cell);
+      expect(oracle("(a|b)*a(a|b){12}").test(cell)).toBe(letter === "a");
+      expect(matchesText(automaton as never, cell), letter).toBe(letter === "a");
+      expect(matchesPattern(automaton as never, bytes, 0, bytes.length), letter).toBe(
+        letter === "a",
+      );
+    }
+    // 1,024 states of 131 moves each, two bytes a move.
+    expect((automaton as { next: Int16Array }).next.length).toBeLessThanOrEqual(1024 * 131);
+  });
+
+  it("work out each move once for every symbol that moves alike", () => {
+    const automaton = patternAutomaton("[A-Z]{2}") as never;
+    const move = vi.spyOn(PatternAutomaton.prototype, "move");
+    try {
+      expect(matchesText(automaton, "GB")).toBe(true);
+      const first = move.mock.calls.length;
+      for (const cell of ["US", "FR", "ZA", "AZ"]) expect(matchesText(automaton, cell)).toBe(true);
+      expect(first).toBe(2);
+      expect(move.mock.calls.length).toBe(first);
+    } finally {
+      move.mockRestore();
     }
   });
 

@@ -14,20 +14,16 @@
 // pattern of the subset names no such code point, so it can only tell them apart by what `.`
 // and `\s` (and their negations) take: every code point of one class moves the automaton alike.
 
-/** The compiled pattern: `next[state * SYMBOLS + symbol]` (-1: no match possible), from 0. */
-export interface PatternAutomaton {
-  readonly next: Int16Array;
-  readonly accepting: Uint8Array;
-}
-
 // Bounds on the work of compiling (once per job, before its first row): NFA states a pattern
-// may expand to (a quantifier's count copies its operand), and DFA states, SYMBOLS moves each.
+// may expand to (a quantifier's count copies its operand); and on the parse itself, which
+// recurses once per group: a schema's pattern may be any length the validator's RegExp accepts.
 const MAX_NFA_STATES = 400;
-const MAX_DFA_STATES = 256;
-// And on the parse itself, which recurses once per group: a schema's pattern may be any length
-// the validator's RegExp accepts.
 const MAX_PATTERN_CHARS = 1000;
 const MAX_GROUP_DEPTH = 32;
+// DFA states kept at once. They are worked out as cells reach them (a pattern's full DFA may
+// have exponentially many: `(a|b)*a(a|b){12}`); past this many, the kept ones are let go and
+// working out begins again, so that a cell costs at most one move per character either way.
+const MAX_DFA_STATES = 1024;
 
 const ASCII = 128;
 /** U+2028 and U+2029: line terminators, which `\s` takes and `.` does not. */
@@ -52,43 +48,48 @@ function wideSymbol(code: number): number {
   return space ? WIDE_SPACE : WIDE;
 }
 
-/** True when bytes[start, end), valid UTF-8 (the caller checked), match the pattern whole. */
+/**
+ * True when bytes[start, end) are UTF-8 that the pattern matches whole (the byte row path has
+ * checked the row's UTF-8; a character cut by `end`, or bytes that are not UTF-8, match nothing).
+ */
 export function matchesPattern(
   automaton: PatternAutomaton,
   bytes: Uint8Array,
   start: number,
   end: number,
 ): boolean {
-  const { next } = automaton;
+  let next = automaton.next;
   let state = 0;
   for (let i = start; i < end; ) {
     const b = bytes[i] as number;
     let symbol = b;
     if (b < 0x80) i++;
-    else if (b < 0xe0) {
-      symbol = wideSymbol(((b & 0x1f) << 6) | ((bytes[i + 1] as number) & 0x3f));
-      i += 2;
-    } else if (b < 0xf0) {
-      const code =
-        ((b & 0x0f) << 12) |
-        (((bytes[i + 1] as number) & 0x3f) << 6) |
-        ((bytes[i + 2] as number) & 0x3f);
+    else {
+      const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 0;
+      if (length === 0 || i + length > end) return false;
+      let code = b & (0x7f >> length);
+      for (let k = 1; k < length; k++) {
+        const c = bytes[i + k] as number;
+        if ((c & 0xc0) !== 0x80) return false;
+        code = (code << 6) | (c & 0x3f);
+      }
       symbol = wideSymbol(code);
-      i += 3;
-    } else {
-      // Past the Basic Multilingual Plane: no white space there.
-      symbol = WIDE;
-      i += 4;
+      i += length;
     }
-    state = next[state * SYMBOLS + symbol] as number;
-    if (state < 0) return false;
+    let moved = next[state * SYMBOLS + symbol] as number;
+    if (moved === UNKNOWN) {
+      moved = automaton.move(state, symbol);
+      next = automaton.next;
+    }
+    if (moved === NONE) return false;
+    state = moved;
   }
-  return automaton.accepting[state] === 1;
+  return automaton.accepts(state);
 }
 
 /** True when the pattern matches `text` whole, read as flag u reads it (by code point). */
 export function matchesText(automaton: PatternAutomaton, text: string): boolean {
-  const { next } = automaton;
+  let next = automaton.next;
   let state = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -101,10 +102,15 @@ export function matchesText(automaton: PatternAutomaton, text: string): boolean 
       }
       symbol = wideSymbol(c);
     }
-    state = next[state * SYMBOLS + symbol] as number;
-    if (state < 0) return false;
+    let moved = next[state * SYMBOLS + symbol] as number;
+    if (moved === UNKNOWN) {
+      moved = automaton.move(state, symbol);
+      next = automaton.next;
+    }
+    if (moved === NONE) return false;
+    state = moved;
   }
-  return automaton.accepting[state] === 1;
+  return automaton.accepts(state);
 }
 
 /** The pattern's automaton, or undefined when it is outside the subset or too large. */
@@ -122,7 +128,7 @@ export function patternAutomaton(pattern: string): PatternAutomaton | undefined 
   const nfa = new Nfa();
   try {
     const whole = nfa.build(ast);
-    return determinize(nfa, whole.start, whole.accept);
+    return new PatternAutomaton(nfa, whole.start, whole.accept);
   } catch (error) {
     if (error instanceof Unsupported) return undefined;
     throw error;
@@ -312,7 +318,7 @@ class Parser {
 
   #quantified(atom: Node): Node {
     const c = this.#peek();
-    // An assertion has nothing to repeat (a syntax error under flag u).
+    // An anchor has nothing to repeat: `^*` is a syntax error under flag u (`(^)*` is not).
     if (atom.kind === "anchor") {
       if (c !== undefined && "*+?{".includes(c)) throw new Unsupported();
       return atom;
@@ -433,10 +439,112 @@ class Nfa {
   }
 }
 
-/** The subset construction: one DFA state per set of NFA states reachable on the same input. */
-function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton {
-  /** The states reached on no input, `^` edges taken at the cell's start, `$` at its end. */
-  const closure = (states: Iterable<number>, at: { start: boolean; end: boolean }): number[] => {
+/** A move not worked out yet, and no move (the cell cannot match). */
+const UNKNOWN = -2;
+const NONE = -1;
+
+/**
+ * The compiled pattern: the subset construction's DFA over the NFA, one state per set of NFA
+ * states the same input reaches, each move worked out the first time a cell takes it. A cell
+ * then costs one table read per character, plus, per move never taken before, one closure over
+ * the NFA (at most MAX_NFA_STATES states).
+ */
+export class PatternAutomaton {
+  /** `next[state * SYMBOLS + symbol]`: the state moved to, NONE, or UNKNOWN. */
+  next: Int16Array;
+  readonly #nfa: Nfa;
+  readonly #start: number;
+  readonly #accept: number;
+  /** Per symbol, the first symbol every NFA edge takes alike (`[A-Z]`'s letters move alike). */
+  readonly #classOf: Uint8Array;
+  #ids = new Map<string, number>();
+  #members: number[][] = [];
+  #accepting: number[] = [];
+
+  constructor(nfa: Nfa, start: number, accept: number) {
+    this.#nfa = nfa;
+    this.#start = start;
+    this.#accept = accept;
+    this.#classOf = new Uint8Array(SYMBOLS);
+    for (const group of symbolClasses(nfa)) {
+      for (const symbol of group) this.#classOf[symbol] = group[0] as number;
+    }
+    this.next = new Int16Array(16 * SYMBOLS).fill(UNKNOWN);
+    this.#reset();
+  }
+
+  /** Whether a cell may end in `state`. */
+  accepts(state: number): boolean {
+    return this.#accepting[state] === 1;
+  }
+
+  /**
+   * The state `symbol` moves `state` to, or NONE, now kept in `next`. When the kept states are
+   * full, they are let go first: the state returned is then numbered afresh, and `state` is no
+   * longer one (its caller moves on from the one returned).
+   */
+  move(state: number, symbol: number): number {
+    const nfa = this.#nfa;
+    const representative = this.#classOf[symbol] as number;
+    const moved: number[] = [];
+    for (const s of this.#members[state] as number[]) {
+      if (nfa.sets[s]?.[representative]) moved.push(nfa.targets[s] as number);
+    }
+    if (moved.length === 0) {
+      this.#fill(state, representative, NONE);
+      return NONE;
+    }
+    const target = this.#closure(moved, false, false);
+    if (this.#members.length >= MAX_DFA_STATES && !this.#ids.has(target.join(","))) {
+      this.#reset();
+      return this.#add(target);
+    }
+    const id = this.#add(target);
+    this.#fill(state, representative, id);
+    return id;
+  }
+
+  /** Back to the first state alone: the cell's start, which holds the pattern's start state. */
+  #reset(): void {
+    this.#ids = new Map();
+    this.#members = [];
+    this.#accepting = [];
+    this.next.fill(UNKNOWN);
+    // No edge enters the pattern's start state, so no later state is this set; and it alone
+    // may take `^` edges, at the start.
+    this.#add(this.#closure([this.#start], true, false));
+  }
+
+  /** Every symbol of `representative`'s class moves `state` to `target`. */
+  #fill(state: number, representative: number, target: number): void {
+    const row = state * SYMBOLS;
+    for (let symbol = 0; symbol < SYMBOLS; symbol++) {
+      if (this.#classOf[symbol] === representative) this.next[row + symbol] = target;
+    }
+  }
+
+  #add(states: number[]): number {
+    const key = states.join(",");
+    const known = this.#ids.get(key);
+    if (known !== undefined) return known;
+    const id = this.#members.length;
+    this.#ids.set(key, id);
+    this.#members.push(states);
+    // A state accepts when the cell may end there: its `$` edges (and at the start `^`) taken.
+    const ends = this.#closure(states, id === 0, true);
+    this.#accepting.push(ends.includes(this.#accept) ? 1 : 0);
+    if ((id + 1) * SYMBOLS > this.next.length) {
+      const grown = new Int16Array(Math.min(2 * this.next.length, MAX_DFA_STATES * SYMBOLS));
+      grown.fill(UNKNOWN);
+      grown.set(this.next);
+      this.next = grown;
+    }
+    return id;
+  }
+
+  /** The NFA states reached on no input: `^` edges taken at the cell's start, `$` at its end. */
+  #closure(states: readonly number[], atStart: boolean, atEnd: boolean): number[] {
+    const nfa = this.#nfa;
     const seen = new Set<number>();
     const stack = [...states];
     while (stack.length > 0) {
@@ -444,53 +552,11 @@ function determinize(nfa: Nfa, start: number, accept: number): PatternAutomaton 
       if (seen.has(s)) continue;
       seen.add(s);
       for (const t of nfa.empty[s] as number[]) stack.push(t);
-      if (at.start) for (const t of nfa.atStart[s] as number[]) stack.push(t);
-      if (at.end) for (const t of nfa.atEnd[s] as number[]) stack.push(t);
+      if (atStart) for (const t of nfa.atStart[s] as number[]) stack.push(t);
+      if (atEnd) for (const t of nfa.atEnd[s] as number[]) stack.push(t);
     }
     return [...seen].sort((a, b) => a - b);
-  };
-  const ids = new Map<string, number>();
-  const members: number[][] = [];
-  const add = (states: number[]): number => {
-    const key = states.join(",");
-    let id = ids.get(key);
-    if (id === undefined) {
-      if (members.length >= MAX_DFA_STATES) throw new Unsupported();
-      id = members.length;
-      ids.set(key, id);
-      members.push(states);
-    }
-    return id;
-  };
-  // The first state, the cell's start, holds the pattern's own start state, which no edge
-  // enters: no later state is the same set (and it alone may take `^` edges to accept).
-  add(closure([start], { start: true, end: false }));
-  // Symbols that every edge takes alike (all of A-Z in `[A-Z]{2}`) move every state alike: each
-  // DFA state works out one move per such class, not one per symbol (compiling is per job).
-  const classes = symbolClasses(nfa);
-  const rows: Int16Array[] = [];
-  for (let d = 0; d < members.length; d++) {
-    const row = new Int16Array(SYMBOLS).fill(-1);
-    const states = members[d] as number[];
-    for (const group of classes) {
-      const symbol = group[0] as number;
-      const moved: number[] = [];
-      for (const s of states) if (nfa.sets[s]?.[symbol]) moved.push(nfa.targets[s] as number);
-      if (moved.length === 0) continue;
-      const id = add(closure(moved, { start: false, end: false }));
-      for (const member of group) row[member] = id;
-    }
-    rows.push(row);
   }
-  const next = new Int16Array(members.length * SYMBOLS);
-  for (const [d, row] of rows.entries()) next.set(row, d * SYMBOLS);
-  // A state accepts when the cell may end there: its `$` edges (and at the start `^`) taken.
-  const accepting = new Uint8Array(
-    members.map((states, d) =>
-      closure(states, { start: d === 0, end: true }).includes(accept) ? 1 : 0,
-    ),
-  );
-  return { next, accepting };
 }
 
 /** The symbols, grouped by the NFA edges that take them: those of a group are interchangeable. */
