@@ -20,9 +20,10 @@
 const MAX_NFA_STATES = 400;
 const MAX_PATTERN_CHARS = 1000;
 const MAX_GROUP_DEPTH = 32;
-// DFA states kept at once. They are worked out as cells reach them (a pattern's full DFA may
-// have exponentially many: `(a|b)*a(a|b){12}`); past this many, the kept ones are let go and
-// working out begins again, so that a cell costs at most one move per character either way.
+// DFA states, worked out as cells reach them (a pattern's full DFA may have exponentially many:
+// `(a|b)*a(a|b){12}`). A pattern whose cells reach more gives up its automaton for good (it is
+// OVERFLOWED): working moves out again and again costs microseconds a character, where such a
+// pattern, one without nested repeats of what may match alike, costs V8's RegExp one.
 const MAX_DFA_STATES = 1024;
 
 const ASCII = 128;
@@ -49,8 +50,10 @@ function wideSymbol(code: number): number {
 }
 
 /**
- * True when bytes[start, end) are UTF-8 that the pattern matches whole (the byte row path has
- * checked the row's UTF-8; a character cut by `end`, or bytes that are not UTF-8, match nothing).
+ * True when bytes[start, end), UTF-8, match the pattern whole; false when they do not, or when
+ * the automaton has OVERFLOWED (the byte row path then hands the cell to its validator). A
+ * sequence cut by `end` or a byte that cannot begin one matches nothing; overlong forms and
+ * encoded surrogates are not looked for (the byte row path checks a row's UTF-8 first).
  */
 export function matchesPattern(
   automaton: PatternAutomaton,
@@ -58,6 +61,7 @@ export function matchesPattern(
   start: number,
   end: number,
 ): boolean {
+  if (automaton.overflowed) return false;
   let next = automaton.next;
   let state = 0;
   for (let i = start; i < end; ) {
@@ -81,14 +85,18 @@ export function matchesPattern(
       moved = automaton.move(state, symbol);
       next = automaton.next;
     }
-    if (moved === NONE) return false;
+    if (moved < 0) return false;
     state = moved;
   }
   return automaton.accepts(state);
 }
 
-/** True when the pattern matches `text` whole, read as flag u reads it (by code point). */
-export function matchesText(automaton: PatternAutomaton, text: string): boolean {
+/**
+ * Whether the pattern matches `text` whole, read as flag u reads it (by code point); undefined
+ * when the automaton has OVERFLOWED: its caller asks V8's RegExp.
+ */
+export function matchesText(automaton: PatternAutomaton, text: string): boolean | undefined {
+  if (automaton.overflowed) return undefined;
   let next = automaton.next;
   let state = 0;
   for (let i = 0; i < text.length; i++) {
@@ -107,6 +115,7 @@ export function matchesText(automaton: PatternAutomaton, text: string): boolean 
       moved = automaton.move(state, symbol);
       next = automaton.next;
     }
+    if (moved === OVERFLOWED) return undefined;
     if (moved === NONE) return false;
     state = moved;
   }
@@ -439,19 +448,23 @@ class Nfa {
   }
 }
 
-/** A move not worked out yet, and no move (the cell cannot match). */
-const UNKNOWN = -2;
+/** No move (the cell cannot match), a move not worked out yet, and no automaton any more. */
 const NONE = -1;
+const UNKNOWN = -2;
+const OVERFLOWED = -3;
 
 /**
  * The compiled pattern: the subset construction's DFA over the NFA, one state per set of NFA
- * states the same input reaches, each move worked out the first time a cell takes it. A cell
- * then costs one table read per character, plus, per move never taken before, one closure over
- * the NFA (at most MAX_NFA_STATES states).
+ * states the same input reaches, each move worked out the first time a cell takes it (two
+ * closures over the NFA, at most MAX_NFA_STATES states), then one table read a character. At
+ * most MAX_DFA_STATES states: the table 268 KB, the states' NFA sets and keys up to about 2 MB
+ * more for the largest NFAs, for the job's length.
  */
 export class PatternAutomaton {
   /** `next[state * SYMBOLS + symbol]`: the state moved to, NONE, or UNKNOWN. */
   next: Int16Array;
+  /** A cell reached more than MAX_DFA_STATES states: the pattern is RegExp's from then on. */
+  overflowed = false;
   readonly #nfa: Nfa;
   readonly #start: number;
   readonly #accept: number;
@@ -470,7 +483,9 @@ export class PatternAutomaton {
       for (const symbol of group) this.#classOf[symbol] = group[0] as number;
     }
     this.next = new Int16Array(16 * SYMBOLS).fill(UNKNOWN);
-    this.#reset();
+    // No edge enters the pattern's start state, so no later state is this set; and it alone
+    // may take `^` edges, at the start.
+    this.#add(this.#closure([this.#start], true, false));
   }
 
   /** Whether a cell may end in `state`. */
@@ -478,11 +493,7 @@ export class PatternAutomaton {
     return this.#accepting[state] === 1;
   }
 
-  /**
-   * The state `symbol` moves `state` to, or NONE, now kept in `next`. When the kept states are
-   * full, they are let go first: the state returned is then numbered afresh, and `state` is no
-   * longer one (its caller moves on from the one returned).
-   */
+  /** The state `symbol` moves `state` to, or NONE, now kept in `next`; or OVERFLOWED. */
   move(state: number, symbol: number): number {
     const nfa = this.#nfa;
     const representative = this.#classOf[symbol] as number;
@@ -496,23 +507,16 @@ export class PatternAutomaton {
     }
     const target = this.#closure(moved, false, false);
     if (this.#members.length >= MAX_DFA_STATES && !this.#ids.has(target.join(","))) {
-      this.#reset();
-      return this.#add(target);
+      this.overflowed = true;
+      // What the states held is of no more use: let it go.
+      this.#ids = new Map();
+      this.#members = [];
+      this.next = new Int16Array(0);
+      return OVERFLOWED;
     }
     const id = this.#add(target);
     this.#fill(state, representative, id);
     return id;
-  }
-
-  /** Back to the first state alone: the cell's start, which holds the pattern's start state. */
-  #reset(): void {
-    this.#ids = new Map();
-    this.#members = [];
-    this.#accepting = [];
-    this.next.fill(UNKNOWN);
-    // No edge enters the pattern's start state, so no later state is this set; and it alone
-    // may take `^` edges, at the start.
-    this.#add(this.#closure([this.#start], true, false));
   }
 
   /** Every symbol of `representative`'s class moves `state` to `target`. */
