@@ -1,14 +1,14 @@
-// A field's `pattern`, compiled once per job into a deterministic automaton that a cell walks
-// character by character: on its UTF-8 bytes in the byte row path, on its text in the
-// validator. It decides what `new RegExp(`^(?:${pattern})$`, "u")` decides, because a full match
+// A field's `pattern`, compiled once per job into an automaton that a cell walks character by
+// character: on its UTF-8 bytes in the byte row path, on its text in the validator. It decides what `new RegExp(`^(?:${pattern})$`, "u")` decides, because a full match
 // asks only whether the cell is in the pattern's language, and this compiles that language: no
 // backtracking (a pattern such as `(a*)*b` holds V8's engine for seconds on a cell of thirty
 // characters, and a worker's event loop with it), no string. The subset is what schemas use for
 // codes (`[A-Z]{2}`, `\d{5}(-\d{4})?`, `(EUR|USD)`, `^[a-z0-9._-]+$`): literals, `.`, classes,
 // `\d \w \s` and their negations, groups, alternation, quantifiers and the anchors `^ $`.
 // Anything else (lookaround, back references, `\b`, `\p{…}`, a character outside ASCII in the
-// pattern) compiles to nothing, and so does a pattern whose automaton would be large: the validator runs those as a
-// RegExp (test/unit/patternBytes.test.ts holds the two to the same answers).
+// pattern) compiles to nothing, and so does a pattern too large for the bounds below: the
+// validator runs those as a RegExp, as it does a pattern whose cells reach too many states
+// (test/unit/patternBytes.test.ts holds the automaton to RegExp's answers).
 //
 // Its alphabet is ASCII's 128 characters and three classes of the code points past ASCII. A
 // pattern of the subset names no such code point, so it can only tell them apart by what `.`
@@ -22,8 +22,8 @@ const MAX_PATTERN_CHARS = 1000;
 const MAX_GROUP_DEPTH = 32;
 // DFA states, worked out as cells reach them (a pattern's full DFA may have exponentially many:
 // `(a|b)*a(a|b){12}`). A pattern whose cells reach more gives up its automaton for good (it is
-// OVERFLOWED): working moves out again and again costs microseconds a character, where such a
-// pattern, one without nested repeats of what may match alike, costs V8's RegExp one.
+// OVERFLOWED): working moves out again and again would cost microseconds a character, where V8
+// runs the usual such pattern (that one) in time linear in the cell.
 const MAX_DFA_STATES = 1024;
 
 const ASCII = 128;
