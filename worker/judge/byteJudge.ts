@@ -2,6 +2,7 @@ import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import type { FieldIndex } from "../csv/fieldIndex.ts";
 import { ByteSet } from "./byteSet.ts";
 import { type CellRule, cellRule, checkCell, checkEscapedCell } from "./cellBytes.ts";
+import type { PatternAutomaton } from "./patternBytes.ts";
 import type { RowError } from "./rowErrors.ts";
 
 // A Table Schema's verdict on a row read in place: its cells judged on their bytes where the
@@ -56,6 +57,8 @@ export function byteRules(input: {
   missing: readonly ReadonlySet<string>[];
   /** Valid values are written as read: no cell is ever CHANGED. */
   asRead: boolean;
+  /** Per field, its pattern compiled (fieldPattern), shared with its validator. */
+  patterns: readonly (PatternAutomaton | undefined)[];
 }): ByteRules {
   const { validators, asRead } = input;
   // One byte set per set of missing values, however many fields share it.
@@ -68,7 +71,7 @@ export function byteRules(input: {
     return sets.get(set);
   });
   return {
-    rules: input.fields.map((field) => cellRule(field, asRead)),
+    rules: input.fields.map((field, i) => cellRule(field, asRead, input.patterns[i])),
     missing,
     emptyValid: validators.map((validate) => validate("") === ""),
     validators,

@@ -2,7 +2,7 @@ import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import { ByteSet, matchesAt } from "./byteSet.ts";
 import { bound } from "./constraints.ts";
 import { FALSE_VALUES, TRUE_VALUES, validDate, validTime } from "./fieldTypes.ts";
-import { matchesPattern, type PatternAutomaton, patternAutomaton } from "./patternBytes.ts";
+import { fieldPattern, matchesPattern, type PatternAutomaton } from "./patternBytes.ts";
 
 // Cell checks on bytes, for the byte row path: each says of a cell's bytes, read in place,
 // "valid, and already its own canonical text", or "not decided here". Undecided cells are
@@ -66,7 +66,12 @@ const NONE = new Set(["required"]);
  * or constraint the bytes do not decide). Missing values are the caller's: a check sees only
  * cells that are not one. `asRead`: any valid form will do, not only the canonical one.
  */
-export function cellRule(field: TableSchemaField, asRead = false): CellRule | undefined {
+export function cellRule(
+  field: TableSchemaField,
+  asRead = false,
+  /** The field's pattern compiled (fieldPattern), when the caller shares one. */
+  pattern: PatternAutomaton | undefined = fieldPattern(field),
+): CellRule | undefined {
   const format = field.format ?? "default";
   const c = field.constraints ?? {};
   const only = (allowed: ReadonlySet<string>) => Object.keys(c).every((k) => allowed.has(k));
@@ -90,7 +95,7 @@ export function cellRule(field: TableSchemaField, asRead = false): CellRule | un
       if (format === "email" && only(NONE)) return rule(EMAIL_CELL);
       if (format === "uuid" && only(NONE)) return rule(UUID_CELL);
       if (format !== "default" || !only(TEXT)) return;
-      return textRule(c);
+      return textRule(c, pattern);
     default:
       return;
   }
@@ -112,9 +117,11 @@ function rule(kind: Kind, more: Partial<CellRule> = {}): CellRule {
 }
 
 /** A plain string's lengths, enum and pattern (one the bytes can decide). */
-function textRule(c: NonNullable<TableSchemaField["constraints"]>): CellRule | undefined {
+function textRule(
+  c: NonNullable<TableSchemaField["constraints"]>,
+  pattern: PatternAutomaton | undefined,
+): CellRule | undefined {
   if (c.enum && !c.enum.every((v) => typeof v === "string")) return;
-  const pattern = c.pattern === undefined ? undefined : patternAutomaton(c.pattern);
   if (c.pattern !== undefined && !pattern) return;
   return rule(TEXT_CELL, {
     minLength: c.minLength,

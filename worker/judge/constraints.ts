@@ -1,6 +1,6 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
-import { matchesText, patternAutomaton } from "./patternBytes.ts";
+import { fieldPattern, matchesText, type PatternAutomaton } from "./patternBytes.ts";
 
 // A field's constraints (minLength, maxLength, minimum, maximum, pattern, enum) as checks on a
 // typed cell: the one definition of each, for the validators and the byte row path's bounds.
@@ -97,7 +97,11 @@ function numberKey(value: number | bigint | boolean): string | undefined {
   return Number.isInteger(n) ? BigInt(n).toString() : String(n);
 }
 
-export function constraintsOf(field: TableSchemaField): Constraint[] {
+/** `automaton`: the field's pattern compiled (fieldPattern), when the caller shares one. */
+export function constraintsOf(
+  field: TableSchemaField,
+  automaton: PatternAutomaton | undefined = fieldPattern(field),
+): Constraint[] {
   const c = field.constraints ?? {};
   const checks: Constraint[] = [];
   const order = field.type === "datetime" || field.type === "time" ? compareTemporal : compare;
@@ -138,7 +142,6 @@ export function constraintsOf(field: TableSchemaField): Constraint[] {
   if (pattern !== undefined) {
     // The subset patternBytes.ts compiles runs on its automaton, in time linear in the cell;
     // only what it cannot compile, or whose cells reach too many states, runs on V8's RegExp.
-    const automaton = patternAutomaton(pattern);
     let re: RegExp | undefined;
     const matches = (text: string): boolean => {
       const answer = automaton && matchesText(automaton, text);

@@ -62,7 +62,6 @@ export function matchesPattern(
   end: number,
 ): boolean {
   if (automaton.overflowed) return false;
-  let next = automaton.next;
   let state = 0;
   for (let i = start; i < end; ) {
     const b = bytes[i] as number;
@@ -80,11 +79,7 @@ export function matchesPattern(
       symbol = wideSymbol(code);
       i += length;
     }
-    let moved = next[state * SYMBOLS + symbol] as number;
-    if (moved === UNKNOWN) {
-      moved = automaton.move(state, symbol);
-      next = automaton.next;
-    }
+    const moved = automaton.step(state, symbol);
     if (moved < 0) return false;
     state = moved;
   }
@@ -97,7 +92,6 @@ export function matchesPattern(
  */
 export function matchesText(automaton: PatternAutomaton, text: string): boolean | undefined {
   if (automaton.overflowed) return undefined;
-  let next = automaton.next;
   let state = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -110,16 +104,24 @@ export function matchesText(automaton: PatternAutomaton, text: string): boolean 
       }
       symbol = wideSymbol(c);
     }
-    let moved = next[state * SYMBOLS + symbol] as number;
-    if (moved === UNKNOWN) {
-      moved = automaton.move(state, symbol);
-      next = automaton.next;
-    }
+    const moved = automaton.step(state, symbol);
     if (moved === OVERFLOWED) return undefined;
     if (moved === NONE) return false;
     state = moved;
   }
   return automaton.accepts(state);
+}
+
+/**
+ * A field's pattern compiled: its automaton, or undefined when it has none or one outside the
+ * subset. Compiled once per job and shared by the validator and the byte check, which then
+ * work out its states once.
+ */
+export function fieldPattern(field: {
+  constraints?: { pattern?: string | undefined } | undefined;
+}): PatternAutomaton | undefined {
+  const pattern = field.constraints?.pattern;
+  return pattern === undefined ? undefined : patternAutomaton(pattern);
 }
 
 /** The pattern's automaton, or undefined when it is outside the subset or too large. */
@@ -462,7 +464,7 @@ const OVERFLOWED = -3;
  */
 export class PatternAutomaton {
   /** `next[state * SYMBOLS + symbol]`: the state moved to, NONE, or UNKNOWN. */
-  next: Int16Array;
+  #next: Int16Array;
   /** A cell reached more than MAX_DFA_STATES states: the pattern is RegExp's from then on. */
   overflowed = false;
   readonly #nfa: Nfa;
@@ -482,7 +484,7 @@ export class PatternAutomaton {
     for (const group of symbolClasses(nfa)) {
       for (const symbol of group) this.#classOf[symbol] = group[0] as number;
     }
-    this.next = new Int16Array(16 * SYMBOLS).fill(UNKNOWN);
+    this.#next = new Int16Array(16 * SYMBOLS).fill(UNKNOWN);
     // No edge enters the pattern's start state, so no later state is this set; and it alone
     // may take `^` edges, at the start.
     this.#add(this.#closure([this.#start], true, false));
@@ -493,7 +495,13 @@ export class PatternAutomaton {
     return this.#accepting[state] === 1;
   }
 
-  /** The state `symbol` moves `state` to, or NONE, now kept in `next`; or OVERFLOWED. */
+  /** The state `symbol` moves `state` to: a state, NONE, or OVERFLOWED. */
+  step(state: number, symbol: number): number {
+    const moved = this.#next[state * SYMBOLS + symbol] as number;
+    return moved === UNKNOWN ? this.move(state, symbol) : moved;
+  }
+
+  /** The move of step() the first time it is asked, now kept in `next`; or OVERFLOWED. */
   move(state: number, symbol: number): number {
     const nfa = this.#nfa;
     const representative = this.#classOf[symbol] as number;
@@ -511,7 +519,7 @@ export class PatternAutomaton {
       // What the states held is of no more use: let it go.
       this.#ids = new Map();
       this.#members = [];
-      this.next = new Int16Array(0);
+      this.#next = new Int16Array(0);
       return OVERFLOWED;
     }
     const id = this.#add(target);
@@ -523,7 +531,7 @@ export class PatternAutomaton {
   #fill(state: number, representative: number, target: number): void {
     const row = state * SYMBOLS;
     for (let symbol = 0; symbol < SYMBOLS; symbol++) {
-      if (this.#classOf[symbol] === representative) this.next[row + symbol] = target;
+      if (this.#classOf[symbol] === representative) this.#next[row + symbol] = target;
     }
   }
 
@@ -537,11 +545,11 @@ export class PatternAutomaton {
     // A state accepts when the cell may end there: its `$` edges (and at the start `^`) taken.
     const ends = this.#closure(states, id === 0, true);
     this.#accepting.push(ends.includes(this.#accept) ? 1 : 0);
-    if ((id + 1) * SYMBOLS > this.next.length) {
-      const grown = new Int16Array(Math.min(2 * this.next.length, MAX_DFA_STATES * SYMBOLS));
+    if ((id + 1) * SYMBOLS > this.#next.length) {
+      const grown = new Int16Array(Math.min(2 * this.#next.length, MAX_DFA_STATES * SYMBOLS));
       grown.fill(UNKNOWN);
-      grown.set(this.next);
-      this.next = grown;
+      grown.set(this.#next);
+      this.#next = grown;
     }
     return id;
   }

@@ -3,6 +3,7 @@ import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts"
 import { type ByteRules, byteJudge, byteRules } from "./byteJudge.ts";
 import { type Constraint, constraintsOf } from "./constraints.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
+import { fieldPattern, type PatternAutomaton } from "./patternBytes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
 import type { JsonType } from "./rowJudge.ts";
 import {
@@ -23,10 +24,14 @@ import { UniqueIndex } from "./uniqueIndex.ts";
 /** The cell's canonical text when it is valid, else its error (no allocation on the happy path). */
 type FieldValidator = (raw: string) => string | RowError;
 
-function compileField(field: TableSchemaField, missingValues: ReadonlySet<string>): FieldValidator {
+function compileField(
+  field: TableSchemaField,
+  missingValues: ReadonlySet<string>,
+  pattern: PatternAutomaton | undefined,
+): FieldValidator {
   const type = fieldType(field);
   const required = field.constraints?.required === true;
-  const checks = constraintsOf(field);
+  const checks = constraintsOf(field, pattern);
   const fail = (code: RowErrorCode, message: string): RowError => ({
     field: field.name,
     code,
@@ -77,14 +82,16 @@ export function compileTableSchema(
   const missing = schema.fields.map((field) =>
     field.missingValues ? new Set(field.missingValues) : schemaMissing,
   );
+  // Each pattern compiled once, for its validator and its byte check alike.
+  const patterns = schema.fields.map(fieldPattern);
   const validators = schema.fields.map((field, i) =>
-    compileField(field, missing[i] as ReadonlySet<string>),
+    compileField(field, missing[i] as ReadonlySet<string>, patterns[i]),
   );
 
   // Built at the first bind whose rows take the byte path, then shared by later binds.
   let onBytes: ByteRules | undefined;
   const rulesOnBytes = (): ByteRules => {
-    onBytes ??= byteRules({ fields: schema.fields, validators, missing, asRead });
+    onBytes ??= byteRules({ fields: schema.fields, validators, missing, asRead, patterns });
     return onBytes;
   };
 
