@@ -141,14 +141,11 @@ export function constraintsOf(
   }
   if (pattern !== undefined) {
     // The subset patternBytes.ts compiles runs on its automaton, in time linear in the cell;
-    // only what it cannot compile, or whose cells reach too many states, runs on V8's RegExp.
-    let re: RegExp | undefined;
-    const matches = (text: string): boolean => {
-      const answer = automaton && matchesText(automaton, text);
-      if (answer !== undefined) return answer;
-      re ??= new RegExp(`^(?:${pattern})$`, "u");
-      return re.test(text);
-    };
+    // only what it cannot compile runs on V8's backtracking RegExp.
+    const re = automaton ? undefined : new RegExp(`^(?:${pattern})$`, "u");
+    const matches = automaton
+      ? (text: string) => matchesText(automaton, text)
+      : (text: string) => (re as RegExp).test(text);
     checks.push((value, text) =>
       matches(String(value)) ? undefined : `"${text}" does not match the pattern ${pattern}`,
     );

@@ -20,10 +20,11 @@
 const MAX_NFA_STATES = 400;
 const MAX_PATTERN_CHARS = 1000;
 const MAX_GROUP_DEPTH = 32;
-// DFA states, worked out as cells reach them (a pattern's full DFA may have exponentially many:
-// `(a|b)*a(a|b){12}`). A pattern whose cells reach more gives up its automaton for good (it is
-// OVERFLOWED): working moves out again and again would cost microseconds a character, where V8
-// runs the usual such pattern (that one) in time linear in the cell.
+// DFA states kept at once, worked out as cells reach them (a pattern's full DFA may have
+// exponentially many: `(a|b)*a(a|b){12}`). Past this many, the kept ones are let go and working
+// out begins again: slower (a move worked out costs microseconds), never more than one move a
+// character. Giving such a pattern to V8's RegExp instead would let the cells of a job, which
+// decide how many states are reached, switch it to backtracking, exponential in the cell.
 const MAX_DFA_STATES = 1024;
 
 const ASCII = 128;
@@ -50,10 +51,9 @@ function wideSymbol(code: number): number {
 }
 
 /**
- * True when bytes[start, end), UTF-8, match the pattern whole; false when they do not, or when
- * the automaton has OVERFLOWED (the byte row path then hands the cell to its validator). A
- * sequence cut by `end` or a byte that cannot begin one matches nothing; overlong forms and
- * encoded surrogates are not looked for (the byte row path checks a row's UTF-8 first).
+ * True when bytes[start, end), UTF-8, match the pattern whole. A sequence cut by `end` or a
+ * byte that cannot begin one matches nothing; overlong forms and encoded surrogates are not
+ * looked for (the byte row path checks a row's UTF-8 first).
  */
 export function matchesPattern(
   automaton: PatternAutomaton,
@@ -61,7 +61,6 @@ export function matchesPattern(
   start: number,
   end: number,
 ): boolean {
-  if (automaton.overflowed) return false;
   let state = 0;
   for (let i = start; i < end; ) {
     const b = bytes[i] as number;
@@ -86,12 +85,8 @@ export function matchesPattern(
   return automaton.accepts(state);
 }
 
-/**
- * Whether the pattern matches `text` whole, read as flag u reads it (by code point); undefined
- * when the automaton has OVERFLOWED: its caller asks V8's RegExp.
- */
-export function matchesText(automaton: PatternAutomaton, text: string): boolean | undefined {
-  if (automaton.overflowed) return undefined;
+/** Whether the pattern matches `text` whole, read as flag u reads it (by code point). */
+export function matchesText(automaton: PatternAutomaton, text: string): boolean {
   let state = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -105,7 +100,6 @@ export function matchesText(automaton: PatternAutomaton, text: string): boolean 
       symbol = wideSymbol(c);
     }
     const moved = automaton.step(state, symbol);
-    if (moved === OVERFLOWED) return undefined;
     if (moved === NONE) return false;
     state = moved;
   }
@@ -450,10 +444,9 @@ class Nfa {
   }
 }
 
-/** No move (the cell cannot match), a move not worked out yet, and no automaton any more. */
+/** No move (the cell cannot match), and a move not worked out yet. */
 const NONE = -1;
 const UNKNOWN = -2;
-const OVERFLOWED = -3;
 
 /**
  * The compiled pattern: the subset construction's DFA over the NFA, one state per set of NFA
@@ -465,8 +458,6 @@ const OVERFLOWED = -3;
 export class PatternAutomaton {
   /** `next[state * SYMBOLS + symbol]`: the state moved to, NONE, or UNKNOWN. */
   #next: Int16Array;
-  /** A cell reached more than MAX_DFA_STATES states: the pattern is RegExp's from then on. */
-  overflowed = false;
   readonly #nfa: Nfa;
   readonly #start: number;
   readonly #accept: number;
@@ -485,9 +476,7 @@ export class PatternAutomaton {
       for (const symbol of group) this.#classOf[symbol] = group[0] as number;
     }
     this.#next = new Int16Array(16 * SYMBOLS).fill(UNKNOWN);
-    // No edge enters the pattern's start state, so no later state is this set; and it alone
-    // may take `^` edges, at the start.
-    this.#add(this.#closure([this.#start], true, false));
+    this.#reset();
   }
 
   /** Whether a cell may end in `state`. */
@@ -495,13 +484,17 @@ export class PatternAutomaton {
     return this.#accepting[state] === 1;
   }
 
-  /** The state `symbol` moves `state` to: a state, NONE, or OVERFLOWED. */
+  /**
+   * The state `symbol` moves `state` to, or NONE. When the kept states are full and the move
+   * needs a new one, they are let go first: the state returned is numbered afresh, and `state`
+   * is one no longer (the walk goes on from the one returned).
+   */
   step(state: number, symbol: number): number {
     const moved = this.#next[state * SYMBOLS + symbol] as number;
     return moved === UNKNOWN ? this.move(state, symbol) : moved;
   }
 
-  /** The move of step() the first time it is asked, now kept in `next`; or OVERFLOWED. */
+  /** The move of step() the first time it is asked, kept in the table unless it let go. */
   move(state: number, symbol: number): number {
     const nfa = this.#nfa;
     const representative = this.#classOf[symbol] as number;
@@ -515,16 +508,23 @@ export class PatternAutomaton {
     }
     const target = this.#closure(moved, false, false);
     if (this.#members.length >= MAX_DFA_STATES && !this.#ids.has(target.join(","))) {
-      this.overflowed = true;
-      // What the states held is of no more use: let it go.
-      this.#ids = new Map();
-      this.#members = [];
-      this.#next = new Int16Array(0);
-      return OVERFLOWED;
+      this.#reset();
+      return this.#add(target);
     }
     const id = this.#add(target);
     this.#fill(state, representative, id);
     return id;
+  }
+
+  /** Back to the first state alone: the cell's start, which holds the pattern's start state. */
+  #reset(): void {
+    this.#ids = new Map();
+    this.#members = [];
+    this.#accepting = [];
+    this.#next.fill(UNKNOWN);
+    // No edge enters the pattern's start state, so no later state is this set; and it alone
+    // may take `^` edges, at the start.
+    this.#add(this.#closure([this.#start], true, false));
   }
 
   /** Every symbol of `representative`'s class moves `state` to `target`. */
