@@ -242,6 +242,13 @@ describe("dates and datetimes of format any", () => {
       "2021-03-14 02:30",
       "2020-06-15 10:00 (UTC)",
       "Jun 15 2020 10:00 PM (GMT+0530)",
+      // A comment runs to the ")" that balances it, or to the end of the cell.
+      "2020-06-15 10:00 (UTC",
+      "2020-06-15 10:00 ((a) UTC)",
+      "2020-06-15 10:00 (a (b) c) GMT+0100",
+      // A zone name before the first number is no zone to Date.parse.
+      "UTC 2020-06-15 10:00",
+      "z 2020-06-15",
     ];
     const zones = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"];
     // The zones do move Date.parse: without the care taken, the readings would differ.
@@ -267,7 +274,53 @@ describe("dates and datetimes of format any", () => {
       // Text in parentheses is a comment to Date.parse: no zone.
       ["2020-06-15 10:00 (UTC)", "2020-06-15", "2020-06-15T10:00:00Z"],
       ["Jun 15 2020 10:00 PM (GMT+0530)", "2020-06-15", "2020-06-15T22:00:00Z"],
+      ["2020-06-15 10:00 (UTC", "2020-06-15", "2020-06-15T10:00:00Z"],
+      ["2020-06-15 10:00 ((a) UTC)", "2020-06-15", "2020-06-15T10:00:00Z"],
+      ["2020-06-15 10:00 (a (b) c) GMT+0100", "2020-06-15", "2020-06-15T09:00:00Z"],
+      ["UTC 2020-06-15 10:00", "2020-06-15", "2020-06-15T10:00:00Z"],
+      ["z 2020-06-15", "2020-06-15", "2020-06-15T00:00:00Z"],
     ]);
+  });
+
+  it("read any cell alike in every time zone (cells made from the pieces of dates, zones and comments)", () => {
+    const pieces = [
+      ..."2020 06 15 1 31 12 1999 0930 9999 0001 10:00 10:00:30 24:00 T10".split(" "),
+      ..."2020-06-15 2020-06-15T10:00 +0200 -05:00 -0700 GMT+0100 GMT-3 UTC+1 utc+05:30".split(" "),
+      ..."UTC GMT Z z ut EST pdt edt CST utc_ _utc utcx Jun June Junk March Tue Sat T PM am x".split(
+        " ",
+      ),
+      ..."( ) (( )) (a(b)c) (CET) - / , + . : @ [ `".split(" "),
+      " ",
+      " ",
+      "\t",
+      "\u00a0",
+      "\ufeff",
+      "\u2028",
+      "\u00e9",
+      "EST\u00e9",
+      "\u{1F600}",
+    ];
+    let seed = 7;
+    const next = (below: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      // The high bits: an LCG's low bits repeat with short periods.
+      return Math.floor((seed / 0x80000000) * below);
+    };
+    const cells = Array.from({ length: 20_000 }, () =>
+      Array.from({ length: 1 + next(8) }, () => pieces[next(pieces.length)]).join(""),
+    );
+    const zones = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"];
+    const readings = zones.map((zone) => inZone(zone, () => read(cells)));
+    for (const reading of readings.slice(1)) {
+      const differs = reading.filter(
+        (cell, i) => JSON.stringify(cell) !== JSON.stringify(readings[0]?.[i]),
+      );
+      expect(differs).toEqual([]);
+    }
+    // Enough of them are dates for the comparison to say something.
+    expect(
+      readings[0]?.filter(([, day, instant]) => day !== null && instant !== null).length,
+    ).toBeGreaterThan(100);
   });
 
   it("refuse a cell without a four-digit year, a month and a day of its own, or outside years 1 to 9999", () => {

@@ -416,14 +416,31 @@ function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
   };
 }
 
-/** A zone name V8's date parser reads. */
-const ZONE_NAME = /(?<![a-z])(?:ut|utc|gmt|z|[ecmp][sd]t)(?![a-z])/i;
+/**
+ * A word as V8's date parser reads one (a run of characters from "A" up that are not white
+ * space: "utc_" is one word, and no zone), and a digit, after which a zone word counts.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: V8's words start at "A", so every character below it ends one.
+const WORD_OR_DIGIT = /[^\x00-\x40\s]+|\d/g;
+/** The zone names V8's date parser reads, a whole word each. */
+const ZONE_NAMES = new Set([
+  "ut",
+  "utc",
+  "gmt",
+  "z",
+  "est",
+  "edt",
+  "cst",
+  "cdt",
+  "mst",
+  "mdt",
+  "pst",
+  "pdt",
+]);
 /** A time as V8's date parser reads one, and the offset after it if any (captured). */
 const TIME_AND_OFFSET =
   /\d{1,2}:\d{1,2}(?::\d{1,2}(?:\.\d+)?)?(?:\s*[ap]m)?(?:\s*(?:gmt|utc))?(?:\s*([+-]\d{1,2}(?::?\d\d)?))?/gi;
 const NAMED_OFFSET = /(?:gmt|utc)\s*[+-]\d\d(?::?\d\d)?/gi;
-/** Text in parentheses, which V8's date parser skips (`GMT+0100 (CET)`). */
-const COMMENT = /\([^)]*\)/g;
 /** An ISO form's own offset, which takes no other zone after it. */
 const ISO_OFFSET = /[+-]\d\d(?::?\d\d)?$/;
 /** Longer than any date a cell writes: such a cell is not read (bounds the work on it). */
@@ -444,9 +461,10 @@ function looseTemporal(raw: string): { wall: number; instant: number; zoned: boo
   if (Number.isNaN(instant)) return null;
   // A zone appended to a cell overrides any it has, so this reads the wall clock as written
   // whatever the worker's zone; an ISO form takes "Z" instead, in place of its own offset.
-  let wall = Date.parse(`${raw} UTC`);
+  // Without its comments, so that the zone appended is not inside an unclosed one.
+  const text = withoutComments(raw);
+  let wall = Date.parse(`${text} UTC`);
   if (Number.isNaN(wall)) wall = Date.parse(`${raw}Z`);
-  const text = raw.replace(COMMENT, " ");
   // The date's numbers: the cell's own, less its time and offset (2020-02-30 03:01, rolled over
   // to March 1, would otherwise find its month and day in the hour and the minute).
   let offset = false;
@@ -456,7 +474,7 @@ function looseTemporal(raw: string): { wall: number; instant: number; zoned: boo
       return " ";
     })
     .replace(NAMED_OFFSET, " ");
-  const zoned = Number.isNaN(wall) || offset || ZONE_NAME.test(text);
+  const zoned = Number.isNaN(wall) || offset || namesZone(text);
   if (Number.isNaN(wall)) wall = Date.parse(`${raw.replace(ISO_OFFSET, "")}Z`);
   if (Number.isNaN(wall)) return null;
   const date = new Date(wall);
@@ -470,6 +488,40 @@ function looseTemporal(raw: string): { wall: number; instant: number; zoned: boo
   if (!written(month + 1) && !lower.includes(MONTHS[month] as string)) return null;
   if (!written(date.getUTCDate())) return null;
   return { wall, instant, zoned };
+}
+
+/**
+ * The cell as V8's date parser reads it, its comments each made one space: a comment runs from
+ * "(" to the ")" that balances it, or to the end of the cell (`GMT+0100 (CET)`, `10:00 ((a) b)`,
+ * `10:00 (UTC`).
+ */
+function withoutComments(raw: string): string {
+  const open = raw.indexOf("(");
+  if (open < 0) return raw;
+  let text = raw.slice(0, open);
+  let depth = 0;
+  for (let i = open; i < raw.length; i++) {
+    const c = raw[i];
+    if (c === "(") {
+      if (depth === 0) text += " ";
+      depth++;
+    } else if (depth > 0) {
+      if (c === ")") depth--;
+    } else {
+      text += c;
+    }
+  }
+  return text;
+}
+
+/** Whether V8's date parser reads a zone name in the text: one counts only after a number. */
+function namesZone(text: string): boolean {
+  let number = false;
+  for (const [token] of text.matchAll(WORD_OR_DIGIT)) {
+    if (token.length === 1 && token >= "0" && token <= "9") number = true;
+    else if (number && token.length <= 3 && ZONE_NAMES.has(token.toLowerCase())) return true;
+  }
+  return false;
 }
 
 /** Python strptime directives, the form Frictionless patterns use (`%d/%m/%Y`). */
