@@ -239,6 +239,36 @@ export const FieldErrors = z.strictObject({
 });
 export type FieldErrors = z.infer<typeof FieldErrors>;
 
+/** Names an entry that zod's record would leave out, and the names that could be mistaken for its escape. */
+const PROTO_NAME = /^\0*__proto__$/;
+
+/**
+ * The errors by field, each entry the summary's own property whatever its column is called.
+ * zod's record leaves out an entry named `__proto__` (assigning one would set a prototype): that
+ * entry crosses it under another name, one NUL longer (as does any name of NULs before
+ * `__proto__`, so no two names meet), and is put back under its own.
+ */
+const FieldSummaries = z
+  .preprocess(
+    (input) => renamed(input, (name) => (PROTO_NAME.test(name) ? `\0${name}` : name)),
+    z.record(z.string(), FieldErrors),
+  )
+  .transform((fields) => renamed(fields, (name) => (PROTO_NAME.test(name) ? name.slice(1) : name)));
+
+function renamed<T>(input: T, rename: (name: string) => string): T {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return input;
+  const output = {};
+  for (const [name, value] of Object.entries(input)) {
+    Object.defineProperty(output, rename(name), {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return output as T;
+}
+
 export const RowCounts = z.strictObject({
   read: z.number().int().nonnegative(),
   valid: z.number().int().nonnegative(),
@@ -248,7 +278,7 @@ export const RowCounts = z.strictObject({
    * The errors by field ("(row)" for errors about a whole row): bounded however many rows fail,
    * at most SUMMARY_FIELDS fields (the rest together as "(other fields)") and SUMMARY_ROWS rows.
    */
-  fields: z.record(z.string(), FieldErrors).default({}),
+  fields: FieldSummaries.default({}),
 });
 export type RowCounts = z.infer<typeof RowCounts>;
 

@@ -1,7 +1,7 @@
 import Papa from "papaparse";
 import { describe, expect, it, vi } from "vitest";
 import { MemorySink } from "../../bench/memorySink.ts";
-import { JobOptions, SUMMARY_FIELDS, SUMMARY_ROWS } from "../../shared/job.ts";
+import { JobOptions, RowCounts, SUMMARY_FIELDS, SUMMARY_ROWS } from "../../shared/job.ts";
 import { TableSchema } from "../../shared/tableSchema.ts";
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
@@ -77,6 +77,26 @@ describe("RowProcessor's error summary by field", () => {
       ),
     );
     expect(Object.getPrototypeOf(counts.fields)).toBe(Object.prototype);
+  });
+
+  it("keeps every summary entry through a checkpoint, one for a column named __proto__ too", () => {
+    const names = ["__proto__", "id", "constructor"];
+    const schema = { fields: names.map((name) => ({ name, type: "integer" })) };
+    const counts = process(`${names.join(",")}\nx,y,z\n1\n`, schema);
+    expect(Object.keys(counts.fields)).toEqual(names);
+    // What a checkpoint or a shard's result is: JSON in the job's data, read back through zod.
+    const read = RowCounts.parse(JSON.parse(JSON.stringify(counts)));
+    expect(JSON.stringify(read)).toBe(JSON.stringify(counts));
+    expect(Object.getPrototypeOf(read.fields)).toBe(Object.prototype);
+    // The name __proto__ crosses zod as another; the names that other could be stay apart.
+    const entry = (row: number) => ({ errors: { "type-error": 1 }, rows: [row] });
+    const near = { ...counts, fields: {} as RowCounts["fields"] };
+    for (const [row, name] of ["\0__proto__", "__proto__", "\0\0__proto__", "_proto__"].entries()) {
+      Object.defineProperty(near.fields, name, { value: entry(row + 1), enumerable: true });
+    }
+    expect(JSON.stringify(RowCounts.parse(JSON.parse(JSON.stringify(near))))).toBe(
+      JSON.stringify(near),
+    );
   });
 
   it("counts each field's errors by code and names its first rows", () => {
