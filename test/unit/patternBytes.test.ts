@@ -300,6 +300,37 @@ describe("patterns on bytes", () => {
     }
   });
 
+  it("keep no move from before a letting-go: every prefix of a long walk is judged right", () => {
+    // A prefix of a's and b's matches when it starts with b and its 13th letter from the end is
+    // an a: each state is the last 13 letters, 8,192 of them, so the walk lets its states go
+    // about once every thousand letters. A move kept in the table for a state's old number
+    // would send a later state of that number astray, and the prefixes after it would be
+    // judged wrongly; checking every prefix, not only the cell's end, sees it.
+    const automaton = patternAutomaton("b(a|b)*a(a|b){12}") as PatternAutomaton;
+    const move = vi.spyOn(PatternAutomaton.prototype, "move");
+    try {
+      let x = 88172645; // xorshift32
+      let walk = "b";
+      let state = automaton.step(0, "b".charCodeAt(0));
+      const wrong: number[] = [];
+      for (let i = 1; i < 60_000; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        const letter = x & 1 ? "a" : "b";
+        walk += letter;
+        state = automaton.step(state, letter.charCodeAt(0));
+        const expected = walk.length >= 14 && walk[walk.length - 13] === "a";
+        if (automaton.accepts(state) !== expected && wrong.length < 5) wrong.push(i);
+      }
+      expect(wrong).toEqual([]);
+      // The walk did let go, many times: more moves worked out than states kept.
+      expect(move.mock.calls.length).toBeGreaterThan(20 * 1024);
+    } finally {
+      move.mockRestore();
+    }
+  });
+
   it("work out each move once for every symbol that moves alike", () => {
     const automaton = patternAutomaton("[A-Z]{2}") as never;
     const move = vi.spyOn(PatternAutomaton.prototype, "move");
