@@ -1,7 +1,7 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import { ByteSet, matchesAt } from "./byteSet.ts";
 import { bound } from "./constraints.ts";
-import { FALSE_VALUES, TRUE_VALUES, validDate, validTime } from "./fieldTypes.ts";
+import { EMAIL_LETTERS, FALSE_VALUES, TRUE_VALUES, validDate, validTime } from "./fieldTypes.ts";
 import { fieldPattern, matchesPattern, type PatternAutomaton } from "./patternBytes.ts";
 
 // Cell checks on bytes, for the byte row path: each says of a cell's bytes, read in place,
@@ -49,6 +49,8 @@ export interface CellRule {
   /** Booleans: which canonical words the field reads as themselves. */
   acceptsTrue: boolean;
   acceptsFalse: boolean;
+  /** Emails: which characters past ASCII are letters, marks or digits, as cells show them. */
+  letters: ScriptLetters | undefined;
 }
 
 const ZERO = 0x30;
@@ -92,7 +94,9 @@ export function cellRule(
     case "any":
       return only(NONE) ? rule(ANY_CELL) : undefined;
     case "string":
-      if (format === "email" && only(NONE)) return rule(EMAIL_CELL);
+      if (format === "email" && only(NONE)) {
+        return rule(EMAIL_CELL, { letters: new ScriptLetters(EMAIL_LETTERS) });
+      }
       if (format === "uuid" && only(NONE)) return rule(UUID_CELL);
       if (format !== "default" || !only(TEXT)) return;
       return textRule(c, pattern);
@@ -112,6 +116,7 @@ function rule(kind: Kind, more: Partial<CellRule> = {}): CellRule {
     pattern: undefined,
     acceptsTrue: false,
     acceptsFalse: false,
+    letters: undefined,
     ...more,
   };
 }
@@ -191,7 +196,7 @@ export function checkCell(rule: CellRule, bytes: Uint8Array, start: number, end:
     case TEXT_CELL:
       return textFits(rule, bytes, start, end);
     case EMAIL_CELL:
-      return isAsciiEmail(bytes, start, end);
+      return isEmail(bytes, start, end, rule.letters as ScriptLetters);
     case UUID_CELL:
       return isUuid(bytes, start, end);
     case INTEGER_READ:
@@ -463,52 +468,117 @@ function isAlnum(b: number): boolean {
 }
 
 /**
- * An ASCII address the email format takes: a dot-atom local part of 1 to 64 characters, `@`,
- * then host name labels of 1 to 63 letters, digits and inner hyphens, two or more, within 253
- * characters, the last not all digits. Other scripts are the validator's to read.
+ * Which characters of the Basic Multilingual Plane are in a class of the email pattern's, looked
+ * up by the pattern's own class (one definition) the first time a cell holds each, then kept:
+ * a job's cells hold a few hundred such characters at most, of 65,536.
  */
-function isAsciiEmail(bytes: Uint8Array, start: number, end: number): boolean {
-  let at = -1;
-  for (let i = start; i < end; i++) {
-    if (bytes[i] === 0x40) {
-      at = i;
-      break;
-    }
+export class ScriptLetters {
+  readonly #member: RegExp;
+  /** Per code point: 0 not yet looked up, 1 in the class, 2 not. */
+  readonly #known = new Uint8Array(0x10000);
+
+  constructor(members: string) {
+    this.#member = new RegExp(`^[${members}]$`, "u");
   }
-  if (at === -1 || at === start || at - start > 64) return false;
+
+  /**
+   * The bytes of the character at `at` (UTF-8, past ASCII) when it is in the class, else 0; 0
+   * too for a character past the plane (four bytes), which the validator is left to read.
+   */
+  width(bytes: Uint8Array, at: number, end: number): number {
+    const lead = bytes[at] as number;
+    let point: number;
+    let width: number;
+    if (lead >= 0xc2 && lead < 0xe0 && at + 1 < end) {
+      point = ((lead & 0x1f) << 6) | ((bytes[at + 1] as number) & 0x3f);
+      width = 2;
+    } else if (lead >= 0xe0 && lead < 0xf0 && at + 2 < end) {
+      point =
+        ((lead & 0x0f) << 12) |
+        (((bytes[at + 1] as number) & 0x3f) << 6) |
+        ((bytes[at + 2] as number) & 0x3f);
+      width = 3;
+    } else return 0;
+    let known = this.#known[point] as number;
+    if (known === 0) {
+      known = this.#member.test(String.fromCharCode(point)) ? 1 : 2;
+      this.#known[point] = known;
+    }
+    return known === 1 ? width : 0;
+  }
+}
+
+/**
+ * An address the email format takes: a dot-atom local part of 1 to 64 characters, `@`, then
+ * host name labels of 1 to 63 letters, digits and inner hyphens, two or more, within 253
+ * characters, the last not all ASCII digits. Letters, marks and digits of other scripts count
+ * as the pattern counts them, in characters; one past the Basic Multilingual Plane is the
+ * validator's to read.
+ */
+function isEmail(bytes: Uint8Array, start: number, end: number, letters: ScriptLetters): boolean {
   // Local part: atoms of atext joined by single dots.
+  let i = start;
+  let characters = 0;
   let atomLength = 0;
-  for (let i = start; i < at; i++) {
+  for (;;) {
+    if (i === end) return false;
     const b = bytes[i] as number;
+    if (b === 0x40) break;
+    if (++characters > 64) return false;
     if (b === DOT) {
       if (atomLength === 0) return false;
       atomLength = 0;
-    } else if (b < 128 && (isAlnum(b) || ATEXT[b] === 1)) atomLength++;
-    else return false;
+      i++;
+      continue;
+    }
+    if (b < 128) {
+      if (!isAlnum(b) && ATEXT[b] !== 1) return false;
+      i++;
+    } else {
+      const width = letters.width(bytes, i, end);
+      if (width === 0) return false;
+      i += width;
+    }
+    atomLength++;
   }
   if (atomLength === 0) return false;
   // Domain: labels joined by dots.
-  const domain = end - at - 1;
-  if (domain < 1 || domain > 253) return false;
+  let domain = 0;
   let labels = 0;
-  let labelStart = at + 1;
+  let labelLength = 0;
+  let hyphen = false;
   let allDigits = true;
-  for (let i = at + 1; i <= end; i++) {
-    const b = i === end ? DOT : (bytes[i] as number);
-    if (b === DOT) {
-      const length = i - labelStart;
-      if (length < 1 || length > 63) return false;
-      if (bytes[labelStart] === MINUS || bytes[i - 1] === MINUS) return false;
+  for (i++; ; ) {
+    if (i === end || bytes[i] === DOT) {
+      if (labelLength < 1 || labelLength > 63 || hyphen) return false;
       labels++;
-      if (i === end && allDigits) return false;
-      labelStart = i + 1;
+      if (i === end) break;
+      domain++;
+      i++;
+      labelLength = 0;
       allDigits = true;
-    } else if (isAlnum(b)) {
+      continue;
+    }
+    const b = bytes[i] as number;
+    hyphen = b === MINUS;
+    if (hyphen) {
+      if (labelLength === 0) return false; // a label's first character
+      allDigits = false;
+      i++;
+    } else if (b < 128) {
+      if (!isAlnum(b)) return false;
       if (b > NINE) allDigits = false;
-    } else if (b !== MINUS) return false;
-    else allDigits = false;
+      i++;
+    } else {
+      const width = letters.width(bytes, i, end);
+      if (width === 0) return false;
+      allDigits = false;
+      i += width;
+    }
+    domain++;
+    labelLength++;
   }
-  return labels >= 2;
+  return domain >= 1 && domain <= 253 && labels >= 2 && !allDigits;
 }
 
 function isHex(b: number): boolean {

@@ -23,14 +23,23 @@ export interface FieldType {
   label: string;
 }
 
+/** The letters, marks and digits of every script an email's local part and labels may hold. */
+export const EMAIL_LETTERS = "\\p{L}\\p{M}\\p{N}";
+
 /**
  * An email address as RFC 5322's addr-spec in its dot-atom form (RFC 6531 lets the local part
  * and the labels hold other scripts: letters, marks and digits), with a host name for a domain (RFC 1034 labels, a top-level label
  * not all digits), within RFC 5321's lengths: what frictionless-py's validator takes. No quoted
  * local parts, no address literals (rare, and a reject names them).
  */
-const EMAIL =
-  /^(?=[^@]{1,64}@)[\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~-]+(?:\.[\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~-]+)*@(?=.{1,253}$)(?:[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?\.)+(?![0-9]+$)[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?$/u;
+const EMAIL = (() => {
+  const atom = `[${EMAIL_LETTERS}!#$%&'*+/=?^_\`{|}~-]+`;
+  const label = `[${EMAIL_LETTERS}](?:[${EMAIL_LETTERS}-]{0,61}[${EMAIL_LETTERS}])?`;
+  return new RegExp(
+    `^(?=[^@]{1,64}@)${atom}(?:\\.${atom})*@(?=.{1,253}$)(?:${label}\\.)+(?![0-9]+$)${label}$`,
+    "u",
+  );
+})();
 const DURATION =
   /^P(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$/;
 const GEOJSON_TYPES = new Set([
