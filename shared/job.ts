@@ -246,7 +246,8 @@ const PROTO_NAME = /^\0*__proto__$/;
  * The errors by field, each entry the summary's own property whatever its column is called.
  * zod's record leaves out an entry named `__proto__` (assigning one would set a prototype): that
  * entry crosses it under another name, one NUL longer (as does any name of NULs before
- * `__proto__`, so no two names meet), and is put back under its own.
+ * `__proto__`, so no two names meet), and is put back under its own. (An error in that entry
+ * names it one NUL longer.)
  */
 const FieldSummaries = z
   .preprocess(
@@ -255,8 +256,12 @@ const FieldSummaries = z
   )
   .transform((fields) => renamed(fields, (name) => (PROTO_NAME.test(name) ? name.slice(1) : name)));
 
+/** A plain object's entries under new names; anything else as it is, for zod to judge. */
 function renamed<T>(input: T, rename: (name: string) => string): T {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) return input;
+  if (typeof input !== "object" || input === null) return input;
+  const prototype = Object.getPrototypeOf(input);
+  if (prototype !== Object.prototype && prototype !== null) return input;
+  if (Object.getOwnPropertySymbols(input).length > 0) return input;
   const output = {};
   for (const [name, value] of Object.entries(input)) {
     Object.defineProperty(output, rename(name), {

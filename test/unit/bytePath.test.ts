@@ -1,12 +1,17 @@
 import { isUtf8 } from "node:buffer";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { JobOptions } from "../../shared/job.ts";
 import { TableSchema, type TableSchemaField } from "../../shared/tableSchema.ts";
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
 import { FieldIndex } from "../../worker/csv/fieldIndex.ts";
 import { type ByteJudge, INVALID } from "../../worker/judge/byteJudge.ts";
-import { cellRule, checkCell, checkEscapedCell } from "../../worker/judge/cellBytes.ts";
+import {
+  cellRule,
+  checkCell,
+  checkEscapedCell,
+  ScriptLetters,
+} from "../../worker/judge/cellBytes.ts";
 import type { JudgeFactory } from "../../worker/judge/rowJudge.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 import { RowProcessor } from "../../worker/pipeline/rowProcessor.ts";
@@ -233,6 +238,17 @@ describe("byte cell checks (differential)", () => {
     }
     // Some of them are addresses: both sides of each bound are compared.
     expect(decided).toBeGreaterThanOrEqual(5);
+    // A long cell is read up to the bound it passes, not to its end.
+    const width = vi.spyOn(ScriptLetters.prototype, "width");
+    try {
+      for (const text of [`a@${long(500_000, "é")}.com`, `${long(500_000, "é")}@ex.com`]) {
+        const bytes = Buffer.from(text);
+        expect(checkCell(rule, bytes, 0, bytes.length)).toBe(false);
+      }
+      expect(width.mock.calls.length).toBeLessThanOrEqual(64 + 65);
+    } finally {
+      width.mockRestore();
+    }
     fc.assert(
       fc.property(address, (text) => {
         const bytes = Buffer.from(text);

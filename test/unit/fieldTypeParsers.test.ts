@@ -249,6 +249,8 @@ describe("dates and datetimes of format any", () => {
       // A zone name before the first number is no zone to Date.parse.
       "UTC 2020-06-15 10:00",
       "z 2020-06-15",
+      // The line separator is part of a word to Date.parse: "Jun\u2028UTC" names no zone.
+      "15 Jun\u2028UTC 2020 10:00",
     ];
     const zones = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"];
     // The zones do move Date.parse: without the care taken, the readings would differ.
@@ -279,6 +281,7 @@ describe("dates and datetimes of format any", () => {
       ["2020-06-15 10:00 (a (b) c) GMT+0100", "2020-06-15", "2020-06-15T09:00:00Z"],
       ["UTC 2020-06-15 10:00", "2020-06-15", "2020-06-15T10:00:00Z"],
       ["z 2020-06-15", "2020-06-15", "2020-06-15T00:00:00Z"],
+      ["15 Jun\u2028UTC 2020 10:00", "2020-06-15", "2020-06-15T10:00:00Z"],
     ]);
   });
 
@@ -296,6 +299,8 @@ describe("dates and datetimes of format any", () => {
       "\u00a0",
       "\ufeff",
       "\u2028",
+      "\u2029",
+      "\u0000",
       "\u00e9",
       "EST\u00e9",
       "\u{1F600}",
@@ -343,6 +348,10 @@ describe("dates and datetimes of format any", () => {
       "-000001-01-01",
       "+010000-01-01",
       "20 March 99",
+      // Date.parse stops at a NUL, before the zone it would be read in.
+      "2020-06-15 10:00\u0000",
+      "Jun 15 2020 23:00\u0000 UTC",
+      "2020-06-15 (\u0000) 10:00",
     ];
     for (const zone of ["UTC", "America/New_York"]) {
       const readings = inZone(zone, () => read(refused));

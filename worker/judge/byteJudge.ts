@@ -1,7 +1,7 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
 import type { FieldIndex } from "../csv/fieldIndex.ts";
 import { ByteSet } from "./byteSet.ts";
-import { type CellRule, cellRule, checkCell, checkEscapedCell } from "./cellBytes.ts";
+import { type CellRule, cellRule, checkCell, checkEscapedCell, emailLetters } from "./cellBytes.ts";
 import type { PatternAutomaton } from "./patternBytes.ts";
 import type { RowError } from "./rowErrors.ts";
 
@@ -70,8 +70,10 @@ export function byteRules(input: {
     }
     return sets.get(set);
   });
+  // One table of email letters for the job, however many email fields share it.
+  const letters = emailLetters();
   return {
-    rules: input.fields.map((field, i) => cellRule(field, asRead, input.patterns[i])),
+    rules: input.fields.map((field, i) => cellRule(field, asRead, input.patterns[i], letters)),
     missing,
     emptyValid: validators.map((validate) => validate("") === ""),
     validators,

@@ -73,6 +73,8 @@ export function cellRule(
   asRead = false,
   /** The field's pattern compiled (fieldPattern), when the caller shares one. */
   pattern: PatternAutomaton | undefined = fieldPattern(field),
+  /** The job's one table of email letters, shared by its email fields. */
+  letters?: ScriptLetters,
 ): CellRule | undefined {
   const format = field.format ?? "default";
   const c = field.constraints ?? {};
@@ -95,7 +97,7 @@ export function cellRule(
       return only(NONE) ? rule(ANY_CELL) : undefined;
     case "string":
       if (format === "email" && only(NONE)) {
-        return rule(EMAIL_CELL, { letters: new ScriptLetters(EMAIL_LETTERS) });
+        return rule(EMAIL_CELL, { letters: letters ?? emailLetters() });
       }
       if (format === "uuid" && only(NONE)) return rule(UUID_CELL);
       if (format !== "default" || !only(TEXT)) return;
@@ -474,8 +476,8 @@ function isAlnum(b: number): boolean {
  */
 export class ScriptLetters {
   readonly #member: RegExp;
-  /** Per code point: 0 not yet looked up, 1 in the class, 2 not. */
-  readonly #known = new Uint8Array(0x10000);
+  /** Per code point: 0 not yet looked up, 1 in the class, 2 not; made for the first one. */
+  #known: Uint8Array | undefined;
 
   constructor(members: string) {
     this.#member = new RegExp(`^[${members}]$`, "u");
@@ -499,6 +501,7 @@ export class ScriptLetters {
         ((bytes[at + 2] as number) & 0x3f);
       width = 3;
     } else return 0;
+    this.#known ??= new Uint8Array(0x10000);
     let known = this.#known[point] as number;
     if (known === 0) {
       known = this.#member.test(String.fromCharCode(point)) ? 1 : 2;
@@ -506,6 +509,11 @@ export class ScriptLetters {
     }
     return known === 1 ? width : 0;
   }
+}
+
+/** A table of the letters email addresses may hold, for one job's email fields. */
+export function emailLetters(): ScriptLetters {
+  return new ScriptLetters(EMAIL_LETTERS);
 }
 
 /**
@@ -553,7 +561,7 @@ function isEmail(bytes: Uint8Array, start: number, end: number, letters: ScriptL
       if (labelLength < 1 || labelLength > 63 || hyphen) return false;
       labels++;
       if (i === end) break;
-      domain++;
+      if (++domain > 253) return false;
       i++;
       labelLength = 0;
       allDigits = true;
@@ -575,10 +583,10 @@ function isEmail(bytes: Uint8Array, start: number, end: number, letters: ScriptL
       allDigits = false;
       i += width;
     }
-    domain++;
-    labelLength++;
+    // Past either bound the address is refused: stop here, not at the cell's end.
+    if (++domain > 253 || ++labelLength > 63) return false;
   }
-  return domain >= 1 && domain <= 253 && labels >= 2 && !allDigits;
+  return domain >= 1 && labels >= 2 && !allDigits;
 }
 
 function isHex(b: number): boolean {

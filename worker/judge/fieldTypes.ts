@@ -427,10 +427,12 @@ function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
 
 /**
  * A word as V8's date parser reads one (a run of characters from "A" up that are not white
- * space: "utc_" is one word, and no zone), and a digit, after which a zone word counts.
+ * space: "utc_" is one word, and no zone), and a digit, after which a zone word counts. The
+ * line and paragraph separators, white space to `\s`, are word characters to V8 (`Jun\u2028UTC`
+ * is one month word).
  */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: V8's words start at "A", so every character below it ends one.
-const WORD_OR_DIGIT = /[^\x00-\x40\s]+|\d/g;
+const WORD_OR_DIGIT = /(?:[^\x00-\x40\s]|[\u2028\u2029])+|\d/g;
 /** The zone names V8's date parser reads, a whole word each. */
 const ZONE_NAMES = new Set([
   "ut",
@@ -465,7 +467,9 @@ const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "
  * `wall` is the date and time as written, read as UTC; `instant` is the moment, when `zoned`.
  */
 function looseTemporal(raw: string): { wall: number; instant: number; zoned: boolean } | null {
-  if (raw.length > MAX_LOOSE_CHARS) return null;
+  // Date.parse stops at a NUL, before the zone appended below: the rest would be read in the
+  // worker's own zone.
+  if (raw.length > MAX_LOOSE_CHARS || raw.includes("\0")) return null;
   const instant = Date.parse(raw);
   if (Number.isNaN(instant)) return null;
   // A zone appended to a cell overrides any it has, so this reads the wall clock as written
