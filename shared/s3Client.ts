@@ -31,7 +31,7 @@ export function createS3Client(config: Config, overrides: S3ClientConfig = {}): 
 
 type FinalizeMiddleware = Parameters<S3Client["middlewareStack"]["addRelativeTo"]>[0];
 
-interface RequestShape {
+export interface RequestShape {
   protocol?: string;
   headers: Record<string, string>;
   body?: unknown;
@@ -46,11 +46,14 @@ const CONTENT_SHA256 = "x-amz-content-sha256";
  * (63 ms of CPU per 100 MB a worker writes, measured). Over plain HTTP (a local emulator) the
  * body stays signed: nothing else protects it there.
  */
-function sendsUnsigned(request: RequestShape): boolean {
+export function sendsUnsigned(request: RequestShape): boolean {
   if (request.protocol !== "https:" || request.body == null) return false;
   if (request.headers[CONTENT_SHA256] !== undefined) return false;
-  return Object.keys(request.headers).some((name) => {
-    const lower = name.toLowerCase();
-    return lower.startsWith("x-amz-checksum-") || lower === "content-md5";
-  });
+  return Object.keys(request.headers).some((name) => CHECKSUM_VALUE.test(name));
 }
+
+/**
+ * A header that carries the body's checksum, which the server verifies: not those that only
+ * name an algorithm, a type or a mode (`x-amz-checksum-algorithm`, `-type`, `-mode`).
+ */
+const CHECKSUM_VALUE = /^(?:x-amz-checksum-(?:crc32|crc32c|crc64nvme|sha1|sha256)|content-md5)$/i;

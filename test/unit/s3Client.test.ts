@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { GetObjectCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/config.ts";
-import { createS3Client } from "../../shared/s3Client.ts";
+import { createS3Client, sendsUnsigned } from "../../shared/s3Client.ts";
 
 // What the worker's S3 client signs: the request as it leaves the signer, caught before it is
 // sent (the servers' side is the integration tests').
@@ -43,6 +43,41 @@ describe("the S3 client's payload signing", () => {
         "x-amz-checksum-crc32",
       );
     }
+  });
+
+  it("leaves a body signed unless a header carries its checksum, not one that only names it", () => {
+    const over = (headers: Record<string, string>, protocol = "https:") =>
+      sendsUnsigned({ protocol, headers, body: Buffer.from("a") });
+    for (const name of [
+      "x-amz-checksum-crc32",
+      "X-Amz-Checksum-CRC32C",
+      "x-amz-checksum-crc64nvme",
+      "x-amz-checksum-sha256",
+      "x-amz-checksum-sha1",
+      "Content-MD5",
+    ]) {
+      expect(over({ [name]: "x" }), name).toBe(true);
+      expect(over({ [name]: "x" }, "http:"), `${name} over HTTP`).toBe(false);
+    }
+    for (const name of [
+      "x-amz-checksum-algorithm",
+      "x-amz-checksum-type",
+      "x-amz-checksum-mode",
+      "x-amz-sdk-checksum-algorithm",
+      "content-type",
+    ]) {
+      expect(over({ [name]: "CRC32" }), name).toBe(false);
+    }
+    // A body already marked (a streaming trailer's) is left as it is; so is a request without one.
+    expect(
+      over({
+        "x-amz-checksum-crc32": "x",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+      }),
+    ).toBe(false);
+    expect(sendsUnsigned({ protocol: "https:", headers: { "x-amz-checksum-crc32": "x" } })).toBe(
+      false,
+    );
   });
 
   it("signs the body's SHA-256 over plain HTTP, without a checksum, and for a body-less request", async () => {
