@@ -331,6 +331,26 @@ describe("patterns on bytes", () => {
     }
   });
 
+  it("are shared by the fields of a schema with the same pattern, their moves worked out once", () => {
+    const field = (name: string) => ({
+      name,
+      type: "string",
+      constraints: { pattern: "[A-Z]{2}" },
+    });
+    const judge = compileTableSchema(
+      TableSchema.parse({ fields: [field("a"), field("b"), field("c")] }),
+    ).bind(null);
+    const move = vi.spyOn(PatternAutomaton.prototype, "move");
+    try {
+      expect(judge.judge(["GB", "US", "FR"]).ok).toBe(true);
+      // Two moves for the first cell; the other fields' cells find them made.
+      expect(move.mock.calls.length).toBe(2);
+      expect(judge.judge(["G1", "U2", "F3"]).ok).toBe(false);
+    } finally {
+      move.mockRestore();
+    }
+  });
+
   it("work out each move once for every symbol that moves alike", () => {
     const automaton = patternAutomaton("[A-Z]{2}") as never;
     const move = vi.spyOn(PatternAutomaton.prototype, "move");

@@ -118,6 +118,22 @@ export function fieldPattern(field: {
   return pattern === undefined ? undefined : patternAutomaton(pattern);
 }
 
+/**
+ * Each field's pattern compiled (fieldPattern), fields with the same pattern sharing one
+ * automaton: its states are worked out, and kept, once for all of them.
+ */
+export function fieldPatterns(
+  fields: readonly { constraints?: { pattern?: string | undefined } | undefined }[],
+): (PatternAutomaton | undefined)[] {
+  const compiled = new Map<string, PatternAutomaton | undefined>();
+  return fields.map((field) => {
+    const pattern = field.constraints?.pattern;
+    if (pattern === undefined) return undefined;
+    if (!compiled.has(pattern)) compiled.set(pattern, patternAutomaton(pattern));
+    return compiled.get(pattern);
+  });
+}
+
 /** The pattern's automaton, or undefined when it is outside the subset or too large. */
 export function patternAutomaton(pattern: string): PatternAutomaton | undefined {
   if (pattern.length > MAX_PATTERN_CHARS) return undefined;

@@ -3,7 +3,7 @@ import type { TableSchema, TableSchemaField } from "../../shared/tableSchema.ts"
 import { type ByteRules, byteJudge, byteRules } from "./byteJudge.ts";
 import { type Constraint, constraintsOf } from "./constraints.ts";
 import { fieldType, type TypedCell } from "./fieldTypes.ts";
-import { fieldPattern, type PatternAutomaton } from "./patternBytes.ts";
+import { fieldPatterns, type PatternAutomaton } from "./patternBytes.ts";
 import type { RowError, RowErrorCode } from "./rowErrors.ts";
 import type { JsonType } from "./rowJudge.ts";
 import {
@@ -83,7 +83,7 @@ export function compileTableSchema(
     field.missingValues ? new Set(field.missingValues) : schemaMissing,
   );
   // Each pattern compiled once, for its validator and its byte check alike.
-  const patterns = schema.fields.map(fieldPattern);
+  const patterns = fieldPatterns(schema.fields);
   const validators = schema.fields.map((field, i) =>
     compileField(field, missing[i] as ReadonlySet<string>, patterns[i]),
   );
