@@ -250,7 +250,7 @@ if (variant === "cpu") {
   const start = performance.now();
   cpu(counter, memoryChunks(csv), "canonical");
   seconds = (performance.now() - start) / 1000;
-} else if (variant.startsWith("cpu-as-read")) {
+} else if (["cpu-as-read", "cpu-as-read-strings", "cpu-as-read-warm"].includes(variant)) {
   // Timed like the peers: the source file read (in chunks, as the peers stream it), the output
   // (`dest`) and the reject report (`dest`.rejects.csv) written, all on the clock.
   const asRead = () => {

@@ -15,10 +15,15 @@ export function createS3Client(config: Config, overrides: S3ClientConfig = {}): 
     ...overrides,
   });
   const unsignedPayload =
-    <Args extends { request: unknown }, Output>(next: (args: Args) => Promise<Output>) =>
+    <Args extends { request: unknown }, Output>(
+      next: (args: Args) => Promise<Output>,
+      context: { commandName?: string },
+    ) =>
     (args: Args): Promise<Output> => {
       const request = args.request as RequestShape;
-      if (sendsUnsigned(request)) request.headers[CONTENT_SHA256] = "UNSIGNED-PAYLOAD";
+      if (UPLOADS.has(context.commandName ?? "") && sendsUnsigned(request)) {
+        request.headers[CONTENT_SHA256] = "UNSIGNED-PAYLOAD";
+      }
       return next(args);
     };
   s3.middlewareStack.addRelativeTo(unsignedPayload as FinalizeMiddleware, {
@@ -38,6 +43,12 @@ export interface RequestShape {
 }
 
 const CONTENT_SHA256 = "x-amz-content-sha256";
+
+/**
+ * The requests whose checksum header is their body's: CompleteMultipartUpload's names the whole
+ * object's, not its XML body's, which stays signed.
+ */
+const UPLOADS = new Set(["PutObjectCommand", "UploadPartCommand"]);
 
 /**
  * Whether a request's body goes UNSIGNED-PAYLOAD, as the AWS CLI and boto3 send uploads: over

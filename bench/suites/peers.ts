@@ -100,8 +100,8 @@ export async function peers(
 
 /**
  * Each tool's second pass over the file in one process, timed alone: a long-lived worker's
- * next job, its row path compiled by V8 (about 0.2 CPU s of a cold 100 MB run is V8 compiling
- * on its background threads), and DuckDB's and Polars' second query. The counts are checked
+ * next job, its row path compiled by V8 (about a quarter of a CPU second of a cold 100 MB run
+ * is V8 compiling on its background threads), and DuckDB's and Polars' second query. The counts are checked
  * as in the cold runs.
  */
 async function warmRuns(bench: Bench, dataset: Dataset, runs: number, s3csvOut: string) {
@@ -150,7 +150,7 @@ function print(
   }
   out(`\nMedians of ${runs}:\n`);
   out(
-    "| what | CPU s per 100 MB | wall s per 100 MB | peak RSS (MB) | valid output identical to s3csv's |",
+    `| what | CPU s per 100 MB | wall s per 100 MB | peak RSS (MB${warm ? ", both passes" : ""}) | valid output identical to s3csv's |`,
   );
   out("| --- | ---: | ---: | ---: | --- |");
   for (const [name, ms] of results) {

@@ -1,5 +1,10 @@
 import { createHash } from "node:crypto";
-import { GetObjectCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3";
+import {
+  CompleteMultipartUploadCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/config.ts";
 import { createS3Client, sendsUnsigned } from "../../shared/s3Client.ts";
@@ -7,7 +12,7 @@ import { createS3Client, sendsUnsigned } from "../../shared/s3Client.ts";
 // What the worker's S3 client signs: the request as it leaves the signer, caught before it is
 // sent (the servers' side is the integration tests').
 
-async function signed(env: NodeJS.ProcessEnv, command: "put" | "part" | "get") {
+async function signed(env: NodeJS.ProcessEnv, command: "put" | "part" | "get" | "complete") {
   const s3 = createS3Client(loadConfig({ AWS_REGION: "us-east-1", ...env }), {
     credentials: { accessKeyId: "id", secretAccessKey: "secret" },
     maxAttempts: 1,
@@ -25,7 +30,18 @@ async function signed(env: NodeJS.ProcessEnv, command: "put" | "part" | "get") {
   if (command === "put") await s3.send(new PutObjectCommand({ ...target, Body: body }));
   else if (command === "part") {
     await s3.send(new UploadPartCommand({ ...target, UploadId: "u", PartNumber: 1, Body: body }));
+  } else if (command === "complete") {
+    // The object's checksum in a header; the body is the parts' XML.
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        ...target,
+        UploadId: "u",
+        ChecksumCRC32: "AAAAAA==",
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"e"', ChecksumCRC32: "AAAAAA==" }] },
+      }),
+    );
   } else await s3.send(new GetObjectCommand(target));
+  if (command === "complete") return { headers, sha256: undefined };
   const sha256 = createHash("sha256")
     .update(command === "get" ? "" : body)
     .digest("hex");
@@ -91,5 +107,9 @@ describe("the S3 client's payload signing", () => {
       const { headers, sha256 } = await signed(env, command);
       expect(headers["x-amz-content-sha256"], `${env.S3_ENDPOINT} ${command}`).toBe(sha256);
     }
+    // A checksum header that is the whole object's, not the body's, leaves the body signed.
+    const { headers } = await signed({ S3_ENDPOINT: "https://s3.example.test" }, "complete");
+    expect(headers["x-amz-checksum-crc32"]).toBe("AAAAAA==");
+    expect(headers["x-amz-content-sha256"]).toMatch(/^[0-9a-f]{64}$/);
   });
 });
