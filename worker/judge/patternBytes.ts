@@ -464,6 +464,13 @@ class Nfa {
 const NONE = -1;
 const UNKNOWN = -2;
 
+/** A state of the automaton as worked out, before it has a number. */
+interface DfaState {
+  members: number[];
+  accepting: boolean;
+  key: string;
+}
+
 /**
  * The compiled pattern: the subset construction's DFA over the NFA, one state per set of NFA
  * states the same input reaches, each move worked out the first time a cell takes it (two
@@ -480,13 +487,20 @@ export class PatternAutomaton {
   /** Per symbol, the first symbol every NFA edge takes alike (`[A-Z]`'s letters move alike). */
   readonly #classOf: Uint8Array;
   #ids = new Map<string, number>();
+  /** Per state, the NFA states in it that take a byte: all a move reads. */
   #members: number[][] = [];
   #accepting: number[] = [];
+  /** Per NFA state, the closure that last reached it (`#closure`'s marks, no Set a closure). */
+  readonly #reached: Int32Array;
+  #closures = 0;
+  readonly #stack: Int32Array;
 
   constructor(nfa: Nfa, start: number, accept: number) {
     this.#nfa = nfa;
     this.#start = start;
     this.#accept = accept;
+    this.#reached = new Int32Array(nfa.sets.length);
+    this.#stack = new Int32Array(nfa.sets.length);
     this.#classOf = new Uint8Array(SYMBOLS);
     for (const group of symbolClasses(nfa)) {
       for (const symbol of group) this.#classOf[symbol] = group[0] as number;
@@ -522,8 +536,8 @@ export class PatternAutomaton {
       this.#fill(state, representative, NONE);
       return NONE;
     }
-    const target = this.#closure(moved, false, false);
-    if (this.#members.length >= MAX_DFA_STATES && !this.#ids.has(target.join(","))) {
+    const target = this.#stateOf(moved, false);
+    if (this.#members.length >= MAX_DFA_STATES && !this.#ids.has(target.key)) {
       this.#reset();
       return this.#add(target);
     }
@@ -538,9 +552,24 @@ export class PatternAutomaton {
     this.#members = [];
     this.#accepting = [];
     this.#next.fill(UNKNOWN);
-    // No edge enters the pattern's start state, so no later state is this set; and it alone
-    // may take `^` edges, at the start.
-    this.#add(this.#closure([this.#start], true, false));
+    // The start alone takes `^` edges. (A later state with the same members and answer is the
+    // same state: what follows depends on nothing else.)
+    this.#add(this.#stateOf([this.#start], true));
+  }
+
+  /**
+   * The state the NFA is in after `roots` and their empty edges (and `^` edges at the start):
+   * named by the states in it that take a byte and by whether the cell may end there, which are
+   * all its moves and its answer depend on (states that differ only in the empty-edge states
+   * between are one state, and their keys are shorter).
+   */
+  #stateOf(roots: readonly number[], atStart: boolean): DfaState {
+    const reached = this.#closure(roots, atStart, false);
+    const sets = this.#nfa.sets;
+    const members = reached.filter((s) => sets[s] !== undefined).sort((a, b) => a - b);
+    // A state accepts when the cell may end there: its `$` edges (and at the start `^`) taken.
+    const accepting = this.#closure(reached, atStart, true).includes(this.#accept);
+    return { members, accepting, key: `${accepting ? "+" : "-"}${members.join(",")}` };
   }
 
   /** Every symbol of `representative`'s class moves `state` to `target`. */
@@ -551,16 +580,13 @@ export class PatternAutomaton {
     }
   }
 
-  #add(states: number[]): number {
-    const key = states.join(",");
-    const known = this.#ids.get(key);
+  #add(state: DfaState): number {
+    const known = this.#ids.get(state.key);
     if (known !== undefined) return known;
     const id = this.#members.length;
-    this.#ids.set(key, id);
-    this.#members.push(states);
-    // A state accepts when the cell may end there: its `$` edges (and at the start `^`) taken.
-    const ends = this.#closure(states, id === 0, true);
-    this.#accepting.push(ends.includes(this.#accept) ? 1 : 0);
+    this.#ids.set(state.key, id);
+    this.#members.push(state.members);
+    this.#accepting.push(state.accepting ? 1 : 0);
     if ((id + 1) * SYMBOLS > this.#next.length) {
       const grown = new Int16Array(Math.min(2 * this.#next.length, MAX_DFA_STATES * SYMBOLS));
       grown.fill(UNKNOWN);
@@ -570,20 +596,36 @@ export class PatternAutomaton {
     return id;
   }
 
-  /** The NFA states reached on no input: `^` edges taken at the cell's start, `$` at its end. */
+  /**
+   * The NFA states reached on no input from `states`, in no order: `^` edges taken at the
+   * cell's start, `$` at its end. Each state is marked as it is reached, so it is pushed once.
+   */
   #closure(states: readonly number[], atStart: boolean, atEnd: boolean): number[] {
     const nfa = this.#nfa;
-    const seen = new Set<number>();
-    const stack = [...states];
-    while (stack.length > 0) {
-      const s = stack.pop() as number;
-      if (seen.has(s)) continue;
-      seen.add(s);
-      for (const t of nfa.empty[s] as number[]) stack.push(t);
-      if (atStart) for (const t of nfa.atStart[s] as number[]) stack.push(t);
-      if (atEnd) for (const t of nfa.atEnd[s] as number[]) stack.push(t);
+    const reached = this.#reached;
+    const stack = this.#stack;
+    // Marks go on rising for the job's length; before they would pass an Int32, start again.
+    if (this.#closures === 0x7fffffff) {
+      reached.fill(0);
+      this.#closures = 0;
     }
-    return [...seen].sort((a, b) => a - b);
+    const mark = ++this.#closures;
+    const out: number[] = [];
+    let top = 0;
+    const reach = (s: number) => {
+      if (reached[s] === mark) return;
+      reached[s] = mark;
+      stack[top++] = s;
+    };
+    for (const s of states) reach(s);
+    while (top > 0) {
+      const s = stack[--top] as number;
+      out.push(s);
+      for (const t of nfa.empty[s] as number[]) reach(t);
+      if (atStart) for (const t of nfa.atStart[s] as number[]) reach(t);
+      if (atEnd) for (const t of nfa.atEnd[s] as number[]) reach(t);
+    }
+    return out;
   }
 }
 
