@@ -11,6 +11,7 @@
 
 import { isUtf8 } from "node:buffer";
 import { NextByte } from "./nextByte.ts";
+import { sequenceLength } from "./utf8.ts";
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -227,7 +228,7 @@ export class CsvFramer {
     let lead = n - 1;
     while (lead > from && lead > n - 4 && ((chunk[lead] as number) & 0xc0) === 0x80) lead--;
     const b = chunk[lead] as number;
-    if (b >= 0xc0 && n - lead < (b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2)) to = lead;
+    if (b >= 0xc0 && n - lead < sequenceLength(b)) to = lead;
     const valid = from < to && isUtf8(chunk.subarray(from, to));
     this.#utf8From = valid ? from : 0;
     this.#utf8To = valid ? to : 0;

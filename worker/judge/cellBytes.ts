@@ -1,4 +1,5 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
+import { codePointAt } from "../csv/utf8.ts";
 import { ByteSet, matchesAt } from "./byteSet.ts";
 import { bound } from "./constraints.ts";
 import { EMAIL_LETTERS, FALSE_VALUES, TRUE_VALUES, validDate, validTime } from "./fieldTypes.ts";
@@ -488,19 +489,11 @@ export class ScriptLetters {
    * too for a character past the plane (four bytes), which the validator is left to read.
    */
   width(bytes: Uint8Array, at: number, end: number): number {
-    const lead = bytes[at] as number;
-    let point: number;
-    let width: number;
-    if (lead >= 0xc2 && lead < 0xe0 && at + 1 < end) {
-      point = ((lead & 0x1f) << 6) | ((bytes[at + 1] as number) & 0x3f);
-      width = 2;
-    } else if (lead >= 0xe0 && lead < 0xf0 && at + 2 < end) {
-      point =
-        ((lead & 0x0f) << 12) |
-        (((bytes[at + 1] as number) & 0x3f) << 6) |
-        ((bytes[at + 2] as number) & 0x3f);
-      width = 3;
-    } else return 0;
+    const read = codePointAt(bytes, at, end);
+    const point = read >>> 3;
+    // Not a character of two or three bytes (an overlong ASCII form, one past the plane).
+    if (read < 0 || point < 0x80 || point > 0xffff) return 0;
+    const width = read & 7;
     this.#known ??= new Uint8Array(0x10000);
     let known = this.#known[point] as number;
     if (known === 0) {

@@ -14,6 +14,8 @@
 // pattern of the subset names no such code point, so it can only tell them apart by what `.`
 // and `\s` (and their negations) take: every code point of one class moves the automaton alike.
 
+import { codePointAt } from "../csv/utf8.ts";
+
 // Bounds on the work of compiling (once per job, before its first row): NFA states a pattern
 // may expand to (a quantifier's count copies its operand); and on the parse itself, which
 // recurses once per group: a schema's pattern may be any length the validator's RegExp accepts.
@@ -67,16 +69,10 @@ export function matchesPattern(
     let symbol = b;
     if (b < 0x80) i++;
     else {
-      const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 0;
-      if (length === 0 || i + length > end) return false;
-      let code = b & (0x7f >> length);
-      for (let k = 1; k < length; k++) {
-        const c = bytes[i + k] as number;
-        if ((c & 0xc0) !== 0x80) return false;
-        code = (code << 6) | (c & 0x3f);
-      }
-      symbol = wideSymbol(code);
-      i += length;
+      const read = codePointAt(bytes, i, end);
+      if (read < 0) return false;
+      symbol = wideSymbol(read >>> 3);
+      i += read & 7;
     }
     const moved = automaton.step(state, symbol);
     if (moved < 0) return false;
