@@ -82,12 +82,7 @@ export async function peers(
     ] as const) {
       const m = await peer(bench, script, dataset, `${name}-${dataset.name}`);
       const identical = (await readFile(m.validPath)).equals(mine);
-      const same = m.rows === e.rows && m.valid === e.valid && m.rejected === e.rejected;
-      if (!same) {
-        throw new Error(
-          `${name} judged ${dataset.name} otherwise than s3csv: rows ${m.rows}/${e.rows}, valid ${m.valid}/${e.valid}, rejected ${m.rejected}/${e.rejected}`,
-        );
-      }
+      checkCounts(m, e, `${name} judged ${dataset.name}`);
       results.set(name, [...(results.get(name) ?? []), { ...m, identical }]);
       bench.say(`${dataset.name} run ${run + 1} ${name}: ${m.cpu.toFixed(2)} CPU s`);
     }
@@ -115,15 +110,22 @@ async function warmRuns(bench: Bench, dataset: Dataset, runs: number, s3csvOut: 
       ["Polars", "polars.mjs"],
     ] as const) {
       const m = await peer(bench, script, dataset, `${name}-warm-${dataset.name}`, true);
-      if (m.rows !== e.rows || m.valid !== e.valid || m.rejected !== e.rejected) {
-        throw new Error(`${name}, warm, judged ${dataset.name} otherwise than s3csv`);
-      }
+      checkCounts(m, e, `${name}, warm, judged ${dataset.name}`);
       const identical = (await readFile(m.validPath)).equals(mine);
       results.set(name, [...(results.get(name) ?? []), { ...m, identical }]);
     }
     bench.say(`${dataset.name} warm run ${run + 1} done`);
   }
   return results;
+}
+
+/** A peer's counts must be s3csv's: otherwise they did not do the same work. */
+function checkCounts(m: Measure, e: Measure, what: string): void {
+  if (m.rows !== e.rows || m.valid !== e.valid || m.rejected !== e.rejected) {
+    throw new Error(
+      `${what} otherwise than s3csv: rows ${m.rows}/${e.rows}, valid ${m.valid}/${e.valid}, rejected ${m.rejected}/${e.rejected}`,
+    );
+  }
 }
 
 function print(
