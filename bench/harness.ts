@@ -123,7 +123,8 @@ export function transformJob(source: string, dest: string, options?: { values: "
 /**
  * One s3csv job on a worker of its own, timed as BullMQ times it (from the worker taking the
  * job to the job finishing: processedOn to finishedOn), as the comparison variants time their
- * own work; CPU is the worker process's over the whole job.
+ * own work; CPU is the worker process's over the whole job. `warm`: the worker has done the
+ * same job once before (its peak RSS then covers both).
  */
 export async function s3csvJob(
   bench: Bench,
@@ -131,8 +132,16 @@ export async function s3csvJob(
   dest: string,
   env = bench.env,
   options?: { values: "as-read" },
+  warm = false,
 ) {
   const worker = await startWorker(bench, env);
+  if (warm) {
+    // A long-lived worker's next job: the same job done once before, untimed, on this worker.
+    const id = await enqueueTransform(transformJob(source, `${dest}.first`, options), {
+      queue: bench.queue,
+    });
+    await waitForResult(bench.queue, id);
+  }
   const cpuAtStart = worker.cpuSeconds();
   const id = await enqueueTransform(transformJob(source, dest, options), { queue: bench.queue });
   const result = await waitForResult(bench.queue, id);

@@ -115,6 +115,11 @@ function targets(measured: Map<string, { throughput?: Throughput; peers?: Peers 
         "≤ 1.0",
       );
       row(
+        "the same, a worker's second job (A2w) / DuckDB's second pass in one process (warm)",
+        cpu(m.throughput.get("A2w")) / cpu(m.peers.warm.get("DuckDB")),
+        "–",
+      );
+      row(
         "worker CPU s per job (A, default canonical values) / DuckDB's",
         cpu(m.throughput.get("A")) / duck,
         "–",

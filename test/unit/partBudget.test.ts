@@ -2,6 +2,7 @@ import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from "
 import { describe, expect, it, vi } from "vitest";
 import type { OutputCheckpoint } from "../../shared/job.ts";
 import { PartBudget } from "../../worker/upload/partBudget.ts";
+import { PartPool } from "../../worker/upload/partPool.ts";
 import { ResumableUpload } from "../../worker/upload/resumableUpload.ts";
 import { markAt } from "../support/checkpointFixture.ts";
 
@@ -162,11 +163,13 @@ describe("PartBudget", () => {
     expect(third).toBe(false);
   });
 
-  it("keeps at most as many spare buffers as it has slots, and only gives one big enough", () => {
-    const budget = new PartBudget(2);
-    const buffers = [1, 2, 3].map(() => Buffer.alloc(100));
+  it("keeps at most as many spare buffers as a job uses at once, and only gives one big enough", () => {
+    // One slot: a part in flight and one filling per output, three buffers.
+    const budget = new PartBudget(1);
+    const buffers = [1, 2, 3, 4].map(() => Buffer.alloc(100));
     for (const b of buffers) budget.keepSpare(b);
     expect(budget.takeSpare(101)).toBeUndefined();
+    expect(budget.takeSpare(100)).toBe(buffers[2]);
     expect(budget.takeSpare(100)).toBe(buffers[1]);
     expect(budget.takeSpare(100)).toBe(buffers[0]);
     expect(budget.takeSpare(1)).toBeUndefined();
@@ -230,6 +233,39 @@ describe("PartBudget", () => {
       allocUnsafe.mockRestore();
       transfer.mockRestore();
     }
+  });
+
+  it("gives a worker's next job the part buffers of the one before it: it makes none", async () => {
+    const pool = new PartPool(8, 30_000);
+    const s3 = heldS3();
+    /** One job of 6 parts, each answered once the next is filling; the part-sized buffers made. */
+    const job = async (name: string) => {
+      const allocUnsafe = vi.spyOn(Buffer, "allocUnsafe");
+      const transfer = vi.spyOn(ArrayBuffer.prototype, "transfer");
+      try {
+        const budget = new PartBudget(2, pool);
+        const output = uploader(s3.s3, `${name}.csv`, budget);
+        for (let i = 0; i < 1024 * 6; i++) {
+          output.write(rowOf(name, i));
+          const sealed = output.endRow(() => markAt(i));
+          if (sealed) await sealedAnswering(sealed, s3);
+        }
+        await answerAll(s3);
+        budget.close();
+        return [...allocUnsafe.mock.calls, ...transfer.mock.calls].filter(
+          (call) => (call[0] ?? 0) > PART + 64 * 1024,
+        ).length;
+      } finally {
+        allocUnsafe.mockRestore();
+        transfer.mockRestore();
+      }
+    };
+    expect(await job("first")).toBeGreaterThan(0);
+    expect(pool.size).toBeGreaterThan(0);
+    expect(await job("second")).toBe(0);
+    // No buffer was handed out again while its part was in flight.
+    expect(s3.changed).toBe(0);
+    pool.clear();
   });
 
   it("fails the row loop, sending nothing more, when a part fails while the next waits for its slot", async () => {

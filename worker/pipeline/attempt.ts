@@ -19,6 +19,7 @@ import type { JudgeFactory } from "../judge/rowJudge.ts";
 import { type OpenedBody, readSource } from "../source/sourceReader.ts";
 import type { Utf16Order } from "../source/utf16Source.ts";
 import { PartBudget } from "../upload/partBudget.ts";
+import type { PartPool } from "../upload/partPool.ts";
 import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
 import { abortStrayUploads } from "../upload/strayUploads.ts";
 import { ratioExceeded } from "./invalidRowPolicy.ts";
@@ -35,6 +36,8 @@ export interface AttemptInput {
   judges: JudgeFactory;
   /** Parts uploading at once, the output and the reject report together. */
   partsInFlight: number;
+  /** The worker's idle part buffers: the attempt takes from it and gives back when it ends. */
+  partPool?: PartPool | undefined;
   reportProgress(progress: JobProgress): Promise<void>;
   signal?: AbortSignal | undefined;
   /** Aborted when the worker shuts down: stop at a row boundary and hand the job back. */
@@ -65,7 +68,9 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
     start.delimiter ?? (data.options.delimiter === "auto" ? "," : data.options.delimiter);
   const options: Options = { ...data.options, delimiter };
   const coordinator = new CheckpointCoordinator(store, start);
-  const outputs = createOutputs(input, coordinator, options);
+  // Both outputs upload within one window of parts in flight and refill each other's buffers.
+  const budget = new PartBudget(input.partsInFlight, input.partPool);
+  const outputs = createOutputs(input, coordinator, options, budget);
   coordinator.attach(outputs);
   const { output, rejects } = outputs;
   try {
@@ -117,6 +122,8 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
   } finally {
     // Never leave a part upload running past the attempt: an abort must see every part.
     await Promise.all([output.settle(), rejects.settle()]);
+    // Only now is every buffer the attempt kept out of S3's hands: the next job may refill it.
+    budget.close();
   }
 }
 
@@ -124,14 +131,13 @@ function createOutputs(
   input: AttemptInput,
   coordinator: CheckpointCoordinator,
   options: Options,
+  budget: PartBudget,
 ): Outputs {
   const { s3, store } = input;
   const start = store.current;
   // Unique to this attempt: an attempt that dies before its first checkpoint leaves keys that
   // a retry, which may count the same resumes, must never write to.
   const attempt = randomUUID();
-  // Both outputs upload within one window of parts in flight and refill each other's buffers.
-  const budget = new PartBudget(input.partsInFlight);
   const uploader = (side: OutputSide, contentType: string) =>
     new ResumableUpload({
       s3,

@@ -5,16 +5,22 @@
 // output holds at most PARTS_IN_FLIGHT + 2 (one filling per output, the rest uploading; gzip
 // output adds a part body built from its members). The reject report fills slowly and rarely
 // holds a slot the output could use; when its parts are slow, the output waits for them.
+// Buffers come from the worker's PartPool when the job has no spare, and go back to it when the
+// attempt ends (close()).
+
+import type { PartPool } from "./partPool.ts";
 
 export class PartBudget {
   readonly #slots: number;
+  readonly #pool: PartPool | undefined;
   #busy = 0;
   /** Uploads waiting for a slot: at most one, since one row loop drives both outputs. */
   readonly #waiting: (() => void)[] = [];
   readonly #spares: Buffer<ArrayBuffer>[] = [];
 
-  constructor(slots: number) {
+  constructor(slots: number, pool?: PartPool) {
     this.#slots = slots;
+    this.#pool = pool;
   }
 
   /** Waits for a free upload slot; release() it once the part's upload has ended. */
@@ -37,13 +43,22 @@ export class PartBudget {
   /** A kept buffer of at least `bytes`, to fill again, if there is one. */
   takeSpare(bytes: number): Buffer<ArrayBuffer> | undefined {
     const spare = this.#spares.at(-1);
-    if (!spare || spare.length < bytes) return undefined;
+    if (!spare || spare.length < bytes) return this.#pool?.take(bytes);
     this.#spares.pop();
     return spare;
   }
 
-  /** Keeps a buffer S3 is done with, unless as many are kept as parts can be in flight. */
+  /**
+   * Keeps a buffer S3 is done with, up to as many as the job can use at once (one filling per
+   * output and every slot's part in flight): never more buffers than the job held at its peak.
+   */
   keepSpare(buffer: Buffer<ArrayBuffer>): void {
-    if (this.#spares.length < this.#slots) this.#spares.push(buffer);
+    if (this.#spares.length < this.#slots + 2) this.#spares.push(buffer);
+  }
+
+  /** The attempt has ended and its uploads settled: its spare buffers go to the worker's pool. */
+  close(): void {
+    const spares = this.#spares.splice(0);
+    this.#pool?.give(spares);
   }
 }
