@@ -27,6 +27,8 @@ export interface Measure {
   valid?: number;
   rejected?: number;
   peakRss: number;
+  /** The output an s3csv job wrote. */
+  output?: { etag: string; bytes: number };
 }
 
 export interface Bench {
@@ -132,7 +134,7 @@ export async function s3csvJob(
   dest: string,
   env = bench.env,
   options?: { values: "as-read" },
-  warm = false,
+  warm?: { beforeTimed(): void },
 ) {
   const worker = await startWorker(bench, env);
   if (warm) {
@@ -141,6 +143,7 @@ export async function s3csvJob(
       queue: bench.queue,
     });
     await waitForResult(bench.queue, id);
+    warm.beforeTimed();
   }
   const cpuAtStart = worker.cpuSeconds();
   const id = await enqueueTransform(transformJob(source, dest, options), { queue: bench.queue });
@@ -151,7 +154,7 @@ export async function s3csvJob(
   const job = await bench.queue.getJob(id);
   const seconds = ((job?.finishedOn ?? 0) - (job?.processedOn ?? 0)) / 1000;
   const { read, valid, rejected } = result.rows;
-  return { seconds, cpu, rows: read, valid, rejected, peakRss: rss, result };
+  return { seconds, cpu, rows: read, valid, rejected, peakRss: rss, output: result.output };
 }
 
 /**

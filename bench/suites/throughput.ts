@@ -20,19 +20,28 @@ export type Throughput = Map<string, Array<Measure & { serverCpu: number }>>;
 const VARIANTS: Array<[string, string]> = [
   ["A", "s3csv end to end (worker: processedOn → finishedOn)"],
   ["A2", 'A with options.values "as-read": valid rows written as they came, as the peers do'],
-  ["A2w", "A2 as a worker's second job (the first, the same, untimed): a long-lived worker"],
+  [
+    "A2w",
+    "A2 as a worker's second job (the first, the same, untimed; peak RSS over both): a long-lived worker",
+  ],
   ["B", "naive: papaparse + zod + Papa.unparse + sequential UploadPart"],
   ["C", "lib-storage Upload fed by the naive parse/validate"],
   ["D", "plain copy: GetObject stream → lib-storage multipart upload"],
   ["E", "s3csv row work only: its row processor and writers, memory to memory"],
 ];
 
-function measure(bench: Bench, id: string, dataset: Dataset): Promise<Measure> {
+/** `beforeTimed`: called when the measured work starts, after any untimed warm-up. */
+function measure(
+  bench: Bench,
+  id: string,
+  dataset: Dataset,
+  beforeTimed: () => void,
+): Promise<Measure> {
   const dest = `out-${dataset.name}-${id.toLowerCase()}.csv`;
   if (id === "A") return s3csvJob(bench, dataset.key, dest);
   if (id === "A2") return s3csvJob(bench, dataset.key, dest, bench.env, { values: "as-read" });
   if (id === "A2w") {
-    return s3csvJob(bench, dataset.key, dest, bench.env, { values: "as-read" }, true);
+    return s3csvJob(bench, dataset.key, dest, bench.env, { values: "as-read" }, { beforeTimed });
   }
   if (id === "B") return variant(bench, "naive", dataset.key, dest);
   if (id === "C") return variant(bench, "lib-storage", dataset.key, dest);
@@ -45,8 +54,10 @@ export async function throughput(bench: Bench, dataset: Dataset, runs: number) {
   for (let run = 0; run < runs; run++) {
     for (const [id] of VARIANTS) {
       // The S3 server's CPU while each variant runs: both share the machine's cores.
-      const serverAtStart = cpuSeconds(bench.s3Pid);
-      const m = await measure(bench, id, dataset);
+      let serverAtStart = cpuSeconds(bench.s3Pid);
+      const m = await measure(bench, id, dataset, () => {
+        serverAtStart = cpuSeconds(bench.s3Pid);
+      });
       const serverCpu = cpuSeconds(bench.s3Pid) - serverAtStart;
       results.set(id, [...(results.get(id) ?? []), { ...m, serverCpu }]);
       bench.say(`${dataset.name} run ${run + 1} ${id}: ${m.seconds.toFixed(2)} s`);
@@ -60,6 +71,15 @@ export async function throughput(bench: Bench, dataset: Dataset, runs: number) {
   const seen = new Set(["A", "A2", "A2w", "E"].flatMap(counts));
   if (seen.size !== 1) {
     throw new Error(`s3csv's variants counted different rows: ${[...seen].join(", ")}`);
+  }
+  // A worker's second job writes what its first did: the same bytes as A2's.
+  const outputs = new Set(
+    ["A2", "A2w"].flatMap((id) =>
+      (results.get(id) ?? []).map((m) => `${m.output?.etag}/${m.output?.bytes}`),
+    ),
+  );
+  if (outputs.size !== 1) {
+    throw new Error(`A2 and A2w wrote different outputs: ${[...outputs].join(", ")}`);
   }
   print(bench, dataset, results, runs);
   return results;

@@ -15,6 +15,7 @@ import { builtInTransforms } from "../../worker/judge/transforms/builtIns.ts";
 import { runRestartingLostOutputs } from "../../worker/pipeline/restartingAttempt.ts";
 import { firstCheckpoint } from "../../worker/source/firstAttempt.ts";
 import type { OpenedBody } from "../../worker/source/sourceReader.ts";
+import type { PartPool } from "../../worker/upload/partPool.ts";
 
 // One attempt at a job as worker/runtime/processor.ts runs it, for tests that cut parts below
 // S3's 5 MiB: the processor cannot run those jobs, since the job contract it checks first asks
@@ -30,6 +31,8 @@ export interface AttemptDeps {
   keys: JobKeys;
   /** The job's data as the worker is handed it, its checkpoint included. */
   data: JobData;
+  /** The worker's idle part buffers, shared by the jobs it runs. */
+  partPool?: PartPool;
 }
 
 /** The processor's #begin and #completed around its run to completion. */
@@ -61,6 +64,7 @@ export async function runJobAttempt(deps: AttemptDeps): Promise<JobResult> {
       firstRead,
       restarted,
       partsInFlight: config.PARTS_IN_FLIGHT,
+      partPool: deps.partPool,
       reportProgress: async () => {},
     });
     await store.dropRecords().catch(() => {});

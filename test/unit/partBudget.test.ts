@@ -2,6 +2,7 @@ import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from "
 import { describe, expect, it, vi } from "vitest";
 import type { OutputCheckpoint } from "../../shared/job.ts";
 import { PartBudget } from "../../worker/upload/partBudget.ts";
+import { partBufferCapacity } from "../../worker/upload/partBuffer.ts";
 import { PartPool } from "../../worker/upload/partPool.ts";
 import { ResumableUpload } from "../../worker/upload/resumableUpload.ts";
 import { markAt } from "../support/checkpointFixture.ts";
@@ -236,7 +237,7 @@ describe("PartBudget", () => {
   });
 
   it("gives a worker's next job the part buffers of the one before it: it makes none", async () => {
-    const pool = new PartPool(8, 30_000);
+    const pool = new PartPool(partBufferCapacity(PART), 8, 30_000);
     const s3 = heldS3();
     /** One job of 6 parts, each answered once the next is filling; the part-sized buffers made. */
     const job = async (name: string) => {

@@ -12,40 +12,47 @@ describe("PartPool", () => {
     vi.useRealTimers();
   });
 
-  it("hands out a kept buffer big enough, once, and keeps no more than its limit", () => {
-    const pool = new PartPool(2, 30_000);
-    const [small, big, extra] = [buffer(100), buffer(200), buffer(200)];
-    pool.give([small, big, extra]);
+  it("keeps buffers of its one size only, up to its limit, and hands each out once", () => {
+    const pool = new PartPool(200, 2, 30_000);
+    const [small, first, big, second, third] = [100, 200, 300, 200, 200].map(buffer);
+    pool.give([small, first, big, second, third] as Buffer<ArrayBuffer>[]);
     expect(pool.size).toBe(2);
-    // The one past the limit is freed at once, not left for the garbage collector.
-    expect(extra.buffer.detached).toBe(true);
-    expect(pool.take(150)).toBe(big);
-    expect(pool.take(150)).toBeUndefined();
-    expect(pool.take(100)).toBe(small);
+    // Those not kept are left to the garbage collector, not freed under whoever may hold them.
+    expect([small, big, third].map((b) => b?.buffer.detached)).toEqual([false, false, false]);
+    expect(pool.take(201)).toBeUndefined();
+    expect(pool.take(150)).toBe(second);
+    expect(pool.take(200)).toBe(first);
     expect(pool.take(1)).toBeUndefined();
-    expect(big.buffer.detached).toBe(false);
-    pool.clear();
+    expect(first?.buffer.detached).toBe(false);
   });
 
-  it("frees what it keeps once no job has given any back for its idle time", () => {
+  it("frees what it keeps once nothing has been given back for its idle time", () => {
     vi.useFakeTimers();
-    const pool = new PartPool(4, 30_000);
+    const pool = new PartPool(100, 4, 30_000);
     const first = buffer(100);
     pool.give([first]);
     vi.advanceTimersByTime(20_000);
+    // An attempt that gives nothing back (its outputs never reached a part) does not count.
+    pool.give([]);
+    pool.give([buffer(50)]);
+    vi.advanceTimersByTime(10_000);
+    expect(pool.size).toBe(0);
+    expect(first.buffer.detached).toBe(true);
     // A buffer given back starts the idle time again, for every buffer kept.
-    const second = buffer(100);
+    const [second, third] = [buffer(100), buffer(100)];
     pool.give([second]);
+    vi.advanceTimersByTime(20_000);
+    pool.give([third]);
     vi.advanceTimersByTime(20_000);
     expect(pool.size).toBe(2);
     vi.advanceTimersByTime(10_000);
     expect(pool.size).toBe(0);
-    expect([first.buffer.detached, second.buffer.detached]).toEqual([true, true]);
+    expect([second.buffer.detached, third.buffer.detached]).toEqual([true, true]);
     expect(pool.take(1)).toBeUndefined();
   });
 
-  it("gives a job's spares to the pool when its attempt ends, and the next job takes them", () => {
-    const pool = new PartPool(8, 30_000);
+  it("gives a job's spares to the pool when its budget closes, and the next job takes them", () => {
+    const pool = new PartPool(100, 8, 30_000);
     const job = new PartBudget(2, pool);
     const buffers = [1, 2, 3, 4, 5].map(() => buffer(100));
     for (const b of buffers) job.keepSpare(b);

@@ -19,6 +19,7 @@ import type { JudgeFactory } from "../judge/rowJudge.ts";
 import { type OpenedBody, readSource } from "../source/sourceReader.ts";
 import type { Utf16Order } from "../source/utf16Source.ts";
 import { PartBudget } from "../upload/partBudget.ts";
+import { partBufferCapacity } from "../upload/partBuffer.ts";
 import type { PartPool } from "../upload/partPool.ts";
 import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
 import { abortStrayUploads } from "../upload/strayUploads.ts";
@@ -27,7 +28,9 @@ import { cloneCounts, RowProcessor } from "./rowProcessor.ts";
 
 // One job attempt, source to outputs: source reader -> framer -> row processor (parser, judge,
 // writers) -> resumable uploaders -> checkpoint. Everything here is created for this attempt
-// and dropped with it; nothing outlives the job.
+// and dropped with it; nothing outlives the job but memory: once every upload has settled, the
+// buffers of parts S3 took go to the worker's PartPool, whose next taker writes its own bytes
+// over them (a part is only what was written since its buffer was taken).
 
 export interface AttemptInput {
   data: JobData;
@@ -68,8 +71,13 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
     start.delimiter ?? (data.options.delimiter === "auto" ? "," : data.options.delimiter);
   const options: Options = { ...data.options, delimiter };
   const coordinator = new CheckpointCoordinator(store, start);
-  // Both outputs upload within one window of parts in flight and refill each other's buffers.
-  const budget = new PartBudget(input.partsInFlight, input.partPool);
+  // Both outputs upload within one window of parts in flight and refill each other's buffers,
+  // and those of the worker's earlier jobs when their parts are the same size.
+  const pool = input.partPool;
+  const budget = new PartBudget(
+    input.partsInFlight,
+    pool?.capacity === partBufferCapacity(start.partSize) ? pool : undefined,
+  );
   const outputs = createOutputs(input, coordinator, options, budget);
   coordinator.attach(outputs);
   const { output, rejects } = outputs;

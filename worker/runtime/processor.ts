@@ -45,7 +45,7 @@ import { type ShardData, shardCheckpoint } from "../split/shardStart.ts";
 import { SplitParent } from "../split/splitParent.ts";
 import { decideSplit, readHead, shardSizeFor } from "../split/splitPlan.ts";
 import { abortUpload, abortUploadsStartedNear } from "../upload/multipartUploads.ts";
-import { PartPool } from "../upload/partPool.ts";
+import type { PartPool } from "../upload/partPool.ts";
 import type { PartUploaded } from "../upload/resumableUpload.ts";
 import { checkAccess } from "./accessPolicy.ts";
 import type { WorkerMetrics } from "./workerMetrics.ts";
@@ -63,6 +63,8 @@ export interface ProcessorDeps {
   metrics?: WorkerMetrics;
   /** The worker's queue, for a split job's parent to add its shards to. */
   queue: Queue;
+  /** The worker's idle part buffers, which its jobs take from and give back to. */
+  partPool?: PartPool;
 }
 
 export type TransformJob = Job<unknown, JobResult>;
@@ -85,8 +87,6 @@ interface Attempt {
 
 /** How long a job too new for this worker waits before another worker may take it. */
 const HAND_BACK_DELAY_MS = 5000;
-/** How long a worker keeps its idle part buffers after the last job gave any back. */
-const PART_POOL_IDLE_MS = 30_000;
 
 /** The job's data, checked: the contract, its size, and a checkpoint that is its own. */
 function parseJobData(job: TransformJob, jobKey: string, config: Config): JobData {
@@ -151,7 +151,6 @@ class JobProcessor {
   readonly #keys: QueueKeys;
   readonly #scripts: ScriptClient;
   readonly #claims: DestinationClaims;
-  readonly #partPool: PartPool;
   // Said once per worker: every job on that server would say it again.
   #toldUnverifiedChecksums = false;
 
@@ -162,10 +161,6 @@ class JobProcessor {
     defineStoreScripts(this.#scripts);
     defineShardProgressScript(this.#scripts);
     this.#claims = new DestinationClaims(this.#scripts, this.#keys);
-    const { PARTS_IN_FLIGHT, WORKER_CONCURRENCY } = deps.config;
-    // As many buffers as the worker's jobs can hold at once (one filling per output and every
-    // part in flight, each job), kept for half a minute after the last job gave any back.
-    this.#partPool = new PartPool((PARTS_IN_FLIGHT + 2) * WORKER_CONCURRENCY, PART_POOL_IDLE_MS);
   }
 
   async process(job: TransformJob, token?: string, signal?: AbortSignal): Promise<JobResult> {
@@ -362,7 +357,7 @@ class JobProcessor {
       firstRead,
       restarted,
       partsInFlight: config.PARTS_IN_FLIGHT,
-      partPool: this.#partPool,
+      partPool: this.#deps.partPool,
       reportProgress: (progress: JobProgress) => this.#reportProgress(attempt, progress),
       signal,
       shutdown,

@@ -20,6 +20,14 @@ const GROW_TO_PART = 1024 * 1024;
 /** UTF-8 needs at most 3 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units). */
 const MAX_BYTES_PER_UNIT = 3;
 
+/**
+ * A part buffer's size for parts of `partSize`: the part, a batch of text encoded past it (a part
+ * is cut at the first row boundary at or past its size) and a small buffer's worth more.
+ */
+export function partBufferCapacity(partSize: number): number {
+  return partSize + BATCH_CHARS * MAX_BYTES_PER_UNIT + FIRST_CAPACITY;
+}
+
 export class PartBuffer {
   readonly #capacity: number;
   readonly #budget: PartBudget;
@@ -30,7 +38,7 @@ export class PartBuffer {
 
   /** Buffers of uploaded parts are kept in, and taken from, `budget` (the job's). */
   constructor(partSize: number, budget: PartBudget) {
-    this.#capacity = partSize + BATCH_CHARS * MAX_BYTES_PER_UNIT + FIRST_CAPACITY;
+    this.#capacity = partBufferCapacity(partSize);
     this.#budget = budget;
   }
 
