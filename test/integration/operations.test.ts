@@ -108,7 +108,7 @@ describe("worker operations", () => {
     expect(await stack.openUploads()).toEqual([]);
   });
 
-  it("serves the worker's health, readiness and part-latency metrics on WORKER_METRICS_PORT", async () => {
+  it("serves the worker's health, readiness, part-latency and part-buffer metrics on WORKER_METRICS_PORT", async () => {
     const port = await freePort();
     const w = spawnWorker(stack.env, { WORKER_METRICS_PORT: String(port) });
     workers.push(w);
@@ -129,6 +129,8 @@ describe("worker operations", () => {
     expect(metrics).toMatch(/s3csv_part_upload_seconds_count [1-9]/);
     expect(metrics).toMatch(/s3csv_worker_jobs_total\{outcome="completed"\} [1-9]/);
     expect(metrics).toMatch(/s3csv_worker_active_jobs 0/);
+    // The job's uploaded parts left their buffers to the worker's next job.
+    expect(metrics).toMatch(/s3csv_worker_part_buffers_idle [1-9]/);
   });
 
   it("fails a malformed payload added with raw BullMQ at once, naming the field, without retries", async () => {

@@ -51,6 +51,18 @@ describe("PartPool", () => {
     expect(pool.take(1)).toBeUndefined();
   });
 
+  it("keeps nothing once closed, and frees what it kept", () => {
+    const pool = new PartPool(100, 4, 30_000);
+    const kept = buffer(100);
+    pool.give([kept]);
+    pool.close();
+    expect(kept.buffer.detached).toBe(true);
+    // A job a forced close cut off may end later and give its buffers back.
+    pool.give([buffer(100)]);
+    expect(pool.size).toBe(0);
+    expect(pool.take(1)).toBeUndefined();
+  });
+
   it("gives a job's spares to the pool when its budget closes, and the next job takes them", () => {
     const pool = new PartPool(100, 8, 30_000);
     const job = new PartBudget(2, pool);

@@ -79,10 +79,13 @@ describe("a worker's part pool across jobs", () => {
     expect(pooled.rejects).toBe(alone.rejects);
   });
 
-  it("leaves the pool to jobs of the worker's part size", async () => {
-    const pool = new PartPool(partBufferCapacity(PART * 2), 4, 30_000);
+  it("leaves the pool to jobs of the worker's part size: they neither take nor give", async () => {
+    const capacity = partBufferCapacity(PART * 2);
+    const pool = new PartPool(capacity, 4, 30_000);
     pools.push(pool);
-    await job("1", peopleData({ rows: 16_000, pad: 300 }).csv, pool);
-    expect(pool.size).toBe(0);
+    pool.give([1, 2, 3, 4].map(() => Buffer.allocUnsafeSlow(capacity) as Buffer<ArrayBuffer>));
+    const other = await job("1", peopleData({ rows: 16_000, pad: 300 }).csv, pool);
+    expect(other.made).toBeGreaterThan(0);
+    expect(pool.size).toBe(4);
   });
 });

@@ -44,7 +44,8 @@ export async function startWorker(
     (config.PARTS_IN_FLIGHT + 2) * config.WORKER_CONCURRENCY,
     PART_POOL_IDLE_MS,
   );
-  const metrics = config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics();
+  const metrics =
+    config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics(() => partPool.size);
   const metricsServer = metrics
     ? await serveWorkerMetrics(config.WORKER_METRICS_PORT as number, metrics, redis)
     : undefined;
@@ -97,7 +98,8 @@ export async function startWorker(
       );
       // worker.close() waits for active jobs without a limit; a job cut off here resumes elsewhere.
       if ((await Promise.race([worker.close(), timer])) === "timeout") await worker.close(true);
-      partPool.clear();
+      // Jobs cut off by a forced close may still end: what they give back is not kept.
+      partPool.close();
       s3.destroy();
       await queue.close().catch(() => {});
       redis.disconnect();

@@ -15,7 +15,8 @@ export interface WorkerMetrics {
   ): void;
 }
 
-export function createWorkerMetrics(): WorkerMetrics {
+/** `idlePartBuffers`: how many part buffers the worker keeps between jobs now. */
+export function createWorkerMetrics(idlePartBuffers: () => number): WorkerMetrics {
   const registry = new Registry();
   const latency = new Histogram({
     name: "s3csv_part_upload_seconds",
@@ -32,6 +33,14 @@ export function createWorkerMetrics(): WorkerMetrics {
     name: "s3csv_worker_active_jobs",
     help: "Jobs this worker is running",
     registers: [registry],
+  });
+  new Gauge({
+    name: "s3csv_worker_part_buffers_idle",
+    help: "Part buffers this worker keeps between jobs (each PART_SIZE plus 112 KiB)",
+    registers: [registry],
+    collect() {
+      this.set(idlePartBuffers());
+    },
   });
   const ended = new Counter({
     name: "s3csv_worker_jobs_total",

@@ -12,7 +12,7 @@ const BATCH_CHARS = 16 * 1024;
 /**
  * A small output starts small and grows fourfold; past GROW_TO_PART it takes a part-sized buffer
  * at once, as outputs that filled a part do. A fresh buffer's pages cost memory only once
- * written, but every copy on the way writes them twice, and a page fault is dear (13-28 us
+ * written, but every copy on the way writes them twice, and a page fault is dear (12-28 us
  * measured on this project's machines): 64 KiB doubling to 8 MiB faulted twice a part's pages.
  */
 const FIRST_CAPACITY = 64 * 1024;

@@ -1,6 +1,6 @@
 // A worker's idle part buffers, between its jobs. A job's part buffers are its largest memory and
 // the costliest to get: a fresh 8 MiB buffer faults in 2,048 pages as it is first written, at
-// 12-28 us each on the machines measured (about 0.1 CPU s for the four buffers of a job). Each
+// 12-28 us each on the machines measured (0.1-0.23 CPU s for the four buffers of a job). Each
 // job's PartBudget still owns the buffers it uses, and gives back here only those whose parts
 // S3 has taken, once its attempt has ended; the next job takes them as spares. A buffer holds
 // nothing of the job before it that a part could show: a part is the bytes written since the
@@ -19,6 +19,7 @@ export class PartPool {
   readonly #idleMs: number;
   readonly #buffers: Buffer<ArrayBuffer>[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(capacity: number, limit: number, idleMs: number) {
     this.capacity = capacity;
@@ -42,6 +43,7 @@ export class PartPool {
    * but the pool never learnt that of a buffer it does not keep).
    */
   give(buffers: Iterable<Buffer<ArrayBuffer>>): void {
+    if (this.#closed) return;
     let kept = false;
     for (const buffer of buffers) {
       if (buffer.length !== this.capacity || this.#buffers.length >= this.#limit) continue;
@@ -65,5 +67,11 @@ export class PartPool {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const buffer of this.#buffers.splice(0)) buffer.buffer.transfer(0);
+  }
+
+  /** Frees every kept buffer and keeps none given back from now on (the worker is closing). */
+  close(): void {
+    this.#closed = true;
+    this.clear();
   }
 }
