@@ -19,7 +19,6 @@ import type { JudgeFactory } from "../judge/rowJudge.ts";
 import { type OpenedBody, readSource } from "../source/sourceReader.ts";
 import type { Utf16Order } from "../source/utf16Source.ts";
 import { PartBudget } from "../upload/partBudget.ts";
-import { partBufferCapacity } from "../upload/partBuffer.ts";
 import type { PartPool } from "../upload/partPool.ts";
 import { type PartUploaded, ResumableUpload } from "../upload/resumableUpload.ts";
 import { abortStrayUploads } from "../upload/strayUploads.ts";
@@ -73,11 +72,8 @@ export async function runAttempt(input: AttemptInput): Promise<Omit<JobResult, "
   const coordinator = new CheckpointCoordinator(store, start);
   // Both outputs upload within one window of parts in flight and refill each other's buffers,
   // and those of the worker's earlier jobs when their parts are the same size.
-  const pool = input.partPool;
-  const budget = new PartBudget(
-    input.partsInFlight,
-    pool?.capacity === partBufferCapacity(start.partSize) ? pool : undefined,
-  );
+  const pool = input.partPool?.serves(start.partSize) ? input.partPool : undefined;
+  const budget = new PartBudget(input.partsInFlight, pool);
   const outputs = createOutputs(input, coordinator, options, budget);
   coordinator.attach(outputs);
   const { output, rejects } = outputs;

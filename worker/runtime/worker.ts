@@ -7,13 +7,9 @@ import { createS3Client } from "../../shared/s3Client.ts";
 import { workerName } from "../../shared/workerCensus.ts";
 import { builtInTransforms } from "../judge/transforms/builtIns.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
-import { partBufferCapacity } from "../upload/partBuffer.ts";
-import { PartPool } from "../upload/partPool.ts";
+import { workerPartPool } from "../upload/partPool.ts";
 import { createProcessor } from "./processor.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
-
-/** How long a worker keeps idle part buffers after the last one given back. */
-const PART_POOL_IDLE_MS = 30_000;
 
 export interface RunningWorker {
   worker: Worker<unknown, JobResult>;
@@ -37,13 +33,7 @@ export async function startWorker(
   const shutdown = new AbortController();
   // A split job's parent adds its shards to the queue it is in.
   const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
-  // As many part buffers as the worker's jobs hold at once (one filling per output and every
-  // part in flight, each job), kept between jobs and freed 30 s after the last one given back.
-  const partPool = new PartPool(
-    partBufferCapacity(config.PART_SIZE),
-    (config.PARTS_IN_FLIGHT + 2) * config.WORKER_CONCURRENCY,
-    PART_POOL_IDLE_MS,
-  );
+  const partPool = workerPartPool(config);
   const metrics =
     config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics(() => partPool.size);
   const metricsServer = metrics

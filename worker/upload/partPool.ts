@@ -12,6 +12,26 @@
 // whatever jobs come. Every kept buffer is freed at once when nothing has been given back for
 // `idleMs`, so an idle worker does not hold a job's part memory.
 
+import type { Config } from "../../shared/config.ts";
+import { partBufferCapacity } from "./partBuffer.ts";
+
+/** How long a worker keeps idle part buffers after the last one given back. */
+const WORKER_IDLE_MS = 30_000;
+
+/**
+ * A worker's pool: buffers of its PART_SIZE, as many as its jobs hold at once (one filling per
+ * output and every part in flight, each job), freed 30 s after the last one given back.
+ */
+export function workerPartPool(
+  config: Pick<Config, "PART_SIZE" | "PARTS_IN_FLIGHT" | "WORKER_CONCURRENCY">,
+): PartPool {
+  return new PartPool(
+    partBufferCapacity(config.PART_SIZE),
+    (config.PARTS_IN_FLIGHT + 2) * config.WORKER_CONCURRENCY,
+    WORKER_IDLE_MS,
+  );
+}
+
 export class PartPool {
   /** The one buffer size kept. */
   readonly capacity: number;
@@ -25,6 +45,11 @@ export class PartPool {
     this.capacity = capacity;
     this.#limit = limit;
     this.#idleMs = idleMs;
+  }
+
+  /** Whether a job of parts of `partSize` fills buffers of the pool's size. */
+  serves(partSize: number): boolean {
+    return partBufferCapacity(partSize) === this.capacity;
   }
 
   /** Buffers kept now. */
