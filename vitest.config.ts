@@ -11,6 +11,7 @@ const ON_REAL_S3 = [
   "test/integration/integrity.test.ts",
   "test/integration/sweep.test.ts",
   "test/integration/realS3.test.ts",
+  "test/integration/tlsS3.test.ts",
   "test/integration/infer.test.ts",
   "test/integration/split.test.ts",
   "test/integration/watch.test.ts",
@@ -33,7 +34,7 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           env: { S3CSV_TEST_S3: "emulator" },
           // Only a real S3 implementation has what it checks (ListParts, to begin with).
-          exclude: ["test/integration/realS3.test.ts"],
+          exclude: ["test/integration/realS3.test.ts", "test/integration/tlsS3.test.ts"],
         },
       },
       {

@@ -2,6 +2,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { Agent } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,6 +19,13 @@ export interface RgwServer {
   accessKeyId: string;
   secretAccessKey: string;
   region: string;
+  /**
+   * With `tls`: the PEM file of the endpoint's self-signed certificate, which a client must
+   * trust (`NODE_EXTRA_CA_CERTS` for a worker process).
+   */
+  certificate?: string;
+  /** radosgw's own log. */
+  log: string;
   /** The daemons' pids, in start order: mon, OSD, radosgw. */
   pids: number[];
   stop(): Promise<void>;
@@ -61,7 +69,13 @@ interface Cluster {
   fail(error: Error): void;
 }
 
-function cephConf(dir: string, fsid: string, monPort: number, rgwPort: number): string {
+function cephConf(
+  dir: string,
+  fsid: string,
+  monPort: number,
+  rgwFrontend: string,
+  rgwDebug = "",
+): string {
   return `[global]
 fsid = ${fsid}
 mon host = v2:127.0.0.1:${monPort}
@@ -99,8 +113,9 @@ osd objectstore = memstore
 memstore device bytes = 2147483648
 
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:${rgwPort}
+rgw frontends = ${rgwFrontend}
 rgw data = ${dir}/rgw
+${rgwDebug}
 `;
 }
 
@@ -244,9 +259,15 @@ async function createUser(cluster: Cluster): Promise<void> {
   }
 }
 
-async function waitForS3(cluster: Cluster, endpoint: string, rgw: Daemon): Promise<void> {
+async function waitForS3(
+  cluster: Cluster,
+  endpoint: string,
+  rgw: Daemon,
+  ca: string | undefined,
+): Promise<void> {
   const client = new S3Client({
     endpoint,
+    ...(ca ? { requestHandler: { httpsAgent: new Agent({ ca }) } } : {}),
     region: REGION,
     forcePathStyle: true,
     credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
@@ -271,16 +292,50 @@ async function waitForS3(cluster: Cluster, endpoint: string, rgw: Daemon): Promi
   }
 }
 
-async function bootstrap(cluster: Cluster, monPort: number, rgwPort: number): Promise<string> {
+/** A self-signed certificate for 127.0.0.1, made with openssl: the PEM paths. */
+async function selfSigned(cluster: Cluster): Promise<{ certificate: string; key: string }> {
+  const certificate = join(cluster.dir, "tls", "cert.pem");
+  const key = join(cluster.dir, "tls", "key.pem");
+  await mkdir(join(cluster.dir, "tls"));
+  try {
+    await run(
+      "openssl",
+      [
+        ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"],
+        ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        ...["-keyout", key, "-out", certificate],
+      ],
+      { timeout: COMMAND_TIMEOUT_MS, signal: cluster.signal },
+    );
+  } catch (error) {
+    throw commandError("openssl req (the test endpoint's certificate)", error);
+  }
+  return { certificate, key };
+}
+
+async function bootstrap(
+  cluster: Cluster,
+  monPort: number,
+  rgwPort: number,
+  tls: boolean,
+): Promise<{ endpoint: string; certificate?: string }> {
   const fsid = randomUUID();
-  await writeFile(cluster.conf, cephConf(cluster.dir, fsid, monPort, rgwPort));
+  const pem = tls ? await selfSigned(cluster) : undefined;
+  const frontend = pem
+    ? `beast ssl_endpoint=127.0.0.1:${rgwPort} ssl_certificate=${pem.certificate} ssl_private_key=${pem.key}`
+    : `beast endpoint=127.0.0.1:${rgwPort}`;
+  // Over TLS, each request's headers go to radosgw's log (HTTP_X_AMZ_CONTENT_SHA256=…), so a
+  // test can tell an unsigned upload from a signed one on the server's side.
+  const debug = pem ? "debug rgw = 20" : "";
+  await writeFile(cluster.conf, cephConf(cluster.dir, fsid, monPort, frontend, debug));
   await createMon(cluster, fsid, monPort);
   await createOsd(cluster);
   await createUser(cluster);
   const rgw = spawnDaemon(cluster, "client.rgw", "radosgw", ["-n", "client.rgw", "-f"]);
-  const endpoint = `http://127.0.0.1:${rgwPort}`;
-  await waitForS3(cluster, endpoint, rgw);
-  return endpoint;
+  const endpoint = `${pem ? "https" : "http"}://127.0.0.1:${rgwPort}`;
+  const ca = pem ? await readFile(pem.certificate, "utf8") : undefined;
+  await waitForS3(cluster, endpoint, rgw, ca);
+  return { endpoint, ...(pem ? { certificate: pem.certificate } : {}) };
 }
 
 async function twoFreePorts(): Promise<[number, number]> {
@@ -308,17 +363,17 @@ async function newCluster(parent: string, signal: AbortSignal): Promise<Cluster>
  * Starts a single-node Ceph cluster with radosgw on a free loopback port, in a new folder under
  * `options.dir` (default: the OS's temporary folder) that stop() removes.
  */
-export async function startRgw(options: { dir?: string } = {}): Promise<RgwServer> {
+export async function startRgw(options: { dir?: string; tls?: boolean } = {}): Promise<RgwServer> {
   if ((await run("radosgw", ["--version"]).catch(() => undefined)) === undefined) {
     throw new RgwMissingError();
   }
   const abort = new AbortController();
   const cluster = await newCluster(options.dir ?? tmpdir(), abort.signal);
   const [monPort, rgwPort] = await twoFreePorts();
-  const started = bootstrap(cluster, monPort, rgwPort);
-  let endpoint: string;
+  const started = bootstrap(cluster, monPort, rgwPort, options.tls ?? false);
+  let up: { endpoint: string; certificate?: string };
   try {
-    endpoint = await Promise.race([started, cluster.died]);
+    up = await Promise.race([started, cluster.died]);
   } catch (error) {
     abort.abort();
     await started.catch(() => {});
@@ -326,7 +381,8 @@ export async function startRgw(options: { dir?: string } = {}): Promise<RgwServe
     throw error;
   }
   return {
-    endpoint,
+    ...up,
+    log: join(cluster.logs, "client.rgw.log"),
     accessKeyId: ACCESS_KEY_ID,
     secretAccessKey: SECRET_ACCESS_KEY,
     region: REGION,
