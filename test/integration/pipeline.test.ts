@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { enqueueTransform } from "../../producer/enqueue.ts";
+import { waitForResult } from "../../producer/waitForResult.ts";
 import type { JobResult } from "../../shared/job.ts";
 import { peopleData, peopleSchema, rejectedRows } from "../support/peopleData.ts";
 import { BUCKET } from "../support/stack.ts";
@@ -218,6 +220,23 @@ describe("pipeline end to end (real Redis, real S3-compatible server, worker pro
     expect(report).toContain("longer than maxRowBytes (1024 bytes)");
     expect(report).toContain("a quoted field is not closed before the end of the file");
     expect((await t.stack.get("hostile/out.csv")).toString()).toContain("has a \u0000 NUL");
+  });
+
+  it("fails at once, not after every retry, a source that is empty or only a byte order mark", async () => {
+    for (const [name, body] of [
+      ["empty", Buffer.alloc(0)],
+      ["bom-only", Buffer.from([0xef, 0xbb, 0xbf])],
+    ] as const) {
+      await t.stack.put(`empty/${name}.csv`, body);
+      const id = await enqueueTransform(
+        job(`empty/${name}.csv`, `empty/${name}.out.csv`, peopleSchema),
+        { queue: t.queue },
+      );
+      await expect(waitForResult(t.queue, id, { timeoutMs: 60_000 })).rejects.toThrow(
+        /the source is empty: expected a header row/,
+      );
+      expect((await t.queue.getJob(id))?.attemptsMade, name).toBe(1);
+    }
   });
 
   it("fails a job whose header has more columns than options.maxColumns", async () => {

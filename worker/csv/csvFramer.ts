@@ -93,6 +93,11 @@ export class CsvFramer {
     this.#bomPending = options.startOffset === 0;
   }
 
+  /** The offset of the next byte to be pushed: every byte so far, a BOM's too, is framed. */
+  get offset(): number {
+    return this.#offset;
+  }
+
   push(chunk: Uint8Array): FramedRow[] {
     const rows: FramedRow[] = [];
     if (this.#bomPending) {

@@ -279,7 +279,7 @@ async function readRows(
     const sealing = processor.process(row);
     if (sealing) await sealing;
   }
-  checkEnd(input, processor);
+  checkEnd(input, processor, framer.offset);
 }
 
 /**
@@ -311,14 +311,17 @@ function utf16Detection(input: AttemptInput) {
   };
 }
 
-/** After the last row: the whole source was read, it had a header, and the policy holds. */
-function checkEnd(input: AttemptInput, processor: RowProcessor): void {
+/**
+ * After the last row: the whole source was read (`framed`: the bytes the framer was given,
+ * which past the last row may hold a BOM and nothing else), it had a header, and the policy
+ * holds.
+ */
+function checkEnd(input: AttemptInput, processor: RowProcessor, framed: number): void {
   const { store, data } = input;
   const { source } = store.current;
-  const { offset } = processor.position;
   // A gzip or UTF-16 source's offsets count the text read, not the object's bytes.
-  if (!source.gzip && !source.utf16 && offset !== source.size) {
-    throw new Error(`source stream ended at byte ${offset} of ${source.size}; retrying`);
+  if (!source.gzip && !source.utf16 && framed !== source.size) {
+    throw new Error(`source stream ended at byte ${framed} of ${source.size}; retrying`);
   }
   processor.checkEnd();
   // A shard's share of the rows says nothing of the whole file's ratio: its parent judges that.
