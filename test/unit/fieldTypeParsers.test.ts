@@ -16,7 +16,13 @@ const validDate = (y: number, m: number, d: number) =>
   y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= daysIn(y, m);
 const pad = (n: number, width: number) => String(n).padStart(width, "0");
 
-/** The parser as the regular expression read it (0.4.1). */
+/**
+ * The parser as the regular expression read it (0.4.1), but for two things that release got
+ * wrong: a fraction moved to UTC is kept as written (it was cut to milliseconds, so one instant
+ * had two texts and two instants one), and an instant whose UTC year leaves 1-9999 keeps its
+ * offset (it was refused before year 1, and written as `+010000-…`, which no schema reads,
+ * after 9999).
+ */
 function specification(raw: string): TypedCell | null {
   const m = DATETIME.exec(raw);
   if (!m) return null;
@@ -48,18 +54,10 @@ function specification(raw: string): TypedCell | null {
       if (month > 12) [month, year] = [1, year + 1];
     }
   }
-  if (year < 1) return null;
-  if (year <= 9999) {
-    const ms = frac ? `.${`${frac.slice(1)}00`.slice(0, 3)}` : "";
-    const text = `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${s}${ms}Z`;
-    return { value: text, text };
-  }
-  const instant = new Date(
-    `${local}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`,
-  );
-  if (Number.isNaN(instant.getTime())) return null;
-  const iso = instant.toISOString();
-  const text = frac ? iso : `${iso.slice(0, -5)}Z`;
+  const text =
+    year >= 1 && year <= 9999
+      ? `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${s}${frac ?? ""}Z`
+      : `${local}${zone.slice(0, 3)}:${zone.slice(-2)}`;
   return { value: text, text };
 }
 

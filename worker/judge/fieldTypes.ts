@@ -281,15 +281,13 @@ function defaultTemporal(kind: "date" | "time" | "datetime"): CellParser {
     const local = `${raw.slice(0, 10)}T${raw.slice(11, at.fractionEnd)}`;
     if (zone === undefined) return { value: local, text: local };
     if (zone === "Z") return { value: `${local}Z`, text: `${local}Z` };
-    // Offsets are normalized to UTC so that equal instants compare and print equal.
+    // Offsets are normalized to UTC so that equal instants compare and print equal. An instant
+    // whose UTC date leaves the years 1 to 9999 (9999-12-31T23:00:00-05:00) has no text of that
+    // form, which this type reads back: it keeps its offset, as ±hh:mm.
     const utc = utcText(raw, at);
-    if (utc !== undefined) return utc === null ? null : { value: utc, text: utc };
-    const instant = new Date(
-      `${local}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`,
-    );
-    if (Number.isNaN(instant.getTime())) return null;
-    const iso = isoUtc(instant, at.fractionEnd > 19 ? raw.slice(19, at.fractionEnd) : undefined);
-    return { value: iso, text: iso };
+    if (utc === null) return null;
+    const text = utc ?? `${local}${zone.slice(0, 3)}:${zone.slice(-2)}`;
+    return { value: text, text };
   };
 }
 
@@ -358,11 +356,10 @@ function isDigit(code: number): boolean {
 }
 
 /**
- * A valid datetime with an offset in UTC, as Date's toISOString writes it (`…:ssZ`, or
- * `…:ss.sssZ` with a fraction, cut to milliseconds), computed on its numbers: Date's string
- * parser costs several times more per cell. null when the offset is no offset (hours over 23,
- * minutes over 59: Date refuses them too); undefined when the UTC year leaves 0000-9999, which
- * Date writes in another form.
+ * A valid datetime with an offset in UTC (`…:ssZ`, its fraction as written: every digit of it
+ * is kept, as in the UTC form, so that one instant has one text whatever its offset), computed
+ * on its numbers. null when the offset is no offset (hours over 23, minutes over 59);
+ * undefined when the UTC year leaves 1-9999.
  */
 function utcText(raw: string, at: DatetimeAt): string | null | undefined {
   const zone = at.zone ?? "";
@@ -388,23 +385,16 @@ function utcText(raw: string, at: DatetimeAt): string | null | undefined {
     }
   }
   // Before year 1 there is no date to write (there is no year 0).
-  if (year < 1) return null;
-  if (year > 9999) return undefined;
-  // The fraction, to milliseconds (after its point, at 20).
-  const ms = at.fractionEnd > 19 ? `.${`${raw.slice(20, at.fractionEnd)}00`.slice(0, 3)}` : "";
-  const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${raw.slice(17, 19)}${ms}Z`;
+  if (year < 1 || year > 9999) return undefined;
+  // The seconds and their fraction, as written.
+  const seconds = raw.slice(17, at.fractionEnd);
+  const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${seconds}Z`;
   return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${time}`;
 }
 
 function daysIn(year: number, month: number): number {
   const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return (DAYS_IN_MONTH[month - 1] as number) + (leap ? 1 : 0);
-}
-
-function isoUtc(instant: Date, frac: string | undefined): string {
-  // Always ….sssZ; a year outside 0000-9999 is written with a sign and six digits.
-  const iso = instant.toISOString();
-  return frac ? iso : `${iso.slice(0, -5)}Z`;
 }
 
 function anyTemporal(kind: "date" | "time" | "datetime"): CellParser {
