@@ -111,6 +111,26 @@ describe("Table Schema checked at enqueue against the specification", () => {
     ).toContain('schema.fields.1.constraints.enum.1: "two" is not a value of type integer/default');
   });
 
+  it("refuses an integer bound or enum value past 2^53 - 1 given as a JSON number, and takes it as text", () => {
+    // JSON.parse reads 9007199254740993 as 9007199254740992: the job would judge cells against
+    // a number nobody wrote.
+    const schema = JSON.parse(
+      '{"name":"n","type":"integer","constraints":{"maximum":9007199254740993}}',
+    ) as Record<string, unknown>;
+    expect(refusal(withField(schema))).toContain(
+      'schema.fields.1.constraints.maximum: 9007199254740992 is past 2^53 - 1, where a JSON number loses digits: write the integer as a string ("9007199254740992" or the digits you meant)',
+    );
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { enum: [1, 2 ** 60] } })),
+    ).toContain("schema.fields.1.constraints.enum.1: 1152921504606847000 is past 2^53 - 1");
+    const exact = withField({
+      name: "n",
+      type: "integer",
+      constraints: { minimum: Number.MIN_SAFE_INTEGER, maximum: "9007199254740993" },
+    });
+    expect(() => validateJobInput(exact)).not.toThrow();
+  });
+
   it("refuses constraints where the specification does not apply them, and ones s3csv would ignore", () => {
     expect(
       refusal(withField({ name: "s", type: "string", constraints: { minimum: 3 } })),

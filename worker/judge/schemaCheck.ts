@@ -150,6 +150,8 @@ function constraintProblems(field: TableSchemaField): SchemaProblem[] {
         path: ["constraints", name],
         message: `${JSON.stringify(value)} is not a value of type ${fieldType(field).label}`,
       });
+    } else if (inexact(field, value)) {
+      problems.push({ path: ["constraints", name], message: inexactMessage(value as number) });
     }
   }
   for (const [name, value] of [
@@ -169,9 +171,28 @@ function constraintProblems(field: TableSchemaField): SchemaProblem[] {
         path: ["constraints", "enum", i],
         message: `${JSON.stringify(value)} is not a value of type ${fieldType(field).label}`,
       });
+    } else if (inexact(field, value)) {
+      problems.push({ path: ["constraints", "enum", i], message: inexactMessage(value as number) });
     }
   }
   return problems;
+}
+
+/**
+ * An integer field's value given as a JSON number past 2^53 - 1: JSON.parse has already put
+ * it on the nearest double, so the job would judge cells against another number than the one
+ * written (9007199254740993 reads as 9007199254740992). Its text keeps every digit.
+ */
+function inexact(field: TableSchemaField, value: string | number | boolean): boolean {
+  return (
+    typeof value === "number" &&
+    (field.type === "integer" || field.type === "year") &&
+    !Number.isSafeInteger(value)
+  );
+}
+
+function inexactMessage(value: number): string {
+  return `${JSON.stringify(value)} is past 2^53 - 1, where a JSON number loses digits: write the integer as a string ("${BigInt(value)}" or the digits you meant) to keep every one`;
 }
 
 /** Whether the field's own type reads a constraint value (given as JSON). */
