@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BucketName, ObjectKey, S3Location } from "./s3Url.ts";
+import { BucketName, ObjectKey, OutputLocation, type S3Location } from "./s3Url.ts";
 import { TableSchema } from "./tableSchema.ts";
 
 // The job contract. Plain JSON, so any BullMQ client can enqueue a job; `job.schema.json` is
@@ -45,7 +45,7 @@ export const JobOptions = z
     maxInvalidRows: z.number().int().nonnegative().optional(),
     /** Fails the job once more than this share of rows is invalid (checked from 1,000 rows on, and at the end). */
     maxInvalidRatio: z.number().min(0).max(1).optional(),
-    rejects: S3Location.optional(),
+    rejects: OutputLocation.optional(),
     partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE).optional(),
     newline: z.enum(["\n", "\r\n"]).default("\r\n"),
     /**
@@ -146,7 +146,7 @@ const jobFields = {
   /** The job contract the job needs, when more than the first (see CONTRACT_VERSION). */
   contract: z.number().int().min(1).optional(),
   source: SourceLocation,
-  destination: S3Location,
+  destination: OutputLocation,
   schema: TableSchema.optional(),
   transform: z
     .string()

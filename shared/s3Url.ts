@@ -22,6 +22,19 @@ export const ObjectKey = z
 export const S3Location = z.strictObject({ bucket: BucketName, key: ObjectKey });
 export type S3Location = z.infer<typeof S3Location>;
 
+/**
+ * Where a job writes an object: its key names the object, never a folder (S3 would store a
+ * CSV under `out/`, and its reject report under `out/.rejects.csv`, both invisible in most
+ * consoles' folder views).
+ */
+export const OutputLocation = z.strictObject({
+  bucket: BucketName,
+  key: ObjectKey.refine(
+    (key) => !key.endsWith("/"),
+    'ends in "/", which names a folder: give the object\'s own name, such as out/orders.csv',
+  ),
+});
+
 /** An s3://BUCKET/KEY URL as a location; an Error of one line that says what is wrong. */
 export function parseS3Url(url: string): S3Location {
   const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);

@@ -88,6 +88,21 @@ describe("job contract", () => {
   });
 });
 
+describe("where a job writes", () => {
+  it("refuses a destination or reject report key that names a folder", () => {
+    expect(refusal({ ...good, destination: { bucket: "out-bucket", key: "out/" } })).toContain(
+      'destination.key: ends in "/", which names a folder',
+    );
+    expect(
+      refusal({ ...good, options: { rejects: { bucket: "out-bucket", key: "bad/" } } }),
+    ).toContain('options.rejects.key: ends in "/"');
+    // A source key is the object's as S3 has it, whatever it ends in.
+    expect(() =>
+      validateJobInput({ ...good, source: { bucket: "in-bucket", key: "odd/" } }),
+    ).not.toThrow();
+  });
+});
+
 describe("Table Schema checked at enqueue against the specification", () => {
   const withField = (field: Record<string, unknown>) => ({
     ...good,
