@@ -36,9 +36,14 @@ export function enforcePolicy(
   }
   if (policy.maxInvalidRows !== undefined && counts.rejected > policy.maxInvalidRows) {
     throw new PermanentJobError(
-      `${counts.rejected} invalid rows after ${counts.read} rows read, more than options.maxInvalidRows (${policy.maxInvalidRows}); last at row ${rowNumber} (line ${line})`,
+      `${countOf(counts.rejected, "invalid row")} after ${countOf(counts.read, "row")} read, more than options.maxInvalidRows (${policy.maxInvalidRows}); last at row ${rowNumber} (line ${line})`,
     );
   }
   const ratio = ratioExceeded(policy, counts, false);
   if (ratio) throw new PermanentJobError(`${ratio}; last invalid row ${rowNumber} (line ${line})`);
+}
+
+/** "1 invalid row", "2 invalid rows": a count in a message. */
+export function countOf(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }

@@ -17,6 +17,7 @@ import type { ScriptClient } from "../../shared/redisScripts.ts";
 import type { CheckpointStore } from "../checkpoint/checkpointStore.ts";
 import { PermanentJobError } from "../errors.ts";
 import { outputContentType } from "../pipeline/attempt.ts";
+import { countOf } from "../pipeline/invalidRowPolicy.ts";
 import { copiedOutputs, renumberedReports } from "./composedSources.ts";
 import { compose } from "./composedUpload.ts";
 import type { NumberShift } from "./rejectRenumber.ts";
@@ -362,12 +363,12 @@ function policyBroken(options: JobData["options"], counts: RowCounts): void {
     const first = Math.min(...Object.values(counts.fields).flatMap((f) => f.rows.slice(0, 1)));
     const at = Number.isFinite(first) ? `row ${first}` : "a row";
     throw new PermanentJobError(
-      `${at} is invalid and options.onInvalid is "fail" (${counts.rejected} invalid rows in all)`,
+      `${at} is invalid and options.onInvalid is "fail" (${countOf(counts.rejected, "invalid row")} in all)`,
     );
   }
   if (options.maxInvalidRows !== undefined && counts.rejected > options.maxInvalidRows) {
     throw new PermanentJobError(
-      `${counts.rejected} invalid rows in ${counts.read} rows, more than options.maxInvalidRows (${options.maxInvalidRows})`,
+      `${countOf(counts.rejected, "invalid row")} in ${countOf(counts.read, "row")}, more than options.maxInvalidRows (${options.maxInvalidRows})`,
     );
   }
 }
