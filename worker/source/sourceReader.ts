@@ -23,7 +23,7 @@ function missing(source: Source, error: unknown): PermanentJobError | undefined 
   }
   if (isS3Error(error, "NoSuchKey") || isS3Error(error, "NotFound")) {
     return new PermanentJobError(
-      `source ${url}${source.versionId ? ` (version ${source.versionId})` : ""} does not exist; upload it, then retry the job (s3csv retry JOB_ID), or enqueue a new job with the right key`,
+      `source ${url}${source.versionId ? ` (version ${source.versionId})` : ""} does not exist; upload it, then retry the job, or enqueue a new job with the right key`,
     );
   }
   if (isS3Error(error, "AccessDenied") || isS3Error(error, "Forbidden")) {
