@@ -202,9 +202,12 @@ function columnsProblem(input: {
       message: `names no schema field: ${badRename.map((n) => `"${n}"`).join(", ")}`,
     };
   }
+  // Two fields of one name are the schema's own problem, reported as such.
+  if (known.size !== names.length) return undefined;
   const labels = (select ?? names).map((name) => rename?.[name] ?? name);
   if (new Set(labels).size !== labels.length) {
-    return { path: ["options", "rename"], message: "gives two output columns the same label" };
+    const by = select && !rename ? "select" : "rename";
+    return { path: ["options", by], message: "gives two output columns the same label" };
   }
   return undefined;
 }

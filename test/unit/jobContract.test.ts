@@ -88,6 +88,24 @@ describe("job contract", () => {
   });
 });
 
+describe("output columns", () => {
+  const fields = [
+    { name: "id", type: "integer" },
+    { name: "name", type: "string" },
+  ];
+  it("names the option that gives two columns one label, and only a real problem", () => {
+    const twice = refusal({ ...good, schema: { fields: [fields[0], fields[0]] } });
+    expect(twice).toContain('schema.fields.1.name: duplicate field name "id"');
+    expect(twice).not.toContain("options.rename");
+    expect(refusal({ ...good, schema: { fields }, options: { select: ["id", "id"] } })).toContain(
+      "options.select: gives two output columns the same label",
+    );
+    expect(refusal({ ...good, schema: { fields }, options: { rename: { name: "id" } } })).toContain(
+      "options.rename: gives two output columns the same label",
+    );
+  });
+});
+
 describe("where a job writes", () => {
   it("refuses a destination or reject report key that names a folder", () => {
     expect(refusal({ ...good, destination: { bucket: "out-bucket", key: "out/" } })).toContain(
