@@ -171,6 +171,19 @@ describe("Table Schema validator", () => {
     ]);
   });
 
+  it("reads a geopoint's two numbers as frictionless-py does: stripped, then any decimal", () => {
+    const parse = fieldType({ name: "p", type: "geopoint" }).parse;
+    const text = (raw: string) => parse(raw)?.text ?? null;
+    expect(
+      ["+1.50, -0.0", "1e1,2", " .5 , 5. ", "180,-90", "-180.0, 90", "1 ,2"].map(text),
+    ).toEqual(["1.5,0", "10,2", "0.5,5", "180,-90", "-180,90", "1,2"]);
+    expect(
+      ["180.5,0", "0,-90.1", "1,2,3", "1;2", "Infinity,0", "NaN,0", "0x10,0", "1,", ",2", ""].map(
+        text,
+      ),
+    ).toEqual(Array(10).fill(null));
+  });
+
   it("reports type and constraint errors per field with Frictionless codes", () => {
     const j = judge([
       { name: "age", type: "integer", constraints: { minimum: 0, maximum: 150 } },

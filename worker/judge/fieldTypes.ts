@@ -59,6 +59,10 @@ const INTEGER = /^[+-]?\d+$/;
 const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 /** A decimal already in canonical form: no plus sign, no leading zeros, no bare point. */
 const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?$/;
+const GEOPOINT = (() => {
+  const decimal = DECIMAL.source.slice(1, -1);
+  return new RegExp(`^\\s*(${decimal})\\s*,\\s*(${decimal})\\s*$`);
+})();
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const TIME = /^(\d{2}):(\d{2}):(\d{2})(\.\d+)?$/;
 
@@ -622,7 +626,9 @@ function geopointParser(format: string): CellParser {
         [lon, lat] = [o.lon, o.lat];
       }
     } else {
-      const m = /^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$/.exec(raw);
+      // "lon, lat", each what frictionless-py's Decimal reads once stripped: a sign, a bare
+      // point, an exponent ("+1.50", ".5", "1e1"), as a number field takes them.
+      const m = GEOPOINT.exec(raw);
       if (!m) return null;
       [lon, lat] = [Number(m[1]), Number(m[2])];
     }
