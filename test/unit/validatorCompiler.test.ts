@@ -171,6 +171,26 @@ describe("Table Schema validator", () => {
     ]);
   });
 
+  it("takes a uri with a scheme that WHATWG's parser reads, and no white space or control character", () => {
+    const parse = fieldType({ name: "u", type: "string", format: "uri" }).parse;
+    const valid = (raw: string) => parse(raw) !== null;
+    expect(
+      ["https://example.com/a?b=c#d", "mailto:a@example.com", "urn:isbn:0451450523"].map(valid),
+    ).toEqual([true, true, true]);
+    expect(
+      [
+        "https://example.com ",
+        " https://example.com",
+        "https://example.com/a b",
+        "https://exa\tmple.com",
+        "https://example.com/\u0000",
+        "example.com",
+        "//example.com",
+        "",
+      ].map(valid),
+    ).toEqual(Array(8).fill(false));
+  });
+
   it("reads a geopoint's two numbers as frictionless-py does: stripped, then any decimal", () => {
     const parse = fieldType({ name: "p", type: "geopoint" }).parse;
     const text = (raw: string) => parse(raw)?.text ?? null;
