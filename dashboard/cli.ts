@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "../shared/commandLine.ts";
 import { loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { UsageError } from "../shared/usageError.ts";
@@ -11,14 +11,17 @@ Serves Bull Board at ${BOARD_PATH} (basic auth from DASHBOARD_USER and DASHBOARD
 Without credentials it refuses to start; --no-auth runs without them on 127.0.0.1 only.`;
 
 export async function dashboardCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: "string" },
-      host: { type: "string" },
-      "no-auth": { type: "boolean", default: false },
+  const { values } = parseCommandLine(
+    {
+      args: argv,
+      options: {
+        port: { type: "string" },
+        host: { type: "string" },
+        "no-auth": { type: "boolean", default: false },
+      },
     },
-  });
+    { port: "a port number, 0 to 65535" },
+  );
   const config = loadConfig({
     ...process.env,
     ...(values.port ? { DASHBOARD_PORT: values.port } : {}),

@@ -1,12 +1,12 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { startFauxqs } from "fauxqs";
 import { enqueueTransform, queueSettings, transformQueue } from "../producer/enqueue.ts";
 import { progressWriter } from "../producer/progressBar.ts";
 import { waitForResult } from "../producer/waitForResult.ts";
+import { parseCommandLine } from "../shared/commandLine.ts";
 import { type Config, loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { packageRoot } from "../shared/packageRoot.ts";
@@ -29,7 +29,7 @@ const BUCKET = "s3csv-dev";
 const EXAMPLES = pathToFileURL(join(packageRoot(), "examples/"));
 
 export async function devCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseCommandLine({
     args: argv,
     options: {
       dir: { type: "string", default: ".s3csv-dev" },

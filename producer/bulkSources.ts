@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { JsonTextError, parseJsonText, withoutBom } from "../shared/jsonText.ts";
 
 // Where bulk enqueueing finds its jobs: every object under a source prefix (destinations from a
 // template), or a manifest file with one job per line.
@@ -54,16 +55,22 @@ export function fillTemplate(template: string, prefix: string, key: string): str
   );
 }
 
-/** One job per non-blank line; a line that is not JSON is reported by its number. */
+/**
+ * One job per non-blank line; a line that is not JSON is reported by its number and the column
+ * (a leading byte order mark, as Windows editors save, is not part of the first line).
+ */
 export async function readManifest(file: string): Promise<unknown[]> {
-  const text = await readFile(file, "utf8");
+  const text = withoutBom(await readFile(file, "utf8"));
   const jobs: unknown[] = [];
   text.split(/\r?\n/).forEach((line, index) => {
     if (line.trim() === "") return;
     try {
-      jobs.push(JSON.parse(line));
+      jobs.push(parseJsonText(line));
     } catch (error) {
-      throw new Error(`${file} line ${index + 1} is not JSON: ${(error as Error).message}`);
+      if (!(error instanceof JsonTextError)) throw error;
+      throw new Error(
+        `${file} line ${index + 1} is not JSON: ${error.reason} at column ${error.column}; fix that line (one job, as JSON, a line)`,
+      );
     }
   });
   return jobs;

@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { type OptionTakes, parseCommandLine, takesError } from "../shared/commandLine.ts";
 import { loadConfig } from "../shared/config.ts";
 import { DestinationBusyError } from "../shared/destinationClaims.ts";
+import { JsonTextError, optionsJson, parseJsonText } from "../shared/jsonText.ts";
 import { assertRedisReachable } from "../shared/redisReachable.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { isS3Error } from "../shared/s3Errors.ts";
@@ -18,7 +19,7 @@ import {
   transformQueue,
   validateJobInput,
 } from "./enqueue.ts";
-import { exitCodesUsage, timeoutMsOf, waitAndReport, waitFlags } from "./waitCli.ts";
+import { exitCodesUsage, timeoutMsOf, WAIT_TAKES, waitAndReport, waitFlags } from "./waitCli.ts";
 
 export const usage = `s3csv enqueue --source s3://BUCKET/KEY --dest s3://BUCKET/KEY (--schema FILE | --transform NAME)
               [--rejects s3://BUCKET/KEY] [--on-invalid reject|fail] [--max-invalid N]
@@ -52,22 +53,13 @@ async function readSchema(path: string): Promise<unknown> {
     throw new UsageError(`cannot read --schema ${path}: ${(error as Error).message}`);
   }
   try {
-    return JSON.parse(text);
+    return parseJsonText(text);
   } catch (error) {
-    throw new UsageError(`--schema ${path} is not JSON: ${(error as Error).message}`);
+    if (!(error instanceof JsonTextError)) throw error;
+    throw new UsageError(
+      `--schema ${path} is not JSON: ${error.message}; fix the file, or pass a Table Schema file`,
+    );
   }
-}
-
-function optionsOf(json: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch (error) {
-    throw new UsageError(`--options is not JSON: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
-    throw new UsageError(`--options must be a JSON object, like '{"encoding":"utf-16"}'`);
-  return parsed as Record<string, unknown>;
 }
 
 function s3Arg(name: string, value: string): { bucket: string; key: string } {
@@ -78,16 +70,29 @@ function s3Arg(name: string, value: string): { bucket: string; key: string } {
   }
 }
 
-function wholeNumber(name: string, value: string | undefined): number | undefined {
+/** What the flags that judge rows take (enqueue's and watch's), said when a value is wrong. */
+export const JUDGING_TAKES = { "max-invalid": "a whole number of rows, 0 or more" } as const;
+
+const ENQUEUE_TAKES = {
+  ...JUDGING_TAKES,
+  ...WAIT_TAKES,
+  priority: "a whole number, 0 or more",
+  delay: "a whole number of milliseconds, 0 or more",
+} as const satisfies OptionTakes;
+
+function wholeNumber(
+  name: keyof typeof ENQUEUE_TAKES,
+  value: string | undefined,
+): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number ≥ 0`);
+  if (!Number.isInteger(n) || n < 0) throw takesError(name, ENQUEUE_TAKES[name], value);
   return n;
 }
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseCommandLine(
+    {
       args: argv,
       strict: true,
       options: {
@@ -109,10 +114,9 @@ function parse(argv: string[]) {
         delay: { type: "string" },
         ...waitFlags,
       },
-    }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+    },
+    ENQUEUE_TAKES,
+  ).values;
 }
 type Flags = ReturnType<typeof parse>;
 
@@ -127,7 +131,7 @@ export async function jobTemplate(v: JudgingFlags): Promise<Record<string, unkno
   if (!v.schema === !v.transform)
     throw new UsageError("give exactly one of --schema FILE or --transform NAME");
   // The flags below win over --options, which carries every other job option.
-  const options: Record<string, unknown> = v.options === undefined ? {} : optionsOf(v.options);
+  const options: Record<string, unknown> = v.options === undefined ? {} : optionsJson(v.options);
   if (v.rejects) options.rejects = s3Arg("rejects", v.rejects);
   if (v["on-invalid"]) options.onInvalid = v["on-invalid"];
   const maxInvalid = wholeNumber("max-invalid", v["max-invalid"]);

@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { parseCommandLine } from "../shared/commandLine.ts";
 import { loadConfig } from "../shared/config.ts";
 import { createS3Client } from "../shared/s3Client.ts";
 import { isS3Error } from "../shared/s3Errors.ts";
@@ -17,7 +17,7 @@ as the README's first job does. One PutObject: files up to 5 GiB.`;
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
 
 export async function putCommand(argv: string[]): Promise<void> {
-  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+  const { positionals } = parseCommandLine({ args: argv, allowPositionals: true, options: {} });
   const [file, url, ...extra] = positionals;
   if (!file || !url || extra.length > 0)
     throw new UsageError("give a file and where it goes: s3csv put FILE s3://BUCKET/KEY");

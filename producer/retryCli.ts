@@ -1,11 +1,11 @@
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "../shared/commandLine.ts";
 import { loadConfig } from "../shared/config.ts";
 import { DestinationBusyError } from "../shared/destinationClaims.ts";
 import { assertRedisReachable } from "../shared/redisReachable.ts";
 import { UsageError } from "../shared/usageError.ts";
 import { queueSettings, transformQueue } from "./enqueue.ts";
 import { JobNotRetryableError, retryJob } from "./retryJob.ts";
-import { exitCodesUsage, timeoutMsOf, waitAndReport, waitFlags } from "./waitCli.ts";
+import { exitCodesUsage, timeoutMsOf, WAIT_TAKES, waitAndReport, waitFlags } from "./waitCli.ts";
 
 export const usage = `s3csv retry JOB_ID [--wait [--timeout SECONDS]] [--json]
 
@@ -17,11 +17,10 @@ work as for enqueue.
 ${exitCodesUsage}`;
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({ args: argv, strict: true, allowPositionals: true, options: waitFlags });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  return parseCommandLine(
+    { args: argv, strict: true, allowPositionals: true, options: waitFlags },
+    WAIT_TAKES,
+  );
 }
 
 export async function retryCommand(argv: string[]): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Queue } from "bullmq";
+import { takesError } from "../shared/commandLine.ts";
 import type { JobResult } from "../shared/job.ts";
 import { plural } from "../shared/plural.ts";
 import { UsageError } from "../shared/usageError.ts";
@@ -32,6 +33,9 @@ export const waitFlags = {
   json: { type: "boolean", default: false },
 } as const;
 
+/** What the flags of a command that can wait take, said when a value is wrong. */
+export const WAIT_TAKES = { timeout: "a number of seconds above 0" } as const;
+
 /** --timeout SECONDS in milliseconds, checked before anything touches Redis. */
 export function timeoutMsOf(flags: {
   wait: boolean;
@@ -41,7 +45,7 @@ export function timeoutMsOf(flags: {
   if (!flags.wait) throw new UsageError("--timeout needs --wait");
   const seconds = Number(flags.timeout);
   if (!Number.isFinite(seconds) || seconds <= 0)
-    throw new UsageError("--timeout must be a number of seconds above 0");
+    throw takesError("timeout", WAIT_TAKES.timeout, flags.timeout);
   return seconds * 1000;
 }
 

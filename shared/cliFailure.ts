@@ -1,3 +1,4 @@
+import { oneLine } from "./commandLine.ts";
 import { ConfigError } from "./config.ts";
 import { RedisUnreachableError } from "./redisReachable.ts";
 import { UsageError } from "./usageError.ts";
@@ -19,13 +20,12 @@ export function failure(
     address?: string;
     port?: number;
   } | null;
-  if (
-    error instanceof ConfigError ||
-    error instanceof UsageError ||
-    e?.code?.startsWith("ERR_PARSE_ARGS")
-  ) {
+  if (error instanceof ConfigError || error instanceof UsageError) {
     return { code: 2, line: (error as Error).message };
   }
+  // A command's parseArgs left unwrapped (parseCommandLine): node's text, in one line still.
+  if (e?.code?.startsWith("ERR_PARSE_ARGS"))
+    return { code: 2, line: oneLine(String((error as Error).message)) };
   if (error instanceof RedisUnreachableError) return { code: 4, line: error.message };
   if (e?.name === "CredentialsProviderError") {
     return {

@@ -1,6 +1,33 @@
+import { format } from "node:util";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import type { Config } from "./config.ts";
 
+/** What the SDK's logger is given: its Logger, which the client's config takes. */
+type SdkLogger = NonNullable<S3ClientConfig["logger"]>;
+
+const ignore = (): void => {};
+
+/**
+ * A logger for the SDK that passes its warnings to `warn` and drops the rest. Given none, the
+ * SDK prints some warnings on the console itself ("An error was encountered in a non-retryable
+ * streaming request." before the error of every failed upload of a stream): a command's user
+ * would see that line before s3csv's own. Its info and error records (one per request, with the
+ * request's input) were never shown, and are not now.
+ */
+export function sdkLogger(warn: (message: string) => void = ignore): SdkLogger {
+  return {
+    trace: ignore,
+    debug: ignore,
+    info: ignore,
+    warn: (...content: unknown[]) => warn(format(...content)),
+    error: ignore,
+  };
+}
+
+/**
+ * The S3 client of every command and worker. The SDK's warnings are dropped unless
+ * `overrides.logger` takes them (the worker's debug log does).
+ */
 export function createS3Client(config: Config, overrides: S3ClientConfig = {}): S3Client {
   const checksums = config.S3_CHECKSUMS === "when_supported" ? "WHEN_SUPPORTED" : "WHEN_REQUIRED";
   const s3 = new S3Client({
@@ -12,6 +39,7 @@ export function createS3Client(config: Config, overrides: S3ClientConfig = {}): 
     maxAttempts: config.S3_MAX_ATTEMPTS,
     // No whole-request timeout (a large GET streams for minutes); an idle socket is a stall.
     requestHandler: { connectionTimeout: 10_000, socketTimeout: config.S3_IDLE_TIMEOUT_MS },
+    logger: sdkLogger(),
     ...overrides,
   });
   const unsignedPayload =

@@ -1,6 +1,6 @@
-import { parseArgs } from "node:util";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { parseCommandLine, takesError } from "../../shared/commandLine.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { serveProbes } from "../../shared/probeServer.ts";
@@ -9,7 +9,7 @@ import { redisClient, redisConnection } from "../../shared/redis.ts";
 import { assertRedisReachable } from "../../shared/redisReachable.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
 import { UsageError } from "../../shared/usageError.ts";
-import { jobTemplate } from "../cli.ts";
+import { JUDGING_TAKES, jobTemplate } from "../cli.ts";
 import { queueSettings, transformQueue } from "../enqueue.ts";
 import { Watcher } from "./watcher.ts";
 import { createWatchMetrics } from "./watchMetrics.ts";
@@ -33,6 +33,13 @@ SIGTERM stops it.`;
 /** Listing every minute unless --interval says otherwise. */
 const DEFAULT_INTERVAL_MS = 60_000;
 
+/** What watch's flags that take numbers take, said when a value is wrong. */
+const WATCH_TAKES = {
+  ...JUDGING_TAKES,
+  interval: "a number of seconds above 0",
+  "metrics-port": "a port number, 0 to 65535",
+} as const;
+
 /** What the command line asks of a watch, checked before anything is contacted. */
 interface WatchRequest {
   plan: WatchPlan;
@@ -43,34 +50,42 @@ interface WatchRequest {
   metricsPort: number | undefined;
 }
 
+function intervalSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!(Number.isFinite(seconds) && seconds > 0))
+    throw takesError("interval", WATCH_TAKES.interval, value);
+  return seconds;
+}
+
 async function parseWatchArgs(argv: string[]): Promise<WatchRequest> {
-  const { values: v } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      "source-prefix": { type: "string" },
-      "dest-template": { type: "string" },
-      "rejects-template": { type: "string" },
-      schema: { type: "string" },
-      transform: { type: "string" },
-      options: { type: "string" },
-      "on-invalid": { type: "string" },
-      "max-invalid": { type: "string" },
-      delimiter: { type: "string" },
-      interval: { type: "string" },
-      sqs: { type: "string" },
-      since: { type: "string" },
-      "metrics-port": { type: "string" },
+  const { values: v } = parseCommandLine(
+    {
+      args: argv,
+      strict: true,
+      options: {
+        "source-prefix": { type: "string" },
+        "dest-template": { type: "string" },
+        "rejects-template": { type: "string" },
+        schema: { type: "string" },
+        transform: { type: "string" },
+        options: { type: "string" },
+        "on-invalid": { type: "string" },
+        "max-invalid": { type: "string" },
+        delimiter: { type: "string" },
+        interval: { type: "string" },
+        sqs: { type: "string" },
+        since: { type: "string" },
+        "metrics-port": { type: "string" },
+      },
     },
-  });
+    WATCH_TAKES,
+  );
   const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(v["source-prefix"] ?? "");
   if (!match) throw new UsageError("--source-prefix s3://BUCKET/PREFIX is required");
   if (!v["dest-template"])
     throw new UsageError("--dest-template 's3://BUCKET/out/{name}' is required");
   if (v.since !== undefined && v.since !== "now") throw new UsageError('--since takes "now" only');
-  const seconds = v.interval === undefined ? undefined : Number(v.interval);
-  if (seconds !== undefined && !(Number.isFinite(seconds) && seconds > 0))
-    throw new UsageError("--interval must be a number of seconds above 0");
+  const seconds = v.interval === undefined ? undefined : intervalSeconds(v.interval);
   const port = v["metrics-port"] ?? process.env.WATCH_METRICS_PORT;
   const metricsPort = port === undefined ? undefined : Number(port);
   if (

@@ -2,8 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
+import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { failure } from "../../shared/cliFailure.ts";
+import { jsonErrorOffset, parseJsonText } from "../../shared/jsonText.ts";
+import { visible } from "../../shared/visible.ts";
 import { BUCKET } from "../support/stack.ts";
 import {
   CLI,
@@ -125,7 +129,7 @@ describe("the first hour: mistakes a new user makes", () => {
     );
   });
 
-  it("a job's header errors carry infer's hints: the delimiter to pass, a binary file named", async () => {
+  it("a job's header errors carry infer's hints: the delimiter to pass, a binary file or UTF-16 without a BOM named", async () => {
     const schema = await writeSchemaFile("first-hour", ordersSchema);
     await t.stack.put("first/semicolons.csv", orders.replaceAll(",", ";"));
     const semi = await runCli(
@@ -147,6 +151,22 @@ describe("the first hour: mistakes a new user makes", () => {
     );
     expect(image.code).toBe(1);
     expect(image.stderr).toContain("the source is a PNG image, not CSV text");
+    // UTF-16 saved without a byte order mark reads as UTF-8 labels with NUL bytes: escaped, and
+    // named for what they are.
+    await t.stack.put("first/utf16.csv", Buffer.from(orders, "utf16le"));
+    const utf16 = await runCli(
+      [...enqueueArgs("first/utf16.csv", "first/utf16-out.csv", schema), "--wait"],
+      t.stack.env,
+    );
+    expect(utf16.code).toBe(1);
+    expect(utf16.stderr).toContain(
+      'extra-label: "o\\u0000r\\u0000d\\u0000e\\u0000r\\u0000_\\u0000i\\u0000d\\u0000"',
+    );
+    expect(utf16.stderr).toContain(
+      `the header holds NUL bytes: the file looks like UTF-16 without a byte order mark (save it as UTF-8, or as UTF-16 with one and pass --options '{"encoding":"utf-16"}')`,
+    );
+    // No raw NUL or other invisible character reaches the terminal.
+    expect(utf16.stderr.replaceAll("\n", "")).not.toMatch(/[\p{Cc}\p{Cf}]/u);
   });
 
   it("a missing source says to upload it and retry the job; the summary says 1 part", async () => {
@@ -168,6 +188,200 @@ describe("the first hour: mistakes a new user makes", () => {
     expect(done.code, done.stderr).toBe(0);
     expect(done.stdout).toMatch(/bytes, 1 part\)/);
     expect(done.stdout).toContain("(0 rows)");
+  });
+});
+
+describe("the first hour: mistakes refused before S3 or Redis is touched", () => {
+  // Nothing answers at these addresses: a command that got past its checks says so, exit 4.
+  const env = {
+    PATH: process.env.PATH,
+    HOME: tmpdir(),
+    REDIS_URL: "redis://127.0.0.1:1",
+    S3_ENDPOINT: "http://127.0.0.1:1",
+    S3_MAX_ATTEMPTS: "1",
+    AWS_ACCESS_KEY_ID: "s3csv-dev",
+    AWS_SECRET_ACCESS_KEY: "s3csv-dev",
+  };
+  const enqueue = (...args: string[]) => [
+    "enqueue",
+    "--source",
+    `s3://${BUCKET}/in.csv`,
+    "--dest",
+    `s3://${BUCKET}/out.csv`,
+    ...args,
+  ];
+  const textFile = async (name: string, text: string) => {
+    const path = join(tmpdir(), `${name}-${process.pid}`);
+    await writeFile(path, text);
+    return path;
+  };
+  /** The command's stderr, which must be one line, and its exit code. */
+  const refused = async (args: string[]) => {
+    const run = await runCli(args, env);
+    expect(oneLine(run.stderr), run.stderr).toBe(true);
+    expect(run.stderr).not.toMatch(noStack);
+    return { code: run.code, line: run.stderr.replace(/^s3csv: /, "").replace(/\n$/, "") };
+  };
+
+  it("a schema file that is not JSON: one line with the line and column, and what to do", async () => {
+    const bad = await textFile("not-json.json", "not json {\n");
+    expect(await refused(enqueue("--schema", bad))).toEqual({
+      code: 2,
+      line: `--schema ${bad} is not JSON: Unexpected token 'o' at line 1, column 2; fix the file, or pass a Table Schema file`,
+    });
+    // A BOM (as Windows editors save) shifts no column; a second one is shown, escaped.
+    const third = await textFile(
+      "third-line.json",
+      '\uFEFF{\n  "fields": [\n    {"name": id}\n  ]\n}\n',
+    );
+    expect((await refused(enqueue("--schema", third))).line).toBe(
+      `--schema ${third} is not JSON: Unexpected token 'i' at line 3, column 14; fix the file, or pass a Table Schema file`,
+    );
+    const twice = await textFile("two-boms.json", `\uFEFF\uFEFF${JSON.stringify(ordersSchema)}`);
+    expect((await refused(enqueue("--schema", twice))).line).toContain(
+      "is not JSON: Unexpected token '\\uFEFF' at line 1, column 1;",
+    );
+  });
+
+  it("a schema file, a manifest or --options saved with a BOM is read", async () => {
+    const schema = await textFile("bom.json", `\uFEFF${JSON.stringify(ordersSchema, null, 2)}\r\n`);
+    // Past every check: only Redis, which is not there, stops it.
+    const run = await refused(enqueue("--schema", schema));
+    expect(run.code, run.line).toBe(4);
+    expect(run.line).toMatch(/^cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+    const job = (key: string) =>
+      JSON.stringify({
+        source: { bucket: BUCKET, key: "in.csv" },
+        destination: { bucket: BUCKET, key },
+        schema: ordersSchema,
+      });
+    const manifest = await textFile("bom.ndjson", `\uFEFF${job("a.csv")}\r\n${job("b.csv")}\r\n`);
+    // Read and validated: the sources' versions are looked up next, at an S3 that is not there.
+    const bulk = await refused(["enqueue", "--manifest", manifest]);
+    expect(bulk.code, bulk.line).toBe(2);
+    expect(bulk.line).toMatch(/^cannot reach S3 at 127\.0\.0\.1:1/);
+    const broken = await textFile("broken.ndjson", `${job("a.csv")}\n{"source": tru}\n`);
+    expect(await refused(["enqueue", "--manifest", broken])).toEqual({
+      code: 2,
+      line: `${broken} line 2 is not JSON: Unexpected token '}' at column 15; fix that line (one job, as JSON, a line)`,
+    });
+    const options = await refused(
+      enqueue("--schema", schema, "--options", '{"encoding":\n "utf-16" x}'),
+    );
+    expect(options).toEqual({
+      code: 2,
+      line: `--options is not JSON: Expected ',' or '}' after property value at line 2, column 11; pass an object, like '{"encoding":"utf-16"}'`,
+    });
+  });
+
+  it('a flag whose value starts with "-", or is missing: one line saying what it takes', async () => {
+    const schema = await writeSchemaFile("first-flags", ordersSchema);
+    const maxInvalid = "--max-invalid takes a whole number of rows, 0 or more";
+    const cases: Array<[string[], string]> = [
+      [enqueue("--schema", schema, "--max-invalid", "-1"), `${maxInvalid}: got -1`],
+      [enqueue("--schema", schema, "--max-invalid=-1"), `${maxInvalid}: got -1`],
+      [enqueue("--schema", schema, "--max-invalid"), maxInvalid],
+      [enqueue("--schema", schema, "--max-invalid", "--wait"), `${maxInvalid}: got --wait`],
+      [
+        enqueue("--schema", schema, "--priority", "-5"),
+        "--priority takes a whole number, 0 or more: got -5",
+      ],
+      [
+        enqueue("--schema", schema, "--wait", "--timeout", "-3"),
+        "--timeout takes a number of seconds above 0: got -3",
+      ],
+      [
+        enqueue("--schema", schema, "--job-id", "-x"),
+        "--job-id is followed by -x, which reads as an option: give --job-id its value, or write --job-id=-x if that is the value",
+      ],
+      [
+        ["retry", "7", "--wait", "--timeout", "-1"],
+        "--timeout takes a number of seconds above 0: got -1",
+      ],
+      [
+        ["infer", `s3://${BUCKET}/in.csv`, "--rows", "-5"],
+        "--rows takes a whole number of rows, 1 or more: got -5",
+      ],
+      [
+        ["watch", "--source-prefix", `s3://${BUCKET}/in/`, "--interval", "-5"],
+        "--interval takes a number of seconds above 0: got -5",
+      ],
+      [
+        ["sweep", "--bucket", BUCKET, "--older-than", "-1h"],
+        "--older-than takes a duration of 15m or more, like 30m, 6h or 2d: got -1h",
+      ],
+      [
+        ["put", "--force", "f.csv", `s3://${BUCKET}/f.csv`],
+        `Unknown option '--force'. To specify a positional argument starting with a '-', place it at the end of the command after '--', as in '-- "--force"`,
+      ],
+    ];
+    for (const [args, line] of cases) {
+      expect(await refused(args), args.join(" ")).toEqual({ code: 2, line });
+    }
+    // node's own text, were a command to leave it unwrapped, is one line too.
+    let raw: unknown;
+    try {
+      parseArgs({ args: ["--n", "-1"], options: { n: { type: "string" } } });
+    } catch (error) {
+      raw = error;
+    }
+    expect(failure(raw)).toEqual({
+      code: 2,
+      line: "Option '--n' argument is ambiguous. Did you forget to specify the option argument for '--n'? To specify an option argument starting with a dash use '--n=-XYZ'.",
+    });
+  });
+
+  it("the line and column a JSON message names are where the parser stopped", () => {
+    // Broken JSON of every kind: valid JSON with a character cut, added or changed, and soup.
+    const soup = fc
+      .array(fc.constantFrom(...'{}[],:"a10-.e+ \n\\u\t\u0001\uFEFF', "true", "nul"), {
+        maxLength: 30,
+      })
+      .map((parts) => parts.join(""));
+    const edited = fc
+      .tuple(
+        fc.json(),
+        fc.nat(),
+        fc.constantFrom("cut", "add", "change"),
+        fc.string({ maxLength: 1, minLength: 1 }),
+      )
+      .map(([json, at, edit, ch]) => {
+        const i = at % (json.length + 1);
+        if (edit === "cut") return json.slice(0, i) + json.slice(i + 1);
+        return json.slice(0, i) + ch + json.slice(i + (edit === "change" ? 1 : 0));
+      });
+    fc.assert(
+      // A leading BOM is read past (the test above); one anywhere else is a character.
+      fc.property(
+        fc.oneof(soup, edited).filter((t) => !t.startsWith("\uFEFF")),
+        (text) => {
+          let message: string | undefined;
+          try {
+            JSON.parse(text);
+          } catch (error) {
+            message = (error as Error).message;
+          }
+          if (message === undefined) {
+            expect(jsonErrorOffset(text)).toBeUndefined();
+            return;
+          }
+          const position = /at position (\d+)/.exec(message)?.[1];
+          if (position !== undefined) expect(jsonErrorOffset(text), message).toBe(Number(position));
+          let ours = "";
+          try {
+            parseJsonText(text);
+          } catch (error) {
+            ours = (error as Error).message;
+          }
+          expect(ours).toMatch(/^[^\p{Cc}\p{Cf}]* at line \d+, column \d+$/u);
+          // The character named is the parser's own (V8 names half of one past U+FFFF).
+          const token = /^Unexpected token '(.+?)', /su.exec(message)?.[1];
+          if (token?.isWellFormed())
+            expect(ours).toContain(`Unexpected token '${visible(token)}' at`);
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
 
@@ -241,6 +455,12 @@ export const upperSku = defineTransform({
     const put = await runCli(["put", mine, "s3://s3csv-dev/in/stock.csv"], devEnv);
     expect(put.code, put.stderr).toBe(0);
     expect(put.stdout).toBe("s3://s3csv-dev/in/stock.csv (33 bytes)\n");
+    // A bucket that is not there: s3csv's one line, and nothing of the AWS SDK's before it.
+    const nowhere = await runCli(["put", mine, "s3://nosuchbkt/x.csv"], devEnv);
+    expect(nowhere.code).toBe(2);
+    expect(nowhere.stderr).toBe(
+      's3csv: bucket "nosuchbkt" does not exist (s3csv dev\'s bucket is s3csv-dev)\n',
+    );
     const run = await runCli(
       [
         "enqueue",

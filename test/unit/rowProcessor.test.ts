@@ -4,6 +4,7 @@ import { MemorySink } from "../../bench/memorySink.ts";
 import { JobOptions, RowCounts, SUMMARY_FIELDS, SUMMARY_ROWS } from "../../shared/job.ts";
 import { TableSchema } from "../../shared/tableSchema.ts";
 import { CsvFramer } from "../../worker/csv/csvFramer.ts";
+import { PermanentJobError } from "../../worker/errors.ts";
 import { compileTableSchema } from "../../worker/judge/validatorCompiler.ts";
 import {
   ROW_REPORT_MAX,
@@ -19,7 +20,7 @@ import { CollectSink } from "../support/collectSink.ts";
 
 /** `shard`: rows from a byte offset on, the header known, as a split job's shard reads them. */
 function process(
-  csv: string,
+  csv: string | Buffer,
   schema: unknown,
   rejects: RowSink = new MemorySink(1 << 20),
   shard?: { offset: number; header: string[] },
@@ -38,7 +39,7 @@ function process(
     headers: shard === undefined,
   });
   const framer = new CsvFramer({ ...options, startOffset: offset, startLine: 1 });
-  const bytes = Buffer.from(csv).subarray(offset);
+  const bytes = (typeof csv === "string" ? Buffer.from(csv) : csv).subarray(offset);
   for (const row of [...framer.push(bytes), ...framer.end()]) processor.process(row);
   return processor.position.counts;
 }
@@ -127,6 +128,48 @@ describe("RowProcessor's error summary by field", () => {
     expect(counts.fields["(other fields)"]?.errors["type-error"]).toBe(10 * 20);
     for (const entry of Object.values(counts.fields)) {
       expect(entry.rows).toEqual([1, 2, 3, 4, 5].slice(0, SUMMARY_ROWS));
+    }
+  });
+});
+
+describe("RowProcessor's header that does not match the schema", () => {
+  const schema = {
+    fields: [
+      { name: "id", type: "integer" },
+      { name: "name", type: "string" },
+    ],
+  };
+  const failure = (csv: string | Buffer): string => {
+    try {
+      process(csv, schema);
+    } catch (error) {
+      expect(error).toBeInstanceOf(PermanentJobError);
+      return (error as Error).message;
+    }
+    throw new Error("the header was accepted");
+  };
+  const invisible = /[\p{Cc}\p{Cf}]/u;
+
+  it("shows a label's invisible characters escaped: a BOM or a zero-width space is not the label it looks like", () => {
+    // A second BOM (two files joined, say) and a zero-width space read as part of the labels.
+    const message = failure("name,\uFEFFid,na\u200Bme\n1,Ada,x\n");
+    expect(message).toContain('extra-label: "\\uFEFFid", "na\\u200Bme"');
+    expect(message).not.toMatch(invisible);
+    expect(message).not.toContain("UTF-16");
+  });
+
+  it("names UTF-16 without a byte order mark when the labels hold NUL bytes, escaped", () => {
+    for (const encoding of ["utf16le", "utf16be"] as const) {
+      const bytes = Buffer.from("id,name\n1,Ada\n", "utf16le");
+      if (encoding === "utf16be") bytes.swap16();
+      const message = failure(bytes);
+      // Big-endian, each character's NUL byte comes first: the comma's ends the label before it.
+      const id = encoding === "utf16le" ? "i\\u0000d\\u0000" : "\\u0000i\\u0000d\\u0000";
+      expect(message).toContain(`extra-label: "${id}"`);
+      expect(message).not.toMatch(invisible);
+      expect(message).toMatch(
+        /; the header holds NUL bytes: the file looks like UTF-16 without a byte order mark \(save it as UTF-8, or as UTF-16 with one and pass --options '\{"encoding":"utf-16"\}'\)$/,
+      );
     }
   });
 });

@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
 import {
   CompleteMultipartUploadCommand,
   GetObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../shared/config.ts";
-import { createS3Client, sendsUnsigned } from "../../shared/s3Client.ts";
+import { createS3Client, sdkLogger, sendsUnsigned } from "../../shared/s3Client.ts";
 
 // What the worker's S3 client signs: the request as it leaves the signer, caught before it is
 // sent (the servers' side is the integration tests').
@@ -111,5 +112,54 @@ describe("the S3 client's payload signing", () => {
     const { headers } = await signed({ S3_ENDPOINT: "https://s3.example.test" }, "complete");
     expect(headers["x-amz-checksum-crc32"]).toBe("AAAAAA==");
     expect(headers["x-amz-content-sha256"]).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe("the S3 client's own output", () => {
+  /** A PutObject of a stream that the server refuses (caught as it would be sent). */
+  async function refusedStreamingPut(overrides: Parameters<typeof createS3Client>[1] = {}) {
+    const s3 = createS3Client(loadConfig({ AWS_REGION: "us-east-1" }), {
+      credentials: { accessKeyId: "id", secretAccessKey: "secret" },
+      ...overrides,
+    });
+    s3.middlewareStack.addRelativeTo(
+      (() => async () => {
+        throw Object.assign(new Error("The specified bucket does not exist"), {
+          name: "NoSuchBucket",
+          $metadata: { httpStatusCode: 404 },
+        });
+      }) as never,
+      { relation: "after", toMiddleware: "httpSigningMiddleware", name: "refused" },
+    );
+    const body = Readable.from([Buffer.from("id,name\n1,Ada\n")]);
+    const put = new PutObjectCommand({ Bucket: "nosuchbkt", Key: "x.csv", Body: body });
+    await expect(s3.send(put)).rejects.toThrow("The specified bucket does not exist");
+  }
+
+  it("prints nothing of the SDK's when a streaming upload fails: the command's one line is all", async () => {
+    const console = [
+      vi.spyOn(globalThis.console, "warn"),
+      vi.spyOn(globalThis.console, "error"),
+      vi.spyOn(globalThis.console, "log"),
+      vi.spyOn(globalThis.console, "info"),
+    ];
+    try {
+      await refusedStreamingPut();
+      for (const spy of console) expect(spy).not.toHaveBeenCalled();
+    } finally {
+      for (const spy of console) spy.mockRestore();
+    }
+  });
+
+  it("gives the SDK's warning to a logger that asks for it (the worker's debug log)", async () => {
+    const warnings: string[] = [];
+    const warn = vi.spyOn(globalThis.console, "warn");
+    try {
+      await refusedStreamingPut({ logger: sdkLogger((message) => warnings.push(message)) });
+      expect(warnings).toEqual(["An error was encountered in a non-retryable streaming request."]);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
   });
 });

@@ -1,8 +1,9 @@
-import { parseArgs } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { objectsUnder } from "../../producer/bulkSources.ts";
+import { parseCommandLine, takesError } from "../../shared/commandLine.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { describeZodError, JobOptions } from "../../shared/job.ts";
+import { optionsJson } from "../../shared/jsonText.ts";
 import { createS3Client } from "../../shared/s3Client.ts";
 import { isS3Error } from "../../shared/s3Errors.ts";
 import { formatS3Url, parseS3Url, type S3Location } from "../../shared/s3Url.ts";
@@ -37,9 +38,11 @@ interface Sampled {
   head: HeadRead;
 }
 
+const ROWS_TAKE = "a whole number of rows, 1 or more";
+
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
+  return parseCommandLine(
+    {
       args: argv,
       strict: true,
       allowPositionals: true,
@@ -50,26 +53,14 @@ function parse(argv: string[]) {
         options: { type: "string" },
         json: { type: "boolean", default: false },
       },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+    },
+    { rows: ROWS_TAKE },
+  );
 }
 
 /** The job options the head is read with: --options, and --delimiter over it. */
 function dialectOf(options: string | undefined, delimiter: string | undefined): JobOptions {
-  let given: object = {};
-  if (options !== undefined) {
-    let json: unknown;
-    try {
-      json = JSON.parse(options);
-    } catch (error) {
-      throw new UsageError(`--options is not JSON: ${(error as Error).message}`);
-    }
-    if (typeof json !== "object" || json === null || Array.isArray(json))
-      throw new UsageError(`--options must be a JSON object, like '{"encoding":"utf-16"}'`);
-    given = json;
-  }
+  const given = options === undefined ? {} : optionsJson(options);
   const tab = delimiter === "tab" || delimiter === "\\t";
   const parsed = JobOptions.safeParse({
     ...given,
@@ -82,7 +73,7 @@ function dialectOf(options: string | undefined, delimiter: string | undefined): 
 function rowsOf(value: string | undefined): number {
   if (value === undefined) return DEFAULT_ROWS;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError("--rows must be a whole number ≥ 1");
+  if (!Number.isInteger(n) || n < 1) throw takesError("rows", ROWS_TAKE, value);
   return n;
 }
 

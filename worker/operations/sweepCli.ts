@@ -1,5 +1,5 @@
-import { parseArgs } from "node:util";
 import { queueSettings, transformQueue } from "../../producer/enqueue.ts";
+import { parseCommandLine } from "../../shared/commandLine.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { plural } from "../../shared/plural.ts";
 import { assertRedisReachable } from "../../shared/redisReachable.ts";
@@ -17,15 +17,18 @@ queue's (run it once per QUEUE_NAME). --dry-run only reports, item by item. Need
 s3:AbortMultipartUpload, s3:ListBucketMultipartUploads and s3:DeleteObject.`;
 
 export async function sweepCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      bucket: { type: "string" },
-      "older-than": { type: "string", default: "24h" },
-      "dry-run": { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
+  const { values } = parseCommandLine(
+    {
+      args: argv,
+      options: {
+        bucket: { type: "string" },
+        "older-than": { type: "string", default: "24h" },
+        "dry-run": { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+      },
     },
-  });
+    { "older-than": `a duration of ${MIN_SWEEP_AGE_MS / 60_000}m or more, like 30m, 6h or 2d` },
+  );
   if (!values.bucket) throw new UsageError("--bucket BUCKET is required");
   let olderThanMs: number;
   try {

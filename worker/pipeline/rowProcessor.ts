@@ -1,4 +1,5 @@
 import type { JobOptions, OutputSide, ResumeMark, RowCounts } from "../../shared/job.ts";
+import { visible } from "../../shared/visible.ts";
 import type { FramedRow } from "../csv/csvFramer.ts";
 import { asBuffer, type RowDecoder, rowDecoder } from "../csv/rowDecoder.ts";
 import { RowParser } from "../csv/rowParser.ts";
@@ -116,6 +117,21 @@ function count(counts: RowCounts, errors: RowErrors, rowNumber: number): void {
     counts.errors[code] = (counts.errors[code] ?? 0) + 1;
     countIn(summaryEntry(counts.fields, summaryName(field)), code, 1, rowNumber);
   }
+}
+
+/** What NUL bytes in a header's labels mean, and what to do about them. */
+const UTF16_WITHOUT_BOM = `the header holds NUL bytes: the file looks like UTF-16 without a byte order mark (save it as UTF-8, or as UTF-16 with one and pass --options '{"encoding":"utf-16"}')`;
+
+/**
+ * A header that does not match, as the job's failure says it: the labels' invisible characters
+ * escaped (a label "\uFEFFid" would look like the "id" it is not, a NUL would reach a terminal
+ * raw) and, when a label holds NUL bytes, the encoding they betray: UTF-16 read as UTF-8, whose
+ * every other byte is NUL. options.encoding "utf-16" needs the byte order mark, so the hint asks
+ * for one.
+ */
+function headerMismatch(message: string, header: readonly string[] | null): string {
+  const nul = header?.some((label) => label.includes("\0")) ?? false;
+  return nul ? `${visible(message)}; ${UTF16_WITHOUT_BOM}` : visible(message);
 }
 
 function rowError(code: RowError["code"], message: string): Verdict {
@@ -347,7 +363,8 @@ export class RowProcessor {
     try {
       this.#judge = this.#in.judges.bind(header);
     } catch (error) {
-      if (error instanceof HeaderError) throw new PermanentJobError(error.message);
+      if (error instanceof HeaderError)
+        throw new PermanentJobError(headerMismatch(error.message, header));
       throw error;
     }
     const { options, sinks } = this.#in;

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "../../shared/commandLine.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { assertRedisReachable } from "../../shared/redisReachable.ts";
@@ -31,13 +31,16 @@ export async function workerTransforms(modules: readonly string[]): Promise<Tran
 }
 
 export async function workerCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      concurrency: { type: "string" },
-      transforms: { type: "string", multiple: true },
+  const { values } = parseCommandLine(
+    {
+      args: argv,
+      options: {
+        concurrency: { type: "string" },
+        transforms: { type: "string", multiple: true },
+      },
     },
-  });
+    { concurrency: "a whole number of jobs, 1 or more" },
+  );
   const config = loadConfig(
     values.concurrency ? { ...process.env, WORKER_CONCURRENCY: values.concurrency } : process.env,
   );

@@ -3,7 +3,7 @@ import type { Config } from "../../shared/config.ts";
 import { CONTRACT_VERSION, type JobResult } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { redisClient, redisConnection } from "../../shared/redis.ts";
-import { createS3Client } from "../../shared/s3Client.ts";
+import { createS3Client, sdkLogger } from "../../shared/s3Client.ts";
 import { workerName } from "../../shared/workerCensus.ts";
 import { builtInTransforms } from "../judge/transforms/builtIns.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
@@ -26,7 +26,10 @@ export async function startWorker(
   transforms: TransformRegistry = builtInTransforms,
 ): Promise<RunningWorker> {
   const connection = redisConnection(config);
-  const s3 = createS3Client(config);
+  // The SDK's own warnings go to the worker's log at debug, never to its stdout as raw lines.
+  const s3 = createS3Client(config, {
+    logger: sdkLogger((message) => log.debug({ sdk: message }, "AWS SDK warning")),
+  });
   const redis = redisClient(connection);
   // ioredis reconnects by itself; without a listener it would print each error as unhandled.
   redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
