@@ -1,5 +1,13 @@
 import { z } from "zod";
-import { BucketName, ObjectKey, OutputLocation, type S3Location } from "./s3Url.ts";
+import { roundedIntegers } from "../worker/judge/schemaCheck.ts";
+import {
+  BucketName,
+  ObjectKey,
+  OUTPUT_KEY,
+  OUTPUT_KEY_MESSAGE,
+  OutputLocation,
+  S3Location,
+} from "./s3Url.ts";
 import { TableSchema } from "./tableSchema.ts";
 
 // The job contract. Plain JSON, so any BullMQ client can enqueue a job; `job.schema.json` is
@@ -45,7 +53,7 @@ export const JobOptions = z
     maxInvalidRows: z.number().int().nonnegative().optional(),
     /** Fails the job once more than this share of rows is invalid (checked from 1,000 rows on, and at the end). */
     maxInvalidRatio: z.number().min(0).max(1).optional(),
-    rejects: OutputLocation.optional(),
+    rejects: S3Location.optional(),
     partSize: z.number().int().min(MIN_PART_SIZE).max(MAX_PART_SIZE).optional(),
     newline: z.enum(["\n", "\r\n"]).default("\r\n"),
     /**
@@ -146,7 +154,7 @@ const jobFields = {
   /** The job contract the job needs, when more than the first (see CONTRACT_VERSION). */
   contract: z.number().int().min(1).optional(),
   source: SourceLocation,
-  destination: OutputLocation,
+  destination: S3Location,
   schema: TableSchema.optional(),
   transform: z
     .string()
@@ -204,11 +212,13 @@ function columnsProblem(input: {
   }
   // Two fields of one name are the schema's own problem, reported as such.
   if (known.size !== names.length) return undefined;
-  const labels = (select ?? names).map((name) => rename?.[name] ?? name);
-  if (new Set(labels).size !== labels.length) {
-    const by = select && !rename ? "select" : "rename";
-    return { path: ["options", by], message: "gives two output columns the same label" };
+  const twice = "gives two output columns the same label";
+  if (select && new Set(select).size !== select.length) {
+    return { path: ["options", "select"], message: twice };
   }
+  const labels = (select ?? names).map((name) => rename?.[name] ?? name);
+  if (new Set(labels).size !== labels.length)
+    return { path: ["options", "rename"], message: twice };
   return undefined;
 }
 
@@ -220,12 +230,42 @@ function checkColumns(
   if (problem) ctx.addIssue({ code: "custom", ...problem });
 }
 
+/**
+ * What a producer's check refuses that a worker still runs: a job 0.5.0 accepted, enqueued by
+ * an older producer or resumed from an older worker's checkpoint, must not fail on a newer
+ * worker. An output key that names a folder (the destination's is its field's pattern), and an
+ * integer bound that JSON has already rounded.
+ */
+function checkInputOnly(
+  input: { schema?: TableSchema | undefined; options: JobOptions },
+  ctx: z.RefinementCtx,
+): void {
+  const rejects = input.options.rejects;
+  if (rejects && !OUTPUT_KEY.test(rejects.key)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["options", "rejects", "key"],
+      message: OUTPUT_KEY_MESSAGE,
+    });
+  }
+  input.schema?.fields.forEach((field, index) => {
+    for (const problem of roundedIntegers(field)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["schema", "fields", index, ...problem.path],
+        message: problem.message,
+      });
+    }
+  });
+}
+
 /** What a producer sends. */
 export const JobInput = z
-  .strictObject(jobFields)
+  .strictObject({ ...jobFields, destination: OutputLocation })
   .refine(exactlyOneRule, exactlyOne)
   .refine(distinctOutputsRule, distinctOutputs)
-  .superRefine(checkColumns);
+  .superRefine(checkColumns)
+  .superRefine(checkInputOnly);
 export type JobInput = z.input<typeof JobInput>;
 
 export const ErrorCounts = z.record(z.string(), z.number().int().nonnegative());

@@ -23,16 +23,18 @@ export const S3Location = z.strictObject({ bucket: BucketName, key: ObjectKey })
 export type S3Location = z.infer<typeof S3Location>;
 
 /**
- * Where a job writes an object: its key names the object, never a folder (S3 would store a
- * CSV under `out/`, and its reject report under `out/.rejects.csv`, both invisible in most
- * consoles' folder views).
+ * An output key names an object, never a folder: S3 would store a CSV under `out/`, and its
+ * reject report under `out/.rejects.csv`, both invisible in most consoles' folder views. A
+ * producer's check only (a worker still runs such a job an older producer enqueued).
  */
+export const OUTPUT_KEY = /[^/]$/;
+export const OUTPUT_KEY_MESSAGE =
+  'ends in "/", which names a folder: give the object\'s own name, such as out/orders.csv';
+
+/** Where a producer asks a job to write: a pattern in the published JSON Schema too. */
 export const OutputLocation = z.strictObject({
   bucket: BucketName,
-  key: ObjectKey.refine(
-    (key) => !key.endsWith("/"),
-    'ends in "/", which names a folder: give the object\'s own name, such as out/orders.csv',
-  ),
+  key: ObjectKey.regex(OUTPUT_KEY, OUTPUT_KEY_MESSAGE),
 });
 
 /** An s3://BUCKET/KEY URL as a location; an Error of one line that says what is wrong. */

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { InvalidJobError, validateJobInput } from "../../producer/enqueue.ts";
 import { ConfigError, loadConfig } from "../../shared/config.ts";
-import { rejectsLocation } from "../../shared/job.ts";
+import { JobData, rejectsLocation } from "../../shared/job.ts";
 import { jobJsonSchema } from "../../shared/jobJsonSchema.ts";
 
 const good = {
@@ -103,6 +103,13 @@ describe("output columns", () => {
     expect(refusal({ ...good, schema: { fields }, options: { rename: { name: "id" } } })).toContain(
       "options.rename: gives two output columns the same label",
     );
+    expect(
+      refusal({
+        ...good,
+        schema: { fields },
+        options: { select: ["id", "id"], rename: { name: "label" } },
+      }),
+    ).toContain("options.select: gives two output columns the same label");
   });
 });
 
@@ -114,6 +121,14 @@ describe("where a job writes", () => {
     expect(
       refusal({ ...good, options: { rejects: { bucket: "out-bucket", key: "bad/" } } }),
     ).toContain('options.rejects.key: ends in "/"');
+    // A worker still runs such a job (an older producer's, or one an older worker began).
+    const older = {
+      ...good,
+      destination: { bucket: "out-bucket", key: "out/" },
+      options: { rejects: { bucket: "out-bucket", key: "bad/" } },
+      schema: { fields: [{ name: "n", type: "integer", constraints: { maximum: 2 ** 60 } }] },
+    };
+    expect(JobData.safeParse(older).success).toBe(true);
     // A source key is the object's as S3 has it, whatever it ends in.
     expect(() =>
       validateJobInput({ ...good, source: { bucket: "in-bucket", key: "odd/" } }),
@@ -151,17 +166,20 @@ describe("Table Schema checked at enqueue against the specification", () => {
       '{"name":"n","type":"integer","constraints":{"maximum":9007199254740993}}',
     ) as Record<string, unknown>;
     expect(refusal(withField(schema))).toContain(
-      'schema.fields.1.constraints.maximum: 9007199254740992 is past 2^53 - 1, where a JSON number loses digits: write the integer as a string ("9007199254740992" or the digits you meant)',
+      'schema.fields.1.constraints.maximum: 9007199254740992 is beyond ±(2^53 - 1), where a JSON number loses digits: write the integer as a string ("9007199254740992" or the digits you meant)',
     );
     expect(
       refusal(withField({ name: "n", type: "integer", constraints: { enum: [1, 2 ** 60] } })),
-    ).toContain("schema.fields.1.constraints.enum.1: 1152921504606847000 is past 2^53 - 1");
+    ).toContain("schema.fields.1.constraints.enum.1: 1152921504606847000 is beyond ±(2^53 - 1)");
     const exact = withField({
       name: "n",
       type: "integer",
       constraints: { minimum: Number.MIN_SAFE_INTEGER, maximum: "9007199254740993" },
     });
     expect(() => validateJobInput(exact)).not.toThrow();
+    expect(
+      refusal(withField({ name: "n", type: "integer", constraints: { minimum: -(2 ** 60) } })),
+    ).toContain("schema.fields.1.constraints.minimum: -1152921504606847000 is beyond ±(2^53 - 1)");
   });
 
   it("refuses constraints where the specification does not apply them, and ones s3csv would ignore", () => {

@@ -150,8 +150,6 @@ function constraintProblems(field: TableSchemaField): SchemaProblem[] {
         path: ["constraints", name],
         message: `${JSON.stringify(value)} is not a value of type ${fieldType(field).label}`,
       });
-    } else if (inexact(field, value)) {
-      problems.push({ path: ["constraints", name], message: inexactMessage(value as number) });
     }
   }
   for (const [name, value] of [
@@ -171,28 +169,32 @@ function constraintProblems(field: TableSchemaField): SchemaProblem[] {
         path: ["constraints", "enum", i],
         message: `${JSON.stringify(value)} is not a value of type ${fieldType(field).label}`,
       });
-    } else if (inexact(field, value)) {
-      problems.push({ path: ["constraints", "enum", i], message: inexactMessage(value as number) });
     }
   }
   return problems;
 }
 
 /**
- * An integer field's value given as a JSON number past 2^53 - 1: JSON.parse has already put
- * it on the nearest double, so the job would judge cells against another number than the one
- * written (9007199254740993 reads as 9007199254740992). Its text keeps every digit.
+ * An integer field's bounds and enum values given as JSON numbers beyond ±(2^53 - 1): JSON.parse
+ * has already put each on the nearest double, so the job would judge cells against another
+ * number than the one written (9007199254740993 reads as 9007199254740992). Their text keeps
+ * every digit. A producer's check (JobInput), not the worker's: a job an older producer
+ * enqueued runs as it did.
  */
-function inexact(field: TableSchemaField, value: string | number | boolean): boolean {
-  return (
-    typeof value === "number" &&
-    (field.type === "integer" || field.type === "year") &&
-    !Number.isSafeInteger(value)
-  );
-}
-
-function inexactMessage(value: number): string {
-  return `${JSON.stringify(value)} is past 2^53 - 1, where a JSON number loses digits: write the integer as a string ("${BigInt(value)}" or the digits you meant) to keep every one`;
+export function roundedIntegers(field: TableSchemaField): SchemaProblem[] {
+  if (field.type !== "integer" && field.type !== "year") return [];
+  const { minimum, maximum, enum: values = [] } = field.constraints ?? {};
+  const named: Array<[Array<string | number>, unknown]> = [
+    [["constraints", "minimum"], minimum],
+    [["constraints", "maximum"], maximum],
+    ...values.map((v, i): [Array<string | number>, unknown] => [["constraints", "enum", i], v]),
+  ];
+  return named
+    .filter(([, v]) => typeof v === "number" && Number.isInteger(v) && !Number.isSafeInteger(v))
+    .map(([path, v]) => ({
+      path,
+      message: `${JSON.stringify(v)} is beyond ±(2^53 - 1), where a JSON number loses digits: write the integer as a string ("${BigInt(v as number)}" or the digits you meant) to keep every one`,
+    }));
 }
 
 /** Whether the field's own type reads a constraint value (given as JSON). */
