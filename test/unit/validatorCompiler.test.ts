@@ -690,6 +690,40 @@ describe("datetimes with an offset", () => {
     }
   });
 
+  it("kept with their offset at the calendar's ends, are still bounded and matched as instants", () => {
+    const codes = (constraints: Record<string, unknown>, cells: string[]) =>
+      cells.map((cell) => {
+        const v = judge([{ name: "t", type: "datetime", constraints }]).judge([cell]);
+        return v.ok ? "ok" : (v.errors.at(0)?.code ?? "?");
+      });
+    // 9999-12-31T23:00:00-05:00 is 10000-01-01T04:00Z; 0001-01-01T00:30:00+01:00 is in year 0.
+    expect(
+      codes({ maximum: "9999-12-31T23:59:59Z" }, [
+        "9999-12-31T23:00:00-05:00",
+        "9999-12-31T18:00:00-05:00",
+      ]),
+    ).toEqual(["constraint-error", "ok"]);
+    expect(
+      codes({ minimum: "0001-01-01T00:00:00Z" }, [
+        "0001-01-01T00:30:00+01:00",
+        "0001-01-01T01:30:00+01:00",
+      ]),
+    ).toEqual(["constraint-error", "ok"]);
+    expect(
+      codes({ maximum: "9999-12-31T23:00:00-05:00" }, [
+        "9999-12-31T22:00:00-06:00",
+        "9999-12-31T23:30:00-05:00",
+        "9999-12-31T23:59:59.5Z",
+      ]),
+    ).toEqual(["ok", "constraint-error", "ok"]);
+    expect(
+      codes({ enum: ["9999-12-31T22:00:00-06:00"] }, [
+        "9999-12-31T23:00:00-05:00",
+        "9999-12-31T23:30:00-05:00",
+      ]),
+    ).toEqual(["ok", "constraint-error"]);
+  });
+
   it("are the instant Date's parser reads, in UTC, for any date, time, fraction and offset", () => {
     const parse = fieldType({ name: "t", type: "datetime" }).parse;
     const datetime = fc

@@ -1,5 +1,5 @@
 import type { TableSchemaField } from "../../shared/tableSchema.ts";
-import { fieldType, type TypedCell } from "./fieldTypes.ts";
+import { fieldType, offsetInstantKey, type TypedCell } from "./fieldTypes.ts";
 import { fieldPattern, matchesText, type PatternAutomaton } from "./patternBytes.ts";
 
 // A field's constraints (minLength, maxLength, minimum, maximum, pattern, enum) as checks on a
@@ -44,6 +44,8 @@ export type Constraint = (
  */
 function temporalKey(value: TypedCell["value"]): string {
   let text = String(value);
+  // A datetime that kept its offset (its UTC year leaves 1-9999) is ordered by its instant.
+  if (endsWithOffset(text)) text = offsetInstantKey(text) ?? text;
   if (text.endsWith("Z")) text = text.slice(0, -1);
   // One pass from the end (a cell may hold a fraction of maxRowBytes digits): only a fraction
   // of digits alone up to the end is trimmed, its trailing zeros and then a bare ".".
@@ -56,6 +58,12 @@ function temporalKey(value: TypedCell["value"]): string {
   }
   while (end > dot + 1 && text.charCodeAt(end - 1) === 48) end--;
   return text.slice(0, end === dot + 1 ? dot : end);
+}
+
+/** `…±hh:mm`: what only a datetime kept with its offset ends with among canonical values. */
+function endsWithOffset(text: string): boolean {
+  const sign = text.charCodeAt(text.length - 6);
+  return (sign === 43 || sign === 45) && text.charCodeAt(text.length - 3) === 58;
 }
 
 function compareTemporal(a: TypedCell["value"], b: TypedCell["value"]): number {

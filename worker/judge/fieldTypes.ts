@@ -373,6 +373,38 @@ function isDigit(code: number): boolean {
  * undefined when the UTC year leaves 1-9999.
  */
 function utcText(raw: string, at: DatetimeAt): string | null | undefined {
+  const utc = utcFields(at);
+  if (utc === null) return null;
+  // Before year 1 there is no date to write (there is no year 0).
+  if (utc.year < 1 || utc.year > 9999) return undefined;
+  return `${pad(utc.year, 4)}${utcRest(raw, at, utc)}`;
+}
+
+/**
+ * The key that orders a datetime kept with its offset (its UTC year is 0 or 10000) among UTC
+ * texts by its instant: its UTC text, year 0 written "0000" (before every year 1) and year
+ * 10000 "~000" ("~" sorts after every digit). undefined for any other text.
+ */
+export function offsetInstantKey(text: string): string | undefined {
+  const at = datetimeAt(text);
+  if (at === undefined || at.zone === undefined || at.zone === "Z") return undefined;
+  const utc = utcFields(at);
+  if (utc === null) return undefined;
+  const year =
+    utc.year < 1 ? "0000" : utc.year > 9999 ? `~${pad(utc.year - 10000, 3)}` : pad(utc.year, 4);
+  return `${year}${utcRest(text, at, utc)}`;
+}
+
+interface UtcFields {
+  year: number;
+  month: number;
+  day: number;
+  /** Minutes into the UTC day. */
+  minutes: number;
+}
+
+/** The UTC date and minute of a datetime with an offset; null when the offset is no offset. */
+function utcFields(at: DatetimeAt): UtcFields | null {
   const zone = at.zone ?? "";
   const [zoneHours, zoneMinutes] = [Number(zone.slice(1, 3)), Number(zone.slice(-2))];
   if (zoneHours > 23 || zoneMinutes > 59) return null;
@@ -395,12 +427,13 @@ function utcText(raw: string, at: DatetimeAt): string | null | undefined {
       if (month > 12) [month, year] = [1, year + 1];
     }
   }
-  // Before year 1 there is no date to write (there is no year 0).
-  if (year < 1 || year > 9999) return undefined;
-  // The seconds and their fraction, as written.
-  const seconds = raw.slice(17, at.fractionEnd);
-  const time = `${pad(Math.floor(minutes / 60), 2)}:${pad(minutes % 60, 2)}:${seconds}Z`;
-  return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${time}`;
+  return { year, month, day, minutes };
+}
+
+/** A UTC text after its year: `-MM-DDThh:mm:`, the seconds and fraction as written, `Z`. */
+function utcRest(raw: string, at: DatetimeAt, utc: UtcFields): string {
+  const time = `${pad(Math.floor(utc.minutes / 60), 2)}:${pad(utc.minutes % 60, 2)}`;
+  return `-${pad(utc.month, 2)}-${pad(utc.day, 2)}T${time}:${raw.slice(17, at.fractionEnd)}Z`;
 }
 
 function daysIn(year: number, month: number): number {
