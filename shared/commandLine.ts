@@ -53,7 +53,10 @@ function commandLineError(error: unknown, args: readonly string[], takes: Option
   if (/argument missing$/.test(message))
     return new UsageError(what ? `${flag} takes ${what}` : `${flag} needs a value`);
   // "argument is ambiguous": the argument after the flag starts with "-".
-  const at = args.findIndex((arg, i) => arg === flag && args[i + 1]?.startsWith("-"));
+  // A lone "-" is a value parseArgs takes (stdin, by convention); "-x" is what it balks at.
+  const optionLike = (arg: string | undefined) =>
+    arg !== undefined && arg.length > 1 && arg.startsWith("-");
+  const at = args.findIndex((arg, i) => arg === flag && optionLike(args[i + 1]));
   const value = at < 0 ? undefined : args[at + 1];
   if (!/ambiguous/.test(message) || value === undefined) return new UsageError(oneLine(message));
   if (what) return takesError(name, what, value);

@@ -1,5 +1,6 @@
 import { format } from "node:util";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { oneLine } from "./commandLine.ts";
 import type { Config } from "./config.ts";
 
 /** What the SDK's logger is given: its Logger, which the client's config takes. */
@@ -8,25 +9,43 @@ type SdkLogger = NonNullable<S3ClientConfig["logger"]>;
 const ignore = (): void => {};
 
 /**
- * A logger for the SDK that passes its warnings to `warn` and drops the rest. Given none, the
- * SDK prints some warnings on the console itself ("An error was encountered in a non-retryable
- * streaming request." before the error of every failed upload of a stream): a command's user
- * would see that line before s3csv's own. Its info and error records (one per request, with the
- * request's input) were never shown, and are not now.
+ * The line the SDK prints before the error of a failed upload of a stream: the error itself is
+ * what s3csv reports, in its one line (`s3csv put` to a missing bucket).
  */
-export function sdkLogger(warn: (message: string) => void = ignore): SdkLogger {
+const STREAMING_FAILURE = "An error was encountered in a non-retryable streaming request.";
+/** Distinct warnings passed on per client; past this many, new ones are dropped (bounded). */
+const WARNINGS_KEPT = 100;
+
+const toStderr = (message: string): void => {
+  process.stderr.write(`AWS SDK: ${message}\n`);
+};
+
+/**
+ * A logger for the SDK. Its warnings (several credential sources, a checksum it could not
+ * check) go to `warn` as one line each, once per client, but for STREAMING_FAILURE; given no
+ * logger, the SDK would print them all on the console itself. Its info and error records (one
+ * per request, with the request's input) were never shown, and are not now.
+ */
+export function sdkLogger(warn: (message: string) => void = toStderr): SdkLogger {
+  const said = new Set<string>();
   return {
     trace: ignore,
     debug: ignore,
     info: ignore,
-    warn: (...content: unknown[]) => warn(format(...content)),
+    warn: (...content: unknown[]) => {
+      const message = oneLine(format(...content));
+      if (message.startsWith(STREAMING_FAILURE) || said.has(message)) return;
+      if (said.size >= WARNINGS_KEPT) return;
+      said.add(message);
+      warn(message);
+    },
     error: ignore,
   };
 }
 
 /**
- * The S3 client of every command and worker. The SDK's warnings are dropped unless
- * `overrides.logger` takes them (the worker's debug log does).
+ * The S3 client of every command and worker. The SDK's warnings go to stderr (sdkLogger), or
+ * where `overrides.logger` takes them (the worker's log).
  */
 export function createS3Client(config: Config, overrides: S3ClientConfig = {}): S3Client {
   const checksums = config.S3_CHECKSUMS === "when_supported" ? "WHEN_SUPPORTED" : "WHEN_REQUIRED";

@@ -243,7 +243,7 @@ describe("the first hour: mistakes refused before S3 or Redis is touched", () =>
     );
   });
 
-  it("a schema file, a manifest or --options saved with a BOM is read", async () => {
+  it("a schema file or a manifest saved with a BOM is read; a manifest line or --options that is not JSON is one line", async () => {
     const schema = await textFile("bom.json", `\uFEFF${JSON.stringify(ordersSchema, null, 2)}\r\n`);
     // Past every check: only Redis, which is not there, stops it.
     const run = await refused(enqueue("--schema", schema));

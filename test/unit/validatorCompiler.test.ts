@@ -184,11 +184,13 @@ describe("Table Schema validator", () => {
         "https://example.com/a b",
         "https://exa\tmple.com",
         "https://example.com/\u0000",
+        "https://example.com/\u0085",
+        "https://exam\u200Bple.com",
         "example.com",
         "//example.com",
         "",
       ].map(valid),
-    ).toEqual(Array(8).fill(false));
+    ).toEqual(Array(10).fill(false));
   });
 
   it("reads a geopoint's two numbers as frictionless-py does: stripped, then any decimal", () => {

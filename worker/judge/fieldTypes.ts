@@ -59,8 +59,8 @@ const INTEGER = /^[+-]?\d+$/;
 const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 /** A decimal already in canonical form: no plus sign, no leading zeros, no bare point. */
 const PLAIN_DECIMAL = /^-?(?:0|[1-9]\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds.
-const NOT_IN_URI = /[\s\x00-\x1f\x7f]/;
+/** White space, control characters (C0, DEL, C1) and invisible format characters. */
+const NOT_IN_URI = /[\s\p{Cc}\p{Cf}]/u;
 const GEOPOINT = (() => {
   const decimal = DECIMAL.source.slice(1, -1);
   return new RegExp(`^\\s*(${decimal})\\s*,\\s*(${decimal})\\s*$`);
@@ -154,8 +154,8 @@ function stringParser(format: string): CellParser {
     case "uuid":
       return (raw) => (UUID.test(raw) ? ok(raw) : null);
     case "uri":
-      // WHATWG's parser trims and escapes what RFC 3986 refuses: white space and control
-      // characters anywhere in the cell make it no URI.
+      // WHATWG's parser trims and escapes what RFC 3986 refuses: white space, control and
+      // invisible format characters anywhere in the cell make it no URI.
       return (raw) =>
         /^[A-Za-z][A-Za-z0-9+.-]*:/.test(raw) && !NOT_IN_URI.test(raw) && URL.canParse(raw)
           ? ok(raw)

@@ -26,9 +26,9 @@ export async function startWorker(
   transforms: TransformRegistry = builtInTransforms,
 ): Promise<RunningWorker> {
   const connection = redisConnection(config);
-  // The SDK's own warnings go to the worker's log at debug, never to its stdout as raw lines.
+  // The SDK's own warnings go to the worker's log, once each, never to its stdout as raw lines.
   const s3 = createS3Client(config, {
-    logger: sdkLogger((message) => log.debug({ sdk: message }, "AWS SDK warning")),
+    logger: sdkLogger((message) => log.warn({ sdk: message }, "AWS SDK warning")),
   });
   const redis = redisClient(connection);
   // ioredis reconnects by itself; without a listener it would print each error as unhandled.
