@@ -1,5 +1,5 @@
 import type { Queue } from "bullmq";
-import { takesError } from "../shared/commandLine.ts";
+import { positiveSeconds, SECONDS } from "../shared/commandLine.ts";
 import type { JobResult } from "../shared/job.ts";
 import { plural } from "../shared/plural.ts";
 import { UsageError } from "../shared/usageError.ts";
@@ -34,7 +34,7 @@ export const waitFlags = {
 } as const;
 
 /** What the flags of a command that can wait take, said when a value is wrong. */
-export const WAIT_TAKES = { timeout: "a number of seconds above 0" } as const;
+export const WAIT_TAKES = { timeout: SECONDS } as const;
 
 /** --timeout SECONDS in milliseconds, checked before anything touches Redis. */
 export function timeoutMsOf(flags: {
@@ -43,10 +43,7 @@ export function timeoutMsOf(flags: {
 }): number | undefined {
   if (flags.timeout === undefined) return undefined;
   if (!flags.wait) throw new UsageError("--timeout needs --wait");
-  const seconds = Number(flags.timeout);
-  if (!Number.isFinite(seconds) || seconds <= 0)
-    throw takesError("timeout", WAIT_TAKES.timeout, flags.timeout);
-  return seconds * 1000;
+  return positiveSeconds("timeout", flags.timeout) * 1000;
 }
 
 function summary(jobId: string, r: JobResult): string {

@@ -24,6 +24,16 @@ export function parseCommandLine<T extends ParseArgsConfig>(
   }
 }
 
+/** What a flag of seconds takes (--timeout, --interval). */
+export const SECONDS = "a number of seconds above 0";
+
+/** A flag's value as a number of seconds above 0, or a UsageError saying what it takes. */
+export function positiveSeconds(option: string, value: string): number {
+  const seconds = Number(value);
+  if (!(Number.isFinite(seconds) && seconds > 0)) throw takesError(option, SECONDS, value);
+  return seconds;
+}
+
 /** What an option takes and what it was given, as the validation of each command says it. */
 export function takesError(option: string, takes: string, value: string): UsageError {
   return new UsageError(`--${option} takes ${takes}: got ${value}`);

@@ -1,6 +1,6 @@
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { parseCommandLine, takesError } from "../../shared/commandLine.ts";
+import { parseCommandLine, positiveSeconds, SECONDS } from "../../shared/commandLine.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { serveProbes } from "../../shared/probeServer.ts";
@@ -36,7 +36,7 @@ const DEFAULT_INTERVAL_MS = 60_000;
 /** What watch's flags that take numbers take, said when a value is wrong. */
 const WATCH_TAKES = {
   ...JUDGING_TAKES,
-  interval: "a number of seconds above 0",
+  interval: SECONDS,
   "metrics-port": "a port number, 0 to 65535",
 } as const;
 
@@ -48,13 +48,6 @@ interface WatchRequest {
   sinceNow: boolean;
   sqsUrl: string | undefined;
   metricsPort: number | undefined;
-}
-
-function intervalSeconds(value: string): number {
-  const seconds = Number(value);
-  if (!(Number.isFinite(seconds) && seconds > 0))
-    throw takesError("interval", WATCH_TAKES.interval, value);
-  return seconds;
 }
 
 async function parseWatchArgs(argv: string[]): Promise<WatchRequest> {
@@ -85,7 +78,7 @@ async function parseWatchArgs(argv: string[]): Promise<WatchRequest> {
   if (!v["dest-template"])
     throw new UsageError("--dest-template 's3://BUCKET/out/{name}' is required");
   if (v.since !== undefined && v.since !== "now") throw new UsageError('--since takes "now" only');
-  const seconds = v.interval === undefined ? undefined : intervalSeconds(v.interval);
+  const seconds = v.interval === undefined ? undefined : positiveSeconds("interval", v.interval);
   const port = v["metrics-port"] ?? process.env.WATCH_METRICS_PORT;
   const metricsPort = port === undefined ? undefined : Number(port);
   if (
