@@ -1,4 +1,6 @@
+import type { S3Client } from "@aws-sdk/client-s3";
 import { Queue, Worker } from "bullmq";
+import type { Cluster, Redis } from "ioredis";
 import type { Config } from "../../shared/config.ts";
 import { CONTRACT_VERSION, type JobResult } from "../../shared/job.ts";
 import type { Logger } from "../../shared/logger.ts";
@@ -7,7 +9,7 @@ import { createS3Client, sdkLogger } from "../../shared/s3Client.ts";
 import { workerName } from "../../shared/workerCensus.ts";
 import { builtInTransforms } from "../judge/transforms/builtIns.ts";
 import type { TransformRegistry } from "../judge/transforms/registry.ts";
-import { workerPartPool } from "../upload/partPool.ts";
+import { type PartPool, workerPartPool } from "../upload/partPool.ts";
 import { createProcessor } from "./processor.ts";
 import { createWorkerMetrics, serveWorkerMetrics } from "./workerMetrics.ts";
 
@@ -26,10 +28,7 @@ export async function startWorker(
   transforms: TransformRegistry = builtInTransforms,
 ): Promise<RunningWorker> {
   const connection = redisConnection(config);
-  // The SDK's own warnings go to the worker's log, once each, never to its stdout as raw lines.
-  const s3 = createS3Client(config, {
-    logger: sdkLogger((message) => log.warn({ sdk: message }, "AWS SDK warning")),
-  });
+  const s3 = workerS3Client(config, log);
   const redis = redisClient(connection);
   // ioredis reconnects by itself; without a listener it would print each error as unhandled.
   redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
@@ -37,11 +36,7 @@ export async function startWorker(
   // A split job's parent adds its shards to the queue it is in.
   const queue = new Queue(config.QUEUE_NAME, { connection, prefix: config.QUEUE_PREFIX });
   const partPool = workerPartPool(config);
-  const metrics =
-    config.WORKER_METRICS_PORT === undefined ? undefined : createWorkerMetrics(() => partPool.size);
-  const metricsServer = metrics
-    ? await serveWorkerMetrics(config.WORKER_METRICS_PORT as number, metrics, redis)
-    : undefined;
+  const { metrics, metricsServer } = await startMetrics(config, partPool, redis);
   const worker = new Worker<unknown, JobResult>(
     config.QUEUE_NAME,
     createProcessor({
@@ -99,4 +94,19 @@ export async function startWorker(
       metricsServer?.close();
     },
   };
+}
+
+/** The worker's S3 client: the SDK's own warnings go to its log, once each, not to stdout. */
+function workerS3Client(config: Config, log: Logger): S3Client {
+  return createS3Client(config, {
+    logger: sdkLogger((message) => log.warn({ sdk: message }, "AWS SDK warning")),
+  });
+}
+
+/** The worker's metrics and their server on WORKER_METRICS_PORT, when one is set. */
+async function startMetrics(config: Config, partPool: PartPool, redis: Redis | Cluster) {
+  if (config.WORKER_METRICS_PORT === undefined) return {};
+  const metrics = createWorkerMetrics(() => partPool.size);
+  const metricsServer = await serveWorkerMetrics(config.WORKER_METRICS_PORT, metrics, redis);
+  return { metrics, metricsServer };
 }
